@@ -1,0 +1,152 @@
+/*
+ * loom.h — Go's runtime scheduler for C programs.
+ *
+ * Goroutines multiplexed M:N over OS threads, channels, select, timers and sync
+ * primitives that park goroutines, never threads.  The contract for every name here
+ * is ../shared/API.md (shipped as docs/API.md); loom-specific additions carry the
+ * `loom_` prefix and are documented beside their declaration.
+ *
+ * Errors: calls that can fail return a negative errno value (-EINVAL, -EPIPE,
+ * -ETIMEDOUT, -EAGAIN, -ENOMEM, -EPERM, -EBUSY, -ECANCELED).  loom never reports
+ * through errno, because a goroutine may resume on another OS thread.  The two
+ * constructors loom_chan_new and loom_go return NULL / 0 and set errno.
+ */
+#ifndef LOOM_H
+#define LOOM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LOOM_VERSION_MAJOR 0
+#define LOOM_VERSION_MINOR 1
+
+/* ---------------------------------------------------------------- runtime */
+
+int      loom_run(int (*main_fn)(void *arg), void *arg);
+
+typedef struct loom_attr {
+    size_t      stack_size;   /* 0: default (LOOM_STACK_SIZE env, else 128 KiB) */
+    int         priority;     /* LOOM_PRIO_LOW, LOOM_PRIO_NORMAL (0, default), LOOM_PRIO_HIGH */
+    const char *name;         /* shown in dumps and traces; copied */
+} loom_attr;
+enum { LOOM_PRIO_LOW = -1, LOOM_PRIO_NORMAL = 0, LOOM_PRIO_HIGH = 1 };
+
+uint64_t loom_go(void (*fn)(void *arg), void *arg);
+uint64_t loom_go_attr(void (*fn)(void *arg), void *arg, const loom_attr *attr);
+void     loom_yield(void);
+void     loom_exit(void);
+uint64_t loom_id(void);
+int      loom_procs(void);
+int64_t  loom_now(void);
+void     loom_sleep(int64_t ns);
+void     loom_lock_thread(void);
+void     loom_unlock_thread(void);
+
+/* loom addition: the default stack size in bytes that loom_go uses. */
+size_t   loom_default_stack_size(void);
+
+/* --------------------------------------------------------------- channels */
+
+typedef struct loom_chan loom_chan;
+loom_chan *loom_chan_new(size_t elem_size, size_t capacity);
+int    loom_send(loom_chan *c, const void *elem);
+int    loom_recv(loom_chan *c, void *elem);
+int    loom_try_send(loom_chan *c, const void *elem);
+int    loom_try_recv(loom_chan *c, void *elem);
+int    loom_close(loom_chan *c);
+size_t loom_chan_len(loom_chan *c);
+size_t loom_chan_cap(loom_chan *c);
+void   loom_chan_free(loom_chan *c);
+
+/* ----------------------------------------------------------------- select */
+
+enum { LOOM_SEND = 1, LOOM_RECV = 2 };
+typedef struct loom_case {
+    loom_chan *chan;   /* NULL: this case is never ready (Go's nil channel) */
+    int        op;     /* LOOM_SEND or LOOM_RECV */
+    void      *elem;   /* value to send, or where to store the received one (may be NULL for RECV) */
+    int        ok;     /* set on the completed case: 1 done, 0 channel closed (RECV elem zeroed) */
+} loom_case;
+
+int loom_select(loom_case *cases, int ncases, int64_t timeout_ns);
+
+/* ------------------------------------------------------------------- sync */
+/* Complete types so they can be declared statically; every field is private. */
+
+struct loom__sema {                 /* a counting semaphore with a FIFO of parked goroutines */
+    unsigned int _count;
+    unsigned int _lock;
+    void        *_head, *_tail;
+};
+#define LOOM__SEMA_INIT { 0, 0, 0, 0 }
+
+typedef struct loom_mutex {
+    int               _state;       /* locked | woken | starving | waiters << 3, as sync.Mutex */
+    struct loom__sema _sema;
+} loom_mutex;
+#define LOOM_MUTEX_INIT { 0, LOOM__SEMA_INIT }
+
+typedef struct loom_rwmutex {
+    loom_mutex        _w;           /* held by writers */
+    struct loom__sema _writer_sem;  /* writer waits for departing readers */
+    struct loom__sema _reader_sem;  /* readers wait for a writer */
+    int               _reader_count;
+    int               _reader_wait;
+} loom_rwmutex;
+#define LOOM_RWMUTEX_INIT { LOOM_MUTEX_INIT, LOOM__SEMA_INIT, LOOM__SEMA_INIT, 0, 0 }
+
+typedef struct loom_cond {
+    unsigned int _lock;
+    void        *_head, *_tail;     /* FIFO of waiters */
+} loom_cond;
+#define LOOM_COND_INIT { 0, 0, 0 }
+
+typedef struct loom_waitgroup {
+    unsigned long long _state;      /* counter << 32 | waiters, as sync.WaitGroup */
+    struct loom__sema  _sema;
+} loom_waitgroup;
+#define LOOM_WAITGROUP_INIT { 0, LOOM__SEMA_INIT }
+
+typedef struct loom_once {
+    unsigned int _done;
+    loom_mutex   _m;
+} loom_once;
+#define LOOM_ONCE_INIT { 0, LOOM_MUTEX_INIT }
+
+void loom_mutex_lock(loom_mutex *m);
+int  loom_mutex_trylock(loom_mutex *m);
+int  loom_mutex_unlock(loom_mutex *m);
+void loom_rwmutex_rlock(loom_rwmutex *m);
+int  loom_rwmutex_runlock(loom_rwmutex *m);
+void loom_rwmutex_lock(loom_rwmutex *m);
+int  loom_rwmutex_unlock(loom_rwmutex *m);
+void loom_cond_wait(loom_cond *c, loom_mutex *m);
+void loom_cond_signal(loom_cond *c);
+void loom_cond_broadcast(loom_cond *c);
+int  loom_wg_add(loom_waitgroup *wg, long delta);
+void loom_wg_done(loom_waitgroup *wg);
+void loom_wg_wait(loom_waitgroup *wg);
+void loom_once_do(loom_once *o, void (*fn)(void *arg), void *arg);
+
+/* ------------------------------------------------------ I/O and blocking */
+
+enum { LOOM_READABLE = 1, LOOM_WRITABLE = 2 };
+int     loom_fd_wait(int fd, int events, int64_t timeout_ns);
+int     loom_fd_close(int fd);
+ssize_t loom_read(int fd, void *buf, size_t n);
+ssize_t loom_write(int fd, const void *buf, size_t n);
+int     loom_accept(int fd, struct sockaddr *addr, socklen_t *len);
+int     loom_connect(int fd, const struct sockaddr *addr, socklen_t len);
+void    loom_block_begin(void);
+void    loom_block_end(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LOOM_H */

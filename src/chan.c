@@ -1,0 +1,234 @@
+/*
+ * chan.c — channels, following Go's runtime/chan.go (names kept: chansend, chanrecv,
+ * closechan, send, recv).  See chan.h for the invariants and which lock guards what.
+ *
+ * A send finds, in order: a waiting receiver (copy straight into its elem and ready it —
+ * the unbuffered rendezvous), room in the ring buffer, or nothing (park on sendq until a
+ * receiver or close wakes it).  A receive mirrors it; for a full buffered channel with a
+ * waiting sender it takes the head of the ring and moves the sender's value to the tail,
+ * which keeps FIFO order.  Close wakes every waiter: receivers get a zeroed value and
+ * -EPIPE, senders -EPIPE.
+ *
+ * After a waiter is woken the runtime never touches the channel again on its behalf: the
+ * waker copies, unlocks, and only then readies the waiter, so a channel may be freed the
+ * moment the last goroutine using it has returned from its call.
+ */
+#include "chan.h"
+
+static bool elem_overflows(size_t elem, size_t cap) { return elem != 0 && cap > SIZE_MAX / 2 / elem; }
+
+loom_chan *loom_chan_new(size_t elem_size, size_t capacity) {
+    if (elem_overflows(elem_size, capacity) || elem_size > (1u << 30)) { errno = EINVAL; return NULL; }
+    size_t bufbytes = elem_size * capacity;
+    size_t hdr = (sizeof(loom_chan) + 63) & ~(size_t)63;
+    if (bufbytes > SIZE_MAX - hdr) { errno = EINVAL; return NULL; }
+    loom_chan *c = calloc(1, hdr + bufbytes);
+    if (!c) { errno = ENOMEM; return NULL; }
+    c->elemsize = elem_size;
+    c->dataqsiz = capacity;
+    c->buf = (char *)c + hdr;
+    return c;
+}
+
+void loom_chan_free(loom_chan *c) { free(c); }
+
+size_t loom_chan_len(loom_chan *c) { return c ? LOAD_RLX(&c->qcount) : 0; }
+size_t loom_chan_cap(loom_chan *c) { return c ? c->dataqsiz : 0; }
+
+/* ---- wait queues */
+
+void loom__waitq_enqueue(loom__waitq *q, loom__sudog *sg) {
+    sg->next = NULL;
+    sg->prev = q->last;
+    if (q->last) q->last->next = sg;
+    else q->first = sg;
+    q->last = sg;
+}
+
+void loom__waitq_remove(loom__waitq *q, loom__sudog *sg) {
+    if (sg->prev) sg->prev->next = sg->next;
+    else if (q->first == sg) q->first = sg->next;
+    else return;                                  /* not in the queue any more */
+    if (sg->next) sg->next->prev = sg->prev;
+    else q->last = sg->prev;
+    sg->next = sg->prev = NULL;
+}
+
+/* Pops the first waiter that can still be woken: a select whose goroutine was already
+ * claimed by another case (or its timeout) is skipped (runtime.waitq.dequeue). */
+loom__sudog *loom__waitq_dequeue(loom__waitq *q) {
+    for (;;) {
+        loom__sudog *sg = q->first;
+        if (!sg) return NULL;
+        q->first = sg->next;
+        if (q->first) q->first->prev = NULL;
+        else q->last = NULL;
+        sg->next = sg->prev = NULL;
+        if (sg->isselect && !CAS(&sg->g->selectdone, 0, 1)) continue;
+        return sg;
+    }
+}
+
+static void wake(loom__sudog *sg, bool success) {
+    G *g = sg->g;
+    sg->success = success;
+    g->param = sg;
+    loom__ready(g);           /* sg lives on g's stack: no access after this */
+}
+
+/* ---- the ring buffer */
+
+void loom__chan_buf_put(loom_chan *c, const void *ep) {
+    if (c->elemsize) memcpy(c->buf + c->sendx * c->elemsize, ep, c->elemsize);
+    if (++c->sendx == c->dataqsiz) c->sendx = 0;
+    STORE_RLX(&c->qcount, c->qcount + 1);
+}
+
+void loom__chan_buf_take(loom_chan *c, void *ep) {
+    char *slot = c->buf + c->recvx * c->elemsize;
+    if (c->elemsize) {
+        if (ep) memcpy(ep, slot, c->elemsize);
+        memset(slot, 0, c->elemsize);
+    }
+    if (++c->recvx == c->dataqsiz) c->recvx = 0;
+    STORE_RLX(&c->qcount, c->qcount - 1);
+}
+
+/* runtime.send: a receiver sg waits; hand it ep directly. */
+void loom__chan_send_to(loom_chan *c, loom__sudog *sg, const void *ep) {
+    if (c->elemsize && sg->elem) memcpy(sg->elem, ep, c->elemsize);
+    loom__lock_release(&c->lock);
+    wake(sg, true);
+}
+
+/* runtime.recv: a sender sg waits.  Unbuffered: take its value.  Full buffer: take the
+ * head, and the sender's value goes to the tail (the slot just freed). */
+void loom__chan_recv_from(loom_chan *c, loom__sudog *sg, void *ep) {
+    if (c->dataqsiz == 0) {
+        if (c->elemsize && ep) memcpy(ep, sg->elem, c->elemsize);
+    } else {
+        char *slot = c->buf + c->recvx * c->elemsize;
+        if (c->elemsize) {
+            if (ep) memcpy(ep, slot, c->elemsize);
+            memcpy(slot, sg->elem, c->elemsize);
+        }
+        if (++c->recvx == c->dataqsiz) c->recvx = 0;
+        c->sendx = c->recvx;
+    }
+    loom__lock_release(&c->lock);
+    wake(sg, true);
+}
+
+/* ---- send / receive */
+
+static int chansend(loom_chan *c, const void *ep, bool block) {
+    if (!c) return -EINVAL;
+    if (!ep && c->elemsize) return -EINVAL;
+    /* fast path for a full buffered channel in non-blocking mode, without the lock (as Go) */
+    if (!block && c->dataqsiz > 0 && LOAD(&c->qcount) == c->dataqsiz && !LOAD(&c->closed))
+        return -EAGAIN;
+    loom__lock_acquire(&c->lock);
+    if (c->closed) {
+        loom__lock_release(&c->lock);
+        return -EPIPE;
+    }
+    loom__sudog *sg = loom__waitq_dequeue(&c->recvq);
+    if (sg) {
+        loom__chan_send_to(c, sg, ep);
+        return 0;
+    }
+    if (c->qcount < c->dataqsiz) {
+        loom__chan_buf_put(c, ep);
+        loom__lock_release(&c->lock);
+        return 0;
+    }
+    if (!block) {
+        loom__lock_release(&c->lock);
+        return -EAGAIN;
+    }
+    if (!loom__in_goroutine()) {
+        loom__lock_release(&c->lock);
+        return -EPERM;
+    }
+    G *g = loom__getg();
+    loom__sudog me = { .g = g, .elem = (void *)ep, .c = c, .caseidx = -1 };
+    g->param = NULL;
+    loom__waitq_enqueue(&c->sendq, &me);
+    loom__park(loom__unlock_after, &c->lock, WAIT_CHAN_SEND);
+    return me.success ? 0 : -EPIPE;
+}
+
+static int chanrecv(loom_chan *c, void *ep, bool block) {
+    if (!c) return -EINVAL;
+    if (!block && c->dataqsiz > 0 && LOAD(&c->qcount) == 0 && !LOAD(&c->closed))
+        return -EAGAIN;
+    loom__lock_acquire(&c->lock);
+    if (c->closed && c->qcount == 0) {
+        loom__lock_release(&c->lock);
+        if (ep && c->elemsize) memset(ep, 0, c->elemsize);
+        return -EPIPE;
+    }
+    loom__sudog *sg = loom__waitq_dequeue(&c->sendq);
+    if (sg) {
+        loom__chan_recv_from(c, sg, ep);
+        return 0;
+    }
+    if (c->qcount > 0) {
+        loom__chan_buf_take(c, ep);
+        loom__lock_release(&c->lock);
+        return 0;
+    }
+    if (!block) {
+        loom__lock_release(&c->lock);
+        return -EAGAIN;
+    }
+    if (!loom__in_goroutine()) {
+        loom__lock_release(&c->lock);
+        return -EPERM;
+    }
+    G *g = loom__getg();
+    loom__sudog me = { .g = g, .elem = ep, .c = c, .caseidx = -1 };
+    g->param = NULL;
+    loom__waitq_enqueue(&c->recvq, &me);
+    loom__park(loom__unlock_after, &c->lock, WAIT_CHAN_RECV);
+    return me.success ? 0 : -EPIPE;   /* closechan zeroed elem */
+}
+
+int loom_send(loom_chan *c, const void *elem) {
+    loom__preempt_check();
+    return chansend(c, elem, true);
+}
+int loom_recv(loom_chan *c, void *elem) {
+    loom__preempt_check();
+    return chanrecv(c, elem, true);
+}
+int loom_try_send(loom_chan *c, const void *elem) { return chansend(c, elem, false); }
+int loom_try_recv(loom_chan *c, void *elem) { return chanrecv(c, elem, false); }
+
+/* runtime.closechan */
+int loom_close(loom_chan *c) {
+    if (!c) return -EINVAL;
+    loom__lock_acquire(&c->lock);
+    if (c->closed) {
+        loom__lock_release(&c->lock);
+        return -EPIPE;
+    }
+    STORE(&c->closed, 1);
+    loom__sudog *list = NULL, *sg;
+    while ((sg = loom__waitq_dequeue(&c->recvq))) {
+        if (sg->elem && c->elemsize) memset(sg->elem, 0, c->elemsize);
+        sg->next = list;
+        list = sg;
+    }
+    while ((sg = loom__waitq_dequeue(&c->sendq))) {
+        sg->next = list;
+        list = sg;
+    }
+    loom__lock_release(&c->lock);
+    while (list) {
+        sg = list;
+        list = sg->next;
+        wake(sg, false);
+    }
+    return 0;
+}

@@ -1,0 +1,336 @@
+/*
+ * internal.h — loom's internal types and the names modules share.
+ *
+ * Naming: public names are loom_*, internal non-static names loom__* (as libuv's uv__*),
+ * file-local names are static and short.  Where loom follows Go's runtime, the function
+ * keeps Go's name after the prefix (loom__runqput is runtime.runqput) so the reader can
+ * put the two side by side.
+ *
+ * Atomics: shared words are plain integers accessed through the __atomic builtins
+ * (LOAD/STORE/CAS below), which both gcc and clang (and ThreadSanitizer) understand.
+ * Every shared field below says who may touch it.
+ */
+#ifndef LOOM_INTERNAL_H
+#define LOOM_INTERNAL_H
+
+#include "loom.h"
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOOM_HIDDEN __attribute__((visibility("hidden")))
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define LOAD(p)          __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define LOAD_ACQ(p)      __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define LOAD_RLX(p)      __atomic_load_n((p), __ATOMIC_RELAXED)
+#define STORE(p, v)      __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define STORE_REL(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define STORE_RLX(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define XADD(p, v)       __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
+#define XCHG(p, v)       __atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST)
+#define CAS(p, o, n)     __extension__({ __typeof__(*(p)) o_ = (o); \
+        __atomic_compare_exchange_n((p), &o_, (n), false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); })
+#define CAS_REL(p, o, n) __extension__({ __typeof__(*(p)) o_ = (o); \
+        __atomic_compare_exchange_n((p), &o_, (n), false, __ATOMIC_RELEASE, __ATOMIC_RELAXED); })
+
+static inline void loom__cpu_relax(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+}
+
+typedef struct loom__g G;
+typedef struct loom__m M;
+typedef struct loom__p P;
+typedef struct loom__timer loom__timer;
+
+/* ------------------------------------------------------------------ lock.c
+ * loom__lock: the runtime's internal mutex (runtime.lock, lock_futex.go): a futex word,
+ * 0 unlocked, 1 locked, 2 locked with sleepers.  Spins briefly, then sleeps in the kernel.
+ * Held only for short critical sections, never across a blocking operation; it may be held
+ * across a goroutine switch only as the "unlock after switch" of loom__park.
+ * loom__note: a one-shot wakeup (runtime.note) an M sleeps on while idle. */
+typedef struct { uint32_t key; } loom__lock;
+typedef struct { uint32_t key; } loom__note;
+#define LOOM__LOCK_INIT { 0 }
+void loom__lock_acquire(loom__lock *l);
+void loom__lock_release(loom__lock *l);
+bool loom__lock_try(loom__lock *l);
+void loom__note_clear(loom__note *n);
+void loom__note_wakeup(loom__note *n);
+void loom__note_sleep(loom__note *n);
+bool loom__note_tsleep(loom__note *n, int64_t ns);   /* false on timeout */
+void loom__osyield(void);
+
+/* ------------------------------------------------------------------ arch/
+ * loom__ctx_switch saves the callee-saved registers, MXCSR and the x87 control word on
+ * the current stack, stores the stack pointer in *save_sp, loads load_sp and restores the
+ * same frame from there.  loom__ctx_init builds the first frame of a fresh stack so that
+ * switching to it calls entry() — see src/arch/ctx_x86_64_sysv_elf.S for the layout. */
+void  loom__ctx_switch(void **save_sp, void *load_sp);
+void *loom__ctx_init(void *stack_top, void (*entry)(void));
+
+/* ------------------------------------------------------------------ stack.c */
+#define LOOM_STACK_DEFAULT  (128u * 1024)
+#define LOOM_STACK_MIN      (16u * 1024)
+#define LOOM_STACK_MAX      (256u * 1024 * 1024)
+#define LOOM_STACK_CANARY   0x6c6f6f6d2d737461ull   /* "loom-sta" */
+size_t loom__stack_class_size(size_t want);          /* rounds to the size class */
+G     *loom__stack_alloc(size_t size);                /* a fresh G record at the top of a fresh stack */
+void   loom__stack_init(void);
+void   loom__stack_term(void);                        /* unmaps every arena */
+bool   loom__stack_find(uintptr_t addr, G **g, uintptr_t *lo, uintptr_t *hi, bool *guard);
+extern size_t loom__stack_default;
+void   loom__stack_free(G *g);                       /* back to the class free list */
+bool   loom__stack_ok(G *g, void *sp);               /* overflow check at switch */
+
+/* ------------------------------------------------------------------ fiber.c
+ * Sanitizer and valgrind annotations for stack switches (no-ops in normal builds). */
+void loom__fiber_create(G *g);
+void loom__fiber_destroy(G *g);
+void loom__fiber_start_switch(G *from, G *to, bool from_dying);
+void loom__fiber_finish_switch(G *g);
+void loom__fiber_init_g0(G *g0);
+void loom__fiber_new_stack(G *g);        /* a fresh slot: tell valgrind */
+void loom__fiber_reuse_stack(G *g);      /* a reused slot: clear stale ASan poison */
+void loom__fiber_free_stack(G *g);
+
+/* ------------------------------------------------------------------ timer.c
+ * A timer fires fn(arg, seq) once at `when` on the P whose heap holds it (per-P 4-ary heaps,
+ * as Go since 1.14).  Timers live inside the objects that use them (a G's sleep timer), never
+ * allocated per use.  Fields after `when` belong to the heap's owner under p->timers_lock. */
+struct loom__timer {
+    int64_t when;              /* deadline, loom_now() ns; written under the heap lock */
+    void  (*fn)(loom__timer *t);
+    void   *arg;
+    P      *pp;                /* heap holding it, or NULL; under that P's timers_lock */
+    int32_t idx;               /* index in pp's heap */
+    uint32_t state;            /* TIMER_IDLE / TIMER_PENDING / TIMER_FIRING, atomic */
+};
+enum { TIMER_IDLE = 0, TIMER_PENDING = 1, TIMER_FIRING = 2 };
+void    loom__timer_add(P *p, loom__timer *t, int64_t when);
+bool    loom__timer_del(loom__timer *t);    /* true if removed before firing; waits out a firing */
+int64_t loom__timers_run(P *p, int64_t now); /* runs due timers; returns next deadline or 0 */
+int64_t loom__timers_next(P *p);             /* earliest deadline of p's heap, 0 = none */
+void    loom__timers_term(P *p);
+int64_t loom__nanotime(void);
+
+/* ------------------------------------------------------------------ G, M, P
+ * Status of a G, and who owns its stack in each (as runtime2.go):
+ *   G_IDLE      just allocated or in a free list; nobody runs it.
+ *   G_RUNNABLE  in a run queue or runnext; not running; the scheduler owns the stack.
+ *   G_RUNNING   running on an M that holds a P; the G owns its stack.
+ *   G_WAITING   parked (channel, lock, sleep…); the object it waits on owns the right to
+ *               ready it (through loom__ready); nobody runs it.
+ *   G_SYSCALL   inside loom_block_begin/end: running without a P.
+ *   G_DEAD      finished; its record and stack wait in a free list for reuse.
+ * A G's saved context is valid whenever it is not G_RUNNING: loom__park publishes the G
+ * (releases the lock guarding its wait queue, arms its timer) only after the switch away
+ * from it is complete, in the "after switch" hook run on the next context. */
+enum { G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING, G_SYSCALL, G_DEAD };
+
+/* wait reasons, shown in dumps */
+enum { WAIT_NONE, WAIT_CHAN_SEND, WAIT_CHAN_RECV, WAIT_SELECT, WAIT_SELECT_NOCASES, WAIT_SLEEP,
+       WAIT_MUTEX, WAIT_RWMUTEX_R, WAIT_RWMUTEX_W, WAIT_COND, WAIT_WAITGROUP, WAIT_SEMA,
+       WAIT_IO, WAIT_LOCKED_THREAD, WAIT_COUNT };
+extern const char *const loom__wait_names[WAIT_COUNT];
+
+typedef struct loom__sudog loom__sudog;
+
+struct loom__g {
+    void     *sp;              /* saved stack pointer while not running; owner: the switcher */
+    M        *m;               /* M running it; written by whoever switches to it */
+    G        *schedlink;       /* run-queue / free-list link; owner: the queue holding it */
+    uint64_t  id;              /* > 0; fixed while alive */
+    uint32_t  status;          /* G_*; atomic, for dumps and assertions */
+    uint32_t  waitreason;      /* WAIT_*, set before parking */
+    int64_t   waitsince;       /* loom_now() when it parked */
+    int       saved_errno;     /* the goroutine's errno while not running */
+    int       prio;            /* LOOM_PRIO_*; used by the priority work (issue 7) */
+    void    (*fn)(void *);
+    void     *arg;
+    void     *param;           /* wakeup parameter (a sudog, or NULL), set by the waker */
+    uint32_t  selectdone;      /* select / timed park: 0 armed, 1 claimed by a waker; atomic */
+    uint32_t  parkseq;         /* bumped at each timed park, so a stale timer can't wake it */
+    M        *lockedm;         /* loom_lock_thread; owner: the G itself */
+    loom__timer timer;         /* sleep / select timeout; owner: the G */
+    char     *stack_lo;        /* lowest usable address (above the guard page, if any) */
+    size_t    stack_size;      /* usable bytes from stack_lo to the G record */
+    uintptr_t stack_base;      /* start of the slot (the guard page, if any) */
+    size_t    slot_size;       /* whole slot: guard + stack + G record */
+    bool      guarded;         /* a PROT_NONE guard page sits below stack_lo */
+    G        *allnext;         /* list of every G ever allocated; under sched.allg_lock */
+    char      name[32];        /* loom_attr.name, copied; shown in dumps */
+    void     *fiber;           /* TSan fiber */
+    unsigned  vg_stack_id;     /* valgrind stack registration */
+    void     *asan_fake_stack;
+    const void *asan_bottom;   /* for g0: the thread stack, learned on the first switch */
+    size_t    asan_size;
+    void     *created_pc;      /* where loom_go was called, for dumps */
+};
+
+/* An M is an OS thread.  Fields are owned by the M itself unless noted. */
+struct loom__m {
+    G          g0;             /* the thread's own stack: runs schedule() */
+    G         *curg;           /* goroutine running now (or &g0) */
+    P         *p;              /* attached P, or NULL */
+    P         *nextp;          /* P handed over by startm; written by the waker before note_wakeup */
+    bool       spinning;       /* looking for work; counted in sched.nmspinning */
+    bool       blocked;       /* in loom_block_begin/end without a P */
+    int        id;
+    pthread_t  thread;
+    loom__note park;           /* sleeps here while idle (stopm) */
+    M         *schedlink;      /* idle list link; under sched.lock */
+    M         *alllink;        /* list of all Ms; under sched.lock */
+    G         *lockedg;        /* goroutine locked to this thread */
+    G         *pending_g;      /* locked goroutine handed back with a P (startlockedm); set before park wakeup */
+    /* the "after switch" hook: set by the context switching away, run by the one switched to */
+    void     (*after_fn)(G *prev, void *arg);
+    void      *after_arg;
+    G         *after_prev;
+    uint32_t   fastrand;       /* per-M PRNG state */
+    uint64_t   fastrand64;
+    int        tid;
+    bool       exited;
+    void      *altstack;       /* our sigaltstack, if we installed one */
+};
+
+/* Local run queue size, as Go's 256-slot ring. */
+#define LOOM_RUNQ_SIZE 256
+
+/* A P is the right to run goroutines.  The owner is the M that holds it (p->m). */
+struct loom__p {
+    int        id;
+    uint32_t   status;          /* P_IDLE / P_RUNNING; atomic */
+    M         *m;               /* owning M; written by acquirep/releasep */
+    P         *link;            /* idle list; under sched.lock */
+    uint32_t   schedtick;       /* incremented per schedule(); owner only (sysmon reads) */
+    /* local run queue: lock-free ring, one producer (the owner), many consumers (thieves),
+     * as runtime.runqput/runqget/runqgrab. head is CASed by consumers, tail stored by the owner */
+    uint32_t   runqhead;
+    uint32_t   runqtail;
+    G         *runq[LOOM_RUNQ_SIZE];
+    G         *runnext;         /* set by the owner; thieves may CAS it to NULL */
+    /* free G records with default-size stacks, LIFO for warm reuse; owner only */
+    G         *gfree;
+    int        ngfree;
+    /* timers: 4-ary min-heap on when; guarded by timers_lock (other Ps run due timers too) */
+    loom__lock timers_lock;
+    loom__timer **timers;
+    int        ntimers, timers_cap;
+    int64_t    timer0_when;     /* heap[0]->when or 0; atomic, read without the lock */
+    /* preemption of a runnext ping-pong pair: set by sysmon when a slice ran too long */
+    uint32_t   preempt;
+    uint32_t   sysmontick;      /* sysmon's view of schedtick; sysmon only */
+    int64_t    sysmonwhen;      /* when sysmon saw schedtick change; sysmon only */
+    int64_t    slice_start;     /* loom_now() at the start of the current slice */
+};
+enum { P_IDLE, P_RUNNING };
+
+/* The scheduler's global state (runtime.schedt). */
+struct loom__sched {
+    loom__lock lock;            /* guards the fields up to runqsize */
+    M         *midle;           /* idle Ms */
+    int        nmidle;
+    int        mcount;          /* Ms created */
+    int        nmblocked;       /* Ms in loom_block_begin/end */
+    int        nmlockedidle;    /* locked Ms sleeping until their goroutine is ready */
+    P         *pidle;           /* idle Ps */
+    uint32_t   npidle;          /* atomic (read without lock) */
+    uint32_t   nmspinning;      /* atomic */
+    G         *runqhead, *runqtail;   /* global run queue */
+    int32_t    runqsize;        /* atomic reads allowed */
+    G         *gfree;           /* free Gs of any stack size; under gfree_lock */
+    loom__lock gfree_lock;
+    loom__lock allg_lock;
+    G         *allg;            /* every G record; under allg_lock */
+    M         *allm;            /* under lock */
+    P        **allp;
+    int        nprocs;
+    uint64_t   goidgen;         /* atomic */
+    uint32_t   exiting;         /* loom_run's main returned; atomic */
+    int        exit_code;
+    int64_t    lastpoll;        /* 0 while an M blocks in netpoll; atomic */
+    int64_t    polluntil;       /* that M's wake deadline; atomic */
+    uint32_t   ngsys;           /* goroutines alive (not dead); atomic */
+    uint32_t   sysmonwait;      /* sysmon sleeps on sysmonnote; atomic */
+    loom__note sysmonnote;
+    pthread_t  sysmon_thread;
+    bool       running;         /* between loom_run's start and end */
+    int64_t    start_time;
+    int        slice_us;        /* time slice */
+};
+extern struct loom__sched loom__sched;
+
+/* The current M: a thread-local pointer read through a non-inlined call, so no compiler
+ * can cache its address across a goroutine switch (which may change the thread). */
+M   *loom__getm(void);
+void loom__setm(M *m);
+static inline G *loom__getg(void) { M *m = loom__getm(); return m ? m->curg : NULL; }
+
+/* ------------------------------------------------------------------ proc.c */
+void loom__park(void (*after)(G *prev, void *arg), void *arg, int reason);    /* gopark */
+void loom__ready(G *g);                                                       /* goready */
+void loom__ready_list(G *head);                 /* readies a schedlink-ed list */
+bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64_t ns);
+void loom__wakep(void);
+void loom__wake_netpoller(int64_t when);
+void loom__checkdead(void);
+void loom__wake_all_ms(void);
+bool loom__in_goroutine(void);                  /* a G (not g0, not a foreign thread) runs here */
+uint32_t loom__fastrand(M *m);
+uint32_t loom__fastrandn(M *m, uint32_t n);
+void loom__preempt_check(void);                 /* cooperative preemption point */
+void loom__unlock_after(G *prev, void *lock);   /* an "after switch" hook: releases a loom__lock */
+
+/* ------------------------------------------------------------------ runq.c */
+void loom__runqput(P *p, G *g, bool next);
+G   *loom__runqget(P *p, bool *inherit);
+bool loom__runqempty(P *p);
+G   *loom__runqsteal(P *p, P *victim, bool stealrunnext);
+void loom__globrunqput(G *g);                    /* sched.lock held */
+void loom__globrunqputbatch(G *head, G *tail, int n); /* sched.lock held */
+G   *loom__globrunqget(P *p, int max);           /* sched.lock held */
+void loom__runq_drain(P *p);                     /* runtime end: forget the queue */
+
+/* ------------------------------------------------------------------ netpoll.c
+ * The core's view of the poller (backend: netpoll_epoll.c).  loom__netpoll blocks up to ns
+ * (< 0 forever, 0 just checks) and returns a schedlink-ed list of goroutines made ready. */
+int  loom__netpoll_init(void);
+void loom__netpoll_term(void);
+G   *loom__netpoll(int64_t ns);
+void loom__netpoll_break(void);
+bool loom__netpoll_has_waiters(void);
+
+/* ------------------------------------------------------------------ sysmon.c */
+int  loom__sysmon_start(void);
+void loom__sysmon_stop(void);
+void loom__sysmon_wake(void);
+
+/* ------------------------------------------------------------------ fatal.c */
+void loom__fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+void loom__dump_goroutines(FILE *f);
+void loom__signals_init(void);
+void loom__signals_term(void);
+void loom__sigaltstack_init(M *m);
+void loom__sigaltstack_term(M *m);
+
+/* ------------------------------------------------------------------ cpus.c */
+int  loom__cpu_count(void);
+int  loom__cpu_count_at(const char *cgroup_root, const char *proc_self_cgroup, int affinity_cpus);
+
+/* ------------------------------------------------------------------ sema.c
+ * Semaphore with a FIFO of parked goroutines (runtime.semacquire / semrelease). */
+void loom__semacquire(struct loom__sema *s, bool lifo, int reason);
+void loom__semrelease(struct loom__sema *s, bool handoff);
+
+/* env helpers */
+long loom__env_long(const char *name, long dflt, long lo, long hi);
+
+#endif

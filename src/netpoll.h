@@ -1,0 +1,22 @@
+/*
+ * netpoll.h — the interface between the poller core (netpoll.c) and its backend
+ * (netpoll_epoll.c, chosen by the build).  The core never sees epoll types: the backend
+ * translates its events into loom__poll_event (as Redis's ae.c / ae_epoll.c).
+ */
+#ifndef LOOM_NETPOLL_H
+#define LOOM_NETPOLL_H
+#include "internal.h"
+
+typedef struct {
+    void *ud;       /* what the core registered with the fd */
+    int   events;   /* LOOM_READABLE | LOOM_WRITABLE; errors and hang-ups report both */
+} loom__poll_event;
+
+int  loom__pollb_init(void);
+void loom__pollb_term(void);
+int  loom__pollb_add(int fd, void *ud);           /* edge-triggered, read and write; 0 or -errno */
+int  loom__pollb_del(int fd);
+/* Waits up to ns (< 0 forever, 0 poll); returns the number of events, a break counts as 0 */
+int  loom__pollb_wait(int64_t ns, loom__poll_event *ev, int max);
+void loom__pollb_break(void);
+#endif

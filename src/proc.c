@@ -1,0 +1,1041 @@
+/*
+ * proc.c — the scheduler: goroutines (G), OS threads (M), processors (P).
+ *
+ * Design story
+ * ------------
+ * loom is Go's scheduler (src/runtime/proc.go) rebuilt for C programs.
+ *
+ *   G  a goroutine: a function, a stack carved from an arena (stack.c) with its record at
+ *      the top, and a saved stack pointer.  Cheap: a parked goroutine costs one page.
+ *   M  an OS thread.  Its own (pthread) stack is its g0, where schedule() runs whenever
+ *      there is no goroutine to switch to directly.  Idle Ms sleep on a futex (m->park)
+ *      in a pool, so starting a thread is rare.
+ *   P  the right to run goroutines, LOOM_PROCS of them (default: the CPUs this process may
+ *      use, cpus.c).  An M must hold a P to run goroutines.  Each P has a local run queue
+ *      and a runnext slot (runq.c), a cache of dead goroutines for warm reuse, and a timer
+ *      heap (timer.c).
+ *
+ * Finding work (schedule → findrunnable) follows Go: runnext and the local queue; the
+ * global queue every 61st tick so it can't starve; own due timers; then, as a spinning M,
+ * other Ps' due timers and half of a random victim's queue (4 passes, random order, the
+ * last one may take a running P's runnext); then release the P, re-check everything, and
+ * block: one M in netpoll (epoll) until the next timer, the others on their futex.
+ *
+ * Spinning Ms and wakeups (the part with the lost-wakeup races, see Go's proc.go header
+ * and golang/go#43997): a goroutine made ready goes to the readier's runnext, then
+ * wakep() starts a spinning M if there is an idle P and no M is spinning already.  The
+ * number of spinning Ms is bounded (2*nmspinning < procs - npidle).  A spinning M that
+ * finds work stops spinning and, if it was the last spinner, wakes another (so the next
+ * ready goroutine is found).  A spinning M that finds nothing first drops its P, then
+ * stops spinning (nmspinning--), then re-checks every run queue: a producer that queued
+ * work after our checks saw nmspinning != 0 and did not wake anyone, so we must look once
+ * more after announcing we are no longer spinning.  Go rejected three simpler designs
+ * (centralised state, handing off to a thread on every readying, and unparking a thread
+ * per ready goroutine) because they either serialised everything or woke threads that
+ * found nothing to do; loom keeps Go's design for the same reasons — a futex wake costs
+ * ~16 µs on these VMs.
+ *
+ * Switching: goroutines switch directly to each other when the local queue has work
+ * (loom_yield and a channel handoff are one register swap, no trip through g0); only when
+ * the P runs dry does the goroutine switch to g0 to run findrunnable.  Whatever must happen
+ * after the old goroutine's context is saved — releasing the lock that guards the wait
+ * queue it joined, arming its timer, putting a yielding goroutine back on a queue, freeing
+ * a dead one — is an "after switch" hook (m->after_fn), run by the context switched to
+ * (Go's gopark does the same with unlockf on g0).  That is the whole park/unpark protocol:
+ * a goroutine becomes visible to wakers only once it is fully switched out, so no waker
+ * can ever resume a goroutine whose stack is still in use.  Hooks must copy what they
+ * need from the parked goroutine's stack before the step that publishes it.
+ *
+ * errno belongs to the goroutine: it is saved at every switch and restored on the thread
+ * the goroutine resumes on (through non-inlined helpers, because __errno_location is a
+ * const function whose result the compiler may keep across the switch).
+ *
+ * Time slices: a goroutine taken from runnext inherits the current slice (schedtick is not
+ * bumped), so a ping-pong pair shares one slice; sysmon (sysmon.c) sets p->preempt when a
+ * P's schedtick has not moved for a slice, and the next schedule() then puts runnext at
+ * the tail and runs the queue head instead: the pair cannot starve the queue behind it.
+ */
+#include "internal.h"
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+struct loom__sched loom__sched;
+
+const char *const loom__wait_names[WAIT_COUNT] = {
+    [WAIT_NONE] = "running", [WAIT_CHAN_SEND] = "chan send", [WAIT_CHAN_RECV] = "chan receive",
+    [WAIT_SELECT] = "select", [WAIT_SELECT_NOCASES] = "select (no cases)", [WAIT_SLEEP] = "sleep",
+    [WAIT_MUTEX] = "sync.Mutex.Lock", [WAIT_RWMUTEX_R] = "sync.RWMutex.RLock",
+    [WAIT_RWMUTEX_W] = "sync.RWMutex.Lock", [WAIT_COND] = "sync.Cond.Wait",
+    [WAIT_WAITGROUP] = "sync.WaitGroup.Wait", [WAIT_SEMA] = "semacquire", [WAIT_IO] = "IO wait",
+    [WAIT_LOCKED_THREAD] = "locked to thread",
+};
+
+static int64_t stack_class_default;   /* slot size of the default class */
+
+/* ------------------------------------------------------------------ helpers */
+
+int64_t loom__nanotime(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t loom_now(void) { return loom__nanotime(); }
+
+/* errno through functions the compiler cannot see into (see the design story) */
+__attribute__((noinline, noipa)) static int errno_get(void) { return errno; }
+__attribute__((noinline, noipa)) static void errno_set(int v) { errno = v; }
+
+uint32_t loom__fastrand(M *m) {
+    /* xorshift64*, per M */
+    uint64_t x = m->fastrand64;
+    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    m->fastrand64 = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+uint32_t loom__fastrandn(M *m, uint32_t n) {
+    return (uint32_t)(((uint64_t)loom__fastrand(m) * n) >> 32);
+}
+
+bool loom__in_goroutine(void) {
+    M *m = loom__getm();
+    return m && m->curg != &m->g0 && m->p != NULL;
+}
+
+/* ------------------------------------------------------------------ switching */
+
+static void after_switch(G *self);
+
+/* Switches from `from` (the running context of M m) to `to`.  `after` runs on `to`'s side
+ * once from's context is saved.  Returns when someone switches back to `from`, possibly on
+ * another M. */
+static void gogo(M *m, G *from, G *to, void (*after)(G *, void *), void *arg, bool dying) {
+    m->after_fn = after;
+    m->after_arg = arg;
+    m->after_prev = from;
+    m->curg = to;
+    to->m = m;
+    if (to != &m->g0) STORE_RLX(&to->status, G_RUNNING);
+    from->saved_errno = errno_get();
+    if (from != &m->g0 && !dying) {
+        void *sp = __builtin_frame_address(0);
+        if (unlikely(!loom__stack_ok(from, sp)))
+            loom__fatal("goroutine %llu overflowed its stack (%zu KiB)",
+                        (unsigned long long)from->id, from->stack_size / 1024);
+    }
+    loom__fiber_start_switch(from, to, dying);
+    loom__ctx_switch(&from->sp, to->sp);
+    after_switch(from);
+}
+
+/* First thing a context does when switched to: finish the tools' bookkeeping, take back
+ * its errno, run the switcher's hook.  `self->m` was set by whoever switched to us. */
+static void after_switch(G *self) {
+    M *m = self->m;
+    loom__fiber_finish_switch(self);
+    errno_set(self->saved_errno);
+    void (*fn)(G *, void *) = m->after_fn;
+    if (fn) {
+        m->after_fn = NULL;
+        fn(m->after_prev, m->after_arg);
+    }
+}
+
+void loom__unlock_after(G *prev, void *lock) {
+    (void)prev;
+    loom__lock_release((loom__lock *)lock);
+}
+
+/* ------------------------------------------------------------------ Ps and Ms */
+
+static void pidleput(P *p) {          /* sched.lock held */
+    if (!loom__runqempty(p)) loom__fatal("pidleput: P has a non-empty run queue");
+    p->m = NULL;
+    STORE(&p->status, P_IDLE);
+    p->link = loom__sched.pidle;
+    loom__sched.pidle = p;
+    XADD(&loom__sched.npidle, 1);
+}
+
+static P *pidleget(void) {           /* sched.lock held */
+    P *p = loom__sched.pidle;
+    if (p) {
+        loom__sched.pidle = p->link;
+        if (XADD(&loom__sched.npidle, -1) == (uint32_t)loom__sched.nprocs && LOAD(&loom__sched.sysmonwait))
+            loom__sysmon_wake();
+    }
+    return p;
+}
+
+static void acquirep(M *m, P *p) {
+    m->p = p;
+    p->m = m;
+    STORE(&p->status, P_RUNNING);
+}
+
+static P *releasep(M *m) {
+    P *p = m->p;
+    m->p = NULL;
+    return p;
+}
+
+static void mput(M *m) {             /* sched.lock held */
+    m->schedlink = loom__sched.midle;
+    loom__sched.midle = m;
+    loom__sched.nmidle++;
+}
+
+static M *mget(void) {               /* sched.lock held */
+    M *m = loom__sched.midle;
+    if (m) {
+        loom__sched.midle = m->schedlink;
+        loom__sched.nmidle--;
+    }
+    return m;
+}
+
+static void *mstart(void *arg);
+
+static M *allocm(void) {
+    M *m = calloc(1, sizeof *m);
+    if (!m) loom__fatal("out of memory allocating an M");
+    loom__lock_acquire(&loom__sched.lock);
+    m->id = loom__sched.mcount++;
+    m->alllink = loom__sched.allm;
+    loom__sched.allm = m;
+    loom__lock_release(&loom__sched.lock);
+    m->g0.m = m;
+    m->curg = &m->g0;
+    m->fastrand64 = (uint64_t)loom__nanotime() * 0x9E3779B97F4A7C15ull + (uint64_t)m->id * 0xBF58476D1CE4E5B9ull + 1;
+    strcpy(m->g0.name, "g0");
+    return m;
+}
+
+/* Creates a thread that starts with P p (runtime.newm). */
+static void newm(P *p, bool spinning) {
+    M *m = allocm();
+    m->nextp = p;
+    m->spinning = spinning;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    /* the new thread starts with every signal blocked, then unblocks its own set */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int err = pthread_create(&m->thread, &attr, mstart, m);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (err) loom__fatal("pthread_create failed: %s", strerror(err));
+}
+
+/* Runs some M on P p, or on an idle P if p is NULL (runtime.startm).  If spinning, the
+ * caller already counted the M in nmspinning. */
+static void startm(P *p, bool spinning) {
+    loom__lock_acquire(&loom__sched.lock);
+    if (!p) {
+        p = pidleget();
+        if (!p) {
+            loom__lock_release(&loom__sched.lock);
+            if (spinning) XADD(&loom__sched.nmspinning, -1);
+            return;
+        }
+    }
+    M *nm = mget();
+    loom__lock_release(&loom__sched.lock);
+    if (!nm) {
+        newm(p, spinning);
+        return;
+    }
+    nm->spinning = spinning;
+    nm->nextp = p;
+    loom__note_wakeup(&nm->park);
+}
+
+/* Tries to add one more spinning M to run goroutines (runtime.wakep). */
+void loom__wakep(void) {
+    if (LOAD(&loom__sched.npidle) == 0) return;
+    if (LOAD(&loom__sched.nmspinning) != 0 || !CAS(&loom__sched.nmspinning, 0, 1)) return;
+    startm(NULL, true);
+}
+
+/* Hands off P from an M that is about to block or sleep (runtime.handoffp). */
+static void handoffp(P *p) {
+    if (!loom__runqempty(p) || LOAD(&loom__sched.runqsize) != 0) {
+        startm(p, false);
+        return;
+    }
+    if (LOAD(&loom__sched.nmspinning) + LOAD(&loom__sched.npidle) == 0 &&
+        CAS(&loom__sched.nmspinning, 0, 1)) {
+        startm(p, true);
+        return;
+    }
+    loom__lock_acquire(&loom__sched.lock);
+    if (LOAD(&loom__sched.runqsize) != 0) {
+        loom__lock_release(&loom__sched.lock);
+        startm(p, false);
+        return;
+    }
+    if (loom__timers_next(p) != 0 && LOAD(&loom__sched.npidle) + 1 == (uint32_t)loom__sched.nprocs) {
+        /* this P's timers must not be left unwatched: keep it running */
+        loom__lock_release(&loom__sched.lock);
+        startm(p, false);
+        return;
+    }
+    pidleput(p);
+    loom__lock_release(&loom__sched.lock);
+}
+
+/* Stops the M until it is given a P (runtime.stopm).  Returns false at runtime exit. */
+static bool stopm(M *m) {
+    loom__lock_acquire(&loom__sched.lock);
+    mput(m);
+    loom__checkdead();
+    loom__lock_release(&loom__sched.lock);
+    loom__note_sleep(&m->park);
+    loom__note_clear(&m->park);
+    if (LOAD(&loom__sched.exiting)) return false;
+    acquirep(m, m->nextp);
+    m->nextp = NULL;
+    return true;
+}
+
+static void resetspinning(M *m) {
+    m->spinning = false;
+    uint32_t n = XADD(&loom__sched.nmspinning, -1) - 1;
+    if ((int32_t)n < 0) loom__fatal("resetspinning: negative nmspinning");
+    /* we were the last spinner and found work: there may be more, wake another */
+    loom__wakep();
+}
+
+/* ------------------------------------------------------------------ dead Gs */
+
+static void gfput(P *p, G *g) {
+    loom__fiber_destroy(g);
+    STORE_RLX(&g->status, G_DEAD);
+    if ((int64_t)g->slot_size != stack_class_default) {
+        loom__stack_free(g);
+        return;
+    }
+    g->schedlink = p->gfree;
+    p->gfree = g;
+    if (++p->ngfree >= 64) {
+        while (p->ngfree > 32) {
+            G *x = p->gfree;
+            p->gfree = x->schedlink;
+            p->ngfree--;
+            loom__stack_free(x);
+        }
+    }
+}
+
+static G *gfget(P *p, size_t slot) {
+    G *g = NULL;
+    if ((int64_t)slot == stack_class_default && p->gfree) {
+        g = p->gfree;
+        p->gfree = g->schedlink;
+        p->ngfree--;
+    } else {
+        g = loom__stack_alloc(slot);
+        if (!g) return NULL;
+    }
+    if (g->id == 0 && g->allnext == NULL && g->status == G_IDLE) {
+        /* a fresh slot: register it once */
+        loom__fiber_new_stack(g);
+        loom__lock_acquire(&loom__sched.allg_lock);
+        g->allnext = loom__sched.allg;
+        loom__sched.allg = g;
+        loom__lock_release(&loom__sched.allg_lock);
+    } else {
+        loom__fiber_reuse_stack(g);
+    }
+    return g;
+}
+
+/* ------------------------------------------------------------------ goroutine life */
+
+static void goexit0(G *prev, void *arg);
+
+static __attribute__((noreturn)) void goexit(bool main_returned) {
+    M *m = loom__getm();
+    G *g = m->curg;
+    if (g->lockedm) {           /* a locked goroutine that exits frees its thread */
+        g->lockedm = NULL;
+        m->lockedg = NULL;
+    }
+    XADD(&loom__sched.ngsys, -1);
+    if (main_returned) {
+        STORE(&loom__sched.exiting, 1);
+        loom__wake_all_ms();
+    }
+    g->waitreason = WAIT_NONE;
+    gogo(m, g, &m->g0, goexit0, NULL, true);
+    __builtin_unreachable();
+}
+
+static void goexit0(G *prev, void *arg) {
+    (void)arg;
+    M *m = prev->m;
+    gfput(m->p, prev);
+}
+
+static int main_result;
+static int (*main_fn_ptr)(void *);
+
+/* goroutine 1: when main_fn returns, the runtime ends */
+static void main_goroutine(void *arg) {
+    main_result = main_fn_ptr(arg);
+    loom__sched.exit_code = main_result;
+    goexit(true);
+}
+
+/* Every goroutine starts here, on its own stack, switched to by gogo. */
+static void goroutine_entry(void) {
+    M *m = loom__getm();
+    G *g = m->curg;
+    after_switch(g);
+    g->fn(g->arg);
+    goexit(false);
+}
+
+uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
+    if (!fn) { errno = EINVAL; return 0; }
+    M *m = loom__getm();
+    if (!m || !m->p || !LOAD(&loom__sched.running)) { errno = EPERM; return 0; }
+    size_t want = attr ? attr->stack_size : 0;
+    size_t slot = loom__stack_class_size(want);
+    if (slot == 0) { errno = EINVAL; return 0; }
+    if (attr && (attr->priority < LOOM_PRIO_LOW || attr->priority > LOOM_PRIO_HIGH)) { errno = EINVAL; return 0; }
+    P *p = m->p;
+    G *g = gfget(p, slot);
+    if (!g) { errno = ENOMEM; return 0; }
+    g->id = XADD(&loom__sched.goidgen, 1) + 1;
+    g->fn = fn;
+    g->arg = arg;
+    g->param = NULL;
+    g->schedlink = NULL;
+    g->lockedm = NULL;
+    g->saved_errno = 0;
+    g->waitreason = WAIT_NONE;
+    g->selectdone = 0;
+    g->prio = attr ? attr->priority : LOOM_PRIO_NORMAL;
+    g->asan_fake_stack = NULL;
+    g->timer.pp = NULL;
+    g->timer.state = TIMER_IDLE;
+    g->created_pc = __builtin_return_address(0);
+    g->name[0] = 0;
+    if (attr && attr->name) {
+        strncpy(g->name, attr->name, sizeof g->name - 1);
+        g->name[sizeof g->name - 1] = 0;
+    }
+    g->sp = loom__ctx_init(g->stack_lo + g->stack_size, goroutine_entry);
+    loom__fiber_create(g);
+    XADD(&loom__sched.ngsys, 1);
+    STORE_RLX(&g->status, G_RUNNABLE);
+    loom__runqput(p, g, true);
+    loom__wakep();
+    return g->id;
+}
+
+uint64_t loom_go(void (*fn)(void *), void *arg) {
+    return loom_go_attr(fn, arg, NULL);
+}
+
+/* ------------------------------------------------------------------ schedule */
+
+/* The quick look at local work (the top of runtime.schedule): the global queue on every
+ * 61st tick, due timers, then runnext and the local queue. */
+static G *runq_fast(P *p, bool *inherit) {
+    *inherit = false;
+    if (unlikely(LOAD_RLX(&p->preempt))) {
+        /* the slice is used up: runnext loses its claim to the rest of it */
+        STORE(&p->preempt, 0);
+        G *next = LOAD(&p->runnext);
+        if (next && CAS(&p->runnext, next, NULL)) loom__runqput(p, next, false);
+    }
+    if (p->schedtick % 61 == 0 && LOAD_RLX(&loom__sched.runqsize) > 0) {
+        loom__lock_acquire(&loom__sched.lock);
+        G *g = loom__globrunqget(p, 1);
+        loom__lock_release(&loom__sched.lock);
+        if (g) return g;
+    }
+    if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
+    return loom__runqget(p, inherit);
+}
+
+static void ran(P *p, bool inherit) {
+    if (!inherit) STORE_RLX(&p->schedtick, p->schedtick + 1);
+}
+
+/* Steals from other Ps (runtime.stealWork): 4 passes in random order; the last one may
+ * also take a running P's runnext.  Also runs other Ps' due timers. */
+static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
+    int n = loom__sched.nprocs;
+    for (int pass = 0; pass < 4; pass++) {
+        bool last = pass == 3;
+        uint32_t start = loom__fastrandn(m, (uint32_t)n);
+        for (int i = 0; i < n; i++) {
+            if (LOAD(&loom__sched.exiting)) return NULL;
+            P *v = loom__sched.allp[(start + (uint32_t)i) % (uint32_t)n];
+            if (v == p) continue;
+            if (last && LOAD_RLX(&v->timer0_when) != 0 && LOAD_RLX(&v->timer0_when) <= now) {
+                loom__timers_run(v, now);
+                *rantimers = true;
+                bool inh;
+                G *g = loom__runqget(p, &inh);
+                if (g) return g;
+            }
+            if (LOAD(&v->status) == P_IDLE) continue;
+            G *g = loom__runqsteal(p, v, last);
+            if (g) return g;
+        }
+    }
+    return NULL;
+}
+
+/* Blocks until there is work and returns it, with m->p set (runtime.findRunnable).
+ * Returns NULL at runtime exit. */
+static G *findrunnable(M *m) {
+    for (;;) {
+        P *p = m->p;
+        if (LOAD(&loom__sched.exiting)) return NULL;
+        int64_t now = loom__nanotime();
+        if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, now);
+        bool inh;
+        G *g = loom__runqget(p, &inh);
+        if (g) { ran(p, inh); return g; }
+        if (LOAD(&loom__sched.runqsize) != 0) {
+            loom__lock_acquire(&loom__sched.lock);
+            g = loom__globrunqget(p, 0);
+            loom__lock_release(&loom__sched.lock);
+            if (g) { ran(p, false); return g; }
+        }
+        /* non-blocking netpoll when someone waits on fds and nobody is polling */
+        if (loom__netpoll_has_waiters() && LOAD(&loom__sched.lastpoll) != 0) {
+            G *list = loom__netpoll(0);
+            if (list) {
+                g = list;
+                loom__ready_list(list->schedlink);
+                ran(p, false);
+                return g;
+            }
+        }
+        /* steal, spinning, while few enough Ms spin */
+        if (m->spinning || 2 * LOAD(&loom__sched.nmspinning) < (uint32_t)loom__sched.nprocs - LOAD(&loom__sched.npidle)) {
+            if (!m->spinning) {
+                m->spinning = true;
+                XADD(&loom__sched.nmspinning, 1);
+            }
+            bool rantimers = false;
+            g = stealwork(m, p, now, &rantimers);
+            if (g) { ran(p, false); return g; }
+            if (rantimers) continue;
+        }
+        /* nothing: give up the P, then re-check everything before sleeping */
+        loom__lock_acquire(&loom__sched.lock);
+        if (LOAD(&loom__sched.runqsize) != 0) {
+            g = loom__globrunqget(p, 0);
+            loom__lock_release(&loom__sched.lock);
+            ran(p, false);
+            return g;
+        }
+        if (!loom__runqempty(p)) {          /* a timer or netpoll readied into our queue */
+            loom__lock_release(&loom__sched.lock);
+            continue;
+        }
+        releasep(m);
+        pidleput(p);
+        loom__lock_release(&loom__sched.lock);
+
+        bool was_spinning = m->spinning;
+        if (m->spinning) {
+            m->spinning = false;
+            if ((int32_t)(XADD(&loom__sched.nmspinning, -1) - 1) < 0) loom__fatal("findrunnable: negative nmspinning");
+            /* the re-check after dropping nmspinning (see the design story) */
+            for (int i = 0; i < loom__sched.nprocs; i++) {
+                P *v = loom__sched.allp[i];
+                if (!loom__runqempty(v)) {
+                    loom__lock_acquire(&loom__sched.lock);
+                    P *np = pidleget();
+                    loom__lock_release(&loom__sched.lock);
+                    if (np) {
+                        acquirep(m, np);
+                        m->spinning = true;
+                        XADD(&loom__sched.nmspinning, 1);
+                        goto next;
+                    }
+                    break;
+                }
+            }
+        }
+        /* earliest timer anywhere */
+        int64_t polluntil = 0;
+        for (int i = 0; i < loom__sched.nprocs; i++) {
+            int64_t w = LOAD(&loom__sched.allp[i]->timer0_when);
+            if (w != 0 && (polluntil == 0 || w < polluntil)) polluntil = w;
+        }
+        if ((loom__netpoll_has_waiters() || polluntil != 0)) {
+            int64_t lp = LOAD(&loom__sched.lastpoll);
+            if (lp != 0 && CAS(&loom__sched.lastpoll, lp, 0)) {
+                /* this M becomes the poller: sleep in epoll until the next timer or fd */
+                STORE(&loom__sched.polluntil, polluntil);
+                int64_t delay = -1;
+                if (polluntil != 0) {
+                    delay = polluntil - loom__nanotime();
+                    if (delay < 0) delay = 0;
+                }
+                G *list = loom__netpoll(delay);
+                now = loom__nanotime();
+                STORE(&loom__sched.polluntil, 0);
+                STORE(&loom__sched.lastpoll, now);
+                loom__lock_acquire(&loom__sched.lock);
+                P *np = pidleget();
+                if (!np) {
+                    if (list) {
+                        G *tail = list; int cnt = 1;
+                        while (tail->schedlink) { tail = tail->schedlink; cnt++; }
+                        for (G *x = list; x; x = x->schedlink) STORE_RLX(&x->status, G_RUNNABLE);
+                        loom__globrunqputbatch(list, tail, cnt);
+                    }
+                    loom__lock_release(&loom__sched.lock);
+                    if (list) loom__wakep();
+                } else {
+                    loom__lock_release(&loom__sched.lock);
+                    acquirep(m, np);
+                    if (list) {
+                        g = list;
+                        loom__ready_list(list->schedlink);
+                        STORE_RLX(&g->status, G_RUNNABLE);
+                        ran(np, false);
+                        return g;
+                    }
+                    if (was_spinning) {
+                        m->spinning = true;
+                        XADD(&loom__sched.nmspinning, 1);
+                    }
+                    goto next;
+                }
+            } else if (polluntil != 0) {
+                /* another M polls: make sure it wakes up for our earliest timer */
+                int64_t pu = LOAD(&loom__sched.polluntil);
+                if (pu == 0 || pu > polluntil) loom__netpoll_break();
+            }
+        }
+        if (!stopm(m)) return NULL;
+    next:;
+    }
+}
+
+/* Gives our P to the M that g is locked to, then waits for a P (runtime.startlockedm). */
+static void startlockedm(M *m, G *g) {
+    M *lm = g->lockedm;
+    P *p = releasep(m);
+    lm->nextp = p;
+    lm->pending_g = g;
+    loom__note_wakeup(&lm->park);
+}
+
+/* A locked M whose goroutine is not runnable gives up its P and sleeps until someone
+ * hands the goroutine back with a P (runtime.stoplockedm). */
+static bool stoplockedm(M *m) {
+    P *p = releasep(m);
+    handoffp(p);
+    loom__lock_acquire(&loom__sched.lock);
+    loom__sched.nmlockedidle++;
+    loom__checkdead();
+    loom__lock_release(&loom__sched.lock);
+    loom__note_sleep(&m->park);
+    loom__note_clear(&m->park);
+    loom__lock_acquire(&loom__sched.lock);
+    loom__sched.nmlockedidle--;
+    loom__lock_release(&loom__sched.lock);
+    if (LOAD(&loom__sched.exiting)) return false;
+    acquirep(m, m->nextp);
+    m->nextp = NULL;
+    return true;
+}
+
+/* The scheduler loop on an M's g0 (runtime.schedule).  Returns at runtime exit. */
+static void schedule(M *m) {
+    for (;;) {
+        if (LOAD(&loom__sched.exiting)) return;
+        G *g;
+        if (m->lockedg) {
+            /* only the locked goroutine may run here */
+            G *lg = m->pending_g;
+            m->pending_g = NULL;
+            if (!lg) {
+                if (!stoplockedm(m)) return;
+                lg = m->pending_g;
+                m->pending_g = NULL;
+                if (!lg) continue;
+            }
+            g = lg;
+        } else {
+            bool inherit;
+            g = runq_fast(m->p, &inherit);
+            if (g) ran(m->p, inherit);
+            else {
+                g = findrunnable(m);
+                if (!g) return;
+            }
+            if (m->spinning) resetspinning(m);
+            if (g->lockedm && g->lockedm != m) {
+                startlockedm(m, g);
+                if (!stopm(m)) return;
+                continue;
+            }
+        }
+        gogo(m, &m->g0, g, NULL, NULL, false);
+    }
+}
+
+/* Switches from the running goroutine g to the next one: directly when this P has local
+ * work, else through g0's schedule().  `after` runs once g is switched out. */
+static void schedule_from(M *m, G *g, void (*after)(G *, void *), void *arg) {
+    P *p = m->p;
+    if (!m->lockedg && !LOAD_RLX(&loom__sched.exiting)) {
+        bool inherit;
+        G *next = runq_fast(p, &inherit);
+        if (next) {
+            if (next->lockedm == NULL || next->lockedm == m) {
+                ran(p, inherit);
+                gogo(m, g, next, after, arg, false);
+                return;
+            }
+            loom__runqput(p, next, true);   /* g0 hands it to its thread */
+        }
+    }
+    gogo(m, g, &m->g0, after, arg, false);
+}
+
+/* ------------------------------------------------------------------ park / ready */
+
+void loom__park(void (*after)(G *, void *), void *arg, int reason) {
+    M *m = loom__getm();
+    G *g = m->curg;
+    g->waitreason = (uint32_t)reason;
+    g->waitsince = loom__nanotime();
+    STORE_RLX(&g->status, G_WAITING);
+    schedule_from(m, g, after, arg);
+}
+
+void loom__ready(G *g) {
+    STORE_RLX(&g->status, G_RUNNABLE);
+    g->waitreason = WAIT_NONE;
+    M *m = loom__getm();
+    if (m && m->p) {
+        loom__runqput(m->p, g, true);
+    } else {
+        loom__lock_acquire(&loom__sched.lock);
+        loom__globrunqput(g);
+        loom__lock_release(&loom__sched.lock);
+    }
+    loom__wakep();
+}
+
+void loom__ready_list(G *head) {
+    while (head) {
+        G *next = head->schedlink;
+        head->schedlink = NULL;
+        M *m = loom__getm();
+        STORE_RLX(&head->status, G_RUNNABLE);
+        if (m && m->p) loom__runqput(m->p, head, false);
+        else {
+            loom__lock_acquire(&loom__sched.lock);
+            loom__globrunqput(head);
+            loom__lock_release(&loom__sched.lock);
+        }
+        head = next;
+    }
+    loom__wakep();
+}
+
+/* timed park: the timer claims the goroutine through selectdone, as channel wakers do */
+struct timed_park {
+    void (*after)(G *, void *);
+    void *arg;
+    int64_t when;
+};
+
+static void timed_fire(loom__timer *t) {
+    G *g = t->arg;
+    if (CAS(&g->selectdone, 0, 1)) {
+        g->param = NULL;
+        loom__ready(g);
+    }
+}
+
+static void timed_after(G *prev, void *arg) {
+    struct timed_park *tp = arg;
+    /* copy before arming: once armed, prev may run and its stack (tp) change */
+    void (*after)(G *, void *) = tp->after;
+    void *a = tp->arg;
+    loom__timer_add(prev->m->p, &prev->timer, tp->when);
+    if (after) after(prev, a);
+}
+
+/* Parks with a timeout; the waker must claim g with CAS(&g->selectdone, 0, 1) and set
+ * g->param to non-NULL.  Returns true if woken by the waker, false on timeout. */
+bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64_t ns) {
+    M *m = loom__getm();
+    G *g = m->curg;
+    if (ns < 0) {
+        loom__park(after, arg, reason);
+        return true;
+    }
+    g->timer.fn = timed_fire;
+    g->timer.arg = g;
+    struct timed_park tp = { after, arg, loom__nanotime() + ns };
+    loom__park(timed_after, &tp, reason);
+    loom__timer_del(&g->timer);
+    return g->param != NULL;
+}
+
+static void sleep_fire(loom__timer *t) { loom__ready((G *)t->arg); }
+
+static void sleep_after(G *prev, void *arg) {
+    int64_t when = *(int64_t *)arg;
+    loom__timer_add(prev->m->p, &prev->timer, when);
+}
+
+void loom_sleep(int64_t ns) {
+    if (!loom__in_goroutine()) {
+        if (ns > 0) {
+            struct timespec ts = { ns / 1000000000, ns % 1000000000 };
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+        }
+        return;
+    }
+    if (ns <= 0) { loom_yield(); return; }
+    M *m = loom__getm();
+    G *g = m->curg;
+    g->timer.fn = sleep_fire;
+    g->timer.arg = g;
+    int64_t when = loom__nanotime() + ns;
+    loom__park(sleep_after, &when, WAIT_SLEEP);
+}
+
+static void yield_after(G *prev, void *arg) {
+    (void)arg;
+    M *m = prev->m;
+    STORE_RLX(&prev->status, G_RUNNABLE);
+    if (prev->lockedm) {
+        loom__lock_acquire(&loom__sched.lock);
+        loom__globrunqput(prev);
+        loom__lock_release(&loom__sched.lock);
+    } else {
+        loom__runqput(m->p, prev, false);
+    }
+}
+
+void loom_yield(void) {
+    M *m = loom__getm();
+    if (!m || m->curg == &m->g0 || !m->p) { sched_yield(); return; }
+    G *g = m->curg;
+    schedule_from(m, g, yield_after, NULL);
+}
+
+void loom__preempt_check(void) {
+    M *m = loom__getm();
+    if (m && m->p && LOAD_RLX(&m->p->preempt) && m->curg != &m->g0) loom_yield();
+}
+
+void loom_exit(void) {
+    if (!loom__in_goroutine()) return;
+    goexit(false);
+}
+
+uint64_t loom_id(void) {
+    M *m = loom__getm();
+    if (!m || m->curg == &m->g0) return 0;
+    return m->curg->id;
+}
+
+int loom_procs(void) {
+    return loom__sched.nprocs > 0 ? loom__sched.nprocs : loom__cpu_count();
+}
+
+void loom_lock_thread(void) {
+    M *m = loom__getm();
+    if (!m || m->curg == &m->g0) return;
+    m->lockedg = m->curg;
+    m->curg->lockedm = m;
+}
+
+void loom_unlock_thread(void) {
+    M *m = loom__getm();
+    if (!m || m->curg == &m->g0) return;
+    m->lockedg = NULL;
+    m->curg->lockedm = NULL;
+}
+
+/* ------------------------------------------------------------------ deadlock */
+
+/* Called with sched.lock held when an M goes idle (runtime.checkdead). */
+void loom__checkdead(void) {
+    if (LOAD(&loom__sched.exiting) || !loom__sched.running) return;
+    int run = loom__sched.mcount - loom__sched.nmidle - loom__sched.nmlockedidle - loom__sched.nmblocked;
+    if (run > 0) return;
+    if (LOAD(&loom__sched.lastpoll) == 0) return;        /* an M waits in the poller */
+    if (loom__sched.nmblocked > 0) return;
+    if (loom__netpoll_has_waiters()) return;
+    if (loom__sched.runqsize > 0) return;
+    for (int i = 0; i < loom__sched.nprocs; i++) {
+        P *p = loom__sched.allp[i];
+        if (LOAD(&p->timer0_when) != 0 || !loom__runqempty(p)) return;
+    }
+    if (LOAD(&loom__sched.ngsys) == 0) return;
+    loom__fatal("all goroutines are asleep - deadlock!");
+}
+
+/* ------------------------------------------------------------------ threads */
+
+static void mexit(M *m);
+
+static void *mstart(void *arg) {
+    M *m = arg;
+    loom__setm(m);
+    m->tid = (int)syscall(SYS_gettid);
+    loom__fiber_init_g0(&m->g0);
+    loom__sigaltstack_init(m);
+    acquirep(m, m->nextp);
+    m->nextp = NULL;
+    schedule(m);
+    mexit(m);
+    return NULL;
+}
+
+static void mexit(M *m) {
+    if (m->p) {
+        P *p = releasep(m);
+        loom__lock_acquire(&loom__sched.lock);
+        loom__runq_drain(p);
+        pidleput(p);
+        loom__lock_release(&loom__sched.lock);
+    }
+    loom__sigaltstack_term(m);
+    STORE(&m->exited, true);
+}
+
+/* At exit: wakes every sleeping M (idle, locked or polling) so it sees sched.exiting. */
+void loom__wake_all_ms(void) {
+    loom__lock_acquire(&loom__sched.lock);
+    for (M *m = loom__sched.allm; m; m = m->alllink)
+        loom__note_wakeup(&m->park);
+    loom__lock_release(&loom__sched.lock);
+    loom__netpoll_break();
+    loom__sysmon_wake();
+}
+
+/* ------------------------------------------------------------------ loom_run */
+
+static int schedinit(void) {
+    memset(&loom__sched, 0, sizeof loom__sched);
+    int n = (int)loom__env_long("LOOM_PROCS", 0, 1, 1024);
+    if (n <= 0) n = loom__cpu_count();
+    if (n < 1) n = 1;
+    loom__sched.nprocs = n;
+    loom__sched.slice_us = (int)loom__env_long("LOOM_SLICE_US", 2000, 100, 1000000);
+    loom__stack_init();
+    stack_class_default = (int64_t)loom__stack_class_size(0);
+    loom__sched.allp = calloc((size_t)n, sizeof(P *));
+    if (!loom__sched.allp) return -ENOMEM;
+    for (int i = 0; i < n; i++) {
+        P *p = aligned_alloc(64, (sizeof(P) + 63) & ~(size_t)63);
+        if (!p) return -ENOMEM;
+        memset(p, 0, sizeof *p);
+        p->id = i;
+        p->status = P_IDLE;
+        loom__sched.allp[i] = p;
+    }
+    /* every P but P0 starts idle; P0 goes to M0 */
+    for (int i = n - 1; i >= 1; i--) pidleput(loom__sched.allp[i]);
+    loom__sched.lastpoll = loom__nanotime();
+    loom__sched.start_time = loom__sched.lastpoll;
+    int err = loom__netpoll_init();
+    if (err) return err;
+    loom__signals_init();
+    return 0;
+}
+
+static void schedterm(M *m0) {
+    /* free every G record's tool state, then the arenas */
+    for (G *g = loom__sched.allg; g; g = g->allnext) {
+        loom__fiber_destroy(g);
+        loom__fiber_free_stack(g);
+    }
+    loom__stack_term();
+    for (int i = 0; i < loom__sched.nprocs; i++) {
+        loom__timers_term(loom__sched.allp[i]);
+        free(loom__sched.allp[i]);
+    }
+    free(loom__sched.allp);
+    M *m = loom__sched.allm;
+    while (m) {
+        M *next = m->alllink;
+        if (m != m0) free(m);
+        m = next;
+    }
+    free(m0);
+    loom__netpoll_term();
+    loom__signals_term();
+}
+
+int loom_run(int (*main_fn)(void *), void *arg) {
+    if (!main_fn) return -EINVAL;
+    if (loom__getm()) return -EPERM;      /* nested loom_run */
+    int err = schedinit();
+    if (err) return err;
+    main_fn_ptr = main_fn;
+    main_result = 0;
+    M *m0 = allocm();
+    m0->thread = pthread_self();
+    loom__setm(m0);
+    m0->tid = (int)syscall(SYS_gettid);
+    loom__fiber_init_g0(&m0->g0);
+    loom__sigaltstack_init(m0);
+    acquirep(m0, loom__sched.allp[0]);
+    STORE(&loom__sched.running, true);
+    if (loom__sysmon_start() != 0) loom__fatal("cannot start sysmon");
+    /* goroutine 1 runs main_fn; loom_go numbers it 1 because goidgen starts at 0 */
+    if (loom_go_attr(main_goroutine, arg, &(loom_attr){ .name = "main" }) != 1)
+        loom__fatal("cannot create the main goroutine");
+    schedule(m0);
+    /* main returned: stop the others.  Threads that still run a goroutine that never
+     * yields cannot be stopped (goroutines are abandoned, as in Go) — we wait for the
+     * rest and leave those detached. */
+    STORE(&loom__sched.exiting, 1);
+    mexit(m0);
+    loom__sysmon_stop();
+    int64_t deadline = loom__nanotime() + 1000000000LL;
+    bool all_exited;
+    do {
+        all_exited = true;
+        for (M *m = loom__sched.allm; m; m = m->alllink)
+            if (m != m0 && !LOAD(&m->exited)) all_exited = false;
+        loom__wake_all_ms();
+        if (!all_exited) {
+            struct timespec ts = { 0, 200000 };
+            nanosleep(&ts, NULL);
+        }
+    } while (!all_exited && loom__nanotime() < deadline);
+    if (!all_exited) {
+        fprintf(stderr, "loom: warning: a goroutine still running at exit keeps its thread; "
+                        "its memory is not freed\n");
+        loom__setm(NULL);
+        loom__sched.running = false;
+        return loom__sched.exit_code;
+    }
+    for (M *m = loom__sched.allm; m; m = m->alllink)
+        if (m != m0) pthread_join(m->thread, NULL);
+    STORE(&loom__sched.running, false);
+    int code = loom__sched.exit_code;
+    loom__setm(NULL);
+    schedterm(m0);
+    return code;
+}

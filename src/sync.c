@@ -1,0 +1,249 @@
+/*
+ * sync.c — goroutine-level locks: mutex, rwmutex, cond, waitgroup, once.  All park
+ * goroutines (never OS threads) through sema.c, and follow Go's sync package algorithms
+ * (names kept: lockSlow, unlockSlow, rUnlockSlow).  Misuse that Go turns into a panic
+ * (unlocking an unlocked mutex, a negative WaitGroup counter) returns -EPERM / -EINVAL
+ * here and leaves the object as it was.
+ */
+#include "internal.h"
+#include <sched.h>
+
+/* ---------------------------------------------------------------- mutex
+ * state: bit 0 locked, bit 1 woken (an unlocker already woke a waiter), bit 2 starving,
+ * bits 3.. number of waiters.  Normal mode: a woken waiter competes with newcomers (who
+ * have the CPU, so they usually win: good throughput).  A waiter that has waited more
+ * than 1 ms switches the mutex to starvation mode: unlock hands it straight to the
+ * first waiter, newcomers queue at the tail; it goes back to normal when the last waiter
+ * or one that waited < 1 ms gets it.  So no waiter is starved. */
+enum { M_LOCKED = 1, M_WOKEN = 2, M_STARVING = 4, M_SHIFT = 3 };
+#define STARVATION_NS 1000000
+
+static bool can_spin(int iter) {
+    if (iter >= 4 || loom__sched.nprocs <= 1) return false;
+    M *m = loom__getm();
+    if (!m || !m->p) return false;
+    /* only while other Ps are running (the holder may be about to unlock) and our own
+     * queue is empty (else running those is better than spinning) */
+    if ((uint32_t)loom__sched.nprocs <= LOAD(&loom__sched.npidle) + LOAD(&loom__sched.nmspinning) + 1) return false;
+    return loom__runqempty(m->p);
+}
+
+static void lock_slow(loom_mutex *m) {
+    int64_t wait_start = 0;
+    bool starving = false, awoke = false;
+    int iter = 0;
+    int old = LOAD(&m->_state);
+    for (;;) {
+        if ((old & (M_LOCKED | M_STARVING)) == M_LOCKED && can_spin(iter)) {
+            if (!awoke && !(old & M_WOKEN) && (old >> M_SHIFT) != 0 && CAS(&m->_state, old, old | M_WOKEN))
+                awoke = true;
+            for (int i = 0; i < 30; i++) loom__cpu_relax();
+            iter++;
+            old = LOAD(&m->_state);
+            continue;
+        }
+        int new = old;
+        if (!(old & M_STARVING)) new |= M_LOCKED;
+        if (old & (M_LOCKED | M_STARVING)) new += 1 << M_SHIFT;
+        if (starving && (old & M_LOCKED)) new |= M_STARVING;
+        if (awoke) new &= ~M_WOKEN;
+        if (CAS(&m->_state, old, new)) {
+            if (!(old & (M_LOCKED | M_STARVING))) return;         /* got it */
+            bool lifo = wait_start != 0;
+            if (!wait_start) wait_start = loom__nanotime();
+            loom__semacquire(&m->_sema, lifo, WAIT_MUTEX);
+            starving = starving || loom__nanotime() - wait_start > STARVATION_NS;
+            old = LOAD(&m->_state);
+            if (old & M_STARVING) {
+                /* handed to us directly: fix up the state */
+                int delta = M_LOCKED - (1 << M_SHIFT);
+                if (!starving || (old >> M_SHIFT) == 1) delta -= M_STARVING;
+                XADD(&m->_state, delta);
+                return;
+            }
+            awoke = true;
+            iter = 0;
+        } else {
+            old = LOAD(&m->_state);
+        }
+    }
+}
+
+void loom_mutex_lock(loom_mutex *m) {
+    if (!m) return;
+    if (CAS(&m->_state, 0, M_LOCKED)) return;
+    lock_slow(m);
+}
+
+int loom_mutex_trylock(loom_mutex *m) {
+    if (!m) return -EINVAL;
+    int old = LOAD(&m->_state);
+    if (old & (M_LOCKED | M_STARVING)) return -EBUSY;
+    return CAS(&m->_state, old, old | M_LOCKED) ? 0 : -EBUSY;
+}
+
+static void unlock_slow(loom_mutex *m, int new) {
+    if (!(new & M_STARVING)) {
+        int old = new;
+        for (;;) {
+            if ((old >> M_SHIFT) == 0 || (old & (M_LOCKED | M_WOKEN | M_STARVING))) return;
+            new = (old - (1 << M_SHIFT)) | M_WOKEN;
+            if (CAS(&m->_state, old, new)) {
+                loom__semrelease(&m->_sema, false);
+                return;
+            }
+            old = LOAD(&m->_state);
+        }
+    }
+    loom__semrelease(&m->_sema, true);
+}
+
+int loom_mutex_unlock(loom_mutex *m) {
+    if (!m) return -EINVAL;
+    int old = LOAD(&m->_state);
+    for (;;) {
+        if (!(old & M_LOCKED)) return -EPERM;
+        if (__atomic_compare_exchange_n(&m->_state, &old, old - M_LOCKED, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            break;
+    }
+    int new = old - M_LOCKED;
+    if (new != 0) unlock_slow(m, new);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- rwmutex (Go's RWMutex)
+ * _reader_count: readers holding or waiting; minus MAX_READERS while a writer is pending.
+ * _reader_wait: readers the pending writer still waits for.  Writers are not starved:
+ * once a writer announces itself, new readers wait behind it. */
+#define MAX_READERS (1 << 30)
+
+void loom_rwmutex_rlock(loom_rwmutex *m) {
+    if (!m) return;
+    if (XADD(&m->_reader_count, 1) + 1 < 0)
+        loom__semacquire(&m->_reader_sem, false, WAIT_RWMUTEX_R);
+}
+
+int loom_rwmutex_runlock(loom_rwmutex *m) {
+    if (!m) return -EINVAL;
+    int r = LOAD(&m->_reader_count);
+    for (;;) {
+        if (r == 0 || r == -MAX_READERS) return -EPERM;
+        if (__atomic_compare_exchange_n(&m->_reader_count, &r, r - 1, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            break;
+    }
+    if (r - 1 < 0) {   /* rUnlockSlow: a writer is pending; the last reader lets it in */
+        if (XADD(&m->_reader_wait, -1) - 1 == 0) loom__semrelease(&m->_writer_sem, false);
+    }
+    return 0;
+}
+
+void loom_rwmutex_lock(loom_rwmutex *m) {
+    if (!m) return;
+    loom_mutex_lock(&m->_w);
+    int r = XADD(&m->_reader_count, -MAX_READERS);
+    if (r != 0 && XADD(&m->_reader_wait, r) + r != 0)
+        loom__semacquire(&m->_writer_sem, false, WAIT_RWMUTEX_W);
+}
+
+int loom_rwmutex_unlock(loom_rwmutex *m) {
+    if (!m) return -EINVAL;
+    if (!(LOAD(&m->_w._state) & M_LOCKED) || LOAD(&m->_reader_count) >= 0) return -EPERM;
+    int r = XADD(&m->_reader_count, MAX_READERS) + MAX_READERS;
+    for (int i = 0; i < r; i++) loom__semrelease(&m->_reader_sem, false);
+    loom_mutex_unlock(&m->_w);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- cond
+ * A FIFO of waiters under _lock.  Wait enqueues itself before releasing the user's
+ * mutex, so a signal sent after that release always finds it. */
+typedef struct cwaiter { G *g; struct cwaiter *next; } cwaiter;
+
+void loom_cond_wait(loom_cond *c, loom_mutex *m) {
+    if (!c || !m) return;
+    if (!loom__in_goroutine()) {          /* foreign thread: a spurious wakeup is allowed */
+        loom_mutex_unlock(m);
+        sched_yield();
+        loom_mutex_lock(m);
+        return;
+    }
+    loom__lock *lk = (loom__lock *)&c->_lock;
+    cwaiter me = { .g = loom__getg() };
+    loom__lock_acquire(lk);
+    if (c->_tail) ((cwaiter *)c->_tail)->next = &me;
+    else c->_head = &me;
+    c->_tail = &me;
+    loom_mutex_unlock(m);
+    loom__park(loom__unlock_after, lk, WAIT_COND);
+    loom_mutex_lock(m);
+}
+
+static void cond_wake(loom_cond *c, bool all) {
+    if (!c) return;
+    loom__lock *lk = (loom__lock *)&c->_lock;
+    loom__lock_acquire(lk);
+    cwaiter *list = c->_head;
+    if (list && !all) {
+        c->_head = list->next;
+        if (!c->_head) c->_tail = NULL;
+        list->next = NULL;
+    } else {
+        c->_head = c->_tail = NULL;
+    }
+    loom__lock_release(lk);
+    while (list) {
+        cwaiter *next = list->next;   /* read before ready: the node is on its stack */
+        loom__ready(list->g);
+        list = next;
+    }
+}
+
+void loom_cond_signal(loom_cond *c) { cond_wake(c, false); }
+void loom_cond_broadcast(loom_cond *c) { cond_wake(c, true); }
+
+/* ---------------------------------------------------------------- waitgroup
+ * _state: counter in the high 32 bits, waiters in the low 32 (as sync.WaitGroup). */
+int loom_wg_add(loom_waitgroup *wg, long delta) {
+    if (!wg) return -EINVAL;
+    unsigned long long old = LOAD(&wg->_state), new;
+    long v;
+    for (;;) {
+        v = (long)(int32_t)(uint32_t)(old >> 32) + delta;
+        if (v < 0 || v > INT32_MAX) return -EINVAL;
+        new = ((unsigned long long)(uint32_t)v << 32) | (old & 0xffffffffull);
+        if (__atomic_compare_exchange_n(&wg->_state, &old, new, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            break;
+    }
+    uint32_t waiters = (uint32_t)new;
+    if (v > 0 || waiters == 0) return 0;
+    /* counter hit zero with waiters: reset and wake them all */
+    STORE(&wg->_state, 0ull);
+    for (uint32_t i = 0; i < waiters; i++) loom__semrelease(&wg->_sema, false);
+    return 0;
+}
+
+void loom_wg_done(loom_waitgroup *wg) { (void)loom_wg_add(wg, -1); }
+
+void loom_wg_wait(loom_waitgroup *wg) {
+    if (!wg) return;
+    unsigned long long old = LOAD(&wg->_state);
+    for (;;) {
+        if ((old >> 32) == 0) return;
+        if (__atomic_compare_exchange_n(&wg->_state, &old, old + 1, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+            loom__semacquire(&wg->_sema, false, WAIT_WAITGROUP);
+            return;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- once */
+void loom_once_do(loom_once *o, void (*fn)(void *), void *arg) {
+    if (!o || !fn) return;
+    if (LOAD_ACQ(&o->_done)) return;
+    loom_mutex_lock(&o->_m);
+    if (!o->_done) {
+        fn(arg);
+        STORE_REL(&o->_done, 1);
+    }
+    loom_mutex_unlock(&o->_m);
+}

@@ -1,0 +1,82 @@
+/*
+ * sysmon.c — the monitor thread (runtime.sysmon).  It runs without a P.
+ *
+ * Today it watches time slices: for each running P it remembers schedtick and when it last
+ * changed; a P whose schedtick has not moved for a slice (LOOM_SLICE_US, default 2 ms) gets
+ * p->preempt set, which makes its next schedule() stop a runnext ping-pong pair from
+ * inheriting the slice, and makes loom's cooperative preemption points yield.
+ * Sleep: 20 µs, doubling after 1 ms without anything to do, up to 10 ms (Go's backoff);
+ * when every P is idle it sleeps on sched.sysmonnote until a P starts running again
+ * (pidleget wakes it), so an idle runtime costs no CPU.
+ */
+#include "internal.h"
+#include <pthread.h>
+
+static loom__note stop_note;   /* wakes the sleeping monitor: runtime exit */
+
+static void retake(int64_t now, int *acted) {
+    int64_t slice = (int64_t)loom__sched.slice_us * 1000;
+    for (int i = 0; i < loom__sched.nprocs; i++) {
+        P *p = loom__sched.allp[i];
+        if (LOAD(&p->status) != P_RUNNING) continue;
+        uint32_t t = LOAD_RLX(&p->schedtick);
+        if (t != p->sysmontick) {
+            p->sysmontick = t;
+            p->sysmonwhen = now;
+        } else if (now - p->sysmonwhen >= slice && !LOAD(&p->preempt)) {
+            STORE(&p->preempt, 1);
+            p->sysmonwhen = now;
+            (*acted)++;
+        }
+    }
+}
+
+static void *sysmon(void *arg) {
+    (void)arg;
+    int64_t delay = 20000;
+    int idle = 0;
+    while (!LOAD(&loom__sched.exiting)) {
+        if (LOAD(&loom__sched.npidle) == (uint32_t)loom__sched.nprocs) {
+            STORE(&loom__sched.sysmonwait, 1);
+            if (LOAD(&loom__sched.npidle) == (uint32_t)loom__sched.nprocs && !LOAD(&loom__sched.exiting))
+                loom__note_sleep(&loom__sched.sysmonnote);
+            STORE(&loom__sched.sysmonwait, 0);
+            loom__note_clear(&loom__sched.sysmonnote);
+            delay = 20000;
+            idle = 0;
+            continue;
+        }
+        loom__note_tsleep(&stop_note, delay);
+        int acted = 0;
+        retake(loom__nanotime(), &acted);
+        if (acted) { idle = 0; delay = 20000; }
+        else if (++idle > 50) {
+            delay *= 2;
+            int64_t max = (int64_t)loom__sched.slice_us * 1000 / 2;
+            if (max > 10000000) max = 10000000;
+            if (delay > max) delay = max;
+        }
+    }
+    return NULL;
+}
+
+int loom__sysmon_start(void) {
+    loom__note_clear(&stop_note);
+    loom__note_clear(&loom__sched.sysmonnote);
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 128 * 1024);
+    int err = pthread_create(&loom__sched.sysmon_thread, &a, sysmon, NULL);
+    pthread_attr_destroy(&a);
+    return err;
+}
+
+void loom__sysmon_wake(void) {
+    if (LOAD(&loom__sched.sysmonwait)) loom__note_wakeup(&loom__sched.sysmonnote);
+}
+
+void loom__sysmon_stop(void) {
+    loom__note_wakeup(&stop_note);
+    loom__note_wakeup(&loom__sched.sysmonnote);
+    pthread_join(loom__sched.sysmon_thread, NULL);
+}

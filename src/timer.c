@@ -1,0 +1,143 @@
+/*
+ * timer.c — per-P timer heaps (as Go since 1.14: runtime/time.go).
+ *
+ * Each P keeps a 4-ary min-heap of the timers started on it, keyed on `when`.  A 4-ary
+ * heap is shallower than a binary one (fewer cache lines touched per sift).  The owner
+ * runs its due timers in schedule(); an idle P runs other Ps' due timers while stealing;
+ * when every P is idle, the M that polls sleeps in epoll until the earliest deadline of
+ * all heaps (proc.c findrunnable).  Adding a timer earlier than that deadline breaks the
+ * poller's sleep (loom__wake_netpoller, Go's wakeNetPoller).
+ *
+ * Locking: p->timers_lock guards p's heap and the pp/idx fields of the timers in it.
+ * timer0_when mirrors heap[0]->when so other Ms can look without the lock.
+ * A timer's state is IDLE, PENDING (in a heap) or FIRING (popped, callback running).
+ * loom__timer_del waits out a FIRING timer, so after it returns the callback is not
+ * running and will not run: the owner may reuse the timer at once.
+ * Timers are embedded in the objects using them (a G's sleep/timeout timer): no allocation.
+ */
+#include "internal.h"
+
+static void set_idx(loom__timer **h, int i, loom__timer *t) { h[i] = t; t->idx = i; }
+
+static void siftup(loom__timer **h, int i) {
+    loom__timer *t = h[i];
+    while (i > 0) {
+        int parent = (i - 1) / 4;
+        if (h[parent]->when <= t->when) break;
+        set_idx(h, i, h[parent]);
+        i = parent;
+    }
+    set_idx(h, i, t);
+}
+
+static void siftdown(loom__timer **h, int n, int i) {
+    loom__timer *t = h[i];
+    for (;;) {
+        int c = 4 * i + 1;
+        if (c >= n) break;
+        int best = c;
+        for (int k = c + 1; k < c + 4 && k < n; k++)
+            if (h[k]->when < h[best]->when) best = k;
+        if (h[best]->when >= t->when) break;
+        set_idx(h, i, h[best]);
+        i = best;
+    }
+    set_idx(h, i, t);
+}
+
+static void update0(P *p) {
+    STORE(&p->timer0_when, p->ntimers ? p->timers[0]->when : 0);
+}
+
+static void remove_at(P *p, int i) {
+    loom__timer **h = p->timers;
+    int last = --p->ntimers;
+    if (i != last) {
+        set_idx(h, i, h[last]);
+        siftdown(h, last, i);
+        siftup(h, h[i]->idx);
+    }
+}
+
+void loom__timer_add(P *p, loom__timer *t, int64_t when) {
+    if (when <= 0) when = 1;
+    loom__lock_acquire(&p->timers_lock);
+    if (p->ntimers == p->timers_cap) {
+        int cap = p->timers_cap ? p->timers_cap * 2 : 64;
+        loom__timer **nh = realloc(p->timers, (size_t)cap * sizeof *nh);
+        if (!nh) loom__fatal("out of memory growing a timer heap");
+        p->timers = nh;
+        p->timers_cap = cap;
+    }
+    t->when = when;
+    t->pp = p;
+    STORE(&t->state, TIMER_PENDING);
+    set_idx(p->timers, p->ntimers, t);
+    p->ntimers++;
+    siftup(p->timers, t->idx);
+    bool first = p->timers[0] == t;
+    update0(p);
+    loom__lock_release(&p->timers_lock);
+    if (first) loom__wake_netpoller(when);
+}
+
+bool loom__timer_del(loom__timer *t) {
+    for (;;) {
+        P *pp = LOAD(&t->pp);
+        if (!pp) {
+            while (LOAD(&t->state) == TIMER_FIRING) loom__cpu_relax();
+            return false;
+        }
+        loom__lock_acquire(&pp->timers_lock);
+        if (LOAD(&t->pp) != pp) {
+            loom__lock_release(&pp->timers_lock);
+            continue;
+        }
+        remove_at(pp, t->idx);
+        STORE(&t->pp, NULL);
+        STORE(&t->state, TIMER_IDLE);
+        update0(pp);
+        loom__lock_release(&pp->timers_lock);
+        return true;
+    }
+}
+
+int64_t loom__timers_run(P *p, int64_t now) {
+    if (LOAD(&p->timer0_when) == 0 || LOAD(&p->timer0_when) > now) return LOAD(&p->timer0_when);
+    if (!loom__lock_try(&p->timers_lock)) return LOAD(&p->timer0_when);  /* someone else runs them */
+    while (p->ntimers > 0 && p->timers[0]->when <= now) {
+        loom__timer *t = p->timers[0];
+        remove_at(p, 0);
+        STORE(&t->state, TIMER_FIRING);   /* before pp: timer_del seeing pp NULL must see FIRING */
+        STORE(&t->pp, NULL);
+        update0(p);
+        loom__lock_release(&p->timers_lock);
+        t->fn(t);
+        /* the callback may have let the owner re-add it (state PENDING): leave that */
+        CAS(&t->state, TIMER_FIRING, TIMER_IDLE);
+        loom__lock_acquire(&p->timers_lock);
+    }
+    update0(p);
+    int64_t next = p->ntimers ? p->timers[0]->when : 0;
+    loom__lock_release(&p->timers_lock);
+    return next;
+}
+
+int64_t loom__timers_next(P *p) { return LOAD(&p->timer0_when); }
+
+void loom__timers_term(P *p) {
+    free(p->timers);
+    p->timers = NULL;
+    p->ntimers = p->timers_cap = 0;
+}
+
+/* A timer was added that fires at `when`: make sure some M will notice in time
+ * (runtime.wakeNetPoller). */
+void loom__wake_netpoller(int64_t when) {
+    if (LOAD(&loom__sched.lastpoll) == 0) {
+        int64_t pu = LOAD(&loom__sched.polluntil);
+        if (pu == 0 || pu > when) loom__netpoll_break();
+    } else {
+        loom__wakep();
+    }
+}
