@@ -1,0 +1,3 @@
+module loombench
+
+go 1.19
