@@ -97,7 +97,7 @@ void loom__chan_buf_take(loom_chan *c, void *ep) {
 /* runtime.send: a receiver sg waits; hand it ep directly. */
 void loom__chan_send_to(loom_chan *c, loom__sudog *sg, const void *ep) {
     if (c->elemsize && sg->elem) memcpy(sg->elem, ep, c->elemsize);
-    loom__lock_release(&c->lock);
+    loom__spin_unlock(&c->lock);
     wake(sg, true);
 }
 
@@ -115,7 +115,7 @@ void loom__chan_recv_from(loom_chan *c, loom__sudog *sg, void *ep) {
         if (++c->recvx == c->dataqsiz) c->recvx = 0;
         c->sendx = c->recvx;
     }
-    loom__lock_release(&c->lock);
+    loom__spin_unlock(&c->lock);
     wake(sg, true);
 }
 
@@ -127,9 +127,9 @@ static int chansend(loom_chan *c, const void *ep, bool block) {
     /* fast path for a full buffered channel in non-blocking mode, without the lock (as Go) */
     if (!block && c->dataqsiz > 0 && LOAD(&c->qcount) == c->dataqsiz && !LOAD(&c->closed))
         return -EAGAIN;
-    loom__lock_acquire(&c->lock);
+    loom__spin_lock(&c->lock);
     if (c->closed) {
-        loom__lock_release(&c->lock);
+        loom__spin_unlock(&c->lock);
         return -EPIPE;
     }
     loom__sudog *sg = loom__waitq_dequeue(&c->recvq);
@@ -139,22 +139,22 @@ static int chansend(loom_chan *c, const void *ep, bool block) {
     }
     if (c->qcount < c->dataqsiz) {
         loom__chan_buf_put(c, ep);
-        loom__lock_release(&c->lock);
+        loom__spin_unlock(&c->lock);
         return 0;
     }
     if (!block) {
-        loom__lock_release(&c->lock);
+        loom__spin_unlock(&c->lock);
         return -EAGAIN;
     }
     if (!loom__in_goroutine()) {
-        loom__lock_release(&c->lock);
+        loom__spin_unlock(&c->lock);
         return -EPERM;
     }
     G *g = loom__getg();
     loom__sudog me = { .g = g, .elem = (void *)ep, .c = c, .caseidx = -1 };
     g->param = NULL;
     loom__waitq_enqueue(&c->sendq, &me);
-    loom__park(loom__unlock_after, &c->lock, WAIT_CHAN_SEND);
+    loom__park(loom__spin_unlock_after, &c->lock, WAIT_CHAN_SEND);
     return me.success ? 0 : -EPIPE;
 }
 
@@ -162,9 +162,9 @@ static int chanrecv(loom_chan *c, void *ep, bool block) {
     if (!c) return -EINVAL;
     if (!block && c->dataqsiz > 0 && LOAD(&c->qcount) == 0 && !LOAD(&c->closed))
         return -EAGAIN;
-    loom__lock_acquire(&c->lock);
+    loom__spin_lock(&c->lock);
     if (c->closed && c->qcount == 0) {
-        loom__lock_release(&c->lock);
+        loom__spin_unlock(&c->lock);
         if (ep && c->elemsize) memset(ep, 0, c->elemsize);
         return -EPIPE;
     }
@@ -175,22 +175,22 @@ static int chanrecv(loom_chan *c, void *ep, bool block) {
     }
     if (c->qcount > 0) {
         loom__chan_buf_take(c, ep);
-        loom__lock_release(&c->lock);
+        loom__spin_unlock(&c->lock);
         return 0;
     }
     if (!block) {
-        loom__lock_release(&c->lock);
+        loom__spin_unlock(&c->lock);
         return -EAGAIN;
     }
     if (!loom__in_goroutine()) {
-        loom__lock_release(&c->lock);
+        loom__spin_unlock(&c->lock);
         return -EPERM;
     }
     G *g = loom__getg();
     loom__sudog me = { .g = g, .elem = ep, .c = c, .caseidx = -1 };
     g->param = NULL;
     loom__waitq_enqueue(&c->recvq, &me);
-    loom__park(loom__unlock_after, &c->lock, WAIT_CHAN_RECV);
+    loom__park(loom__spin_unlock_after, &c->lock, WAIT_CHAN_RECV);
     return me.success ? 0 : -EPIPE;   /* closechan zeroed elem */
 }
 
@@ -208,9 +208,9 @@ int loom_try_recv(loom_chan *c, void *elem) { return chanrecv(c, elem, false); }
 /* runtime.closechan */
 int loom_close(loom_chan *c) {
     if (!c) return -EINVAL;
-    loom__lock_acquire(&c->lock);
+    loom__spin_lock(&c->lock);
     if (c->closed) {
-        loom__lock_release(&c->lock);
+        loom__spin_unlock(&c->lock);
         return -EPIPE;
     }
     STORE(&c->closed, 1);
@@ -224,7 +224,7 @@ int loom_close(loom_chan *c) {
         sg->next = list;
         list = sg;
     }
-    loom__lock_release(&c->lock);
+    loom__spin_unlock(&c->lock);
     while (list) {
         sg = list;
         list = sg->next;

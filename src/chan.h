@@ -29,7 +29,7 @@ typedef struct { loom__sudog *first, *last; } loom__waitq;
  * paths read without it (a stale read only sends them to the locked path or to -EAGAIN,
  * which was true at some instant). */
 struct loom_chan {
-    loom__lock  lock;
+    loom__spinlock lock;
     uint32_t    closed;
     size_t      qcount;          /* values in buf */
     size_t      dataqsiz;        /* capacity */

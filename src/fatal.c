@@ -56,7 +56,7 @@ static void backtrace_g(FILE *f, G *g) {
 }
 
 void loom__dump_goroutines(FILE *f) {
-    int64_t now = loom__nanotime();
+    int64_t now = loom__nanotime_coarse();
     int shown = 0;
     for (G *g = loom__sched.allg; g && shown < 1000; g = g->allnext) {
         uint32_t st = LOAD_RLX(&g->status);

@@ -16,6 +16,10 @@
 #include "internal.h"
 #include <pthread.h>
 
+#if defined(LOOM_ASAN) || defined(LOOM_TSAN)
+#define SANITIZED 1
+#endif
+
 #if defined(LOOM_ASAN)
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
@@ -45,6 +49,7 @@ void loom__fiber_init_g0(G *g0) {
     (void)g0;
 }
 
+#ifdef SANITIZED
 void loom__fiber_create(G *g) {
 #if defined(LOOM_TSAN)
     g->fiber = __tsan_create_fiber(0);
@@ -52,7 +57,9 @@ void loom__fiber_create(G *g) {
 #endif
     (void)g;
 }
+#endif
 
+#ifdef SANITIZED
 void loom__fiber_destroy(G *g) {
 #if defined(LOOM_TSAN)
     if (g->fiber) __tsan_destroy_fiber(g->fiber);
@@ -60,7 +67,9 @@ void loom__fiber_destroy(G *g) {
 #endif
     (void)g;
 }
+#endif
 
+#ifdef SANITIZED
 void loom__fiber_start_switch(G *from, G *to, bool from_dying) {
 #if defined(LOOM_ASAN)
     const void *bottom = to->asan_bottom ? to->asan_bottom : to->stack_lo;
@@ -72,13 +81,16 @@ void loom__fiber_start_switch(G *from, G *to, bool from_dying) {
 #endif
     (void)from; (void)to; (void)from_dying;
 }
+#endif
 
+#ifdef SANITIZED
 void loom__fiber_finish_switch(G *g) {
 #if defined(LOOM_ASAN)
     __sanitizer_finish_switch_fiber(g->asan_fake_stack, NULL, NULL);
 #endif
     (void)g;
 }
+#endif
 
 void loom__fiber_new_stack(G *g) {
 #if defined(LOOM_HAVE_VALGRIND_H)
@@ -87,6 +99,7 @@ void loom__fiber_new_stack(G *g) {
     (void)g;
 }
 
+#ifdef SANITIZED
 void loom__fiber_reuse_stack(G *g) {
 #if defined(LOOM_ASAN)
     /* frames of the stack's previous goroutine were never returned from: drop their poison */
@@ -94,6 +107,7 @@ void loom__fiber_reuse_stack(G *g) {
 #endif
     (void)g;
 }
+#endif
 
 void loom__fiber_free_stack(G *g) {
 #if defined(LOOM_HAVE_VALGRIND_H)

@@ -68,6 +68,21 @@ void loom__note_sleep(loom__note *n);
 bool loom__note_tsleep(loom__note *n, int64_t ns);   /* false on timeout */
 void loom__osyield(void);
 
+/* loom__spinlock: for the shortest critical sections on the hottest paths (a channel's
+ * state): acquire is one atomic exchange, release a plain store-release (no atomic
+ * read-modify-write, unlike loom__lock, which must look for sleepers).  A contended
+ * acquire spins, then yields the thread. */
+typedef struct { uint32_t key; } loom__spinlock;
+static inline bool loom__spin_try(loom__spinlock *l) {
+    return __atomic_exchange_n(&l->key, 1, __ATOMIC_ACQUIRE) == 0;
+}
+void loom__spin_lock_slow(loom__spinlock *l);
+static inline void loom__spin_lock(loom__spinlock *l) {
+    if (likely(loom__spin_try(l))) return;
+    loom__spin_lock_slow(l);
+}
+static inline void loom__spin_unlock(loom__spinlock *l) { __atomic_store_n(&l->key, 0, __ATOMIC_RELEASE); }
+
 /* ------------------------------------------------------------------ arch/
  * loom__ctx_switch saves the callee-saved registers, MXCSR and the x87 control word on
  * the current stack, stores the stack pointer in *save_sp, loads load_sp and restores the
@@ -91,14 +106,23 @@ void   loom__stack_free(G *g);                       /* back to the class free l
 bool   loom__stack_ok(G *g, void *sp);               /* overflow check at switch */
 
 /* ------------------------------------------------------------------ fiber.c
- * Sanitizer and valgrind annotations for stack switches (no-ops in normal builds). */
+ * Sanitizer and valgrind annotations for stack switches; in plain builds the switch hooks
+ * are empty inlines so the hot path pays nothing. */
+#if defined(LOOM_ASAN) || defined(LOOM_TSAN)
 void loom__fiber_create(G *g);
 void loom__fiber_destroy(G *g);
 void loom__fiber_start_switch(G *from, G *to, bool from_dying);
 void loom__fiber_finish_switch(G *g);
+void loom__fiber_reuse_stack(G *g);      /* a reused slot: clear stale ASan poison */
+#else
+static inline void loom__fiber_create(G *g) { (void)g; }
+static inline void loom__fiber_destroy(G *g) { (void)g; }
+static inline void loom__fiber_start_switch(G *from, G *to, bool d) { (void)from; (void)to; (void)d; }
+static inline void loom__fiber_finish_switch(G *g) { (void)g; }
+static inline void loom__fiber_reuse_stack(G *g) { (void)g; }
+#endif
 void loom__fiber_init_g0(G *g0);
 void loom__fiber_new_stack(G *g);        /* a fresh slot: tell valgrind */
-void loom__fiber_reuse_stack(G *g);      /* a reused slot: clear stale ASan poison */
 void loom__fiber_free_stack(G *g);
 
 /* ------------------------------------------------------------------ timer.c
@@ -288,6 +312,8 @@ uint32_t loom__fastrand(M *m);
 uint32_t loom__fastrandn(M *m, uint32_t n);
 void loom__preempt_check(void);                 /* cooperative preemption point */
 void loom__unlock_after(G *prev, void *lock);   /* an "after switch" hook: releases a loom__lock */
+void loom__spin_unlock_after(G *prev, void *lock); /* the same for a loom__spinlock */
+int64_t loom__nanotime_coarse(void);            /* CLOCK_MONOTONIC_COARSE: ~ms resolution, cheap */
 
 /* ------------------------------------------------------------------ runq.c */
 void loom__runqput(P *p, G *g, bool next);

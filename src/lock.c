@@ -80,6 +80,17 @@ bool loom__note_tsleep(loom__note *n, int64_t ns) {
 
 void loom__osyield(void) { sched_yield(); }
 
+void loom__spin_lock_slow(loom__spinlock *l) {
+    for (int i = 0;; i++) {
+        while (__atomic_load_n(&l->key, __ATOMIC_RELAXED) != 0) {
+            if (i < 64) loom__cpu_relax();
+            else sched_yield();        /* the holder may have been descheduled */
+            i++;
+        }
+        if (loom__spin_try(l)) return;
+    }
+}
+
 /* ---- the current M: one TLS word, read through a function the compiler can't see into */
 static __thread M *tls_m;
 

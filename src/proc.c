@@ -85,6 +85,12 @@ int64_t loom__nanotime(void) {
 
 int64_t loom_now(void) { return loom__nanotime(); }
 
+int64_t loom__nanotime_coarse(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* errno through functions the compiler cannot see into (see the design story) */
 __attribute__((noinline, noipa)) static int errno_get(void) { return errno; }
 __attribute__((noinline, noipa)) static void errno_set(int v) { errno = v; }
@@ -108,12 +114,14 @@ bool loom__in_goroutine(void) {
 
 /* ------------------------------------------------------------------ switching */
 
-static void after_switch(G *self);
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static ALWAYS_INLINE void after_switch(G *self);
 
 /* Switches from `from` (the running context of M m) to `to`.  `after` runs on `to`'s side
  * once from's context is saved.  Returns when someone switches back to `from`, possibly on
  * another M. */
-static void gogo(M *m, G *from, G *to, void (*after)(G *, void *), void *arg, bool dying) {
+static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *), void *arg, bool dying) {
     m->after_fn = after;
     m->after_arg = arg;
     m->after_prev = from;
@@ -134,7 +142,7 @@ static void gogo(M *m, G *from, G *to, void (*after)(G *, void *), void *arg, bo
 
 /* First thing a context does when switched to: finish the tools' bookkeeping, take back
  * its errno, run the switcher's hook.  `self->m` was set by whoever switched to us. */
-static void after_switch(G *self) {
+static ALWAYS_INLINE void after_switch(G *self) {
     M *m = self->m;
     loom__fiber_finish_switch(self);
     errno_set(self->saved_errno);
@@ -148,6 +156,11 @@ static void after_switch(G *self) {
 void loom__unlock_after(G *prev, void *lock) {
     (void)prev;
     loom__lock_release((loom__lock *)lock);
+}
+
+void loom__spin_unlock_after(G *prev, void *lock) {
+    (void)prev;
+    loom__spin_unlock((loom__spinlock *)lock);
 }
 
 /* ------------------------------------------------------------------ Ps and Ms */
@@ -449,7 +462,7 @@ uint64_t loom_go(void (*fn)(void *), void *arg) {
 
 /* The quick look at local work (the top of runtime.schedule): the global queue on every
  * 61st tick, due timers, then runnext and the local queue. */
-static G *runq_fast(P *p, bool *inherit) {
+static ALWAYS_INLINE G *runq_fast(P *p, bool *inherit) {
     *inherit = false;
     if (unlikely(LOAD_RLX(&p->preempt))) {
         /* the slice is used up: runnext loses its claim to the rest of it */
@@ -467,7 +480,7 @@ static G *runq_fast(P *p, bool *inherit) {
     return loom__runqget(p, inherit);
 }
 
-static void ran(P *p, bool inherit) {
+static ALWAYS_INLINE void ran(P *p, bool inherit) {
     if (!inherit) STORE_RLX(&p->schedtick, p->schedtick + 1);
 }
 
@@ -696,7 +709,7 @@ static void schedule(M *m) {
 
 /* Switches from the running goroutine g to the next one: directly when this P has local
  * work, else through g0's schedule().  `after` runs once g is switched out. */
-static void schedule_from(M *m, G *g, void (*after)(G *, void *), void *arg) {
+static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), void *arg) {
     P *p = m->p;
     if (!m->lockedg && !LOAD_RLX(&loom__sched.exiting)) {
         bool inherit;
@@ -719,7 +732,7 @@ void loom__park(void (*after)(G *, void *), void *arg, int reason) {
     M *m = loom__getm();
     G *g = m->curg;
     g->waitreason = (uint32_t)reason;
-    g->waitsince = loom__nanotime();
+    g->waitsince = loom__nanotime_coarse();
     STORE_RLX(&g->status, G_WAITING);
     schedule_from(m, g, after, arg);
 }

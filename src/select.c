@@ -37,7 +37,7 @@ static void sellock(loom_case *cases, const int *lockorder, int n) {
     loom_chan *last = NULL;
     for (int i = 0; i < n; i++) {
         loom_chan *c = cases[lockorder[i]].chan;
-        if (c != last) loom__lock_acquire(&c->lock);
+        if (c != last) loom__spin_lock(&c->lock);
         last = c;
     }
 }
@@ -46,7 +46,7 @@ static void selunlock(loom_case *cases, const int *lockorder, int n) {
     for (int i = n - 1; i >= 0; i--) {
         loom_chan *c = cases[lockorder[i]].chan;
         if (i > 0 && cases[lockorder[i - 1]].chan == c) continue;
-        loom__lock_release(&c->lock);
+        loom__spin_unlock(&c->lock);
     }
 }
 
@@ -55,7 +55,7 @@ static void selunlock_except(loom_case *cases, const int *lockorder, int n, loom
     for (int i = n - 1; i >= 0; i--) {
         loom_chan *c = cases[lockorder[i]].chan;
         if (c == keep || (i > 0 && cases[lockorder[i - 1]].chan == c)) continue;
-        loom__lock_release(&c->lock);
+        loom__spin_unlock(&c->lock);
     }
 }
 
@@ -69,7 +69,7 @@ static void selparkcommit(G *prev, void *arg) {
     loom_chan *small[SMALL], **copy = n <= SMALL ? small : malloc((size_t)n * sizeof *copy);
     if (!copy) loom__fatal("out of memory in select");
     memcpy(copy, pl->chans, (size_t)n * sizeof *copy);
-    for (int i = n - 1; i >= 0; i--) loom__lock_release(&copy[i]->lock);
+    for (int i = n - 1; i >= 0; i--) loom__spin_unlock(&copy[i]->lock);
     if (copy != small) free(copy);
 }
 

@@ -49,8 +49,8 @@ static void *sysmon(void *arg) {
         loom__note_tsleep(&stop_note, delay);
         int acted = 0;
         retake(loom__nanotime(), &acted);
-        if (acted) { idle = 0; delay = 20000; }
-        else if (++idle > 50) {
+        /* as Go, only handoffs reset the backoff (preempting a slice does not) */
+        if (++idle > 50) {
             delay *= 2;
             int64_t max = (int64_t)loom__sched.slice_us * 1000 / 2;
             if (max > 10000000) max = 10000000;

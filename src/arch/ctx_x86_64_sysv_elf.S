@@ -49,10 +49,17 @@ loom__ctx_switch:
         .cfi_adjust_cfa_offset 8
         stmxcsr (%rsp)                  /* save MXCSR (SSE rounding mode, exception masks) */
         fnstcw  4(%rsp)                 /* save x87 control word (precision, rounding) */
+        movl    (%rsp), %r8d            /* r8d = our MXCSR (r8, r9 are scratch in the ABI) */
+        movzwl  4(%rsp), %r9d           /* r9d = our x87 control word */
         movq    %rsp, (%rdi)            /* *save_sp = rsp: the old context is now complete */
         movq    %rsi, %rsp              /* switch to the new stack */
-        ldmxcsr (%rsp)                  /* restore the new context's MXCSR */
-        fldcw   4(%rsp)                 /* restore its x87 control word */
+        cmpl    (%rsp), %r8d            /* same MXCSR as the new context? (the usual case) */
+        je      1f                      /* yes: skip the slow, serialising ldmxcsr */
+        ldmxcsr (%rsp)                  /* no: restore the new context's MXCSR */
+1:      cmpw    4(%rsp), %r9w           /* same x87 control word? */
+        je      2f                      /* yes: skip fldcw */
+        fldcw   4(%rsp)                 /* no: restore the new context's x87 control word */
+2:
         addq    $8, %rsp                /* drop the control-word slot */
         popq    %r15                    /* restore r15 */
         popq    %r14                    /* restore r14 */
