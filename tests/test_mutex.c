@@ -1,0 +1,266 @@
+/*
+ * test_mutex.c — loom_mutex: mutual exclusion across every P, trylock, misuse
+ * (unlock of an unlocked mutex), static initialisation, and Go's starvation mode
+ * (a waiter gets the lock within a bound even while another goroutine re-grabs it
+ * in a loop).
+ */
+#include "t.h"
+
+#define NWORKERS 8
+
+/* Static initialisation: used as is, never passed through any init call. */
+static loom_mutex g_mu = LOOM_MUTEX_INIT;
+static long g_counter;          /* plain, non-atomic: protected by g_mu only */
+static int g_inside;            /* atomic: goroutines inside the critical section */
+
+static struct {
+    loom_mutex mu;
+    int value;
+} g_embedded = { LOOM_MUTEX_INIT, 0 };
+
+static long g_iters;
+static int g_workers_done;      /* atomic */
+
+static void worker(void *arg)
+{
+    long id = (long)(intptr_t)arg;
+    for (long i = 0; i < g_iters; i++) {
+        loom_mutex_lock(&g_mu);
+        int in = __atomic_add_fetch(&g_inside, 1, __ATOMIC_SEQ_CST);
+        CHECK_MSG(in == 1, "worker %ld: %d goroutines inside the critical section", id, in);
+        long v = g_counter;
+        /* now and then hold the lock across a reschedule, so waiters really park */
+        if ((i + id) % 97 == 0)
+            loom_yield();
+        g_counter = v + 1;
+        __atomic_sub_fetch(&g_inside, 1, __ATOMIC_SEQ_CST);
+        CHECK_OK(loom_mutex_unlock(&g_mu));
+        if (i % 251 == 0)
+            loom_yield();
+    }
+    __atomic_add_fetch(&g_workers_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_exclusion(void)
+{
+    g_iters = t_scale(50000);
+    g_counter = 0;
+    __atomic_store_n(&g_workers_done, 0, __ATOMIC_SEQ_CST);
+    for (long i = 0; i < NWORKERS; i++)
+        CHECK(loom_go(worker, (void *)(intptr_t)i) != 0);
+    int64_t deadline = t_clock_ns() + 120LL * 1000000000;
+    while (__atomic_load_n(&g_workers_done, __ATOMIC_SEQ_CST) < NWORKERS) {
+        CHECK_MSG(t_clock_ns() < deadline, "workers did not finish in 120 s (%d/%d done)",
+                  __atomic_load_n(&g_workers_done, __ATOMIC_SEQ_CST), NWORKERS);
+        loom_sleep(1000000);
+    }
+    loom_mutex_lock(&g_mu);
+    CHECK_EQ(g_counter, (long long)NWORKERS * g_iters);
+    CHECK_OK(loom_mutex_unlock(&g_mu));
+}
+
+/* ---- trylock */
+static loom_mutex t_mu = LOOM_MUTEX_INIT;
+static int t_result = 1;      /* atomic */
+static int t_done;            /* atomic */
+
+static void try_other(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&t_result, loom_mutex_trylock(&t_mu), __ATOMIC_SEQ_CST);
+    __atomic_store_n(&t_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void wait_flag(int *flag, const char *what)
+{
+    int64_t deadline = t_clock_ns() + 10LL * 1000000000;
+    while (!__atomic_load_n(flag, __ATOMIC_SEQ_CST)) {
+        CHECK_MSG(t_clock_ns() < deadline, "timed out waiting for %s", what);
+        loom_sleep(100000);
+    }
+}
+
+static void test_trylock(void)
+{
+    CHECK_OK(loom_mutex_trylock(&t_mu));          /* free: acquired */
+    CHECK_ERR(loom_mutex_trylock(&t_mu), EBUSY);  /* held (even by this goroutine) */
+    /* held: another goroutine, possibly on another P, gets -EBUSY too */
+    __atomic_store_n(&t_done, 0, __ATOMIC_SEQ_CST);
+    CHECK(loom_go(try_other, NULL) != 0);
+    wait_flag(&t_done, "trylock goroutine");
+    CHECK_ERR(__atomic_load_n(&t_result, __ATOMIC_SEQ_CST), EBUSY);
+    CHECK_OK(loom_mutex_unlock(&t_mu));
+    /* free again: the other goroutine acquires it */
+    __atomic_store_n(&t_done, 0, __ATOMIC_SEQ_CST);
+    CHECK(loom_go(try_other, NULL) != 0);
+    wait_flag(&t_done, "trylock goroutine");
+    CHECK_OK(__atomic_load_n(&t_result, __ATOMIC_SEQ_CST));
+    /* ... and holds it: lock status is not tied to the goroutine (as sync.Mutex),
+     * so this goroutine may unlock it */
+    CHECK_ERR(loom_mutex_trylock(&t_mu), EBUSY);
+    CHECK_OK(loom_mutex_unlock(&t_mu));
+    CHECK_OK(loom_mutex_trylock(&t_mu));
+    CHECK_OK(loom_mutex_unlock(&t_mu));
+    /* trylock after a lock */
+    loom_mutex_lock(&t_mu);
+    CHECK_ERR(loom_mutex_trylock(&t_mu), EBUSY);
+    CHECK_OK(loom_mutex_unlock(&t_mu));
+}
+
+/* ---- misuse: unlock of an unlocked mutex */
+static int m_shared;        /* protected by m_mu */
+static loom_mutex m_mu = LOOM_MUTEX_INIT;
+static int m_done;          /* atomic */
+
+static void misuse_worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 1000; i++) {
+        loom_mutex_lock(&m_mu);
+        int v = m_shared;
+        if (i % 50 == 0)
+            loom_yield();
+        m_shared = v + 1;
+        CHECK_OK(loom_mutex_unlock(&m_mu));
+    }
+    __atomic_add_fetch(&m_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_misuse(void)
+{
+    loom_mutex fresh = LOOM_MUTEX_INIT;
+    CHECK_ERR(loom_mutex_unlock(&fresh), EPERM);
+    CHECK_ERR(loom_mutex_unlock(&fresh), EPERM);
+    /* still a working, unlocked mutex */
+    CHECK_OK(loom_mutex_trylock(&fresh));
+    CHECK_ERR(loom_mutex_trylock(&fresh), EBUSY);
+    CHECK_OK(loom_mutex_unlock(&fresh));
+    CHECK_ERR(loom_mutex_unlock(&fresh), EPERM);   /* double unlock */
+    loom_mutex_lock(&fresh);
+    CHECK_OK(loom_mutex_unlock(&fresh));
+
+    /* the static one, after misuse, still excludes under contention */
+    CHECK_ERR(loom_mutex_unlock(&m_mu), EPERM);
+    for (int i = 0; i < 4; i++)
+        CHECK(loom_go(misuse_worker, NULL) != 0);
+    for (int i = 0; i < 100; i++) {
+        if (loom_mutex_trylock(&m_mu) == 0) {
+            CHECK_OK(loom_mutex_unlock(&m_mu));
+            CHECK_ERR(loom_mutex_unlock(&m_mu), EPERM);
+        }
+        loom_yield();
+    }
+    int64_t deadline = t_clock_ns() + 30LL * 1000000000;
+    while (__atomic_load_n(&m_done, __ATOMIC_SEQ_CST) < 4) {
+        CHECK_MSG(t_clock_ns() < deadline, "misuse workers did not finish");
+        loom_sleep(1000000);
+    }
+    loom_mutex_lock(&m_mu);
+    CHECK_EQ(m_shared, 4000);
+    CHECK_OK(loom_mutex_unlock(&m_mu));
+    CHECK_ERR(loom_mutex_unlock(&m_mu), EPERM);
+
+    /* mutex embedded in a statically initialised struct */
+    loom_mutex_lock(&g_embedded.mu);
+    g_embedded.value++;
+    CHECK_OK(loom_mutex_unlock(&g_embedded.mu));
+    CHECK_EQ(g_embedded.value, 1);
+}
+
+/* ---- starvation: one goroutine holds the lock almost all the time, re-grabbing
+ * it right after each unlock; a second one wants it ten times.  Without Go's
+ * starvation mode the woken waiter loses every race; with it, the lock is handed
+ * to a waiter that waited more than 1 ms. */
+static loom_mutex s_mu = LOOM_MUTEX_INIT;
+static int s_stop;              /* atomic */
+static int s_hog_done;          /* atomic */
+static int s_waiter_done;       /* atomic */
+static int64_t s_max_wait;      /* written by the waiter only */
+
+static void hog(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&s_stop, __ATOMIC_SEQ_CST)) {
+        loom_mutex_lock(&s_mu);
+        loom_sleep(100000);                 /* 100 us with the lock held */
+        CHECK_OK(loom_mutex_unlock(&s_mu));
+        /* straight back to lock(): no yield in between */
+    }
+    __atomic_store_n(&s_hog_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void waiter(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 10; i++) {
+        loom_sleep(100000);
+        int64_t t0 = t_clock_ns();
+        loom_mutex_lock(&s_mu);
+        int64_t w = t_clock_ns() - t0;
+        if (w > s_max_wait)
+            s_max_wait = w;
+        CHECK_OK(loom_mutex_unlock(&s_mu));
+        CHECK_MSG(w < 1000000000LL, "waiter needed %.3f s to get the lock (round %d): starved",
+                  w / 1e9, i);
+    }
+    __atomic_store_n(&s_waiter_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_starvation(void)
+{
+    __atomic_store_n(&s_stop, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&s_hog_done, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&s_waiter_done, 0, __ATOMIC_SEQ_CST);
+    s_max_wait = 0;
+    CHECK(loom_go(hog, NULL) != 0);
+    loom_sleep(2000000);                    /* let the hog start its loop */
+    CHECK(loom_go(waiter, NULL) != 0);
+    int64_t deadline = t_clock_ns() + 20LL * 1000000000;
+    while (!__atomic_load_n(&s_waiter_done, __ATOMIC_SEQ_CST)) {
+        CHECK_MSG(t_clock_ns() < deadline, "waiter could not take the mutex 10 times in 20 s");
+        loom_sleep(1000000);
+    }
+    __atomic_store_n(&s_stop, 1, __ATOMIC_SEQ_CST);
+    wait_flag(&s_hog_done, "hog to stop");
+    CHECK_OK(loom_mutex_trylock(&s_mu));
+    CHECK_OK(loom_mutex_unlock(&s_mu));
+}
+
+static int main_all(void *arg)
+{
+    (void)arg;
+    test_trylock();
+    test_misuse();
+    test_exclusion();
+    test_starvation();
+    return 0;
+}
+
+static int main_starvation_only(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(loom_procs(), 1);
+    test_starvation();
+    /* exclusion on one P: the lock is held across yields */
+    test_exclusion();
+    return 0;
+}
+
+int main(void)
+{
+    /* every P the process may use (or whatever LOOM_PROCS says) */
+    T_RUN(main_all, NULL);
+
+    /* again on a single P: the waiter and the hog share the thread */
+    char *old = getenv("LOOM_PROCS");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("LOOM_PROCS", "1", 1);
+    T_RUN(main_starvation_only, NULL);
+    if (saved) {
+        setenv("LOOM_PROCS", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("LOOM_PROCS");
+    }
+    return 0;
+}

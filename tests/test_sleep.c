@@ -1,0 +1,221 @@
+/*
+ * test_sleep.c — loom_sleep and loom_now:
+ *  - loom_sleep(20 ms) takes >= 20 ms (by loom_now and by CLOCK_MONOTONIC) and < 2 s;
+ *  - loom_sleep(0) and negative durations only yield: at LOOM_PROCS=1 another
+ *    goroutine runs meanwhile, and they never park for good;
+ *  - 1000 goroutines sleeping random 1..50 ms all wake, each after at least its time;
+ *  - loom_now is monotonic, also across Ps, and counts nanoseconds;
+ *  - sleeping parks the goroutine, not the thread: at LOOM_PROCS=1 a busy goroutine
+ *    keeps making progress while 100 others sleep.
+ */
+#include "t.h"
+
+#define MS 1000000LL
+
+static void wait_count(int *p, int want, double secs, const char *what)
+{
+    int64_t dl = t_clock_ns() + (int64_t)(secs * 1e9);
+    while (__atomic_load_n(p, __ATOMIC_SEQ_CST) < want) {
+        CHECK_MSG(t_clock_ns() < dl, "timed out waiting for %s (%d of %d)", what,
+                  __atomic_load_n(p, __ATOMIC_SEQ_CST), want);
+        loom_sleep(MS / 5);
+    }
+}
+
+static void test_basic(void)
+{
+    for (int i = 0; i < 3; i++) {
+        int64_t n0 = loom_now(), c0 = t_clock_ns();
+        loom_sleep(20 * MS);
+        int64_t n1 = loom_now(), c1 = t_clock_ns();
+        CHECK_GE(n1 - n0, 20 * MS);
+        CHECK_GE(c1 - c0, 20 * MS);
+        CHECK_LT(c1 - c0, 2000 * MS);
+        CHECK_LT(n1 - n0, 2000 * MS);   /* loom_now counts ns, not some other unit */
+    }
+    /* 1 ns and 1 us sleeps return */
+    int64_t c0 = t_clock_ns();
+    loom_sleep(1);
+    loom_sleep(1000);
+    CHECK_LT(t_clock_ns() - c0, 2000 * MS);
+}
+
+/* ---- sleep(0) / negative: a yield */
+static int y_flag;     /* atomic */
+static int y_done;     /* atomic */
+
+static void setter(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&y_flag, 1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&y_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_zero_yields(int64_t how)
+{
+    /* at LOOM_PROCS=1 the setter can only run if loom_sleep(how) gives up the P */
+    __atomic_store_n(&y_flag, 0, __ATOMIC_SEQ_CST);
+    CHECK(loom_go(setter, NULL) != 0);
+    int64_t dl = t_clock_ns() + 10000 * MS;
+    long spins = 0;
+    while (!__atomic_load_n(&y_flag, __ATOMIC_SEQ_CST)) {
+        CHECK_MSG(t_clock_ns() < dl, "loom_sleep(%" PRId64 ") never let another goroutine run", how);
+        loom_sleep(how);
+        spins++;
+    }
+    /* and it returns promptly: many calls in a row don't each wait for a timer tick */
+    int64_t c0 = t_clock_ns();
+    for (int i = 0; i < 1000; i++)
+        loom_sleep(how);
+    CHECK_LT(t_clock_ns() - c0, 2000 * MS);
+    (void)spins;
+}
+
+/* ---- many sleepers */
+#define NSLEEPERS 1000
+static int s_done;     /* atomic */
+
+static void sleeper(void *arg)
+{
+    uint64_t seed = (uint64_t)(uintptr_t)arg;
+    t_rng r;
+    t_rng_seed(&r, seed);
+    int64_t d = (int64_t)(1 + t_rng_below(&r, 50)) * MS;
+    int64_t n0 = loom_now(), c0 = t_clock_ns();
+    loom_sleep(d);
+    int64_t n1 = loom_now(), c1 = t_clock_ns();
+    CHECK_MSG(n1 - n0 >= d, "slept %" PRId64 " ns by loom_now, asked %" PRId64, n1 - n0, d);
+    CHECK_MSG(c1 - c0 >= d, "slept %" PRId64 " ns by the clock, asked %" PRId64, c1 - c0, d);
+    CHECK_MSG(c1 - c0 < d + 10000 * MS, "slept %" PRId64 " ns, asked %" PRId64, c1 - c0, d);
+    /* a second, shorter sleep: timers re-armed on whatever P we are on now */
+    loom_sleep(d / 4);
+    CHECK_GE(t_clock_ns() - c1, d / 4);
+    __atomic_add_fetch(&s_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_many(void)
+{
+    int n = NSLEEPERS;
+    for (int i = 0; i < n; i++)
+        CHECK(loom_go(sleeper, (void *)(uintptr_t)(i + 1)) != 0);
+    wait_count(&s_done, n, 60, "sleepers");
+}
+
+/* ---- loom_now monotonic, across Ps */
+static int64_t mono_max;   /* atomic */
+static int mono_done;      /* atomic */
+
+static void mono(void *arg)
+{
+    (void)arg;
+    long n = t_scale(200000);
+    int64_t prev = loom_now();
+    for (long i = 0; i < n; i++) {
+        int64_t seen = __atomic_load_n(&mono_max, __ATOMIC_SEQ_CST);
+        int64_t v = loom_now();
+        CHECK_MSG(v >= prev, "loom_now went back: %" PRId64 " after %" PRId64, v, prev);
+        CHECK_MSG(v >= seen, "loom_now %" PRId64 " is before %" PRId64
+                  " published earlier by another goroutine", v, seen);
+        int64_t m = seen;
+        while (v > m && !__atomic_compare_exchange_n(&mono_max, &m, v, 0, __ATOMIC_SEQ_CST,
+                                                     __ATOMIC_SEQ_CST))
+            ;
+        prev = v;
+        if (i % 1000 == 0)
+            loom_yield();
+    }
+    __atomic_add_fetch(&mono_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_monotonic(void)
+{
+    int n = loom_procs() * 2;
+    for (int i = 0; i < n; i++)
+        CHECK(loom_go(mono, NULL) != 0);
+    wait_count(&mono_done, n, 60, "loom_now checkers");
+}
+
+/* ---- sleeping goroutines don't block the thread (LOOM_PROCS=1) */
+static long b_progress;   /* atomic */
+static int b_stop;        /* atomic */
+static int b_sleepers_done, b_sleeping, b_busy_done;   /* atomics */
+
+static void busy(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&b_stop, __ATOMIC_SEQ_CST)) {
+        __atomic_add_fetch(&b_progress, 1, __ATOMIC_SEQ_CST);
+        loom_yield();
+    }
+    __atomic_store_n(&b_busy_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void long_sleeper(void *arg)
+{
+    (void)arg;
+    __atomic_add_fetch(&b_sleeping, 1, __ATOMIC_SEQ_CST);
+    long before = __atomic_load_n(&b_progress, __ATOMIC_SEQ_CST);
+    int64_t c0 = t_clock_ns();
+    loom_sleep(200 * MS);
+    CHECK_GE(t_clock_ns() - c0, 200 * MS);
+    long after = __atomic_load_n(&b_progress, __ATOMIC_SEQ_CST);
+    CHECK_MSG(after > before, "the busy goroutine made no progress while this one slept"
+              " (%ld -> %ld)", before, after);
+    __atomic_add_fetch(&b_sleepers_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_not_blocking(void)
+{
+    CHECK_EQ(loom_procs(), 1);
+    CHECK(loom_go(busy, NULL) != 0);
+    for (int i = 0; i < 100; i++)
+        CHECK(loom_go(long_sleeper, NULL) != 0);
+    wait_count(&b_sleeping, 100, 20, "sleepers to start");
+    long p0 = __atomic_load_n(&b_progress, __ATOMIC_SEQ_CST);
+    /* main sleeps as well: 101 goroutines asleep, one runnable */
+    loom_sleep(50 * MS);
+    long p1 = __atomic_load_n(&b_progress, __ATOMIC_SEQ_CST);
+    CHECK_MSG(p1 > p0, "no progress by the busy goroutine during main's 50 ms sleep");
+    wait_count(&b_sleepers_done, 100, 30, "sleepers to wake");
+    __atomic_store_n(&b_stop, 1, __ATOMIC_SEQ_CST);
+    wait_count(&b_busy_done, 1, 10, "busy goroutine to stop");
+}
+
+static int main_all(void *arg)
+{
+    (void)arg;
+    test_basic();
+    test_monotonic();
+    test_many();
+    return 0;
+}
+
+static int main_one(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(loom_procs(), 1);
+    test_zero_yields(0);
+    test_zero_yields(-1);
+    test_zero_yields(-1000000000LL);
+    test_zero_yields(INT64_MIN);
+    test_not_blocking();
+    test_basic();
+    return 0;
+}
+
+int main(void)
+{
+    T_RUN(main_all, NULL);
+
+    char *old = getenv("LOOM_PROCS");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("LOOM_PROCS", "1", 1);
+    T_RUN(main_one, NULL);
+    if (saved) {
+        setenv("LOOM_PROCS", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("LOOM_PROCS");
+    }
+    return 0;
+}
