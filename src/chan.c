@@ -194,11 +194,17 @@ static int chanrecv(loom_chan *c, void *ep, bool block) {
     return me.success ? 0 : -EPIPE;   /* closechan zeroed elem */
 }
 
+/* The blocking forms are goroutine calls: from a thread that runs no goroutine they fail
+ * with -EPERM whether or not this particular call would have blocked (API.md). */
 int loom_send(loom_chan *c, const void *elem) {
+    if (!c) return -EINVAL;
+    if (!loom__in_goroutine()) return -EPERM;
     loom__preempt_check();
     return chansend(c, elem, true);
 }
 int loom_recv(loom_chan *c, void *elem) {
+    if (!c) return -EINVAL;
+    if (!loom__in_goroutine()) return -EPERM;
     loom__preempt_check();
     return chanrecv(c, elem, true);
 }

@@ -23,6 +23,14 @@
 #include <string.h>
 
 #define LOOM_HIDDEN __attribute__((visibility("hidden")))
+/* A function the optimiser must treat as opaque: never inlined, never assumed pure, so
+ * its result is not reused across a goroutine switch (which may change the thread). */
+#if defined(__clang__)
+#define LOOM_OPAQUE __attribute__((noinline))
+#else
+#define LOOM_OPAQUE __attribute__((noinline, noipa))
+#endif
+#define LOOM_OPAQUE_BODY() __asm__ __volatile__("" ::: "memory")
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -104,6 +112,7 @@ bool   loom__stack_find(uintptr_t addr, G **g, uintptr_t *lo, uintptr_t *hi, boo
 extern size_t loom__stack_default;
 void   loom__stack_free(G *g);                       /* back to the class free list */
 bool   loom__stack_ok(G *g, void *sp);               /* overflow check at switch */
+bool   loom__stack_redzone_ok(G *g);                 /* overflow check at exit */
 
 /* ------------------------------------------------------------------ fiber.c
  * Sanitizer and valgrind annotations for stack switches; in plain builds the switch hooks
@@ -306,6 +315,8 @@ bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64
 void loom__wakep(void);
 void loom__wake_netpoller(int64_t when);
 void loom__checkdead(void);
+void loom__entersyscall(M *m);                  /* hand the P off: the goroutine may block */
+void loom__exitsyscall(M *m);                   /* take a P again, or queue and wait */
 void loom__wake_all_ms(void);
 bool loom__in_goroutine(void);                  /* a G (not g0, not a foreign thread) runs here */
 uint32_t loom__fastrand(M *m);

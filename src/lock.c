@@ -94,8 +94,8 @@ void loom__spin_lock_slow(loom__spinlock *l) {
 /* ---- the current M: one TLS word, read through a function the compiler can't see into */
 static __thread M *tls_m;
 
-__attribute__((noinline, noipa)) M *loom__getm(void) { return tls_m; }
-__attribute__((noinline, noipa)) void loom__setm(M *m) { tls_m = m; }
+LOOM_OPAQUE M *loom__getm(void) { LOOM_OPAQUE_BODY(); return tls_m; }
+LOOM_OPAQUE void loom__setm(M *m) { LOOM_OPAQUE_BODY(); tls_m = m; }
 
 long loom__env_long(const char *name, long dflt, long lo, long hi) {
     const char *s = getenv(name);

@@ -92,8 +92,8 @@ int64_t loom__nanotime_coarse(void) {
 }
 
 /* errno through functions the compiler cannot see into (see the design story) */
-__attribute__((noinline, noipa)) static int errno_get(void) { return errno; }
-__attribute__((noinline, noipa)) static void errno_set(int v) { errno = v; }
+LOOM_OPAQUE static int errno_get(void) { LOOM_OPAQUE_BODY(); return errno; }
+LOOM_OPAQUE static void errno_set(int v) { LOOM_OPAQUE_BODY(); errno = v; }
 
 uint32_t loom__fastrand(M *m) {
     /* xorshift64*, per M */
@@ -380,6 +380,9 @@ static __attribute__((noreturn)) void goexit(bool main_returned) {
         g->lockedm = NULL;
         m->lockedg = NULL;
     }
+    if (unlikely(!loom__stack_redzone_ok(g)))
+        loom__fatal("goroutine %llu overflowed its stack (%zu KiB)", (unsigned long long)g->id,
+                    g->stack_size / 1024);
     XADD(&loom__sched.ngsys, -1);
     if (main_returned) {
         STORE(&loom__sched.exiting, 1);
@@ -647,6 +650,9 @@ static G *findrunnable(M *m) {
 static void startlockedm(M *m, G *g) {
     M *lm = g->lockedm;
     P *p = releasep(m);
+    loom__lock_acquire(&loom__sched.lock);
+    loom__sched.nmlockedidle--;          /* counted awake from here on, for checkdead */
+    loom__lock_release(&loom__sched.lock);
     lm->nextp = p;
     lm->pending_g = g;
     loom__note_wakeup(&lm->park);
@@ -663,9 +669,6 @@ static bool stoplockedm(M *m) {
     loom__lock_release(&loom__sched.lock);
     loom__note_sleep(&m->park);
     loom__note_clear(&m->park);
-    loom__lock_acquire(&loom__sched.lock);
-    loom__sched.nmlockedidle--;
-    loom__lock_release(&loom__sched.lock);
     if (LOAD(&loom__sched.exiting)) return false;
     acquirep(m, m->nextp);
     m->nextp = NULL;
@@ -676,6 +679,7 @@ static bool stoplockedm(M *m) {
 static void schedule(M *m) {
     for (;;) {
         if (LOAD(&loom__sched.exiting)) return;
+        if (!m->p && !stopm(m)) return;     /* came back from a blocking call without a P */
         G *g;
         if (m->lockedg) {
             /* only the locked goroutine may run here */
@@ -887,6 +891,57 @@ void loom_unlock_thread(void) {
     m->curg->lockedm = NULL;
 }
 
+/* ------------------------------------------------------------------ blocking calls */
+
+/* runtime.entersyscallblock: this goroutine is about to block in the kernel; its P goes
+ * to another M (or the idle list) meanwhile. */
+void loom__entersyscall(M *m) {
+    G *g = m->curg;
+    STORE_RLX(&g->status, G_SYSCALL);
+    m->blocked = true;
+    loom__lock_acquire(&loom__sched.lock);
+    loom__sched.nmblocked++;
+    loom__lock_release(&loom__sched.lock);
+    P *p = releasep(m);
+    handoffp(p);
+}
+
+static void exitsyscall_queue(G *prev, void *arg) {
+    (void)arg;
+    loom__lock_acquire(&loom__sched.lock);
+    loom__globrunqput(prev);
+    loom__lock_release(&loom__sched.lock);
+    loom__wakep();
+}
+
+/* runtime.exitsyscall: take an idle P if there is one; otherwise queue the goroutine on
+ * the global run queue and let this M go idle. */
+void loom__exitsyscall(M *m) {
+    G *g = m->curg;
+    for (;;) {
+        loom__lock_acquire(&loom__sched.lock);
+        P *p = pidleget();
+        loom__sched.nmblocked -= p != NULL;
+        loom__lock_release(&loom__sched.lock);
+        if (p) {
+            acquirep(m, p);
+            m->blocked = false;
+            STORE_RLX(&g->status, G_RUNNING);
+            return;
+        }
+        if (!g->lockedm) break;
+        /* a locked goroutine must stay on this thread: wait for a P to free up */
+        struct timespec ts = { 0, 50000 };
+        nanosleep(&ts, NULL);
+    }
+    loom__lock_acquire(&loom__sched.lock);
+    loom__sched.nmblocked--;
+    loom__lock_release(&loom__sched.lock);
+    m->blocked = false;
+    STORE_RLX(&g->status, G_RUNNABLE);
+    gogo(m, g, &m->g0, exitsyscall_queue, NULL, false);
+}
+
 /* ------------------------------------------------------------------ deadlock */
 
 /* Called with sched.lock held when an M goes idle (runtime.checkdead). */
@@ -902,7 +957,8 @@ void loom__checkdead(void) {
         P *p = loom__sched.allp[i];
         if (LOAD(&p->timer0_when) != 0 || !loom__runqempty(p)) return;
     }
-    if (LOAD(&loom__sched.ngsys) == 0) return;
+    if (LOAD(&loom__sched.ngsys) == 0)
+        loom__fatal("no goroutines (main called loom_exit) - deadlock!");
     loom__fatal("all goroutines are asleep - deadlock!");
 }
 

@@ -83,9 +83,10 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
         if (k->op == LOOM_SEND && !k->elem && k->chan->elemsize) return -EINVAL;
         nchans++;
     }
-    loom__preempt_check();
     M *m = loom__getm();
     bool in_g = loom__in_goroutine();
+    if (timeout_ns != 0 && !in_g) return -EPERM;    /* a blocking select needs a goroutine */
+    loom__preempt_check();
     if (nchans == 0) {
         /* only nil channels: never ready */
         if (timeout_ns == 0) return -EAGAIN;
