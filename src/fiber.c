@@ -69,28 +69,7 @@ void loom__fiber_destroy(G *g) {
 }
 #endif
 
-#ifdef SANITIZED
-void loom__fiber_start_switch(G *from, G *to, bool from_dying) {
-#if defined(LOOM_ASAN)
-    const void *bottom = to->asan_bottom ? to->asan_bottom : to->stack_lo;
-    size_t size = to->asan_bottom ? to->asan_size : to->stack_size;
-    __sanitizer_start_switch_fiber(from_dying ? NULL : &from->asan_fake_stack, bottom, size);
-#endif
-#if defined(LOOM_TSAN)
-    __tsan_switch_to_fiber(to->fiber, 0);
-#endif
-    (void)from; (void)to; (void)from_dying;
-}
-#endif
 
-#ifdef SANITIZED
-void loom__fiber_finish_switch(G *g) {
-#if defined(LOOM_ASAN)
-    __sanitizer_finish_switch_fiber(g->asan_fake_stack, NULL, NULL);
-#endif
-    (void)g;
-}
-#endif
 
 void loom__fiber_new_stack(G *g) {
 #if defined(LOOM_HAVE_VALGRIND_H)

@@ -120,16 +120,23 @@ bool   loom__stack_redzone_ok(G *g);                 /* overflow check at exit *
 #if defined(LOOM_ASAN) || defined(LOOM_TSAN)
 void loom__fiber_create(G *g);
 void loom__fiber_destroy(G *g);
-void loom__fiber_start_switch(G *from, G *to, bool from_dying);
-void loom__fiber_finish_switch(G *g);
 void loom__fiber_reuse_stack(G *g);      /* a reused slot: clear stale ASan poison */
 #else
 static inline void loom__fiber_create(G *g) { (void)g; }
 static inline void loom__fiber_destroy(G *g) { (void)g; }
-static inline void loom__fiber_start_switch(G *from, G *to, bool d) { (void)from; (void)to; (void)d; }
-static inline void loom__fiber_finish_switch(G *g) { (void)g; }
 static inline void loom__fiber_reuse_stack(G *g) { (void)g; }
 #endif
+/* The switch hooks are inlined into the function that switches: TSan's shadow call stack
+ * must see that function enter and leave on the same fiber, which an out-of-line hook
+ * (entered on the old fiber, left on the new one) would break. */
+#if defined(LOOM_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
+#if defined(LOOM_ASAN)
+#include <sanitizer/common_interface_defs.h>
+#endif
+static inline __attribute__((always_inline)) void loom__fiber_start_switch(G *from, G *to, bool dying);
+static inline __attribute__((always_inline)) void loom__fiber_finish_switch(G *g);
 void loom__fiber_init_g0(G *g0);
 void loom__fiber_new_stack(G *g);        /* a fresh slot: tell valgrind */
 void loom__fiber_free_stack(G *g);
@@ -366,6 +373,26 @@ int  loom__cpu_count_at(const char *cgroup_root, const char *proc_self_cgroup, i
  * Semaphore with a FIFO of parked goroutines (runtime.semacquire / semrelease). */
 void loom__semacquire(struct loom__sema *s, bool lifo, int reason);
 void loom__semrelease(struct loom__sema *s, bool handoff);
+
+/* ------------------------------------------------------------------ fiber switch hooks */
+static inline __attribute__((always_inline)) void loom__fiber_start_switch(G *from, G *to, bool dying) {
+#if defined(LOOM_ASAN)
+    const void *bottom = to->asan_bottom ? to->asan_bottom : to->stack_lo;
+    size_t size = to->asan_bottom ? to->asan_size : to->stack_size;
+    __sanitizer_start_switch_fiber(dying ? NULL : &from->asan_fake_stack, bottom, size);
+#endif
+#if defined(LOOM_TSAN)
+    __tsan_switch_to_fiber(to->fiber, 0);
+#endif
+    (void)from; (void)to; (void)dying;
+}
+
+static inline __attribute__((always_inline)) void loom__fiber_finish_switch(G *g) {
+#if defined(LOOM_ASAN)
+    __sanitizer_finish_switch_fiber(g->asan_fake_stack, NULL, NULL);
+#endif
+    (void)g;
+}
 
 /* env helpers */
 long loom__env_long(const char *name, long dflt, long lo, long hi);
