@@ -9,9 +9,10 @@
  *      (on this goroutine's stack) on every channel and park; the parking hook unlocks the
  *      channels (and arms the timeout timer before that).  Wakers race to claim the
  *      goroutine with CAS(g->selectdone, 0, 1); exactly one wins.
- *   4. Woken: lock every channel again and take our sudogs off the queues that did not
+ *   4. Woken: lock every channel again, except the one that fired (its waker may free it
+ *      the moment our call completes), and take our sudogs off the queues that did not
  *      fire.  Re-locking also waits out the parking hook, which may still be unlocking
- *      the last channels on another thread when a waker already readied us.
+ *      the other channels on another thread when a waker already readied us.
  * The parking hook copies the channel list before unlocking anything, since once the first
  * channel is unlocked this goroutine may run again and its stack change.
  */
@@ -198,16 +199,25 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
         struct park_locks pl = { chans, nch };
         loom__park_timeout(selparkcommit, &pl, WAIT_SELECT, timeout_ns);
 
-        /* pass 3: dequeue from the losers; the winner (if any) is g->param */
+        /* pass 3: dequeue from the losers; the winner (if any) is g->param.  The winner's
+         * channel is not touched again (its waker already took our sudog off it), so the
+         * goroutine that woke us may free it at once — unless another case of ours is on
+         * the same channel, whose sudog must come off it too. */
         loom__sudog *won = g->param;
-        sellock(cases, lockorder, np);
+        loom_chan *skip = won ? won->c : NULL;
+        for (int i = 0; skip && i < np; i++)
+            if (&sgs[i] != won && sgs[i].c == skip) skip = NULL;
+        int nl = 0;
+        for (int i = 0; i < np; i++)
+            if (cases[lockorder[i]].chan != skip) lockorder[nl++] = lockorder[i];
+        sellock(cases, lockorder, nl);
         for (int i = 0; i < np; i++) {
             loom__sudog *sg = &sgs[i];
             if (sg == won) continue;
             loom_case *k = &cases[sg->caseidx];
             loom__waitq_remove(k->op == LOOM_RECV ? &k->chan->recvq : &k->chan->sendq, sg);
         }
-        selunlock(cases, lockorder, np);
+        selunlock(cases, lockorder, nl);
         if (won) {
             result = won->caseidx;
             cases[result].ok = won->success ? 1 : 0;
