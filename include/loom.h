@@ -14,6 +14,7 @@
 #ifndef LOOM_H
 #define LOOM_H
 
+#include <errno.h>          /* the -E... values loom returns */
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>

@@ -13,15 +13,18 @@
  * kernel maps nothing until a page is touched, and a million stacks cost a handful of
  * mappings instead of one or two each (vm.max_map_count is 65530 on a stock kernel).
  *
- * Overflow: the lowest page of a slot is made PROT_NONE (a guard page) while the mapping
- * budget allows — each guard splits the arena mapping, costing two map entries — i.e. for
- * the first max_map_count/4 slots (LOOM_GUARD_STACKS overrides).  A goroutine that runs
+ * Overflow: the lowest page of every slot is a guard page.  On Linux 6.13+ it is a guard
+ * marker (madvise MADV_GUARD_INSTALL), which costs no mapping, so every slot has one.  On
+ * older kernels it is made PROT_NONE while the mapping budget allows — each such guard
+ * splits the arena mapping, costing two map entries — i.e. for the first max_map_count/4
+ * slots (LOOM_GUARD_STACKS overrides).  A goroutine that runs
  * into a guard page faults; the SIGSEGV handler (fatal.c), on an alternate signal stack,
  * finds the slot with loom__stack_find and prints "loom: fatal: goroutine N overflowed its
  * stack".  Slots beyond the budget keep the page as a red zone that is never written in
  * normal operation; every switch away from a goroutine checks its stack pointer against
  * stack_lo, and a goroutine's exit checks that the red zone is still zero (reading a
- * never-written page costs a page of RSS on these VMs, so not at every switch).  An
+ * never-written page costs a page of RSS on these VMs, so not at every switch).
+ * (An unguarded slot exists only on kernels before 6.13 beyond the mapping budget.)  An
  * unguarded overflow is thus reported at the goroutine's next switch if it is still deep,
  * else at its exit; only guarded slots catch it at the faulting instruction.
  *
@@ -50,6 +53,10 @@ static loom__lock   arena_lock = LOOM__LOCK_INIT;
 static uintptr_t    bump[NCLASSES], bump_end[NCLASSES];  /* under arena_lock */
 static G           *class_free[NCLASSES];                /* under arena_lock */
 static long         guard_budget;                         /* under arena_lock */
+static bool         guard_markers = true;   /* MADV_GUARD_INSTALL works; under arena_lock */
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102              /* Linux 6.13+ */
+#endif
 size_t loom__stack_default = LOOM_STACK_DEFAULT;
 
 static size_t g_record_size(void) { return (sizeof(G) + 63) & ~(size_t)63; }
@@ -83,6 +90,7 @@ void loom__stack_init(void) {
     }
     /* each guard costs two map entries; leave at least half the table to the program */
     guard_budget = loom__env_long("LOOM_GUARD_STACKS", maxmap / 4, 0, maxmap / 4);
+    guard_markers = guard_budget > 0;     /* LOOM_GUARD_STACKS=0 turns guards off */
 }
 
 size_t loom_default_stack_size(void) { return loom__stack_default; }
@@ -120,7 +128,10 @@ G *loom__stack_alloc(size_t slot) {
     uintptr_t base = bump[c];
     bump[c] += slot;
     bool guarded = false;
-    if (guard_budget > 0 && mprotect((void *)base, PAGE, PROT_NONE) == 0) {
+    if (guard_markers && madvise((void *)base, PAGE, MADV_GUARD_INSTALL) == 0) {
+        guarded = true;
+    } else if (guard_budget > 0 && mprotect((void *)base, PAGE, PROT_NONE) == 0) {
+        guard_markers = false;
         guard_budget--;
         guarded = true;
     }
@@ -173,10 +184,10 @@ bool loom__stack_ok(G *g, void *sp) {
     return (char *)sp >= g->stack_lo;
 }
 
-/* The check at goroutine exit: an unguarded slot's red zone must still be all zero.
- * Only the words at its top and bottom are read: reading a never-touched page maps a
- * page on these VMs (no shared zero page), so this runs once per goroutine, not per
- * switch, and a slot pays that page once in its life. */
+/* The check at goroutine exit for an unguarded slot: its red zone must still be all zero.
+ * Reading a never-touched page maps a page on these VMs (no shared zero page), so this
+ * runs at exit, not per switch; a slot pays that page once in its life, and only slots
+ * without a guard (old kernels, beyond the mapping budget) pay it. */
 bool loom__stack_redzone_ok(G *g) {
     if (g->guarded) return true;
     const uint64_t *red = (const uint64_t *)g->stack_base;
