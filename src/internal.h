@@ -16,6 +16,7 @@
 #include "loom.h"
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -239,6 +240,7 @@ struct loom__m {
     int        tid;
     bool       exited;
     void      *altstack;       /* our sigaltstack, if we installed one */
+    sigset_t   sigmask;        /* signal mask to run goroutines with (the creator's) */
 };
 
 /* Local run queue size, as Go's 256-slot ring. */

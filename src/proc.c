@@ -240,6 +240,7 @@ static void newm(P *p, bool spinning) {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    m->sigmask = old;        /* mstart restores the creator's mask once set up */
     int err = pthread_create(&m->thread, &attr, mstart, m);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
@@ -972,6 +973,7 @@ static void *mstart(void *arg) {
     m->tid = (int)syscall(SYS_gettid);
     loom__fiber_init_g0(&m->g0);
     loom__sigaltstack_init(m);
+    pthread_sigmask(SIG_SETMASK, &m->sigmask, NULL);
     acquirep(m, m->nextp);
     m->nextp = NULL;
     schedule(m);
