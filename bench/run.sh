@@ -15,6 +15,8 @@
 #   BENCH_RESULTS=FILE  where to write the markdown (default bench/results.md);
 #                       the chart goes beside it with the extension .png
 #   BENCH_NO_INSTALL=1  never call apt-get
+#   BENCH_SLOW=S        a workload whose first run took longer than S seconds (either
+#                       side; default 40) runs only once more, to keep make bench short
 # The C programs themselves must already be built (make bench does that).
 set -u
 export LC_ALL=C
@@ -28,6 +30,7 @@ fi
 BUILD=$(cd "$BUILD" && pwd)
 REPS=${BENCH_REPS:-3}
 NET_SECS=${BENCH_NET_SECS:-5}
+SLOW=${BENCH_SLOW:-40}
 NPROC=$(nproc)
 RESULTS_MD=${BENCH_RESULTS:-$SRC/bench/results.md}
 RESULTS_PNG=${RESULTS_MD%.md}.png
@@ -140,6 +143,8 @@ cacheline    | ns_per_roundtrip  | limit: cache line ping-pong   | lower  |
 declare -A VALS   # "impl|run|metric" -> space-separated values
 declare -A BAD    # "impl|run" -> why it failed / was skipped
 declare -A UNIT   # "run|metric" -> unit
+declare -A NRUNS  # "impl|run" -> runs that gave a result
+LAST_SECS=0       # wall time of the last run_one / run_server
 
 selected() {
     [ -z "${BENCH_ONLY:-}" ] && return 0
@@ -172,10 +177,13 @@ run_one() {
     local impl=$1 run=$2 rep=$3 prog=$4 procs=$5 tmo=$6 bin rc
     [ -z "${BAD[$impl|$run]:-}" ] || return 0      # failed before: don't retry
     if [ "$impl" = loom ]; then bin=$CBIN/bench_$prog; else bin=$GOBIN/$prog; fi
-    local out=$WORK/$impl-$run-$rep.out err=$WORK/$impl-$run-$rep.err
+    local out=$WORK/$impl-$run-$rep.out err=$WORK/$impl-$run-$rep.err t0=$SECONDS
     LOOM_PROCS=$procs GOMAXPROCS=$procs timeout -k 5 "$tmo" "$bin" </dev/null >"$out" 2>"$err"
     rc=$?
-    if [ $rc -ne 0 ] || ! collect "$impl" "$run" "$out"; then
+    LAST_SECS=$((SECONDS - t0))
+    if [ $rc -eq 0 ] && collect "$impl" "$run" "$out"; then
+        NRUNS["$impl|$run"]=$(( ${NRUNS[$impl|$run]:-0} + 1 ))
+    else
         local why="exit $rc"
         [ $rc = 124 ] && why="timed out after ${tmo}s"
         BAD["$impl|$run"]="$why"
@@ -278,7 +286,10 @@ run_server() {
         ok=0; why="${why:+$why; }the server died: $(tail -n1 "$log")"
     fi
     stop_server
-    if [ $ok = 1 ] && collect "$impl" "$run" "$out"; then return; fi
+    if [ $ok = 1 ] && collect "$impl" "$run" "$out"; then
+        NRUNS["$impl|$run"]=$(( ${NRUNS[$impl|$run]:-0} + 1 ))
+        return
+    fi
     BAD["$impl|$run"]="${why:-no result}"
     FAILED+=("$impl $run: ${why:-no result}")
     say "FAILED $impl $run: ${why:-no result}"
@@ -310,15 +321,24 @@ while read -r -u 9 run prog procs tmo kind; do
         BAD["loom|$run"]="no netclient"; BAD["go|$run"]="no netclient"; skip "$run: bench_netclient not built"
     fi
     say "running $run ($impls; procs=$p; $REPS times)"
-    for rep in $(seq "$REPS"); do
+    reps=$REPS
+    for ((rep = 1; rep <= reps; rep++)); do
         order=$impls
         [ $((rep % 2)) = 0 ] && [ "$impls" = "loom go" ] && order="go loom"   # alternate who goes first
+        slowest=0
         for impl in $order; do
+            LAST_SECS=0
             case $kind in
                 pair|c) run_one "$impl" "$run" "$rep" "$prog" "$p" "$tmo" ;;
                 *)      run_server "$impl" "$run" "$rep" "$prog" "$p" "$kind" ;;
             esac
+            [ "$LAST_SECS" -gt "$slowest" ] && slowest=$LAST_SECS
         done
+        if [ "$rep" = 1 ] && [ "$slowest" -gt "$SLOW" ] && [ "$reps" -gt 2 ]; then
+            reps=2
+            say "$run: a run took ${slowest}s (> BENCH_SLOW=${SLOW}s): 2 runs per side only"
+            SKIPPED+=("$run: runs $((reps + 1))..$REPS (a run took ${slowest}s > ${SLOW}s); medians of 2")
+        fi
     done
 done 9<<<"$RUNS"
 T_END=$(date +%s)

@@ -28,7 +28,11 @@ func spinner(wg *sync.WaitGroup) {
 func main() {
 	bench.Init("preempt")
 	iters := bench.Param("iters", 100, 10)
-	bench.Watchdog(60*time.Second, "the 1 ms sleeper never ran beside the spinner (no preemption?)")
+	wd := 60 * time.Second
+	if bench.Smoke() {
+		wd = 20 * time.Second
+	}
+	bench.Watchdog(wd, "the 1 ms sleeper never ran beside the spinner (no preemption?)")
 	runtime.GOMAXPROCS(1)
 	procs := runtime.GOMAXPROCS(0)
 	delays := make([]int64, iters)
