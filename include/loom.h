@@ -24,6 +24,9 @@
 extern "C" {
 #endif
 
+/* the library is built with hidden visibility: everything declared here is its API */
+#pragma GCC visibility push(default)
+
 #define LOOM_VERSION_MAJOR 0
 #define LOOM_VERSION_MINOR 1
 
@@ -146,6 +149,8 @@ int     loom_accept(int fd, struct sockaddr *addr, socklen_t *len);
 int     loom_connect(int fd, const struct sockaddr *addr, socklen_t len);
 void    loom_block_begin(void);
 void    loom_block_end(void);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

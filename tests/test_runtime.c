@@ -322,10 +322,14 @@ static int all_main(void *arg)
     return 0;
 }
 
+/* file scope: a child forked by test_affinity exits with _exit, and valgrind must still
+ * see this allocation as reachable there */
+static char *saved;
+
 int main(void)
 {
     char *old = getenv("LOOM_PROCS");
-    char *saved = old ? strdup(old) : NULL;
+    saved = old ? strdup(old) : NULL;
 
     CHECK_EQU(loom_id(), 0);
     test_procs();
