@@ -297,6 +297,7 @@ run_server() {
 
 # ---------------------------------------------------------------- measure
 T_START=$(date +%s)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 while read -r -u 9 run prog procs tmo kind; do
     [ -n "$run" ] || continue
     selected "$run" || continue
@@ -342,6 +343,7 @@ while read -r -u 9 run prog procs tmo kind; do
     done
 done 9<<<"$RUNS"
 T_END=$(date +%s)
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
 stats() {  # stats "v1 v2 ..." -> "median min max" or empty
@@ -387,7 +389,11 @@ while IFS='|' read -r run metric label better target; do
     T="—"; S="—"
     if [ -n "$target" ]; then
         tk=${target%%:*}; rest=${target#*:}; tv=${rest%%:*}; T=${rest#*:}
-        if [ -z "${lm:-}" ]; then S="not measured"
+        if [ -z "${lm:-}" ]; then
+            case ${BAD[loom|$run]:-} in
+                "not built"|"no wrk"|"no netclient"|"") S="not measured" ;;
+                *) S="MISSED (run failed)"; MISSED=$((MISSED + 1)) ;;
+            esac
         else
             case $tk in
                 le)   ok=$(awk -v l="$lm" -v t="$tv" 'BEGIN { print (l <= t) }') ;;
@@ -416,16 +422,19 @@ set terminal pngcairo size 1200,620 font "sans,10"
 set output "$RESULTS_PNG"
 set title "loom vs Go $(go version 2>/dev/null | awk '{ print $3 }' | sed 's/^go//') on $NPROC CPUs: loom's advantage (Go ÷ loom for times, loom ÷ Go for rates; > 1 = loom better)"
 set style fill solid 0.85 border -1
-set boxwidth 0.7
 set logscale y 2
 set yrange [0.0625:64]
 set ytics ("1/16" 0.0625, "1/8" 0.125, "1/4" 0.25, "1/2" 0.5, "1" 1, "2" 2, "4" 4, "8" 8, "16" 16, "32" 32, "64" 64)
 set ylabel "× (log scale)"
 set grid ytics
+set offsets 0.6, 0.6, 0, 0
 set xtics rotate by -35 left font ",9"
 set bmargin 11
 set key off
-plot "$CHART_DAT" using 0:(\$2 > 64 ? 64 : (\$2 < 0.0625 ? 0.0625 : \$2)):(\$2 >= 1 ? 0x3b9c5a : 0xd0503c):xtic(1) with boxes lc rgb variable, \
+clip(v) = v > 64 ? 64 : (v < 0.0625 ? 0.0625 : v)
+# bars grow from 1 (parity) up to loom's advantage or down to its disadvantage
+plot "$CHART_DAT" using 0:(clip(\$2)):(\$0 - 0.35):(\$0 + 0.35):(clip(\$2) < 1 ? clip(\$2) : 1):(clip(\$2) < 1 ? 1 : clip(\$2)):(\$2 >= 1 ? 0x3b9c5a : 0xd0503c):xtic(1) \
+         with boxxyerror lc rgb variable, \
      1 with lines lc rgb "black" lw 1.5
 EOF
     if gnuplot "$WORK/chart.gp" >"$WORK/gnuplot.log" 2>&1; then CHART_OK=1
@@ -454,6 +463,7 @@ MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev
     echo "| wrk | $( [ $HAVE_WRK = 1 ] && wrk --version 2>&1 | head -n1 | awk '{ print $1, $2 }' || echo "not installed") |"
     echo "| loom build | $(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null) |"
     echo "| wall time of the runs | $((T_END - T_START)) s |"
+    echo "| load average before / after | $LOAD_BEFORE / $LOAD_AFTER |"
     echo
     echo "\"all Ps\" is LOOM_PROCS = GOMAXPROCS = $NPROC; \"1 P\" is 1. **loom/Go** is the ratio of the medians:"
     echo "below 1 is better for times, latencies and memory, above 1 for req/s, speedup and progress."
