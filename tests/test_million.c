@@ -68,6 +68,7 @@ static void wait_long(long *p, long want, double secs, const char *what)
 static int main_fn(void *arg)
 {
     (void)arg;
+    int64_t t_start = t_clock_ns();
     g_chan = loom_chan_new(0, 0);
     CHECK(g_chan != NULL);
     for (long s = 0; s < NSPAWNERS; s++)
@@ -77,13 +78,21 @@ static int main_fn(void *arg)
         CHECK_MSG(t_clock_ns() < dl, "spawners did not finish");
         loom_sleep(2000000);
     }
+    int64_t t_spawned = t_clock_ns();
     wait_long(&g_started, g_n, 200, "goroutines to start");
+    int64_t t_started = t_clock_ns();
     /* the last ones to start may not have parked yet; give them a moment, though
      * receiving on a closed channel returns -EPIPE anyway */
     loom_sleep(20000000);
     CHECK_EQ(__atomic_load_n(&g_finished, __ATOMIC_ACQUIRE), 0);   /* nobody got past recv */
+    int64_t t_close = t_clock_ns();
     CHECK_OK(loom_close(g_chan));
+    int64_t t_closed = t_clock_ns();
     wait_long(&g_finished, g_n, 200, "goroutines to finish");
+    if (getenv("LOOM_TEST_VERBOSE"))
+        fprintf(stderr, "test_million: spawn %.2f s, start %.2f s, close %.2f s, finish %.2f s\n",
+                (t_spawned - t_start) / 1e9, (t_started - t_spawned) / 1e9,
+                (t_closed - t_close) / 1e9, (t_clock_ns() - t_closed) / 1e9);
     CHECK_EQ(__atomic_load_n(&g_bad, __ATOMIC_SEQ_CST), 0);
     CHECK_EQ(__atomic_load_n(&g_finished, __ATOMIC_SEQ_CST), g_n);
     return 0;
