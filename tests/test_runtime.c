@@ -220,15 +220,60 @@ static int expected_cpus(void)
     return CPU_COUNT(&set);
 }
 
+/* does a cgroup CPU quota file at dir or any ancestor set a limit? */
+static int quota_in_path(const char *root, const char *path, const char *file, int v2)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s", path);
+    for (;;) {
+        char fn[1200];
+        snprintf(fn, sizeof fn, "%s%s/%s", root, p, file);
+        FILE *f = fopen(fn, "r");
+        if (f) {
+            char q[64] = "";
+            int r = fscanf(f, "%63s", q);
+            fclose(f);
+            if (r == 1 && (v2 ? strcmp(q, "max") != 0 : atol(q) > 0))
+                return 1;
+        }
+        char *slash = strrchr(p, '/');
+        if (!slash || p[0] == 0)
+            return 0;
+        *slash = 0;
+    }
+}
+
+/* 1 if a cgroup (v1 or v2) CPU quota may lower the default P count below the CPUs */
 static int cgroup_limited(void)
 {
-    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    FILE *f = fopen("/proc/self/cgroup", "r");
     if (!f)
         return 0;
-    char q[64] = "";
-    int r = fscanf(f, "%63s", q);
+    char line[1024];
+    int limited = 0;
+    while (!limited && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = 0;
+        const char *ctrls = c1 + 1, *path = c2 + 1;
+        if (strcmp(path, "/") == 0)
+            path = "";
+        if (*ctrls == 0) {
+            limited = quota_in_path("/sys/fs/cgroup", path, "cpu.max", 1) ||
+                      quota_in_path("/sys/fs/cgroup/unified", path, "cpu.max", 1);
+        } else {
+            char buf[256];
+            snprintf(buf, sizeof buf, ",%s,", ctrls);
+            if (strstr(buf, ",cpu,"))
+                limited = quota_in_path("/sys/fs/cgroup/cpu", path, "cpu.cfs_quota_us", 0) ||
+                          quota_in_path("/sys/fs/cgroup/cpu,cpuacct", path, "cpu.cfs_quota_us", 0);
+        }
+    }
     fclose(f);
-    return r == 1 && strcmp(q, "max") != 0;
+    return limited;
 }
 
 static void test_affinity(void);
