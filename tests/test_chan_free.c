@@ -159,7 +159,7 @@ static int main_fn(void *arg)
         size_t cap = (size_t)((i / NMODES) % 2);
         one_round(mode, cap, i * 3 + 1);
     }
-    long fans = t_scale(300);
+    long fans = t_scale(200);
     for (long i = 0; i < fans; i++)
         fan_in(16, i * 100);
 
@@ -167,7 +167,7 @@ static int main_fn(void *arg)
     long leaves = 4;
     while (leaves * 4 <= t_scale(4096))
         leaves *= 4;
-    for (int rep = 0; rep < 3; rep++) {
+    for (int rep = 0; rep < 2; rep++) {
         loom_chan *root = loom_chan_new(sizeof(long), 0);
         CHECK(root != NULL);
         struct node top = { .out = root, .num = 0, .size = leaves };

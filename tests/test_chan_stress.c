@@ -213,11 +213,14 @@ static void feeder_fn(void *arg)
     t_rng_seed(&rng, f->seed);
     for (;;) {
         int ci = (int)t_rng_below(&rng, NCH);
+        /* feeders run flat out while the workers run (at most ~2 s): an id space
+         * of 2^23 per feeder is far more than they can use; running out would
+         * starve the workers' blocking receives, so say so instead of hanging */
         if (prod[f->p].attempts >= prod[f->p].max)
-            ci = -1; /* out of ids: only wait for quit */
-        msg m = ci >= 0 ? new_msg(f->p) : (msg){ 0, 0 };
+            FAIL("feeder %d ran out of ids (%ld sends)", f->p, prod[f->p].attempts);
+        msg m = new_msg(f->p);
         loom_case cs[2] = {
-            { .chan = ci >= 0 ? chans[ci] : NULL, .op = LOOM_SEND, .elem = &m, .ok = -1 },
+            { .chan = chans[ci], .op = LOOM_SEND, .elem = &m, .ok = -1 },
             { .chan = quit, .op = LOOM_RECV, .elem = NULL, .ok = -1 },
         };
         int r = loom_select(cs, 2, -1);
@@ -225,7 +228,7 @@ static void feeder_fn(void *arg)
             CHECK_EQ(cs[1].ok, 0);
             break;
         }
-        CHECK_EQ(r, 0);
+        CHECK_EQ(r, 0); /* a select with timeout -1 over 2 cases */
         if (cs[0].ok)
             mark_sent(&m);
     }
@@ -284,7 +287,7 @@ static int main_fn(void *arg)
     quit = loom_chan_new(0, 0);
     CHECK(quit != NULL);
     for (int p = 1; p <= NPROD; p++) {
-        prod[p].max = p <= NW ? ops * 4 + 8 : 1L << 20;
+        prod[p].max = p <= NW ? ops * 4 + 8 : 1L << 24; /* feeders must not run out of ids before the workers stop, or a worker blocked in recv waits forever */
         prod[p].sent = calloc((size_t)prod[p].max, 1);
         prod[p].rcv = calloc((size_t)prod[p].max, sizeof *prod[p].rcv);
         CHECK(prod[p].sent && prod[p].rcv);
