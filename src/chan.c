@@ -32,7 +32,10 @@ loom_chan *loom_chan_new(size_t elem_size, size_t capacity) {
 
 void loom_chan_free(loom_chan *c) { free(c); }
 
-size_t loom_chan_len(loom_chan *c) { return c ? LOAD_RLX(&c->qcount) : 0; }
+size_t loom_chan_len(loom_chan *c) {
+    if (!loom__getm()) loom__note_foreign();
+    return c ? LOAD_RLX(&c->qcount) : 0;
+}
 size_t loom_chan_cap(loom_chan *c) { return c ? c->dataqsiz : 0; }
 
 /* ---- wait queues */
@@ -65,6 +68,9 @@ loom__sudog *loom__waitq_dequeue(loom__waitq *q) {
         else q->last = NULL;
         sg->next = sg->prev = NULL;
         if (sg->isselect && !CAS(&sg->g->selectdone, 0, 1)) continue;
+        /* invariant: a claimable sudog belongs to its goroutine's current select */
+        if (unlikely(sg->isselect && sg->seq != LOAD_RLX(&sg->g->parkseq)))
+            loom__fatal("stale select waiter of goroutine %llu", (unsigned long long)sg->g->id);
         return sg;
     }
 }
@@ -208,12 +214,19 @@ int loom_recv(loom_chan *c, void *elem) {
     loom__preempt_check();
     return chanrecv(c, elem, true);
 }
-int loom_try_send(loom_chan *c, const void *elem) { return chansend(c, elem, false); }
-int loom_try_recv(loom_chan *c, void *elem) { return chanrecv(c, elem, false); }
+int loom_try_send(loom_chan *c, const void *elem) {
+    if (!loom__getm()) loom__note_foreign();
+    return chansend(c, elem, false);
+}
+int loom_try_recv(loom_chan *c, void *elem) {
+    if (!loom__getm()) loom__note_foreign();
+    return chanrecv(c, elem, false);
+}
 
 /* runtime.closechan */
 int loom_close(loom_chan *c) {
     if (!c) return -EINVAL;
+    if (!loom__getm()) loom__note_foreign();
     loom__spin_lock(&c->lock);
     if (c->closed) {
         loom__spin_unlock(&c->lock);

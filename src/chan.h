@@ -16,6 +16,7 @@ struct loom__sudog {
     int          caseidx;        /* select case index, or -1 */
     bool         isselect;       /* waker must win g->selectdone first */
     bool         success;        /* written by the waker: true = value passed, false = closed */
+    uint32_t     seq;            /* g->parkseq when enqueued (stale-sudog check) */
 };
 
 typedef struct { loom__sudog *first, *last; } loom__waitq;

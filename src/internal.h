@@ -198,7 +198,7 @@ struct loom__g {
     void     *arg;
     void     *param;           /* wakeup parameter (a sudog, or NULL), set by the waker */
     uint32_t  selectdone;      /* select / timed park: 0 armed, 1 claimed by a waker; atomic */
-    uint32_t  parkseq;         /* bumped at each timed park, so a stale timer can't wake it */
+    uint32_t  parkseq;         /* bumped at each select that parks (stale-waiter check) */
     M        *lockedm;         /* loom_lock_thread; owner: the G itself */
     loom__timer timer;         /* sleep / select timeout; owner: the G */
     char     *stack_lo;        /* lowest usable address (above the guard page, if any) */
@@ -301,6 +301,7 @@ struct loom__sched {
     int64_t    lastpoll;        /* 0 while an M blocks in netpoll; atomic */
     int64_t    polluntil;       /* that M's wake deadline; atomic */
     uint32_t   ngsys;           /* goroutines alive (not dead); atomic */
+    uint32_t   foreign;         /* a thread outside the runtime called loom; atomic */
     uint32_t   sysmonwait;      /* sysmon sleeps on sysmonnote; atomic */
     loom__note sysmonnote;
     pthread_t  sysmon_thread;
@@ -328,6 +329,7 @@ void loom__entersyscall(M *m);                  /* hand the P off: the goroutine
 void loom__exitsyscall(M *m);                   /* take a P again, or queue and wait */
 void loom__wake_all_ms(void);
 bool loom__in_goroutine(void);                  /* a G (not g0, not a foreign thread) runs here */
+void loom__note_foreign(void);                  /* called from a thread outside the runtime? remember it */
 uint32_t loom__fastrand(M *m);
 uint32_t loom__fastrandn(M *m, uint32_t n);
 void loom__preempt_check(void);                 /* cooperative preemption point */

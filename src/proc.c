@@ -107,6 +107,11 @@ uint32_t loom__fastrandn(M *m, uint32_t n) {
     return (uint32_t)(((uint64_t)loom__fastrand(m) * n) >> 32);
 }
 
+void loom__note_foreign(void) {
+    if (!LOAD_RLX(&loom__sched.foreign) && LOAD(&loom__sched.running) && !loom__getm())
+        STORE(&loom__sched.foreign, 1);
+}
+
 bool loom__in_goroutine(void) {
     M *m = loom__getm();
     return m && m->curg != &m->g0 && m->p != NULL;
@@ -127,7 +132,11 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
     m->after_prev = from;
     m->curg = to;
     to->m = m;
-    if (to != &m->g0) STORE_RLX(&to->status, G_RUNNING);
+    if (to != &m->g0) {
+        uint32_t st = LOAD_RLX(&to->status);
+        STORE_RLX(&to->status, G_RUNNING);
+        if (unlikely(st != G_RUNNABLE)) loom__fatal("switch to goroutine %llu in status %u", (unsigned long long)to->id, st);
+    }
     from->saved_errno = errno_get();
     if (from != &m->g0 && !dying) {
         void *sp = __builtin_frame_address(0);
@@ -655,7 +664,7 @@ static void startlockedm(M *m, G *g) {
     loom__sched.nmlockedidle--;          /* counted awake from here on, for checkdead */
     loom__lock_release(&loom__sched.lock);
     lm->nextp = p;
-    lm->pending_g = g;
+    STORE(&lm->pending_g, g);
     loom__note_wakeup(&lm->park);
 }
 
@@ -683,16 +692,11 @@ static void schedule(M *m) {
         if (!m->p && !stopm(m)) return;     /* came back from a blocking call without a P */
         G *g;
         if (m->lockedg) {
-            /* only the locked goroutine may run here */
-            G *lg = m->pending_g;
-            m->pending_g = NULL;
-            if (!lg) {
-                if (!stoplockedm(m)) return;
-                lg = m->pending_g;
-                m->pending_g = NULL;
-                if (!lg) continue;
-            }
-            g = lg;
+            /* only the locked goroutine may run here: give up the P and sleep until some
+             * M hands the goroutine back with a P (startlockedm), as Go's schedule() */
+            if (!stoplockedm(m)) return;
+            g = XCHG(&m->pending_g, NULL);
+            if (!g) continue;
         } else {
             bool inherit;
             g = runq_fast(m->p, &inherit);
@@ -743,7 +747,9 @@ void loom__park(void (*after)(G *, void *), void *arg, int reason) {
 }
 
 void loom__ready(G *g) {
+    uint32_t st = LOAD_RLX(&g->status);
     STORE_RLX(&g->status, G_RUNNABLE);
+    if (unlikely(st != G_WAITING)) loom__fatal("ready of goroutine %llu in status %u", (unsigned long long)g->id, st);
     g->waitreason = WAIT_NONE;
     M *m = loom__getm();
     if (m && m->p) {
@@ -948,6 +954,8 @@ void loom__exitsyscall(M *m) {
 /* Called with sched.lock held when an M goes idle (runtime.checkdead). */
 void loom__checkdead(void) {
     if (LOAD(&loom__sched.exiting) || !loom__sched.running) return;
+    /* a thread outside the runtime has called loom: it may wake a goroutine at any time */
+    if (LOAD(&loom__sched.foreign)) return;
     int run = loom__sched.mcount - loom__sched.nmidle - loom__sched.nmlockedidle - loom__sched.nmblocked;
     if (run > 0) return;
     if (LOAD(&loom__sched.lastpoll) == 0) return;        /* an M waits in the poller */

@@ -84,10 +84,11 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
         if (k->op == LOOM_SEND && !k->elem && k->chan->elemsize) return -EINVAL;
         nchans++;
     }
+    if (timeout_ns != 0 && !loom__in_goroutine()) return -EPERM;   /* blocking needs a goroutine */
+    loom__preempt_check();
+    /* only now read the M: the preemption check may have moved us to another thread */
     M *m = loom__getm();
     bool in_g = loom__in_goroutine();
-    if (timeout_ns != 0 && !in_g) return -EPERM;    /* a blocking select needs a goroutine */
-    loom__preempt_check();
     if (nchans == 0) {
         /* only nil channels: never ready */
         if (timeout_ns == 0) return -EAGAIN;
@@ -187,13 +188,15 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
             loom_chan *c = cases[lockorder[i]].chan;
             if (nch == 0 || chans[nch - 1] != c) chans[nch++] = c;
         }
+        uint32_t seq = g->parkseq + 1;       /* only this goroutine writes it */
+        STORE_RLX(&g->parkseq, seq);
         STORE(&g->selectdone, 0);
         g->param = NULL;
         for (int i = 0; i < np; i++) {
             int ci = lockorder[i];
             loom_case *k = &cases[ci];
             loom__sudog *sg = &sgs[i];
-            *sg = (loom__sudog){ .g = g, .elem = k->elem, .c = k->chan, .caseidx = ci, .isselect = true };
+            *sg = (loom__sudog){ .g = g, .elem = k->elem, .c = k->chan, .caseidx = ci, .isselect = true, .seq = seq };
             loom__waitq_enqueue(k->op == LOOM_RECV ? &k->chan->recvq : &k->chan->sendq, sg);
         }
         struct park_locks pl = { chans, nch };

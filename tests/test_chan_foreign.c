@@ -135,6 +135,7 @@ static void *foreign_last(void *arg)
     (void)arg;
     long v = 1;
     TCHECK(loom_try_recv(c_last, &v) == -EAGAIN); /* a loom call before the wait */
+    atomic_store(&phase, 3);   /* loom now knows this thread: it counts as a possible waker */
     spin_until_phase(4);
     struct timespec ts = { 0, 50 * 1000 * 1000 };
     nanosleep(&ts, NULL);
@@ -250,6 +251,8 @@ static int main_last(void *arg)
     pthread_t th;
     CHECK_EQ(pthread_create(&th, NULL, foreign_last, NULL), 0);
     fprintf(stderr, "test_chan_foreign: part 2: goroutine 1 blocks in loom_recv; only a foreign thread can wake it\n");
+    while (atomic_load(&phase) != 3)
+        loom_sleep(1000 * 1000);
     atomic_store(&phase, 4);
     long last = 0;
     CHECK_OK(loom_recv(c_last, &last));
