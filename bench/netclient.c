@@ -99,9 +99,9 @@ static void echo_server(void *arg)
 static int bench_main(void *arg)
 {
     (void)arg;
-    int procs = loom_procs();
+    int procs = loom_procs(), lfd = -1;
     if (bench_is_smoke() && !bench_param_str("port")) {
-        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t al = sizeof a;
         if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 128) != 0 ||
@@ -121,6 +121,8 @@ static int bench_main(void *arg)
             bench_fail("loom_go: %s", strerror(errno));
     loom_wg_wait(&wg);
     int64_t el = bench_now_ns() - start_ns;
+    if (lfd >= 0)
+        loom_fd_close(lfd); /* ends the smoke server's accept loop */
     size_t total = 0;
     for (int64_t i = 0; i < conns; i++)
         total += st[i].n;

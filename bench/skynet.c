@@ -56,6 +56,7 @@ static int bench_main(void *arg)
         bench_fail("sum %" PRId64 ", want %" PRId64, sum, size * (size - 1) / 2);
     loom_chan_free(c);
     bench_result("ms", (double)el / 1e6, "ms", procs);
+    bench_result("peak_rss_mib", (double)bench_maxrss_kib() / 1024, "MiB", procs);
     return 0;
 }
 

@@ -49,6 +49,7 @@ static int bench_main(void *arg)
         bench_fail("finished in %" PRId64 " ns, before the longest sleep %" PRId64, el, max_dur);
     bench_result("total_ms", (double)el / 1e6, "ms", procs);
     bench_result("worst_late_ms", (double)worst / 1e6, "ms", procs);
+    bench_result("peak_rss_mib", (double)bench_maxrss_kib() / 1024, "MiB", procs);
     return 0;
 }
 

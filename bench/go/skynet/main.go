@@ -47,4 +47,5 @@ func main() {
 		bench.Fail("sum %d, want %d", sum, want)
 	}
 	bench.Result("ms", float64(el.Nanoseconds())/1e6, "ms", procs)
+	bench.Result("peak_rss_mib", float64(bench.MaxRSSKiB())/1024, "MiB", procs)
 }

@@ -55,4 +55,5 @@ func main() {
 	}
 	bench.Result("total_ms", float64(el.Nanoseconds())/1e6, "ms", procs)
 	bench.Result("worst_late_ms", float64(worst.Nanoseconds())/1e6, "ms", procs)
+	bench.Result("peak_rss_mib", float64(bench.MaxRSSKiB())/1024, "MiB", procs)
 }
