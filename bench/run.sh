@@ -497,6 +497,8 @@ MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev
     echo "  loom_block_begin/end; Go: syscall.Read); the ratio of another goroutine's work in those 200 ms to a run without the blocker."
     echo "- **fanout**: fib(35) forking a goroutine per split while n > 20, joined over a 1-slot channel; 1 P and all Ps"
     echo "  (loom: each in its own forked process; Go: GOMAXPROCS changed in-process); one warm-up run each."
+    echo "  The serial leaves are compiled by cc -O2 on one side and by Go on the other, so the ms rows compare"
+    echo "  compilers as much as schedulers; the speedup row is the scheduler's figure."
     echo "- **mutex**: 100 goroutines × 50,000 lock/increment/unlock of one mutex at all Ps; ns per critical section."
     echo "- **httpd**: examples/httpd.c vs. a net/http hello server, \`wrk -t1 -c64 -d${NET_SECS}s --latency\`."
     echo "- **echo**: examples/echo.c vs. a Go TCP echo server, driven by bench_netclient (loom): 64 connections,"
