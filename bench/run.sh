@@ -103,6 +103,7 @@ syscall@1     syscall     1     120   pair
 fanout        fanout      all   180   pair
 mutex         mutex       all   180   pair
 httpd         httpd       all   0     wrk
+httpd-lc      httpd       all   0     netclient
 echo          echo        all   0     netclient
 swap          swap        1     60    c
 cacheline     cacheline   2     60    c
@@ -135,6 +136,9 @@ mutex        | ns_per_cs         | mutex: 100 contenders         | lower  |
 httpd        | req_per_s         | httpd (wrk): throughput       | higher | gego:2:≥ 2× Go
 httpd        | p50_ms            | httpd (wrk): p50 latency      | lower  |
 httpd        | p99_ms            | httpd (wrk): p99 latency      | lower  |
+httpd-lc     | req_per_s         | httpd (netclient): throughput | higher |
+httpd-lc     | p50_ms            | httpd (netclient): p50 latency| lower  |
+httpd-lc     | p99_ms            | httpd (netclient): p99 latency| lower  |
 echo         | req_per_s         | echo (netclient): throughput  | higher |
 echo         | p50_ms            | echo (netclient): p50 latency | lower  |
 echo         | p99_ms            | echo (netclient): p99 latency | lower  |
@@ -281,7 +285,9 @@ run_server() {
             fi
         fi
     else
-        LOOM_PROCS=$procs timeout -k 5 $((NET_SECS + 60)) "$CBIN/bench_netclient" --name=echo \
+        local mode=echo
+        [ "$prog" = httpd ] && mode=http
+        LOOM_PROCS=$procs timeout -k 5 $((NET_SECS + 60)) "$CBIN/bench_netclient" --name="$prog" --mode=$mode \
             --port="$port" --duration_ms=$((NET_SECS * 1000)) </dev/null >"$out" 2>"$err" || { ok=0; why="netclient: $(tail -n1 "$err")"; }
     fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -500,7 +506,8 @@ MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev
     echo "  The serial leaves are compiled by cc -O2 on one side and by Go on the other, so the ms rows compare"
     echo "  compilers as much as schedulers; the speedup row is the scheduler's figure."
     echo "- **mutex**: 100 goroutines × 50,000 lock/increment/unlock of one mutex at all Ps; ns per critical section."
-    echo "- **httpd**: examples/httpd.c vs. a net/http hello server, \`wrk -t1 -c64 -d${NET_SECS}s --latency\`."
+    echo "- **httpd**: examples/httpd.c vs. a net/http hello server, driven by \`wrk -t1 -c64 -d${NET_SECS}s --latency\`"
+    echo "  and by bench_netclient --mode=http (loom: 64 keep-alive connections, one GET at a time, every answer checked)."
     echo "- **echo**: examples/echo.c vs. a Go TCP echo server, driven by bench_netclient (loom): 64 connections,"
     echo "  64-byte messages one at a time for ${NET_SECS} s, every echo checked."
     echo "- **limits**: bench/swap.c swaps callee-saved registers and the stack pointer in a few lines of assembly;"
