@@ -438,6 +438,7 @@ set grid ytics
 set offsets 0.6, 0.6, 0, 0
 set xtics rotate by -35 left font ",9"
 set bmargin 11
+set rmargin 12
 set key off
 clip(v) = v > 64 ? 64 : (v < 0.0625 ? 0.0625 : v)
 # bars grow from 1 (parity) up to loom's advantage or down to its disadvantage
