@@ -753,7 +753,15 @@ void loom__ready(G *g) {
     g->waitreason = WAIT_NONE;
     M *m = loom__getm();
     if (m && m->p) {
-        loom__runqput(m->p, g, true);
+        P *p = m->p;
+        loom__runqput(p, g, true);
+        /* Unlike Go, a goroutine made ready into runnext alone does not wake another
+         * thread: the readier usually blocks next (a channel handoff) and this P runs
+         * it at once, while a thread woken for it would find nothing — and on these VMs a
+         * futex wake costs ~16 µs and a stolen runnext splits the pair across caches.
+         * Once anything waits behind runnext, or the running goroutine keeps the P past
+         * a sysmon tick (sysmon.c), idle Ps are woken to steal as in Go. */
+        if (LOAD_RLX(&p->runqtail) == LOAD_RLX(&p->runqhead)) return;
     } else {
         loom__lock_acquire(&loom__sched.lock);
         loom__globrunqput(g);

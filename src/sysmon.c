@@ -23,7 +23,14 @@ static void retake(int64_t now, int *acted) {
         if (t != p->sysmontick) {
             p->sysmontick = t;
             p->sysmonwhen = now;
-        } else if (now - p->sysmonwhen >= slice && !LOAD(&p->preempt)) {
+            continue;
+        }
+        if (LOAD(&loom__sched.npidle) > 0 && LOAD(&loom__sched.nmspinning) == 0 && !loom__runqempty(p)) {
+            /* work has waited behind this P's running goroutine for a whole tick (a
+             * runnext that loom__ready did not wake anyone for): let an idle P steal it */
+            loom__wakep();
+        }
+        if (now - p->sysmonwhen >= slice && !LOAD(&p->preempt)) {
             STORE(&p->preempt, 1);
             p->sysmonwhen = now;
             (*acted)++;
