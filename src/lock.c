@@ -17,8 +17,14 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The runtime's own system calls must not change errno: it belongs to the goroutine
+ * that happens to run on this thread (a futex wait that finds the word changed sets
+ * EAGAIN, for instance). */
 static long futex(uint32_t *addr, int op, uint32_t val, const struct timespec *ts) {
-    return syscall(SYS_futex, addr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
+    int saved = errno;
+    long r = syscall(SYS_futex, addr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
+    errno = saved;
+    return r;
 }
 
 enum { SPIN_ACTIVE = 4, SPIN_ACTIVE_CNT = 30, SPIN_PASSIVE = 1 };
@@ -78,13 +84,17 @@ bool loom__note_tsleep(loom__note *n, int64_t ns) {
     return true;
 }
 
-void loom__osyield(void) { sched_yield(); }
+void loom__osyield(void) {
+    int saved = errno;
+    sched_yield();
+    errno = saved;
+}
 
 void loom__spin_lock_slow(loom__spinlock *l) {
     for (int i = 0;; i++) {
         while (__atomic_load_n(&l->key, __ATOMIC_RELAXED) != 0) {
             if (i < 64) loom__cpu_relax();
-            else sched_yield();        /* the holder may have been descheduled */
+            else loom__osyield();      /* the holder may have been descheduled */
             i++;
         }
         if (loom__spin_try(l)) return;

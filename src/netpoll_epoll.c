@@ -44,8 +44,10 @@ int loom__pollb_del(int fd) {
 
 void loom__pollb_break(void) {
     if (evfd < 0 || !CAS(&wake_sig, 0, 1)) return;
+    int saved = errno;      /* called from goroutines: their errno stays theirs */
     uint64_t one = 1;
     while (write(evfd, &one, sizeof one) < 0 && errno == EINTR) {}
+    errno = saved;
 }
 
 int loom__pollb_wait(int64_t ns, loom__poll_event *out, int max) {

@@ -63,6 +63,8 @@
 #include <unistd.h>
 
 struct loom__sched loom__sched;
+static loom__note exit_note;       /* loom_run's thread waits here for main to return */
+static bool stuck_threads;         /* a previous run left threads we could not stop */
 
 const char *const loom__wait_names[WAIT_COUNT] = {
     [WAIT_NONE] = "running", [WAIT_CHAN_SEND] = "chan send", [WAIT_CHAN_RECV] = "chan receive",
@@ -246,6 +248,7 @@ static void newm(P *p, bool spinning) {
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
     /* the new thread starts with every signal blocked, then unblocks its own set */
+    int saved_errno = errno;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -254,6 +257,7 @@ static void newm(P *p, bool spinning) {
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (err) loom__fatal("pthread_create failed: %s", strerror(err));
+    errno = saved_errno;
 }
 
 /* Runs some M on P p, or on an idle P if p is NULL (runtime.startm).  If spinning, the
@@ -397,6 +401,7 @@ static __attribute__((noreturn)) void goexit(bool main_returned) {
     if (main_returned) {
         STORE(&loom__sched.exiting, 1);
         loom__wake_all_ms();
+        loom__note_wakeup(&exit_note);
     }
     g->waitreason = WAIT_NONE;
     gogo(m, g, &m->g0, goexit0, NULL, true);
@@ -428,15 +433,12 @@ static void goroutine_entry(void) {
     goexit(false);
 }
 
-uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
-    if (!fn) { errno = EINVAL; return 0; }
-    M *m = loom__getm();
-    if (!m || !m->p || !LOAD(&loom__sched.running)) { errno = EPERM; return 0; }
+/* Creates a goroutine on P p's runnext (runtime.newproc). */
+static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *attr, void *pc) {
     size_t want = attr ? attr->stack_size : 0;
     size_t slot = loom__stack_class_size(want);
     if (slot == 0) { errno = EINVAL; return 0; }
     if (attr && (attr->priority < LOOM_PRIO_LOW || attr->priority > LOOM_PRIO_HIGH)) { errno = EINVAL; return 0; }
-    P *p = m->p;
     G *g = gfget(p, slot);
     if (!g) { errno = ENOMEM; return 0; }
     g->id = XADD(&loom__sched.goidgen, 1) + 1;
@@ -452,7 +454,7 @@ uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
     g->asan_fake_stack = NULL;
     g->timer.pp = NULL;
     g->timer.state = TIMER_IDLE;
-    g->created_pc = __builtin_return_address(0);
+    g->created_pc = pc;
     g->name[0] = 0;
     if (attr && attr->name) {
         strncpy(g->name, attr->name, sizeof g->name - 1);
@@ -463,8 +465,16 @@ uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
     XADD(&loom__sched.ngsys, 1);
     STORE_RLX(&g->status, G_RUNNABLE);
     loom__runqput(p, g, true);
-    loom__wakep();
     return g->id;
+}
+
+uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
+    if (!fn) { errno = EINVAL; return 0; }
+    M *m = loom__getm();
+    if (!m || !m->p || !LOAD(&loom__sched.running)) { errno = EPERM; return 0; }
+    uint64_t id = newproc(m->p, fn, arg, attr, __builtin_return_address(0));
+    if (id) loom__wakep();
+    return id;
 }
 
 uint64_t loom_go(void (*fn)(void *), void *arg) {
@@ -1050,7 +1060,7 @@ static int schedinit(void) {
     return 0;
 }
 
-static void schedterm(M *m0) {
+static void schedterm(void) {
     /* free every G record's tool state, then the arenas */
     for (G *g = loom__sched.allg; g; g = g->allnext) {
         loom__fiber_destroy(g);
@@ -1065,64 +1075,62 @@ static void schedterm(M *m0) {
     M *m = loom__sched.allm;
     while (m) {
         M *next = m->alllink;
-        if (m != m0) free(m);
+        free(m);
         m = next;
     }
-    free(m0);
     loom__netpoll_term();
     loom__signals_term();
 }
 
+/* loom_run's own thread runs no goroutine: it starts M1 with goroutine 1 on P0 and waits
+ * for main_fn to return.  So it can always come back, even while some goroutine blocks in
+ * a system call on one of loom's threads (such goroutines are abandoned, as in Go). */
 int loom_run(int (*main_fn)(void *), void *arg) {
     if (!main_fn) return -EINVAL;
-    if (loom__getm()) return -EPERM;      /* nested loom_run */
+    if (stuck_threads) return -EBUSY;   /* threads of an earlier run still use the runtime */
+    if (loom__getm() || LOAD(&loom__sched.running)) return -EPERM;   /* nested loom_run */
     int err = schedinit();
     if (err) return err;
     main_fn_ptr = main_fn;
     main_result = 0;
-    M *m0 = allocm();
-    m0->thread = pthread_self();
-    loom__setm(m0);
-    m0->tid = (int)syscall(SYS_gettid);
-    loom__fiber_init_g0(&m0->g0);
-    loom__sigaltstack_init(m0);
-    acquirep(m0, loom__sched.allp[0]);
+    loom__note_clear(&exit_note);
     STORE(&loom__sched.running, true);
     if (loom__sysmon_start() != 0) loom__fatal("cannot start sysmon");
-    /* goroutine 1 runs main_fn; loom_go numbers it 1 because goidgen starts at 0 */
-    if (loom_go_attr(main_goroutine, arg, &(loom_attr){ .name = "main" }) != 1)
+    P *p0 = loom__sched.allp[0];           /* schedinit left P0 out of the idle list */
+    if (newproc(p0, main_goroutine, arg, &(loom_attr){ .name = "main" }, __builtin_return_address(0)) != 1)
         loom__fatal("cannot create the main goroutine");
-    schedule(m0);
-    /* main returned: stop the others.  Threads that still run a goroutine that never
-     * yields cannot be stopped (goroutines are abandoned, as in Go) — we wait for the
-     * rest and leave those detached. */
+    newm(p0, false);
+    loom__note_sleep(&exit_note);
+    /* main returned: stop the others.  A thread that still runs a goroutine (one that
+     * never yields, or blocks in the kernel) cannot be stopped: after a second we leave
+     * it, and its memory, behind. */
     STORE(&loom__sched.exiting, 1);
-    mexit(m0);
     loom__sysmon_stop();
     int64_t deadline = loom__nanotime() + 1000000000LL;
     bool all_exited;
     do {
         all_exited = true;
         for (M *m = loom__sched.allm; m; m = m->alllink)
-            if (m != m0 && !LOAD(&m->exited)) all_exited = false;
+            if (!LOAD(&m->exited)) all_exited = false;
         loom__wake_all_ms();
         if (!all_exited) {
             struct timespec ts = { 0, 200000 };
             nanosleep(&ts, NULL);
         }
     } while (!all_exited && loom__nanotime() < deadline);
+    int code = loom__sched.exit_code;
     if (!all_exited) {
         fprintf(stderr, "loom: warning: a goroutine still running at exit keeps its thread; "
-                        "its memory is not freed\n");
-        loom__setm(NULL);
-        loom__sched.running = false;
-        return loom__sched.exit_code;
+                        "its memory is not freed and loom_run cannot be called again\n");
+        stuck_threads = true;
+        for (M *m = loom__sched.allm; m; m = m->alllink) {
+            if (LOAD(&m->exited)) pthread_join(m->thread, NULL);
+            else pthread_detach(m->thread);
+        }
+        return code;
     }
-    for (M *m = loom__sched.allm; m; m = m->alllink)
-        if (m != m0) pthread_join(m->thread, NULL);
+    for (M *m = loom__sched.allm; m; m = m->alllink) pthread_join(m->thread, NULL);
     STORE(&loom__sched.running, false);
-    int code = loom__sched.exit_code;
-    loom__setm(NULL);
-    schedterm(m0);
+    schedterm();
     return code;
 }

@@ -110,9 +110,18 @@ static bool new_arena(int c, size_t slot) {
     return true;
 }
 
+static G *stack_alloc(size_t slot);
+
 /* Returns a G record for a slot of class size `slot`: a free one (contents stale, stack
  * warm) or a fresh one (zeroed).  The caller (proc.c) initialises the record. */
 G *loom__stack_alloc(size_t slot) {
+    int saved = errno;      /* mmap/madvise failures must not leak into the goroutine's errno */
+    G *g = stack_alloc(slot);
+    errno = saved;
+    return g;
+}
+
+static G *stack_alloc(size_t slot) {
     int c = class_of(slot);
     loom__lock_acquire(&arena_lock);
     G *g = class_free[c];
