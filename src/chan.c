@@ -127,6 +127,21 @@ void loom__chan_recv_from(loom_chan *c, loom__sudog *sg, void *ep) {
 
 /* ---- send / receive */
 
+/* Nothing ready on c (locked): fail for a non-blocking call or a thread without a
+ * goroutine, else wait on q until a peer or close completes the operation. */
+static int chanwait(loom_chan *c, loom__waitq *q, void *elem, bool block, int reason) {
+    if (!block || !loom__in_goroutine()) {
+        loom__spin_unlock(&c->lock);
+        return block ? -EPERM : -EAGAIN;
+    }
+    G *g = loom__getg();
+    loom__sudog me = { .g = g, .elem = elem, .c = c, .caseidx = -1 };
+    g->param = NULL;
+    loom__waitq_enqueue(q, &me);
+    loom__park(loom__spin_unlock_after, &c->lock, reason);
+    return me.success ? 0 : -EPIPE;
+}
+
 static int chansend(loom_chan *c, const void *ep, bool block) {
     if (!c) return -EINVAL;
     if (!ep && c->elemsize) return -EINVAL;
@@ -148,20 +163,7 @@ static int chansend(loom_chan *c, const void *ep, bool block) {
         loom__spin_unlock(&c->lock);
         return 0;
     }
-    if (!block) {
-        loom__spin_unlock(&c->lock);
-        return -EAGAIN;
-    }
-    if (!loom__in_goroutine()) {
-        loom__spin_unlock(&c->lock);
-        return -EPERM;
-    }
-    G *g = loom__getg();
-    loom__sudog me = { .g = g, .elem = (void *)ep, .c = c, .caseidx = -1 };
-    g->param = NULL;
-    loom__waitq_enqueue(&c->sendq, &me);
-    loom__park(loom__spin_unlock_after, &c->lock, WAIT_CHAN_SEND);
-    return me.success ? 0 : -EPIPE;
+    return chanwait(c, &c->sendq, (void *)ep, block, WAIT_CHAN_SEND);
 }
 
 static int chanrecv(loom_chan *c, void *ep, bool block) {
@@ -184,20 +186,7 @@ static int chanrecv(loom_chan *c, void *ep, bool block) {
         loom__spin_unlock(&c->lock);
         return 0;
     }
-    if (!block) {
-        loom__spin_unlock(&c->lock);
-        return -EAGAIN;
-    }
-    if (!loom__in_goroutine()) {
-        loom__spin_unlock(&c->lock);
-        return -EPERM;
-    }
-    G *g = loom__getg();
-    loom__sudog me = { .g = g, .elem = ep, .c = c, .caseidx = -1 };
-    g->param = NULL;
-    loom__waitq_enqueue(&c->recvq, &me);
-    loom__park(loom__spin_unlock_after, &c->lock, WAIT_CHAN_RECV);
-    return me.success ? 0 : -EPIPE;   /* closechan zeroed elem */
+    return chanwait(c, &c->recvq, ep, block, WAIT_CHAN_RECV);   /* closechan zeroes elem */
 }
 
 /* The blocking forms are goroutine calls: from a thread that runs no goroutine they fail

@@ -317,18 +317,24 @@ static void handoffp(P *p) {
     loom__lock_release(&loom__sched.lock);
 }
 
-/* Stops the M until it is given a P (runtime.stopm).  Returns false at runtime exit. */
-static bool stopm(M *m) {
-    loom__lock_acquire(&loom__sched.lock);
-    mput(m);
-    loom__checkdead();
-    loom__lock_release(&loom__sched.lock);
+/* Sleeps on m->park until another M hands over a P in m->nextp; takes it.  Returns false
+ * at runtime exit. */
+static bool mpark(M *m) {
     loom__note_sleep(&m->park);
     loom__note_clear(&m->park);
     if (LOAD(&loom__sched.exiting)) return false;
     acquirep(m, m->nextp);
     m->nextp = NULL;
     return true;
+}
+
+/* Stops the M until it is given a P (runtime.stopm).  Returns false at runtime exit. */
+static bool stopm(M *m) {
+    loom__lock_acquire(&loom__sched.lock);
+    mput(m);
+    loom__checkdead();
+    loom__lock_release(&loom__sched.lock);
+    return mpark(m);
 }
 
 static void resetspinning(M *m) {
@@ -687,12 +693,7 @@ static bool stoplockedm(M *m) {
     loom__sched.nmlockedidle++;
     loom__checkdead();
     loom__lock_release(&loom__sched.lock);
-    loom__note_sleep(&m->park);
-    loom__note_clear(&m->park);
-    if (LOAD(&loom__sched.exiting)) return false;
-    acquirep(m, m->nextp);
-    m->nextp = NULL;
-    return true;
+    return mpark(m);
 }
 
 /* The scheduler loop on an M's g0 (runtime.schedule).  Returns at runtime exit. */
