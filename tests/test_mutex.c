@@ -144,10 +144,10 @@ static void test_misuse(void)
     for (int i = 0; i < 4; i++)
         CHECK(loom_go(misuse_worker, NULL) != 0);
     for (int i = 0; i < 100; i++) {
-        if (loom_mutex_trylock(&m_mu) == 0) {
+        /* (no double-unlock check here: once unlocked, a worker on another P may hold
+         * the mutex, and Go lets any goroutine unlock a locked mutex) */
+        if (loom_mutex_trylock(&m_mu) == 0)
             CHECK_OK(loom_mutex_unlock(&m_mu));
-            CHECK_ERR(loom_mutex_unlock(&m_mu), EPERM);
-        }
         loom_yield();
     }
     int64_t deadline = t_clock_ns() + 30LL * 1000000000;
