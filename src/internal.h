@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LOOM_HIDDEN __attribute__((visibility("hidden")))
 /* A function the optimiser must treat as opaque: never inlined, never assumed pure, so
  * its result is not reused across a goroutine switch (which may change the thread). */
 #if defined(__clang__)
@@ -271,7 +270,6 @@ struct loom__p {
     uint32_t   preempt;
     uint32_t   sysmontick;      /* sysmon's view of schedtick; sysmon only */
     int64_t    sysmonwhen;      /* when sysmon saw schedtick change; sysmon only */
-    int64_t    slice_start;     /* loom_now() at the start of the current slice */
 };
 enum { P_IDLE, P_RUNNING };
 

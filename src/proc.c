@@ -125,6 +125,11 @@ bool loom__in_goroutine(void) {
 
 static ALWAYS_INLINE void after_switch(G *self);
 
+static __attribute__((noreturn, noinline)) void stack_overflow(G *g) {
+    loom__fatal("goroutine %llu overflowed its stack (%zu KiB)", (unsigned long long)g->id,
+                g->stack_size / 1024);
+}
+
 /* Switches from `from` (the running context of M m) to `to`.  `after` runs on `to`'s side
  * once from's context is saved.  Returns when someone switches back to `from`, possibly on
  * another M. */
@@ -142,9 +147,7 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
     from->saved_errno = errno_get();
     if (from != &m->g0 && !dying) {
         void *sp = __builtin_frame_address(0);
-        if (unlikely(!loom__stack_ok(from, sp)))
-            loom__fatal("goroutine %llu overflowed its stack (%zu KiB)",
-                        (unsigned long long)from->id, from->stack_size / 1024);
+        if (unlikely(!loom__stack_ok(from, sp))) stack_overflow(from);
     }
     loom__fiber_start_switch(from, to, dying);
     loom__ctx_switch(&from->sp, to->sp);
@@ -400,9 +403,7 @@ static __attribute__((noreturn)) void goexit(bool main_returned) {
         g->lockedm = NULL;
         m->lockedg = NULL;
     }
-    if (unlikely(!loom__stack_redzone_ok(g)))
-        loom__fatal("goroutine %llu overflowed its stack (%zu KiB)", (unsigned long long)g->id,
-                    g->stack_size / 1024);
+    if (unlikely(!loom__stack_redzone_ok(g))) stack_overflow(g);
     XADD(&loom__sched.ngsys, -1);
     if (main_returned) {
         STORE(&loom__sched.exiting, 1);
@@ -757,27 +758,33 @@ void loom__park(void (*after)(G *, void *), void *arg, int reason) {
     schedule_from(m, g, after, arg);
 }
 
-void loom__ready(G *g) {
-    uint32_t st = LOAD_RLX(&g->status);
+/* Queues a runnable g: on this thread's P (runnext if `next`), or on the global queue from
+ * a thread without a P.  Returns the P used, or NULL. */
+static P *runqput_here(G *g, bool next) {
     STORE_RLX(&g->status, G_RUNNABLE);
-    if (unlikely(st != G_WAITING)) loom__fatal("ready of goroutine %llu in status %u", (unsigned long long)g->id, st);
-    g->waitreason = WAIT_NONE;
     M *m = loom__getm();
     if (m && m->p) {
-        P *p = m->p;
-        loom__runqput(p, g, true);
-        /* Unlike Go, a goroutine made ready into runnext alone does not wake another
-         * thread: the readier usually blocks next (a channel handoff) and this P runs
-         * it at once, while a thread woken for it would find nothing — and on these VMs a
-         * futex wake costs ~16 µs and a stolen runnext splits the pair across caches.
-         * Once anything waits behind runnext, or the running goroutine keeps the P past
-         * a sysmon tick (sysmon.c), idle Ps are woken to steal as in Go. */
-        if (LOAD_RLX(&p->runqtail) == LOAD_RLX(&p->runqhead)) return;
-    } else {
-        loom__lock_acquire(&loom__sched.lock);
-        loom__globrunqput(g);
-        loom__lock_release(&loom__sched.lock);
+        loom__runqput(m->p, g, next);
+        return m->p;
     }
+    loom__lock_acquire(&loom__sched.lock);
+    loom__globrunqput(g);
+    loom__lock_release(&loom__sched.lock);
+    return NULL;
+}
+
+void loom__ready(G *g) {
+    uint32_t st = LOAD_RLX(&g->status);
+    if (unlikely(st != G_WAITING)) loom__fatal("ready of goroutine %llu in status %u", (unsigned long long)g->id, st);
+    g->waitreason = WAIT_NONE;
+    P *p = runqput_here(g, true);
+    /* Unlike Go, a goroutine made ready into runnext alone does not wake another
+     * thread: the readier usually blocks next (a channel handoff) and this P runs
+     * it at once, while a thread woken for it would find nothing — and on these VMs a
+     * futex wake costs ~16 µs and a stolen runnext splits the pair across caches.
+     * Once anything waits behind runnext, or the running goroutine keeps the P past
+     * a sysmon tick (sysmon.c), idle Ps are woken to steal as in Go. */
+    if (p && LOAD_RLX(&p->runqtail) == LOAD_RLX(&p->runqhead)) return;
     loom__wakep();
 }
 
@@ -785,14 +792,7 @@ void loom__ready_list(G *head) {
     while (head) {
         G *next = head->schedlink;
         head->schedlink = NULL;
-        M *m = loom__getm();
-        STORE_RLX(&head->status, G_RUNNABLE);
-        if (m && m->p) loom__runqput(m->p, head, false);
-        else {
-            loom__lock_acquire(&loom__sched.lock);
-            loom__globrunqput(head);
-            loom__lock_release(&loom__sched.lock);
-        }
+        runqput_here(head, false);
         head = next;
     }
     loom__wakep();
