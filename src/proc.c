@@ -460,7 +460,7 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     g->prio = attr ? attr->priority : LOOM_PRIO_NORMAL;
     g->asan_fake_stack = NULL;
     g->timer.pp = NULL;
-    g->timer.state = TIMER_IDLE;
+    STORE(&g->timer.state, TIMER_IDLE);
     g->created_pc = pc;
     g->name[0] = 0;
     if (attr && attr->name) {
@@ -861,6 +861,9 @@ void loom_sleep(int64_t ns) {
     g->timer.arg = g;
     int64_t when = loom__nanotime() + ns;
     loom__park(sleep_after, &when, WAIT_SLEEP);
+    /* the firing M may still be finishing with the timer (it readied us from inside the
+     * callback): wait it out before the timer, or this G, can be reused */
+    loom__timer_del(&g->timer);
 }
 
 static void yield_after(G *prev, void *arg) {

@@ -12,7 +12,9 @@
  * timer0_when mirrors heap[0]->when so other Ms can look without the lock.
  * A timer's state is IDLE, PENDING (in a heap) or FIRING (popped, callback running).
  * loom__timer_del waits out a FIRING timer, so after it returns the callback is not
- * running and will not run: the owner may reuse the timer at once.
+ * running and will not run: the owner may reuse the timer at once.  The callback may wake
+ * the owner before the firing M is done with the timer, so every owner that was woken by
+ * its timer calls loom__timer_del before it reuses or frees it (loom_sleep does).
  * Timers are embedded in the objects using them (a G's sleep/timeout timer): no allocation.
  */
 #include "internal.h"
@@ -85,7 +87,10 @@ bool loom__timer_del(loom__timer *t) {
     for (;;) {
         P *pp = LOAD(&t->pp);
         if (!pp) {
-            while (LOAD(&t->state) == TIMER_FIRING) loom__cpu_relax();
+            for (int spins = 0; LOAD(&t->state) == TIMER_FIRING; spins++) {
+                if (spins < 100) loom__cpu_relax();
+                else loom__osyield();    /* the firing M was descheduled mid-callback */
+            }
             return false;
         }
         loom__lock_acquire(&pp->timers_lock);
