@@ -222,7 +222,8 @@ struct loom__m {
     P         *p;              /* attached P, or NULL */
     P         *nextp;          /* P handed over by startm; written by the waker before note_wakeup */
     bool       spinning;       /* looking for work; counted in sched.nmspinning */
-    bool       blocked;       /* in loom_block_begin/end without a P */
+    bool       blocked;        /* in loom_block_begin/end (entersyscall) */
+    P         *oldp;           /* the P left in P_SYSCALL by entersyscall; owner: the M */
     int        id;
     pthread_t  thread;
     loom__note park;           /* sleeps here while idle (stopm) */
@@ -270,8 +271,14 @@ struct loom__p {
     uint32_t   preempt;
     uint32_t   sysmontick;      /* sysmon's view of schedtick; sysmon only */
     int64_t    sysmonwhen;      /* when sysmon saw schedtick change; sysmon only */
+    uint32_t   syscalltick;     /* bumped at each entersyscall; by the M, before P_SYSCALL */
+    uint32_t   sysmonsyscalltick; /* sysmon's view of syscalltick; sysmon only */
+    int64_t    sysmonsyscallwhen; /* when sysmon first saw this syscall; sysmon only */
 };
-enum { P_IDLE, P_RUNNING };
+/* P status: P_IDLE in the idle list (under sched.lock); P_RUNNING owned by p->m;
+ * P_SYSCALL left by an M in a blocking call (m->oldp): the M takes it back with
+ * CAS(P_SYSCALL -> P_RUNNING), sysmon retakes it with CAS(P_SYSCALL -> P_IDLE). */
+enum { P_IDLE, P_RUNNING, P_SYSCALL };
 
 /* The scheduler's global state (runtime.schedt). */
 struct loom__sched {
@@ -279,7 +286,6 @@ struct loom__sched {
     M         *midle;           /* idle Ms */
     int        nmidle;
     int        mcount;          /* Ms created */
-    int        nmblocked;       /* Ms in loom_block_begin/end */
     int        nmlockedidle;    /* locked Ms sleeping until their goroutine is ready */
     P         *pidle;           /* idle Ps */
     uint32_t   npidle;          /* atomic (read without lock) */
@@ -319,12 +325,14 @@ static inline G *loom__getg(void) { M *m = loom__getm(); return m ? m->curg : NU
 void loom__park(void (*after)(G *prev, void *arg), void *arg, int reason);    /* gopark */
 void loom__ready(G *g);                                                       /* goready */
 void loom__ready_list(G *head);                 /* readies a schedlink-ed list */
+void loom__injectglist(G *list);                /* the same from a thread without a P */
 bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64_t ns);
 void loom__wakep(void);
 void loom__wake_netpoller(int64_t when);
 void loom__checkdead(void);
 void loom__entersyscall(M *m);                  /* hand the P off: the goroutine may block */
 void loom__exitsyscall(M *m);                   /* take a P again, or queue and wait */
+bool loom__retake_syscall(P *p);                /* sysmon: hand on a P left in P_SYSCALL */
 void loom__wake_all_ms(void);
 bool loom__in_goroutine(void);                  /* a G (not g0, not a foreign thread) runs here */
 void loom__note_foreign(void);                  /* called from a thread outside the runtime? remember it */
@@ -350,7 +358,7 @@ void loom__runq_drain(P *p);                     /* runtime end: forget the queu
  * (< 0 forever, 0 just checks) and returns a schedlink-ed list of goroutines made ready. */
 int  loom__netpoll_init(void);
 void loom__netpoll_term(void);
-G   *loom__netpoll(int64_t ns);
+G   *loom__netpoll(int64_t ns);              /* also in netpoll.h: the fd side */
 void loom__netpoll_break(void);
 bool loom__netpoll_has_waiters(void);
 

@@ -12,6 +12,21 @@ typedef struct {
     int   events;   /* LOOM_READABLE | LOOM_WRITABLE; errors and hang-ups report both */
 } loom__poll_event;
 
+/* A poll descriptor: one per fd number (netpoll.c explains the protocol). */
+typedef struct loom__pd {
+    uintptr_t rg, wg;       /* read / write wait words: 0, READY, WAIT or a G*; atomic */
+    uint32_t  seq;          /* bumped by loom_fd_close; atomic */
+    uint32_t  flags;        /* PD_KNOWN, PD_BLOCKING: the fd-kind cache; atomic */
+    int       fd;           /* fixed */
+} loom__pd;
+enum { PD_KNOWN = 1, PD_BLOCKING = 2 };
+
+loom__pd *loom__pd_get(int fd);               /* NULL if fd is out of range or no memory */
+int  loom__pd_prepare(loom__pd *pd);          /* flags, or -errno; sets O_NONBLOCK on pollable fds */
+void loom__pd_forget(loom__pd *pd);
+int  loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns);
+void loom__netpoll_close(loom__pd *pd);
+
 int  loom__pollb_init(void);
 void loom__pollb_term(void);
 int  loom__pollb_add(int fd, void *ud);           /* edge-triggered, read and write; 0 or -errno */

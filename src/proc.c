@@ -563,6 +563,7 @@ static G *findrunnable(M *m) {
             if (list) {
                 g = list;
                 loom__ready_list(list->schedlink);
+                STORE_RLX(&g->status, G_RUNNABLE);
                 ran(p, false);
                 return g;
             }
@@ -638,14 +639,8 @@ static G *findrunnable(M *m) {
                 loom__lock_acquire(&loom__sched.lock);
                 P *np = pidleget();
                 if (!np) {
-                    if (list) {
-                        G *tail = list; int cnt = 1;
-                        while (tail->schedlink) { tail = tail->schedlink; cnt++; }
-                        for (G *x = list; x; x = x->schedlink) STORE_RLX(&x->status, G_RUNNABLE);
-                        loom__globrunqputbatch(list, tail, cnt);
-                    }
                     loom__lock_release(&loom__sched.lock);
-                    if (list) loom__wakep();
+                    if (list) loom__injectglist(list);
                 } else {
                     loom__lock_release(&loom__sched.lock);
                     acquirep(m, np);
@@ -788,6 +783,26 @@ void loom__ready(G *g) {
     loom__wakep();
 }
 
+/* Puts a schedlink-ed list of goroutines made ready by a thread without a P on the global
+ * queue and wakes a P for them (runtime.injectglist). */
+void loom__injectglist(G *list) {
+    G *tail = list;
+    int cnt = 1;
+    STORE_RLX(&list->status, G_RUNNABLE);
+    while (tail->schedlink) {
+        tail = tail->schedlink;
+        STORE_RLX(&tail->status, G_RUNNABLE);
+        cnt++;
+    }
+    loom__lock_acquire(&loom__sched.lock);
+    loom__globrunqputbatch(list, tail, cnt);
+    loom__lock_release(&loom__sched.lock);
+    for (int i = 0; i < cnt && LOAD(&loom__sched.npidle) > 0; i++) {
+        if (LOAD(&loom__sched.nmspinning) != 0) break;
+        loom__wakep();
+    }
+}
+
 void loom__ready_list(G *head) {
     while (head) {
         G *next = head->schedlink;
@@ -922,17 +937,28 @@ void loom_unlock_thread(void) {
 
 /* ------------------------------------------------------------------ blocking calls */
 
-/* runtime.entersyscallblock: this goroutine is about to block in the kernel; its P goes
- * to another M (or the idle list) meanwhile. */
+/* runtime.entersyscall: this goroutine is about to make a call that may block in the
+ * kernel.  The M keeps its P in P_SYSCALL (in m->oldp): if the call returns soon, the P is
+ * taken straight back; if it lasts, sysmon retakes the P and hands it to another M
+ * (sysmon.c, runtime.retake), so a short call costs no thread wakeup at all. */
 void loom__entersyscall(M *m) {
     G *g = m->curg;
     STORE_RLX(&g->status, G_SYSCALL);
+    P *p = m->p;
     m->blocked = true;
-    loom__lock_acquire(&loom__sched.lock);
-    loom__sched.nmblocked++;
-    loom__lock_release(&loom__sched.lock);
-    P *p = releasep(m);
+    m->oldp = p;
+    m->p = NULL;
+    p->m = NULL;
+    STORE_RLX(&p->syscalltick, p->syscalltick + 1);
+    STORE(&p->status, P_SYSCALL);     /* from here on sysmon may retake it */
+}
+
+/* Called by sysmon: takes P p from an M in a blocking call, if it is still there, and
+ * hands it on (runtime.retake's syscall half).  Returns true if it did. */
+bool loom__retake_syscall(P *p) {
+    if (!CAS(&p->status, P_SYSCALL, P_IDLE)) return false;
     handoffp(p);
+    return true;
 }
 
 static void exitsyscall_queue(G *prev, void *arg) {
@@ -943,14 +969,22 @@ static void exitsyscall_queue(G *prev, void *arg) {
     loom__wakep();
 }
 
-/* runtime.exitsyscall: take an idle P if there is one; otherwise queue the goroutine on
- * the global run queue and let this M go idle. */
+/* runtime.exitsyscall: take back the P we left in P_SYSCALL (exitsyscallfast), else an
+ * idle P; otherwise queue the goroutine on the global run queue and let this M go idle. */
 void loom__exitsyscall(M *m) {
     G *g = m->curg;
+    P *old = m->oldp;
+    m->oldp = NULL;
+    if (old && CAS(&old->status, P_SYSCALL, P_RUNNING)) {
+        m->p = old;
+        old->m = m;
+        m->blocked = false;
+        STORE_RLX(&g->status, G_RUNNING);
+        return;
+    }
     for (;;) {
         loom__lock_acquire(&loom__sched.lock);
         P *p = pidleget();
-        loom__sched.nmblocked -= p != NULL;
         loom__lock_release(&loom__sched.lock);
         if (p) {
             acquirep(m, p);
@@ -963,9 +997,6 @@ void loom__exitsyscall(M *m) {
         struct timespec ts = { 0, 50000 };
         nanosleep(&ts, NULL);
     }
-    loom__lock_acquire(&loom__sched.lock);
-    loom__sched.nmblocked--;
-    loom__lock_release(&loom__sched.lock);
     m->blocked = false;
     STORE_RLX(&g->status, G_RUNNABLE);
     gogo(m, g, &m->g0, exitsyscall_queue, NULL, false);
@@ -978,10 +1009,10 @@ void loom__checkdead(void) {
     if (LOAD(&loom__sched.exiting) || !loom__sched.running) return;
     /* a thread outside the runtime has called loom: it may wake a goroutine at any time */
     if (LOAD(&loom__sched.foreign)) return;
-    int run = loom__sched.mcount - loom__sched.nmidle - loom__sched.nmlockedidle - loom__sched.nmblocked;
+    /* Ms in blocking calls count as running: their goroutines will come back */
+    int run = loom__sched.mcount - loom__sched.nmidle - loom__sched.nmlockedidle;
     if (run > 0) return;
     if (LOAD(&loom__sched.lastpoll) == 0) return;        /* an M waits in the poller */
-    if (loom__sched.nmblocked > 0) return;
     if (loom__netpoll_has_waiters()) return;
     if (loom__sched.runqsize > 0) return;
     for (int i = 0; i < loom__sched.nprocs; i++) {
@@ -1035,6 +1066,17 @@ void loom__wake_all_ms(void) {
 
 /* ------------------------------------------------------------------ loom_run */
 
+/* As Go 1.19: lift the soft RLIMIT_NOFILE to the hard limit, so a server can hold tens of
+ * thousands of connections without the program asking (select()-based code in the same
+ * process must then cope with fds >= FD_SETSIZE, as in Go). */
+static void raise_fd_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 static int schedinit(void) {
     memset(&loom__sched, 0, sizeof loom__sched);
     int n = (int)loom__env_long("LOOM_PROCS", 0, 1, 1024);
@@ -1056,6 +1098,7 @@ static int schedinit(void) {
     }
     /* every P but P0 starts idle; P0 goes to M0 */
     for (int i = n - 1; i >= 1; i--) pidleput(loom__sched.allp[i]);
+    raise_fd_limit();
     loom__sched.lastpoll = loom__nanotime();
     loom__sched.start_time = loom__sched.lastpoll;
     int err = loom__netpoll_init();

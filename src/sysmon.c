@@ -14,11 +14,28 @@
 
 static loom__note stop_note;   /* wakes the sleeping monitor: runtime exit */
 
-static void retake(int64_t now, int *acted) {
+static void retake(int64_t now, int *acted, int *handoffs) {
     int64_t slice = (int64_t)loom__sched.slice_us * 1000;
     for (int i = 0; i < loom__sched.nprocs; i++) {
         P *p = loom__sched.allp[i];
-        if (LOAD(&p->status) != P_RUNNING) continue;
+        uint32_t st = LOAD(&p->status);
+        if (st == P_SYSCALL) {
+            /* a P left by a thread in a blocking call (runtime.retake): hand it on once
+             * the call has lasted a sysmon tick, unless nothing waits for it and idle Ps
+             * remain, for up to 10 ms (as Go) */
+            uint32_t t = LOAD_RLX(&p->syscalltick);
+            if (t != p->sysmonsyscalltick) {
+                p->sysmonsyscalltick = t;
+                p->sysmonsyscallwhen = now;
+                continue;
+            }
+            if (loom__runqempty(p) && LOAD(&loom__sched.nmspinning) + LOAD(&loom__sched.npidle) > 0 &&
+                now - p->sysmonsyscallwhen < 10000000)
+                continue;
+            if (loom__retake_syscall(p)) (*handoffs)++;
+            continue;
+        }
+        if (st != P_RUNNING) continue;
         uint32_t t = LOAD_RLX(&p->schedtick);
         if (t != p->sysmontick) {
             p->sysmontick = t;
@@ -38,6 +55,17 @@ static void retake(int64_t now, int *acted) {
     }
 }
 
+/* Polls the network if nobody has for 10 ms (all Ps busy running goroutines), as Go's
+ * sysmon, and puts what became ready on the global queue. */
+static void netpoll_check(int64_t now) {
+    if (!loom__netpoll_has_waiters()) return;
+    int64_t lp = LOAD(&loom__sched.lastpoll);
+    if (lp == 0 || now - lp < 10000000 || !CAS(&loom__sched.lastpoll, lp, now)) return;
+    G *list = loom__netpoll(0);
+    if (!list) return;
+    loom__injectglist(list);
+}
+
 static void *sysmon(void *arg) {
     (void)arg;
     int64_t delay = 20000;
@@ -54,10 +82,15 @@ static void *sysmon(void *arg) {
             continue;
         }
         loom__note_tsleep(&stop_note, delay);
-        int acted = 0;
-        retake(loom__nanotime(), &acted);
+        int acted = 0, handoffs = 0;
+        int64_t now = loom__nanotime();
+        retake(now, &acted, &handoffs);
+        netpoll_check(now);
         /* as Go, only handoffs reset the backoff (preempting a slice does not) */
-        if (++idle > 50) {
+        if (handoffs) {
+            idle = 0;
+            delay = 20000;
+        } else if (++idle > 50) {
             delay *= 2;
             int64_t max = (int64_t)loom__sched.slice_us * 1000 / 2;
             if (max > 10000000) max = 10000000;
