@@ -133,107 +133,116 @@ int loom_fd_close(int fd) {
     return close(fd) < 0 ? -errno : 0;
 }
 
-ssize_t loom_read(int fd, void *buf, size_t n) {
-    if (fd < 0 || (!buf && n)) return -EINVAL;
-    int err;
-    loom__pd *pd = poller_pd(fd, &err);
-    if (err) return err;
-    for (;;) {
-        if (!pd) {
-            /* regular file, or not a goroutine: block (after waiting, on a pipe or socket
-             * we did not make non-blocking, so a foreign thread's read cannot spin) */
-            int r = wait_blocking(fd, LOOM_READABLE, -1);
-            if (r < 0) return r;
-            loom_block_begin();
-        }
-        ssize_t k = read(fd, buf, n);
-        int e = errno;
-        if (!pd) loom_block_end();
-        if (k >= 0) return k;
-        if (!pd) {
-            if (e == EAGAIN || e == EINTR) continue;
-            return -e;
-        }
-        int r = io_wait(pd, LOOM_READABLE, e);
-        if (r < 0) return r;
-        if (LOAD_RLX(&pd->flags) & PD_BLOCKING) pd = NULL;
-    }
+/* The I/O calls share one loop (do_io): an operation is tried without blocking; on EAGAIN
+ * the goroutine parks in the poller and tries again.  kind says what the fd is known to be:
+ * a socket (the call passes MSG_DONTWAIT, so it never depends on O_NONBLOCK), another
+ * pollable fd (O_NONBLOCK is checked first), or unknown (blocking path). */
+enum { FD_UNKNOWN, FD_SOCKET, FD_OTHER };
+struct io_args { void *buf; size_t n; struct sockaddr *addr; socklen_t *len; };
+typedef ssize_t (*io_op)(int fd, struct io_args *a, int kind);
+
+static ssize_t read_op(int fd, struct io_args *a, int kind) {
+    return kind == FD_SOCKET ? recv(fd, a->buf, a->n, MSG_DONTWAIT) : read(fd, a->buf, a->n);
 }
 
-/* One write that never raises SIGPIPE: send(MSG_NOSIGNAL) for sockets; for pipes, SIGPIPE
- * blocked around the write and a pending one dropped. */
-static ssize_t write_nosigpipe(int fd, const void *buf, size_t n) {
-    ssize_t k = send(fd, buf, n, MSG_NOSIGNAL);
-    if (k >= 0 || errno != ENOTSOCK) return k;
+/* A write that never raises SIGPIPE: MSG_NOSIGNAL for sockets; otherwise SIGPIPE blocked
+ * around the write and a pending one dropped. */
+static ssize_t write_op(int fd, struct io_args *a, int kind) {
+    if (kind != FD_OTHER) {
+        ssize_t k = send(fd, a->buf, a->n, MSG_NOSIGNAL | (kind == FD_SOCKET ? MSG_DONTWAIT : 0));
+        if (k >= 0 || errno != ENOTSOCK || kind == FD_SOCKET) return k;
+    }
     sigset_t pipe, old;
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, &old);
-    k = write(fd, buf, n);
+    ssize_t k = write(fd, a->buf, a->n);
     int err = errno;
     if (k < 0 && err == EPIPE) {
         struct timespec zero = { 0, 0 };
-        sigtimedwait(&pipe, NULL, &zero);   /* drop the pending SIGPIPE */
+        sigtimedwait(&pipe, NULL, &zero);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = err;
     return k;
 }
 
-ssize_t loom_write(int fd, const void *buf, size_t n) {
-    if (fd < 0 || (!buf && n)) return -EINVAL;
+static ssize_t accept_op(int fd, struct io_args *a, int kind) {
+    (void)kind;
+    for (;;) {
+        int nfd = accept4(fd, a->addr, a->len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (nfd >= 0 || errno != ECONNABORTED) return nfd;
+    }
+}
+
+/* One successful op (its result, >= 0) or -errno. */
+static ssize_t do_io(int fd, int mode, io_op op, struct io_args *a) {
     int err;
     loom__pd *pd = poller_pd(fd, &err);
     if (err) return err;
-    size_t done = 0;
-    while (done < n) {
+    for (;;) {
         if (!pd) {
-            int r = wait_blocking(fd, LOOM_WRITABLE, -1);
-            if (r < 0) return r;
-            loom_block_begin();
-        }
-        ssize_t k = write_nosigpipe(fd, (const char *)buf + done, n - done);
-        int e = errno;
-        if (!pd) loom_block_end();
-        if (k >= 0) { done += (size_t)k; continue; }
-        if (!pd) {
+            /* blocking path: a regular file from a goroutine (in a blocking section), or
+             * any fd from a thread without one (after poll, so a non-blocking fd cannot
+             * make it spin) */
+            bool in_g = loom__in_goroutine();
+            if (!in_g) {
+                int r = wait_blocking(fd, mode, -1);
+                if (r < 0) return r;
+            } else {
+                loom_block_begin();
+            }
+            ssize_t k = op(fd, a, FD_UNKNOWN);
+            int e = errno;
+            if (in_g) loom_block_end();
+            if (k >= 0) return k;
             if (e == EAGAIN || e == EINTR) continue;
             return -e;
         }
-        int r = io_wait(pd, LOOM_WRITABLE, e);
+        int kind = (LOAD_RLX(&pd->flags) & PD_SOCKET) ? FD_SOCKET : FD_OTHER;
+        if (kind == FD_OTHER && (err = loom__fd_nonblock(fd)) < 0) return err;
+        ssize_t k = op(fd, a, kind);
+        if (k >= 0) return k;
+        int e = errno;
+        if (e == ENOTSOCK && kind == FD_SOCKET) {
+            /* the number now names another kind of file (closed behind our back) */
+            loom__pd_forget(pd);
+            pd = poller_pd(fd, &err);
+            if (err) return err;
+            continue;
+        }
+        int r = io_wait(pd, mode, e);
         if (r < 0) return r;
         if (LOAD_RLX(&pd->flags) & PD_BLOCKING) pd = NULL;
+    }
+}
+
+ssize_t loom_read(int fd, void *buf, size_t n) {
+    if (fd < 0 || (!buf && n)) return -EINVAL;
+    return do_io(fd, LOOM_READABLE, read_op, &(struct io_args){ .buf = buf, .n = n });
+}
+
+ssize_t loom_write(int fd, const void *buf, size_t n) {
+    if (fd < 0 || (!buf && n)) return -EINVAL;
+    size_t done = 0;
+    while (done < n) {
+        struct io_args a = { .buf = (char *)buf + done, .n = n - done };
+        ssize_t k = do_io(fd, LOOM_WRITABLE, write_op, &a);
+        if (k < 0) return k;
+        done += (size_t)k;
     }
     return (ssize_t)n;
 }
 
 int loom_accept(int fd, struct sockaddr *addr, socklen_t *len) {
     if (fd < 0) return -EINVAL;
-    int err;
-    loom__pd *pd = poller_pd(fd, &err);
-    if (err) return err;
-    for (;;) {
-        if (!pd) {
-            int r = wait_blocking(fd, LOOM_READABLE, -1);
-            if (r < 0) return r;
-        }
-        int nfd = accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (nfd >= 0) {
-            /* a fresh file under this number: whatever the cache said about it is stale */
-            loom__pd *npd = loom__in_goroutine() ? loom__pd_get(nfd) : NULL;
-            if (npd) STORE_RLX(&npd->flags, PD_KNOWN);
-            return nfd;
-        }
-        int e = errno;
-        if (e == ECONNABORTED) continue;
-        if (!pd) {
-            if (e == EAGAIN || e == EINTR) continue;
-            return -e;
-        }
-        int r = io_wait(pd, LOOM_READABLE, e);
-        if (r < 0) return r;
-        if (LOAD_RLX(&pd->flags) & PD_BLOCKING) pd = NULL;
+    ssize_t nfd = do_io(fd, LOOM_READABLE, accept_op, &(struct io_args){ .addr = addr, .len = len });
+    if (nfd >= 0 && loom__in_goroutine()) {
+        /* a fresh socket under this number: whatever the cache said about it is stale */
+        loom__pd *npd = loom__pd_get((int)nfd);
+        if (npd) STORE_RLX(&npd->flags, PD_KNOWN | PD_SOCKET);
     }
+    return (int)nfd;
 }
 
 int loom_connect(int fd, const struct sockaddr *addr, socklen_t len) {

@@ -23,13 +23,14 @@
  * compares the seq it started with after publishing itself (Dekker with the closer's
  * order: seq first, then the words) and after waking, and returns -ECANCELED.
  *
- * The fd-kind cache (pd->flags) remembers that an fd is a socket/pipe already switched to
- * O_NONBLOCK, or a regular file that takes the blocking path.  A program that close()s an
- * fd behind loom's back and gets the number again for another file can make it stale: the
- * registration is still right (loom re-adds the fd before each park; EEXIST means it is
- * registered), and a stale "already non-blocking" only turns a wait into a plain blocking
- * call, which sysmon notices and works around (sysmon.c).  loom_accept and loom_fd_close
- * refresh the cache.
+ * The fd-kind cache (pd->flags) remembers whether an fd is a socket, another pollable fd
+ * (pipe, tty), or a regular file that takes the blocking path.  A program that close()s an
+ * fd behind loom's back and gets the number again for another file makes it stale, and
+ * loom copes: the registration is re-added before each park (EEXIST: still registered);
+ * socket I/O passes MSG_DONTWAIT, so it never depends on O_NONBLOCK (a socket call on what
+ * is now a pipe fails with ENOTSOCK and refreshes the cache); other fds get O_NONBLOCK
+ * checked before each call; a stale "regular file" makes a blocking call in a blocking
+ * section, which costs a thread, not progress.  loom_accept and loom_fd_close refresh it.
  */
 #include "netpoll.h"
 #include <fcntl.h>
@@ -82,13 +83,19 @@ int loom__pd_prepare(loom__pd *pd) {
     if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) {
         f = PD_KNOWN | PD_BLOCKING;
     } else {
-        int fl = fcntl(pd->fd, F_GETFL);
-        if (fl < 0) return -errno;
-        if (!(fl & O_NONBLOCK) && fcntl(pd->fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
-        f = PD_KNOWN;
+        int r = loom__fd_nonblock(pd->fd);
+        if (r < 0) return r;
+        f = PD_KNOWN | (S_ISSOCK(st.st_mode) ? PD_SOCKET : 0);
     }
     STORE_RLX(&pd->flags, f);
     return (int)f;
+}
+
+int loom__fd_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
+    return 0;
 }
 
 void loom__pd_forget(loom__pd *pd) { STORE_RLX(&pd->flags, 0); }

@@ -19,11 +19,12 @@ typedef struct loom__pd {
     uint32_t  flags;        /* PD_KNOWN, PD_BLOCKING: the fd-kind cache; atomic */
     int       fd;           /* fixed */
 } loom__pd;
-enum { PD_KNOWN = 1, PD_BLOCKING = 2 };
+enum { PD_KNOWN = 1, PD_BLOCKING = 2, PD_SOCKET = 4 };
 
 loom__pd *loom__pd_get(int fd);               /* NULL if fd is out of range or no memory */
 int  loom__pd_prepare(loom__pd *pd);          /* flags, or -errno; sets O_NONBLOCK on pollable fds */
 void loom__pd_forget(loom__pd *pd);
+int  loom__fd_nonblock(int fd);               /* sets O_NONBLOCK; 0 or -errno */
 int  loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns);
 void loom__netpoll_close(loom__pd *pd);
 
