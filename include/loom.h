@@ -52,6 +52,18 @@ void     loom_sleep(int64_t ns);
 void     loom_lock_thread(void);
 void     loom_unlock_thread(void);
 
+/* loom additions: preemption.  A goroutine that runs past its time slice (LOOM_SLICE_US,
+ * default 2000) is switched out at its next loom call, or by the signal SIGURG wherever
+ * its PC is in the program's own code (never inside libc, the dynamic loader, the vDSO or
+ * loom); it then resumes on the same thread, so thread-local addresses it holds stay
+ * valid.  (At loom calls a goroutine may move to another thread: keep no pointer to a
+ * thread-local variable across one.)  Code that holds a thread-owned lock (a pthread
+ * mutex, flockfile) while computing at length should bracket that section with
+ * loom_preempt_disable/enable, so that another goroutine on the same thread cannot
+ * block on the lock; they nest.  LOOM_ASYNCPREEMPT=0 turns the signal off. */
+void     loom_preempt_disable(void);
+void     loom_preempt_enable(void);
+
 /* loom addition: the default stack size in bytes that loom_go uses. */
 size_t   loom_default_stack_size(void);
 

@@ -213,6 +213,8 @@ struct loom__g {
     const void *asan_bottom;   /* for g0: the thread stack, learned on the first switch */
     size_t    asan_size;
     void     *created_pc;      /* where loom_go was called, for dumps */
+    uint32_t  nopreempt;       /* loom_preempt_disable depth; owner: the G */
+    int64_t   pinsince;        /* when it was preempted asynchronously (m->pinq); owner: its M */
 };
 
 /* An M is an OS thread.  Fields are owned by the M itself unless noted. */
@@ -241,6 +243,11 @@ struct loom__m {
     bool       exited;
     void      *altstack;       /* our sigaltstack, if we installed one */
     sigset_t   sigmask;        /* signal mask to run goroutines with (the creator's) */
+    /* goroutines preempted asynchronously on this thread, which must resume here
+     * (preempt.c); FIFO through schedlink; only this M touches it */
+    G         *pinq_head, *pinq_tail;
+    bool       pinturn;        /* the pinned queue's turn, alternating with the run queue */
+    volatile sig_atomic_t in_preempt;   /* the preemption handler runs; this thread only */
 };
 
 /* Local run queue size, as Go's 256-slot ring. */
@@ -271,6 +278,7 @@ struct loom__p {
     uint32_t   preempt;
     uint32_t   sysmontick;      /* sysmon's view of schedtick; sysmon only */
     int64_t    sysmonwhen;      /* when sysmon saw schedtick change; sysmon only */
+    int64_t    sysmonsignal;    /* when sysmon last sent the preemption signal; sysmon only */
     uint32_t   syscalltick;     /* bumped at each entersyscall; by the M, before P_SYSCALL */
     uint32_t   sysmonsyscalltick; /* sysmon's view of syscalltick; sysmon only */
     int64_t    sysmonsyscallwhen; /* when sysmon first saw this syscall; sysmon only */
@@ -366,6 +374,13 @@ bool loom__netpoll_has_waiters(void);
 int  loom__sysmon_start(void);
 void loom__sysmon_stop(void);
 void loom__sysmon_wake(void);
+
+/* ------------------------------------------------------------------ preempt.c */
+void loom__preempt_init(void);
+void loom__preempt_term(void);
+bool loom__preempt_signal(P *p, int64_t now);   /* sysmon: signal p's thread; true while a request is out */
+bool loom__preempt_enabled(void);
+void loom__async_preempt(M *m);                 /* proc.c: switch out, pinned to m */
 
 /* ------------------------------------------------------------------ fatal.c */
 void loom__fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

@@ -181,7 +181,7 @@ void loom__spin_unlock_after(G *prev, void *lock) {
 
 static void pidleput(P *p) {          /* sched.lock held */
     if (!loom__runqempty(p)) loom__fatal("pidleput: P has a non-empty run queue");
-    p->m = NULL;
+    STORE_RLX(&p->m, NULL);
     STORE(&p->status, P_IDLE);
     p->link = loom__sched.pidle;
     loom__sched.pidle = p;
@@ -200,7 +200,7 @@ static P *pidleget(void) {           /* sched.lock held */
 
 static void acquirep(M *m, P *p) {
     m->p = p;
-    p->m = m;
+    STORE_RLX(&p->m, m);      /* sysmon reads it to signal the thread */
     STORE(&p->status, P_RUNNING);
 }
 
@@ -226,6 +226,7 @@ static M *mget(void) {               /* sched.lock held */
 }
 
 static void *mstart(void *arg);
+static void wait_for_p(M *m);
 
 static M *allocm(void) {
     M *m = calloc(1, sizeof *m);
@@ -490,9 +491,31 @@ uint64_t loom_go(void (*fn)(void *), void *arg) {
 
 /* ------------------------------------------------------------------ schedule */
 
+/* ------------------------------------------------------------------ pinned goroutines
+ * Goroutines preempted asynchronously wait in their M's pinq and resume on that thread
+ * (preempt.c says why).  Only the M touches its queue. */
+
+static G *pinq_pop(M *m) {
+    G *g = m->pinq_head;
+    m->pinq_head = g->schedlink;
+    if (!m->pinq_head) m->pinq_tail = NULL;
+    g->schedlink = NULL;
+    return g;
+}
+
+static void pin_after(G *prev, void *arg) {
+    (void)arg;
+    M *m = prev->m;
+    STORE_RLX(&prev->status, G_RUNNABLE);
+    prev->schedlink = NULL;
+    if (m->pinq_tail) m->pinq_tail->schedlink = prev;
+    else m->pinq_head = prev;
+    m->pinq_tail = prev;
+}
+
 /* The quick look at local work (the top of runtime.schedule): the global queue on every
  * 61st tick, due timers, then runnext and the local queue. */
-static ALWAYS_INLINE G *runq_fast(P *p, bool *inherit) {
+static ALWAYS_INLINE G *runq_fast(M *m, P *p, bool *inherit) {
     *inherit = false;
     if (unlikely(LOAD_RLX(&p->preempt))) {
         /* the slice is used up: runnext loses its claim to the rest of it */
@@ -507,7 +530,15 @@ static ALWAYS_INLINE G *runq_fast(P *p, bool *inherit) {
         if (g) return g;
     }
     if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
-    return loom__runqget(p, inherit);
+    if (unlikely(m->pinq_head != NULL)) {
+        /* a goroutine pinned here that has waited a slice takes turns with the queue */
+        m->pinturn = !m->pinturn;
+        if (m->pinturn && loom__nanotime() - m->pinq_head->pinsince >= (int64_t)loom__sched.slice_us * 1000)
+            return pinq_pop(m);
+    }
+    G *g = loom__runqget(p, inherit);
+    if (unlikely(!g && m->pinq_head)) g = pinq_pop(m);
+    return g;
 }
 
 static ALWAYS_INLINE void ran(P *p, bool inherit) {
@@ -698,7 +729,10 @@ static void schedule(M *m) {
         if (LOAD(&loom__sched.exiting)) return;
         if (!m->p && !stopm(m)) return;     /* came back from a blocking call without a P */
         G *g;
-        if (m->lockedg) {
+        if (m->lockedg && m->pinq_head) {
+            g = pinq_pop(m);                /* pinned to this thread too */
+            ran(m->p, false);
+        } else if (m->lockedg) {
             /* only the locked goroutine may run here: give up the P and sleep until some
              * M hands the goroutine back with a P (startlockedm), as Go's schedule() */
             if (!stoplockedm(m)) return;
@@ -706,7 +740,7 @@ static void schedule(M *m) {
             if (!g) continue;
         } else {
             bool inherit;
-            g = runq_fast(m->p, &inherit);
+            g = runq_fast(m, m->p, &inherit);
             if (g) ran(m->p, inherit);
             else {
                 g = findrunnable(m);
@@ -715,7 +749,8 @@ static void schedule(M *m) {
             if (m->spinning) resetspinning(m);
             if (g->lockedm && g->lockedm != m) {
                 startlockedm(m, g);
-                if (!stopm(m)) return;
+                if (m->pinq_head) wait_for_p(m);    /* our pinned goroutines need us */
+                else if (!stopm(m)) return;
                 continue;
             }
         }
@@ -729,7 +764,7 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
     P *p = m->p;
     if (!m->lockedg && !LOAD_RLX(&loom__sched.exiting)) {
         bool inherit;
-        G *next = runq_fast(p, &inherit);
+        G *next = runq_fast(m, p, &inherit);
         if (next) {
             if (next->lockedm == NULL || next->lockedm == m) {
                 ran(p, inherit);
@@ -901,6 +936,19 @@ void loom_yield(void) {
     schedule_from(m, g, yield_after, NULL);
 }
 
+/* Called by the preemption signal handler on the goroutine's stack (preempt.c): switch
+ * out; the goroutine resumes on this same M.  A locked goroutine yields as usual (its
+ * thread is its own anyway). */
+void loom__async_preempt(M *m) {
+    G *g = m->curg;
+    if (g->lockedm) {
+        loom_yield();
+        return;
+    }
+    g->pinsince = loom__nanotime();
+    schedule_from(m, g, pin_after, NULL);
+}
+
 void loom__preempt_check(void) {
     M *m = loom__getm();
     if (m && m->p && LOAD_RLX(&m->p->preempt) && m->curg != &m->g0) loom_yield();
@@ -948,7 +996,7 @@ void loom__entersyscall(M *m) {
     m->blocked = true;
     m->oldp = p;
     m->p = NULL;
-    p->m = NULL;
+    STORE_RLX(&p->m, NULL);
     STORE_RLX(&p->syscalltick, p->syscalltick + 1);
     STORE(&p->status, P_SYSCALL);     /* from here on sysmon may retake it */
 }
@@ -969,6 +1017,22 @@ static void exitsyscall_queue(G *prev, void *arg) {
     loom__wakep();
 }
 
+/* Waits until an idle P can be taken, for an M that must not sleep in the idle pool
+ * (goroutines pinned to it must run on it).  Polls: rare and short. */
+static void wait_for_p(M *m) {
+    while (!LOAD(&loom__sched.exiting)) {
+        loom__lock_acquire(&loom__sched.lock);
+        P *p = pidleget();
+        loom__lock_release(&loom__sched.lock);
+        if (p) {
+            acquirep(m, p);
+            return;
+        }
+        struct timespec ts = { 0, 50000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* runtime.exitsyscall: take back the P we left in P_SYSCALL (exitsyscallfast), else an
  * idle P; otherwise queue the goroutine on the global run queue and let this M go idle. */
 void loom__exitsyscall(M *m) {
@@ -977,7 +1041,7 @@ void loom__exitsyscall(M *m) {
     m->oldp = NULL;
     if (old && CAS(&old->status, P_SYSCALL, P_RUNNING)) {
         m->p = old;
-        old->m = m;
+        STORE_RLX(&old->m, m);
         m->blocked = false;
         STORE_RLX(&g->status, G_RUNNING);
         return;
@@ -992,8 +1056,9 @@ void loom__exitsyscall(M *m) {
             STORE_RLX(&g->status, G_RUNNING);
             return;
         }
-        if (!g->lockedm) break;
-        /* a locked goroutine must stay on this thread: wait for a P to free up */
+        /* a locked goroutine, or goroutines pinned here, must stay on this thread:
+         * wait for a P to free up */
+        if ((!g->lockedm && !m->pinq_head) || LOAD(&loom__sched.exiting)) break;
         struct timespec ts = { 0, 50000 };
         nanosleep(&ts, NULL);
     }
@@ -1104,6 +1169,7 @@ static int schedinit(void) {
     int err = loom__netpoll_init();
     if (err) return err;
     loom__signals_init();
+    loom__preempt_init();
     return 0;
 }
 
@@ -1126,6 +1192,7 @@ static void schedterm(void) {
         m = next;
     }
     loom__netpoll_term();
+    loom__preempt_term();
     loom__signals_term();
 }
 

@@ -14,7 +14,7 @@
 
 static loom__note stop_note;   /* wakes the sleeping monitor: runtime exit */
 
-static void retake(int64_t now, int *acted, int *handoffs) {
+static void retake(int64_t now, int *acted, int *handoffs, int *signalling) {
     int64_t slice = (int64_t)loom__sched.slice_us * 1000;
     for (int i = 0; i < loom__sched.nprocs; i++) {
         P *p = loom__sched.allp[i];
@@ -47,10 +47,19 @@ static void retake(int64_t now, int *acted, int *handoffs) {
              * runnext that loom__ready did not wake anyone for): let an idle P steal it */
             loom__wakep();
         }
-        if (now - p->sysmonwhen >= slice && !LOAD(&p->preempt)) {
-            STORE(&p->preempt, 1);
-            p->sysmonwhen = now;
-            (*acted)++;
+        /* a timer on this P that is overdue shortens the slice to a quarter: a sleeper's
+         * wakeup should not wait a whole slice behind a goroutine that never yields */
+        int64_t t0 = LOAD_RLX(&p->timer0_when);
+        bool timer_late = t0 != 0 && now - t0 >= 200000;
+        if (now - p->sysmonwhen >= slice || (timer_late && now - p->sysmonwhen >= slice / 4)) {
+            /* a slice without a schedule(): ask for a yield at the next loom call, and
+             * signal the thread in case it runs plain C code (preempt.c); repeated
+             * every 100 µs while the goroutine keeps running */
+            if (!LOAD(&p->preempt)) {
+                STORE(&p->preempt, 1);
+                (*acted)++;
+            }
+            if (loom__preempt_signal(p, now)) (*signalling)++;
         }
     }
 }
@@ -82,14 +91,17 @@ static void *sysmon(void *arg) {
             continue;
         }
         loom__note_tsleep(&stop_note, delay);
-        int acted = 0, handoffs = 0;
+        int acted = 0, handoffs = 0, signalling = 0;
         int64_t now = loom__nanotime();
-        retake(now, &acted, &handoffs);
+        retake(now, &acted, &handoffs, &signalling);
         netpoll_check(now);
-        /* as Go, only handoffs reset the backoff (preempting a slice does not) */
+        /* as Go, only handoffs reset the backoff (preempting a slice does not); while a
+         * preemption signal has not taken effect, come back in 50 µs to repeat it */
         if (handoffs) {
             idle = 0;
             delay = 20000;
+        } else if (signalling) {
+            delay = 50000;
         } else if (++idle > 50) {
             delay *= 2;
             int64_t max = (int64_t)loom__sched.slice_us * 1000 / 2;

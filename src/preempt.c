@@ -1,0 +1,158 @@
+/*
+ * preempt.c — asynchronous preemption (Go 1.14's, adapted to C).
+ *
+ * sysmon (sysmon.c) sets p->preempt when a goroutine has held its P for a whole time slice
+ * (LOOM_SLICE_US, default 2 ms); loom's calls yield when they see it (cooperative).  A
+ * goroutine that makes no loom call — a plain C loop — also gets a signal, SIGURG (as Go:
+ * rarely used by programs, and harmless when it arrives unexpected), sent to its thread;
+ * sysmon repeats it every 50 µs while the goroutine keeps the P (a goroutine that spends
+ * most of its time inside libc may need many tries).
+ *
+ * The handler runs on the goroutine's own stack and switches away from inside itself: the
+ * kernel's signal frame on that stack holds every register, the FP/vector state and the
+ * signal mask of the interrupted code, and sigreturn restores them all when the goroutine
+ * is resumed and the handler returns.  It does so only where a switch is safe for C:
+ *   - the interrupted PC is in the program's own code: not in libc, the dynamic loader,
+ *     the vDSO, libgcc_s/libstdc++ (they hold locks and per-thread state), nor in loom
+ *     itself (loom's code lies between loom__text_begin and loom__text_end, see
+ *     CMakeLists.txt; if loom is a shared library its whole object counts too);
+ *   - the thread runs a goroutine (not the scheduler on g0), holds a P, and the goroutine
+ *     has not disabled preemption (loom_preempt_disable);
+ * otherwise the handler returns at once and sysmon tries again.  Runtime locks are only
+ * held inside loom code, so the PC test also keeps a goroutine from being switched out
+ * while it holds one.  Interrupted system calls restart (SA_RESTART); handlers of other
+ * signals are untouched.
+ *
+ * Thread affinity: compilers keep thread-local addresses in registers (errno's
+ * __errno_location() is a const function, %fs-relative addresses are computed once), and
+ * the interrupted code may be anywhere.  So an asynchronously preempted goroutine resumes
+ * on the thread it was interrupted on: it waits in that M's pinned queue (m->pinq), which
+ * only that M runs — when its P has nothing else, or once the goroutine has waited a time
+ * slice.  A goroutine that switches at a loom call (cooperatively) may resume anywhere, as
+ * API.md says.
+ *
+ * Sanitizer builds leave asynchronous preemption off: the sanitizer runtimes live inside
+ * the executable with per-thread state that a switch in their middle would corrupt, and
+ * ThreadSanitizer defers signals to its own points anyway.  Cooperative preemption works.
+ */
+#include "internal.h"
+#include <link.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+extern const char loom__text_begin[], loom__text_end[];
+
+#define MAX_RANGES 32
+static struct { uintptr_t lo, hi; } unsafe_ranges[MAX_RANGES];
+static int nranges;
+static bool enabled;
+static struct sigaction old_urg;
+
+static void add_range(uintptr_t lo, uintptr_t hi) {
+    if (nranges < MAX_RANGES && lo < hi) {
+        unsafe_ranges[nranges].lo = lo;
+        unsafe_ranges[nranges].hi = hi;
+        nranges++;
+    }
+}
+
+/* Objects whose code must never be interrupted by a switch. */
+static bool unsafe_object(const char *name) {
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    static const char *const prefixes[] = { "libc.", "ld-linux", "linux-vdso", "linux-gate", "libpthread",
+                                            "libgcc_s", "libstdc++", "libdl.", "librt.", "libloom.", "libasan",
+                                            "libtsan", "libubsan" };
+    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
+        if (strncmp(base, prefixes[i], strlen(prefixes[i])) == 0) return true;
+    return false;
+}
+
+static int collect(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size; (void)arg;
+    if (!info->dlpi_name || !unsafe_object(info->dlpi_name)) return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X))
+            add_range(info->dlpi_addr + ph->p_vaddr, info->dlpi_addr + ph->p_vaddr + ph->p_memsz);
+    }
+    return 0;
+}
+
+/* May a goroutine interrupted at pc be switched out? */
+static bool pc_preemptible(uintptr_t pc) {
+    if (pc >= (uintptr_t)loom__text_begin && pc < (uintptr_t)loom__text_end) return false;
+    for (int i = 0; i < nranges; i++)
+        if (pc >= unsafe_ranges[i].lo && pc < unsafe_ranges[i].hi) return false;
+    return true;
+}
+
+static void on_preempt(int sig, siginfo_t *si, void *uctx) {
+    (void)sig; (void)si;
+    int saved_errno = errno;
+    M *m = loom__getm();
+    if (!m || m->in_preempt) goto out;
+    m->in_preempt = 1;
+    G *g = m->curg;
+    P *p = m->p;
+    if (g != &m->g0 && p && !m->blocked && LOAD_RLX(&p->preempt) && !g->nopreempt) {
+        ucontext_t *uc = uctx;
+        uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+        if (pc_preemptible(pc)) {
+            m->in_preempt = 0;
+            loom__async_preempt(m);       /* returns on this thread, when resumed */
+            goto out;
+        }
+    }
+    m->in_preempt = 0;
+out:
+    errno = saved_errno;
+}
+
+void loom__preempt_init(void) {
+    enabled = false;
+#if defined(LOOM_TSAN) || defined(LOOM_ASAN)
+    return;
+#else
+    if (loom__env_long("LOOM_ASYNCPREEMPT", 1, 0, 1) == 0) return;
+    nranges = 0;
+    dl_iterate_phdr(collect, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_preempt;
+    /* SA_NODEFER: the handler may switch away and never return on this goroutine's
+     * behalf for a while; SIGURG must stay deliverable to whatever runs next here */
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGURG, &sa, &old_urg) == 0) enabled = true;
+#endif
+}
+
+void loom__preempt_term(void) {
+    if (enabled) sigaction(SIGURG, &old_urg, NULL);
+    enabled = false;
+}
+
+/* sysmon: ask the goroutine running on p to stop (p->preempt is set). */
+bool loom__preempt_signal(P *p, int64_t now) {
+    if (!enabled) return false;
+    if (now - p->sysmonsignal < 50000) return true;
+    M *m = LOAD(&p->m);
+    if (!m || !m->tid) return false;
+    p->sysmonsignal = now;
+    syscall(SYS_tgkill, getpid(), m->tid, SIGURG);
+    return true;
+}
+
+bool loom__preempt_enabled(void) { return enabled; }
+
+void loom_preempt_disable(void) {
+    G *g = loom__getg();
+    if (g) g->nopreempt++;
+}
+
+void loom_preempt_enable(void) {
+    G *g = loom__getg();
+    if (g && g->nopreempt > 0) g->nopreempt--;
+}
