@@ -159,6 +159,7 @@ bool    loom__timer_del(loom__timer *t);    /* true if removed before firing; wa
 int64_t loom__timers_run(P *p, int64_t now); /* runs due timers; returns next deadline or 0 */
 int64_t loom__timers_next(P *p);             /* earliest deadline of p's heap, 0 = none */
 void    loom__timers_term(P *p);
+void    loom__timers_move(P *from, P *to);   /* every timer of from onto to's heap */
 int64_t loom__nanotime(void);
 
 /* ------------------------------------------------------------------ G, M, P
@@ -214,7 +215,6 @@ struct loom__g {
     size_t    asan_size;
     void     *created_pc;      /* where loom_go was called, for dumps */
     uint32_t  nopreempt;       /* loom_preempt_disable depth; owner: the G */
-    int64_t   pinsince;        /* when it was preempted asynchronously (m->pinq); owner: its M */
 };
 
 /* An M is an OS thread.  Fields are owned by the M itself unless noted. */
@@ -243,10 +243,6 @@ struct loom__m {
     bool       exited;
     void      *altstack;       /* our sigaltstack, if we installed one */
     sigset_t   sigmask;        /* signal mask to run goroutines with (the creator's) */
-    /* goroutines preempted asynchronously on this thread, which must resume here
-     * (preempt.c); FIFO through schedlink; only this M touches it */
-    G         *pinq_head, *pinq_tail;
-    bool       pinturn;        /* the pinned queue's turn, alternating with the run queue */
     volatile sig_atomic_t in_preempt;   /* the preemption handler runs; this thread only */
 };
 
@@ -279,6 +275,12 @@ struct loom__p {
     uint32_t   sysmontick;      /* sysmon's view of schedtick; sysmon only */
     int64_t    sysmonwhen;      /* when sysmon saw schedtick change; sysmon only */
     int64_t    sysmonsignal;    /* when sysmon last sent the preemption signal; sysmon only */
+    int64_t    sysmoncpu;       /* the owner thread's CPU time at sysmon's last look; sysmon only */
+    /* spare Ps (sysmon.c, "blocked without telling us"): a P whose thread sleeps in the
+     * kernel lends parallelism through a spare P, retired once the thread runs again */
+    P         *spare;           /* the spare active on our behalf; under sched.lock */
+    P         *lender;          /* for a spare: the P it stands in for; under sched.lock */
+    uint32_t   retire;          /* for a spare: give it back at the next schedule(); atomic */
     uint32_t   syscalltick;     /* bumped at each entersyscall; by the M, before P_SYSCALL */
     uint32_t   sysmonsyscalltick; /* sysmon's view of syscalltick; sysmon only */
     int64_t    sysmonsyscallwhen; /* when sysmon first saw this syscall; sysmon only */
@@ -286,7 +288,7 @@ struct loom__p {
 /* P status: P_IDLE in the idle list (under sched.lock); P_RUNNING owned by p->m;
  * P_SYSCALL left by an M in a blocking call (m->oldp): the M takes it back with
  * CAS(P_SYSCALL -> P_RUNNING), sysmon retakes it with CAS(P_SYSCALL -> P_IDLE). */
-enum { P_IDLE, P_RUNNING, P_SYSCALL };
+enum { P_IDLE, P_RUNNING, P_SYSCALL, P_OFF /* a spare not in use */ };
 
 /* The scheduler's global state (runtime.schedt). */
 struct loom__sched {
@@ -305,8 +307,10 @@ struct loom__sched {
     loom__lock allg_lock;
     G         *allg;            /* every G record; under allg_lock */
     M         *allm;            /* under lock */
-    P        **allp;
-    int        nprocs;
+    P        **allp;            /* nprocs Ps, then nprocs spares (P_OFF until lent) */
+    int        nprocs;          /* LOOM_PROCS */
+    int        nallp;           /* slots in allp: 2 * nprocs */
+    uint32_t   nactive;         /* Ps in use: nprocs + spares lent; atomic */
     uint64_t   goidgen;         /* atomic */
     uint32_t   exiting;         /* loom_run's main returned; atomic */
     int        exit_code;
@@ -341,6 +345,8 @@ void loom__checkdead(void);
 void loom__entersyscall(M *m);                  /* hand the P off: the goroutine may block */
 void loom__exitsyscall(M *m);                   /* take a P again, or queue and wait */
 bool loom__retake_syscall(P *p);                /* sysmon: hand on a P left in P_SYSCALL */
+bool loom__lend_spare(P *p);                    /* sysmon: p's thread sleeps in the kernel */
+void loom__retire_spare(P *sp);                 /* sysmon: p's thread runs again */
 void loom__wake_all_ms(void);
 bool loom__in_goroutine(void);                  /* a G (not g0, not a foreign thread) runs here */
 void loom__note_foreign(void);                  /* called from a thread outside the runtime? remember it */
@@ -380,7 +386,7 @@ void loom__preempt_init(void);
 void loom__preempt_term(void);
 bool loom__preempt_signal(P *p, int64_t now);   /* sysmon: signal p's thread; true while a request is out */
 bool loom__preempt_enabled(void);
-void loom__async_preempt(M *m);                 /* proc.c: switch out, pinned to m */
+void loom__async_preempt(M *m);                 /* proc.c: switch out, resume on m */
 
 /* ------------------------------------------------------------------ fatal.c */
 void loom__fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

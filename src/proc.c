@@ -192,7 +192,7 @@ static P *pidleget(void) {           /* sched.lock held */
     P *p = loom__sched.pidle;
     if (p) {
         loom__sched.pidle = p->link;
-        if (XADD(&loom__sched.npidle, -1) == (uint32_t)loom__sched.nprocs && LOAD(&loom__sched.sysmonwait))
+        if (XADD(&loom__sched.npidle, -1) == LOAD(&loom__sched.nactive) && LOAD(&loom__sched.sysmonwait))
             loom__sysmon_wake();
     }
     return p;
@@ -226,7 +226,6 @@ static M *mget(void) {               /* sched.lock held */
 }
 
 static void *mstart(void *arg);
-static void wait_for_p(M *m);
 
 static M *allocm(void) {
     M *m = calloc(1, sizeof *m);
@@ -294,8 +293,14 @@ void loom__wakep(void) {
     startm(NULL, true);
 }
 
+static void spare_off(P *sp);
+
 /* Hands off P from an M that is about to block or sleep (runtime.handoffp). */
 static void handoffp(P *p) {
+    if (unlikely(LOAD(&p->retire))) {     /* a spare being given back */
+        spare_off(p);
+        return;
+    }
     if (!loom__runqempty(p) || LOAD(&loom__sched.runqsize) != 0) {
         startm(p, false);
         return;
@@ -311,7 +316,7 @@ static void handoffp(P *p) {
         startm(p, false);
         return;
     }
-    if (loom__timers_next(p) != 0 && LOAD(&loom__sched.npidle) + 1 == (uint32_t)loom__sched.nprocs) {
+    if (loom__timers_next(p) != 0 && LOAD(&loom__sched.npidle) + 1 == LOAD(&loom__sched.nactive)) {
         /* this P's timers must not be left unwatched: keep it running */
         loom__lock_release(&loom__sched.lock);
         startm(p, false);
@@ -319,6 +324,99 @@ static void handoffp(P *p) {
     }
     pidleput(p);
     loom__lock_release(&loom__sched.lock);
+}
+
+/* ------------------------------------------------------------------ spare Ps
+ * C code blocks in the kernel without telling loom (a plain read(), usleep, a library's
+ * blocking I/O).  Its thread keeps its P, and taking the P away would race with the
+ * thread using it the moment the call returns.  So sysmon lends the parallelism instead:
+ * it puts one of the nprocs spare Ps (P_OFF until then) into service, whose M steals the
+ * blocked P's queue and runs its timers as any idle P would.  When the blocked thread runs
+ * again — sysmon sees its CPU clock move, or its P schedule — the spare is retired at its
+ * next schedule(): its queue goes to the global queue and its timers to the lender.  A
+ * false alarm (a thread that was only slow) costs a short burst of extra parallelism. */
+
+/* Gives back spare P sp, which the caller owns (it holds it, or took it off the idle
+ * list) and which nobody else will take: queue to the global queue, timers to the lender. */
+static void spare_off(P *sp) {
+    G *head = NULL, *tail = NULL, *g;
+    int n = 0;
+    bool inh;
+    while ((g = loom__runqget(sp, &inh))) {
+        g->schedlink = NULL;
+        if (tail) tail->schedlink = g;
+        else head = g;
+        tail = g;
+        n++;
+    }
+    loom__lock_acquire(&loom__sched.lock);
+    if (n) loom__globrunqputbatch(head, tail, n);
+    P *lender = sp->lender;
+    if (lender) lender->spare = NULL;
+    sp->lender = NULL;
+    STORE(&sp->retire, 0);
+    STORE_RLX(&sp->m, NULL);
+    STORE(&sp->status, P_OFF);
+    XADD(&loom__sched.nactive, -1);
+    loom__lock_release(&loom__sched.lock);
+    loom__timers_move(sp, lender ? lender : loom__sched.allp[0]);
+    if (n) loom__wakep();
+}
+
+/* Takes P p's stand-in off the idle list and retires it, or asks its owner to. */
+void loom__retire_spare(P *sp) {
+    loom__lock_acquire(&loom__sched.lock);
+    STORE(&sp->retire, 1);
+    bool idle = LOAD(&sp->status) == P_IDLE;
+    if (idle) {
+        /* unlink it from the idle list: nobody can take it after this */
+        P **pp = &loom__sched.pidle;
+        while (*pp && *pp != sp) pp = &(*pp)->link;
+        if (*pp) {
+            *pp = sp->link;
+            XADD(&loom__sched.npidle, -1);
+        } else {
+            idle = false;        /* someone took it meanwhile: its owner will see retire */
+        }
+    }
+    loom__lock_release(&loom__sched.lock);
+    if (idle) spare_off(sp);
+}
+
+/* Puts a spare P into service for p, whose thread sleeps in the kernel.  Returns false if
+ * p has one already or none is free. */
+bool loom__lend_spare(P *p) {
+    loom__lock_acquire(&loom__sched.lock);
+    if (p->spare || LOAD(&loom__sched.exiting)) {
+        loom__lock_release(&loom__sched.lock);
+        return false;
+    }
+    P *sp = NULL;
+    for (int i = loom__sched.nprocs; i < loom__sched.nallp && !sp; i++)
+        if (LOAD(&loom__sched.allp[i]->status) == P_OFF) sp = loom__sched.allp[i];
+    if (!sp) {
+        loom__lock_release(&loom__sched.lock);
+        return false;
+    }
+    p->spare = sp;
+    sp->lender = p;
+    STORE(&sp->retire, 0);
+    XADD(&loom__sched.nactive, 1);
+    STORE(&sp->status, P_IDLE);      /* startm hands it over and makes it P_RUNNING */
+    loom__lock_release(&loom__sched.lock);
+    XADD(&loom__sched.nmspinning, 1);
+    startm(sp, true);                /* a spinning M: it steals the lender's queue */
+    return true;
+}
+
+/* The owner of P p sees p->retire: gives the spare back and drops it (m->p = NULL). */
+static void retirep(M *m) {
+    P *p = releasep(m);
+    if (m->spinning) {
+        m->spinning = false;
+        XADD(&loom__sched.nmspinning, -1);
+    }
+    spare_off(p);
 }
 
 /* Sleeps on m->park until another M hands over a P in m->nextp; takes it.  Returns false
@@ -491,31 +589,9 @@ uint64_t loom_go(void (*fn)(void *), void *arg) {
 
 /* ------------------------------------------------------------------ schedule */
 
-/* ------------------------------------------------------------------ pinned goroutines
- * Goroutines preempted asynchronously wait in their M's pinq and resume on that thread
- * (preempt.c says why).  Only the M touches its queue. */
-
-static G *pinq_pop(M *m) {
-    G *g = m->pinq_head;
-    m->pinq_head = g->schedlink;
-    if (!m->pinq_head) m->pinq_tail = NULL;
-    g->schedlink = NULL;
-    return g;
-}
-
-static void pin_after(G *prev, void *arg) {
-    (void)arg;
-    M *m = prev->m;
-    STORE_RLX(&prev->status, G_RUNNABLE);
-    prev->schedlink = NULL;
-    if (m->pinq_tail) m->pinq_tail->schedlink = prev;
-    else m->pinq_head = prev;
-    m->pinq_tail = prev;
-}
-
 /* The quick look at local work (the top of runtime.schedule): the global queue on every
  * 61st tick, due timers, then runnext and the local queue. */
-static ALWAYS_INLINE G *runq_fast(M *m, P *p, bool *inherit) {
+static ALWAYS_INLINE G *runq_fast(P *p, bool *inherit) {
     *inherit = false;
     if (unlikely(LOAD_RLX(&p->preempt))) {
         /* the slice is used up: runnext loses its claim to the rest of it */
@@ -530,15 +606,7 @@ static ALWAYS_INLINE G *runq_fast(M *m, P *p, bool *inherit) {
         if (g) return g;
     }
     if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
-    if (unlikely(m->pinq_head != NULL)) {
-        /* a goroutine pinned here that has waited a slice takes turns with the queue */
-        m->pinturn = !m->pinturn;
-        if (m->pinturn && loom__nanotime() - m->pinq_head->pinsince >= (int64_t)loom__sched.slice_us * 1000)
-            return pinq_pop(m);
-    }
-    G *g = loom__runqget(p, inherit);
-    if (unlikely(!g && m->pinq_head)) g = pinq_pop(m);
-    return g;
+    return loom__runqget(p, inherit);
 }
 
 static ALWAYS_INLINE void ran(P *p, bool inherit) {
@@ -548,7 +616,7 @@ static ALWAYS_INLINE void ran(P *p, bool inherit) {
 /* Steals from other Ps (runtime.stealWork): 4 passes in random order; the last one may
  * also take a running P's runnext.  Also runs other Ps' due timers. */
 static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
-    int n = loom__sched.nprocs;
+    int n = loom__sched.nallp;
     for (int pass = 0; pass < 4; pass++) {
         bool last = pass == 3;
         uint32_t start = loom__fastrandn(m, (uint32_t)n);
@@ -563,7 +631,8 @@ static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
                 G *g = loom__runqget(p, &inh);
                 if (g) return g;
             }
-            if (LOAD(&v->status) == P_IDLE) continue;
+            uint32_t vs = LOAD(&v->status);
+            if (vs == P_IDLE || vs == P_OFF) continue;
             G *g = loom__runqsteal(p, v, last);
             if (g) return g;
         }
@@ -577,6 +646,11 @@ static G *findrunnable(M *m) {
     for (;;) {
         P *p = m->p;
         if (LOAD(&loom__sched.exiting)) return NULL;
+        if (unlikely(LOAD_RLX(&p->retire))) {      /* a spare P to give back */
+            retirep(m);
+            if (!stopm(m)) return NULL;
+            continue;
+        }
         int64_t now = loom__nanotime();
         if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, now);
         bool inh;
@@ -600,7 +674,7 @@ static G *findrunnable(M *m) {
             }
         }
         /* steal, spinning, while few enough Ms spin */
-        if (m->spinning || 2 * LOAD(&loom__sched.nmspinning) < (uint32_t)loom__sched.nprocs - LOAD(&loom__sched.npidle)) {
+        if (m->spinning || 2 * LOAD(&loom__sched.nmspinning) < LOAD(&loom__sched.nactive) - LOAD(&loom__sched.npidle)) {
             if (!m->spinning) {
                 m->spinning = true;
                 XADD(&loom__sched.nmspinning, 1);
@@ -631,7 +705,7 @@ static G *findrunnable(M *m) {
             m->spinning = false;
             if ((int32_t)(XADD(&loom__sched.nmspinning, -1) - 1) < 0) loom__fatal("findrunnable: negative nmspinning");
             /* the re-check after dropping nmspinning (see the design story) */
-            for (int i = 0; i < loom__sched.nprocs; i++) {
+            for (int i = 0; i < loom__sched.nallp; i++) {
                 P *v = loom__sched.allp[i];
                 if (!loom__runqempty(v)) {
                     loom__lock_acquire(&loom__sched.lock);
@@ -649,7 +723,7 @@ static G *findrunnable(M *m) {
         }
         /* earliest timer anywhere */
         int64_t polluntil = 0;
-        for (int i = 0; i < loom__sched.nprocs; i++) {
+        for (int i = 0; i < loom__sched.nallp; i++) {
             int64_t w = LOAD(&loom__sched.allp[i]->timer0_when);
             if (w != 0 && (polluntil == 0 || w < polluntil)) polluntil = w;
         }
@@ -715,7 +789,7 @@ static void startlockedm(M *m, G *g) {
  * hands the goroutine back with a P (runtime.stoplockedm). */
 static bool stoplockedm(M *m) {
     P *p = releasep(m);
-    handoffp(p);
+    if (p) handoffp(p);
     loom__lock_acquire(&loom__sched.lock);
     loom__sched.nmlockedidle++;
     loom__checkdead();
@@ -727,12 +801,13 @@ static bool stoplockedm(M *m) {
 static void schedule(M *m) {
     for (;;) {
         if (LOAD(&loom__sched.exiting)) return;
-        if (!m->p && !stopm(m)) return;     /* came back from a blocking call without a P */
+        if (m->p && unlikely(LOAD_RLX(&m->p->retire))) retirep(m);   /* a spare P to give back */
+        if (!m->p && !m->lockedg) {         /* back from a blocking call without a P */
+            if (!stopm(m)) return;
+            continue;
+        }
         G *g;
-        if (m->lockedg && m->pinq_head) {
-            g = pinq_pop(m);                /* pinned to this thread too */
-            ran(m->p, false);
-        } else if (m->lockedg) {
+        if (m->lockedg) {
             /* only the locked goroutine may run here: give up the P and sleep until some
              * M hands the goroutine back with a P (startlockedm), as Go's schedule() */
             if (!stoplockedm(m)) return;
@@ -740,7 +815,7 @@ static void schedule(M *m) {
             if (!g) continue;
         } else {
             bool inherit;
-            g = runq_fast(m, m->p, &inherit);
+            g = runq_fast(m->p, &inherit);
             if (g) ran(m->p, inherit);
             else {
                 g = findrunnable(m);
@@ -749,8 +824,7 @@ static void schedule(M *m) {
             if (m->spinning) resetspinning(m);
             if (g->lockedm && g->lockedm != m) {
                 startlockedm(m, g);
-                if (m->pinq_head) wait_for_p(m);    /* our pinned goroutines need us */
-                else if (!stopm(m)) return;
+                if (!stopm(m)) return;
                 continue;
             }
         }
@@ -762,9 +836,9 @@ static void schedule(M *m) {
  * work, else through g0's schedule().  `after` runs once g is switched out. */
 static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), void *arg) {
     P *p = m->p;
-    if (!m->lockedg && !LOAD_RLX(&loom__sched.exiting)) {
+    if (!m->lockedg && !LOAD_RLX(&loom__sched.exiting) && !LOAD_RLX(&p->retire)) {
         bool inherit;
-        G *next = runq_fast(m, p, &inherit);
+        G *next = runq_fast(p, &inherit);
         if (next) {
             if (next->lockedm == NULL || next->lockedm == m) {
                 ran(p, inherit);
@@ -937,16 +1011,23 @@ void loom_yield(void) {
 }
 
 /* Called by the preemption signal handler on the goroutine's stack (preempt.c): switch
- * out; the goroutine resumes on this same M.  A locked goroutine yields as usual (its
- * thread is its own anyway). */
+ * out, to resume on this same thread.  The goroutine is locked to its M for the while
+ * (as loom_lock_thread), so this thread runs nothing else meanwhile — in particular no
+ * goroutine that could block it in the kernel — and its P goes to another thread
+ * (stoplockedm) until the goroutine's turn comes round again (startlockedm). */
 void loom__async_preempt(M *m) {
     G *g = m->curg;
-    if (g->lockedm) {
-        loom_yield();
-        return;
+    bool was_locked = g->lockedm != NULL;
+    if (!was_locked) {
+        g->lockedm = m;
+        m->lockedg = g;
     }
-    g->pinsince = loom__nanotime();
-    schedule_from(m, g, pin_after, NULL);
+    loom_yield();
+    if (!was_locked) {
+        m = loom__getm();            /* the same M, by the lock */
+        g->lockedm = NULL;
+        m->lockedg = NULL;
+    }
 }
 
 void loom__preempt_check(void) {
@@ -1017,22 +1098,6 @@ static void exitsyscall_queue(G *prev, void *arg) {
     loom__wakep();
 }
 
-/* Waits until an idle P can be taken, for an M that must not sleep in the idle pool
- * (goroutines pinned to it must run on it).  Polls: rare and short. */
-static void wait_for_p(M *m) {
-    while (!LOAD(&loom__sched.exiting)) {
-        loom__lock_acquire(&loom__sched.lock);
-        P *p = pidleget();
-        loom__lock_release(&loom__sched.lock);
-        if (p) {
-            acquirep(m, p);
-            return;
-        }
-        struct timespec ts = { 0, 50000 };
-        nanosleep(&ts, NULL);
-    }
-}
-
 /* runtime.exitsyscall: take back the P we left in P_SYSCALL (exitsyscallfast), else an
  * idle P; otherwise queue the goroutine on the global run queue and let this M go idle. */
 void loom__exitsyscall(M *m) {
@@ -1056,9 +1121,8 @@ void loom__exitsyscall(M *m) {
             STORE_RLX(&g->status, G_RUNNING);
             return;
         }
-        /* a locked goroutine, or goroutines pinned here, must stay on this thread:
-         * wait for a P to free up */
-        if ((!g->lockedm && !m->pinq_head) || LOAD(&loom__sched.exiting)) break;
+        /* a locked goroutine must stay on this thread: wait for a P to free up */
+        if (!g->lockedm || LOAD(&loom__sched.exiting)) break;
         struct timespec ts = { 0, 50000 };
         nanosleep(&ts, NULL);
     }
@@ -1080,7 +1144,7 @@ void loom__checkdead(void) {
     if (LOAD(&loom__sched.lastpoll) == 0) return;        /* an M waits in the poller */
     if (loom__netpoll_has_waiters()) return;
     if (loom__sched.runqsize > 0) return;
-    for (int i = 0; i < loom__sched.nprocs; i++) {
+    for (int i = 0; i < loom__sched.nallp; i++) {
         P *p = loom__sched.allp[i];
         if (LOAD(&p->timer0_when) != 0 || !loom__runqempty(p)) return;
     }
@@ -1151,14 +1215,16 @@ static int schedinit(void) {
     loom__sched.slice_us = (int)loom__env_long("LOOM_SLICE_US", 2000, 100, 1000000);
     loom__stack_init();
     stack_class_default = (int64_t)loom__stack_class_size(0);
-    loom__sched.allp = calloc((size_t)n, sizeof(P *));
+    loom__sched.nallp = 2 * n;
+    loom__sched.nactive = (uint32_t)n;
+    loom__sched.allp = calloc((size_t)loom__sched.nallp, sizeof(P *));
     if (!loom__sched.allp) return -ENOMEM;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < loom__sched.nallp; i++) {
         P *p = aligned_alloc(64, (sizeof(P) + 63) & ~(size_t)63);
         if (!p) return -ENOMEM;
         memset(p, 0, sizeof *p);
         p->id = i;
-        p->status = P_IDLE;
+        p->status = i < n ? P_IDLE : P_OFF;
         loom__sched.allp[i] = p;
     }
     /* every P but P0 starts idle; P0 goes to M0 */
@@ -1180,7 +1246,7 @@ static void schedterm(void) {
         loom__fiber_free_stack(g);
     }
     loom__stack_term();
-    for (int i = 0; i < loom__sched.nprocs; i++) {
+    for (int i = 0; i < loom__sched.nallp; i++) {
         loom__timers_term(loom__sched.allp[i]);
         free(loom__sched.allp[i]);
     }

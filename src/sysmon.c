@@ -10,57 +10,118 @@
  * (pidleget wakes it), so an idle runtime costs no CPU.
  */
 #include "internal.h"
+#include <fcntl.h>
 #include <pthread.h>
+#include <time.h>
+#include <unistd.h>
 
 static loom__note stop_note;   /* wakes the sleeping monitor: runtime exit */
 
-static void retake(int64_t now, int *acted, int *handoffs, int *signalling) {
+/* How long a P's goroutine must have run without a schedule() before sysmon checks
+ * whether its thread is asleep in the kernel. */
+#define BLOCKED_NS 50000
+
+/* CPU time used so far by the thread that runs p, or -1 if unknown. */
+static int64_t thread_cpu(P *p) {
+    M *m = LOAD(&p->m);
+    clockid_t cid;
+    struct timespec ts;
+    if (!m || !m->tid || pthread_getcpuclockid(m->thread, &cid) != 0 || clock_gettime(cid, &ts) != 0)
+        return -1;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Does the kernel say the thread that runs p sleeps (state S or D), rather than runs or
+ * waits for a CPU (R)?  Read from /proc/self/task/TID/stat. */
+static bool thread_asleep(P *p) {
+    M *m = LOAD(&p->m);
+    if (!m || !m->tid) return false;
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", m->tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')');      /* the name may contain spaces and parens */
+    return rp && rp[1] == ' ' && (rp[2] == 'S' || rp[2] == 'D');
+}
+
+/* A P left in P_SYSCALL by a thread in a blocking call (runtime.retake): hand it on once
+ * the call has lasted a sysmon tick, unless nothing waits for it and idle Ps remain, for
+ * up to 10 ms (as Go). */
+static void retake_syscall(P *p, int64_t now, int *handoffs) {
+    uint32_t t = LOAD_RLX(&p->syscalltick);
+    if (t != p->sysmonsyscalltick) {
+        p->sysmonsyscalltick = t;
+        p->sysmonsyscallwhen = now;
+        return;
+    }
+    if (loom__runqempty(p) && LOAD(&loom__sched.nmspinning) + LOAD(&loom__sched.npidle) > 0 &&
+        now - p->sysmonsyscallwhen < 10000000)
+        return;
+    if (loom__retake_syscall(p)) (*handoffs)++;
+}
+
+/* A P whose goroutine has not gone through schedule() since sysmon's last look. */
+static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *signalling) {
     int64_t slice = (int64_t)loom__sched.slice_us * 1000;
-    for (int i = 0; i < loom__sched.nprocs; i++) {
+    /* did its thread use the CPU since the last look?  (A blocked thread did not.) */
+    int64_t cpu = thread_cpu(p);
+    bool ran = cpu < 0 || cpu != p->sysmoncpu;
+    p->sysmoncpu = cpu;
+    P *sp = LOAD(&p->spare);
+    if (sp) {
+        if (ran && !LOAD(&sp->retire)) loom__retire_spare(sp);   /* it runs again */
+        return;
+    }
+    if (!ran && p->id < loom__sched.nprocs && now - p->sysmonwhen >= BLOCKED_NS && thread_asleep(p)) {
+        /* asleep in the kernel without having said so (a plain read(), usleep...):
+         * lend a spare P meanwhile (proc.c, "spare Ps") */
+        if (loom__lend_spare(p)) (*handoffs)++;
+        return;
+    }
+    if (LOAD(&loom__sched.npidle) > 0 && LOAD(&loom__sched.nmspinning) == 0 && !loom__runqempty(p)) {
+        /* work has waited behind this P's running goroutine for a whole tick (a
+         * runnext that loom__ready did not wake anyone for): let an idle P steal it */
+        loom__wakep();
+    }
+    /* a timer on this P that is overdue shortens the slice to a quarter: a sleeper's
+     * wakeup should not wait a whole slice behind a goroutine that never yields */
+    int64_t t0 = LOAD_RLX(&p->timer0_when);
+    bool timer_late = t0 != 0 && now - t0 >= 200000;
+    if (now - p->sysmonwhen >= slice || (timer_late && now - p->sysmonwhen >= slice / 4)) {
+        /* a slice without a schedule(): ask for a yield at the next loom call, and
+         * signal the thread in case it runs plain C code (preempt.c) - only while it
+         * uses the CPU, so as not to cut short a sleep in the kernel */
+        if (!LOAD(&p->preempt)) {
+            STORE(&p->preempt, 1);
+            (*acted)++;
+        }
+        if (ran && loom__preempt_signal(p, now)) (*signalling)++;
+    }
+}
+
+static void retake(int64_t now, int *acted, int *handoffs, int *signalling) {
+    for (int i = 0; i < loom__sched.nallp; i++) {
         P *p = loom__sched.allp[i];
         uint32_t st = LOAD(&p->status);
-        if (st == P_SYSCALL) {
-            /* a P left by a thread in a blocking call (runtime.retake): hand it on once
-             * the call has lasted a sysmon tick, unless nothing waits for it and idle Ps
-             * remain, for up to 10 ms (as Go) */
-            uint32_t t = LOAD_RLX(&p->syscalltick);
-            if (t != p->sysmonsyscalltick) {
-                p->sysmonsyscalltick = t;
-                p->sysmonsyscallwhen = now;
-                continue;
-            }
-            if (loom__runqempty(p) && LOAD(&loom__sched.nmspinning) + LOAD(&loom__sched.npidle) > 0 &&
-                now - p->sysmonsyscallwhen < 10000000)
-                continue;
-            if (loom__retake_syscall(p)) (*handoffs)++;
+        P *sp = LOAD(&p->spare);
+        if (st == P_SYSCALL) retake_syscall(p, now, handoffs);
+        if (st != P_RUNNING) {
+            if (sp && !LOAD(&sp->retire)) loom__retire_spare(sp);
             continue;
         }
-        if (st != P_RUNNING) continue;
         uint32_t t = LOAD_RLX(&p->schedtick);
         if (t != p->sysmontick) {
             p->sysmontick = t;
             p->sysmonwhen = now;
+            p->sysmoncpu = -1;
+            if (sp && !LOAD(&sp->retire)) loom__retire_spare(sp);
             continue;
         }
-        if (LOAD(&loom__sched.npidle) > 0 && LOAD(&loom__sched.nmspinning) == 0 && !loom__runqempty(p)) {
-            /* work has waited behind this P's running goroutine for a whole tick (a
-             * runnext that loom__ready did not wake anyone for): let an idle P steal it */
-            loom__wakep();
-        }
-        /* a timer on this P that is overdue shortens the slice to a quarter: a sleeper's
-         * wakeup should not wait a whole slice behind a goroutine that never yields */
-        int64_t t0 = LOAD_RLX(&p->timer0_when);
-        bool timer_late = t0 != 0 && now - t0 >= 200000;
-        if (now - p->sysmonwhen >= slice || (timer_late && now - p->sysmonwhen >= slice / 4)) {
-            /* a slice without a schedule(): ask for a yield at the next loom call, and
-             * signal the thread in case it runs plain C code (preempt.c); repeated
-             * every 100 µs while the goroutine keeps running */
-            if (!LOAD(&p->preempt)) {
-                STORE(&p->preempt, 1);
-                (*acted)++;
-            }
-            if (loom__preempt_signal(p, now)) (*signalling)++;
-        }
+        retake_running(p, now, acted, handoffs, signalling);
     }
 }
 
@@ -80,9 +141,9 @@ static void *sysmon(void *arg) {
     int64_t delay = 20000;
     int idle = 0;
     while (!LOAD(&loom__sched.exiting)) {
-        if (LOAD(&loom__sched.npidle) == (uint32_t)loom__sched.nprocs) {
+        if (LOAD(&loom__sched.npidle) == LOAD(&loom__sched.nactive)) {
             STORE(&loom__sched.sysmonwait, 1);
-            if (LOAD(&loom__sched.npidle) == (uint32_t)loom__sched.nprocs && !LOAD(&loom__sched.exiting))
+            if (LOAD(&loom__sched.npidle) == LOAD(&loom__sched.nactive) && !LOAD(&loom__sched.exiting))
                 loom__note_sleep(&loom__sched.sysmonnote);
             STORE(&loom__sched.sysmonwait, 0);
             loom__note_clear(&loom__sched.sysmonnote);
@@ -104,7 +165,7 @@ static void *sysmon(void *arg) {
             delay = 50000;
         } else if (++idle > 50) {
             delay *= 2;
-            int64_t max = (int64_t)loom__sched.slice_us * 1000 / 2;
+            int64_t max = (int64_t)loom__sched.slice_us * 1000 / 8;   /* a slice is noticed within 1/8 of it */
             if (max > 10000000) max = 10000000;
             if (delay > max) delay = max;
         }

@@ -61,9 +61,8 @@ static void remove_at(P *p, int i) {
     }
 }
 
-void loom__timer_add(P *p, loom__timer *t, int64_t when) {
-    if (when <= 0) when = 1;
-    loom__lock_acquire(&p->timers_lock);
+/* Pushes t onto p's heap; p->timers_lock held.  Returns true if it became the earliest. */
+static bool heap_push(P *p, loom__timer *t) {
     if (p->ntimers == p->timers_cap) {
         int cap = p->timers_cap ? p->timers_cap * 2 : 64;
         loom__timer **nh = realloc(p->timers, (size_t)cap * sizeof *nh);
@@ -71,16 +70,43 @@ void loom__timer_add(P *p, loom__timer *t, int64_t when) {
         p->timers = nh;
         p->timers_cap = cap;
     }
-    t->when = when;
-    t->pp = p;
-    STORE(&t->state, TIMER_PENDING);
+    STORE(&t->pp, p);
     set_idx(p->timers, p->ntimers, t);
     p->ntimers++;
     siftup(p->timers, t->idx);
-    bool first = p->timers[0] == t;
+    return p->timers[0] == t;
+}
+
+void loom__timer_add(P *p, loom__timer *t, int64_t when) {
+    if (when <= 0) when = 1;
+    loom__lock_acquire(&p->timers_lock);
+    t->when = when;
+    STORE(&t->state, TIMER_PENDING);
+    bool first = heap_push(p, t);
     update0(p);
     loom__lock_release(&p->timers_lock);
     if (first) loom__wake_netpoller(when);
+}
+
+/* Moves every timer of `from` to `to` (a spare P retiring, proc.c).  Both locks are held,
+ * lower P id first, so a concurrent timer_del finds each timer in one heap or the other. */
+void loom__timers_move(P *from, P *to) {
+    if (from == to) return;
+    P *a = from->id < to->id ? from : to, *b = a == from ? to : from;
+    loom__lock_acquire(&a->timers_lock);
+    loom__lock_acquire(&b->timers_lock);
+    int64_t earliest = 0;
+    while (from->ntimers > 0) {
+        loom__timer *t = from->timers[from->ntimers - 1];
+        from->ntimers--;
+        heap_push(to, t);
+        if (earliest == 0 || t->when < earliest) earliest = t->when;
+    }
+    update0(from);
+    update0(to);
+    loom__lock_release(&b->timers_lock);
+    loom__lock_release(&a->timers_lock);
+    if (earliest) loom__wake_netpoller(earliest);
 }
 
 bool loom__timer_del(loom__timer *t) {
