@@ -11,7 +11,7 @@ import (
 
 func serve(c net.Conn) {
 	defer c.Close()
-	buf := make([]byte, 4096)
+	buf := make([]byte, 16384) // as examples/echo.c
 	for {
 		n, err := c.Read(buf)
 		if n > 0 {

@@ -1,4 +1,5 @@
-// httpd: the Go twin of examples/httpd.c, a net/http "hello" server.
+// httpd: the Go twin of examples/httpd.c, a net/http "hello" server: GET / (and HEAD /)
+// answers "Hello, World!\n", other paths 404, other methods 405.
 // Usage: httpd [PORT] (else env PORT, else 8080).  Driven by wrk from run.sh.
 package main
 
@@ -18,7 +19,16 @@ func main() {
 	}
 	body := []byte("Hello, World!\n")
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		if r.URL.Path != "/" {
+			http.Error(w, "Not Found", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write(body)
 	})
 	if err := http.ListenAndServe("127.0.0.1:"+port, nil); err != nil {
