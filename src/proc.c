@@ -330,8 +330,8 @@ static void handoffp(P *p) {
  * C code blocks in the kernel without telling loom (a plain read(), usleep, a library's
  * blocking I/O).  Its thread keeps its P, and taking the P away would race with the
  * thread using it the moment the call returns.  So sysmon lends the parallelism instead:
- * it puts one of the nprocs spare Ps (P_OFF until then) into service, whose M steals the
- * blocked P's queue and runs its timers as any idle P would.  When the blocked thread runs
+ * it puts one of the nprocs spare Ps (P_OFF until then) into service, with the blocked
+ * P's timers, and its M steals the blocked P's queue as any idle P would.  When the blocked thread runs
  * again — sysmon sees its CPU clock move, or its P schedule — the spare is retired at its
  * next schedule(): its queue goes to the global queue and its timers to the lender.  A
  * false alarm (a thread that was only slow) costs a short burst of extra parallelism. */
@@ -404,6 +404,8 @@ bool loom__lend_spare(P *p) {
     XADD(&loom__sched.nactive, 1);
     STORE(&sp->status, P_IDLE);      /* startm hands it over and makes it P_RUNNING */
     loom__lock_release(&loom__sched.lock);
+    /* the lender's thread will not run its timers while it sleeps: the spare does */
+    loom__timers_move(p, sp);
     XADD(&loom__sched.nmspinning, 1);
     startm(sp, true);                /* a spinning M: it steals the lender's queue */
     return true;
