@@ -384,7 +384,7 @@ void loom__sysmon_wake(void);
 /* ------------------------------------------------------------------ preempt.c */
 void loom__preempt_init(void);
 void loom__preempt_term(void);
-bool loom__preempt_signal(P *p, int64_t now);   /* sysmon: signal p's thread; true while a request is out */
+void loom__preempt_signal(P *p, int64_t now);   /* sysmon: signal p's thread */
 bool loom__preempt_enabled(void);
 void loom__async_preempt(M *m);                 /* proc.c: switch out, resume on m */
 

@@ -139,14 +139,11 @@ void loom__preempt_term(void) {
 }
 
 /* sysmon: ask the goroutine running on p to stop (p->preempt is set). */
-bool loom__preempt_signal(P *p, int64_t now) {
-    if (!enabled) return false;
-    if (now - p->sysmonsignal < 50000) return true;
+void loom__preempt_signal(P *p, int64_t now) {
     M *m = LOAD(&p->m);
-    if (!m || !m->tid) return false;
+    if (!enabled || !m || !m->tid) return;
     p->sysmonsignal = now;
     syscall(SYS_tgkill, getpid(), m->tid, SIGURG);
-    return true;
 }
 
 bool loom__preempt_enabled(void) { return enabled; }

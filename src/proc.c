@@ -400,6 +400,8 @@ bool loom__lend_spare(P *p) {
     }
     p->spare = sp;
     sp->lender = p;
+    sp->sysmoncpu = -1;                  /* fresh sysmon state for its new life */
+    sp->sysmontick = sp->schedtick - 1;
     STORE(&sp->retire, 0);
     XADD(&loom__sched.nactive, 1);
     STORE(&sp->status, P_IDLE);      /* startm hands it over and makes it P_RUNNING */
@@ -1227,6 +1229,8 @@ static int schedinit(void) {
         memset(p, 0, sizeof *p);
         p->id = i;
         p->status = i < n ? P_IDLE : P_OFF;
+        p->sysmoncpu = -1;                   /* sysmon has no sample yet, */
+        p->sysmontick = UINT32_MAX;          /* and starts a slice at its first look */
         loom__sched.allp[i] = p;
     }
     /* every P but P0 starts idle; P0 goes to M0 */

@@ -31,21 +31,26 @@ static int64_t thread_cpu(P *p) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Does the kernel say the thread that runs p sleeps (state S or D), rather than runs or
- * waits for a CPU (R)?  Read from /proc/self/task/TID/stat. */
-static bool thread_asleep(P *p) {
+/* The kernel's state letter for the thread that runs p (R running or runnable, S or D
+ * asleep), from /proc/self/task/TID/stat; 0 if unknown. */
+static char thread_state(P *p) {
     M *m = LOAD(&p->m);
-    if (!m || !m->tid) return false;
+    if (!m || !m->tid) return 0;
     char path[64], buf[256];
     snprintf(path, sizeof path, "/proc/self/task/%d/stat", m->tid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
+    if (fd < 0) return 0;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
-    if (n <= 0) return false;
+    if (n <= 0) return 0;
     buf[n] = 0;
     const char *rp = strrchr(buf, ')');      /* the name may contain spaces and parens */
-    return rp && rp[1] == ' ' && (rp[2] == 'S' || rp[2] == 'D');
+    return rp && rp[1] == ' ' ? rp[2] : 0;
+}
+
+static bool thread_asleep(P *p) {
+    char st = thread_state(p);
+    return st == 'S' || st == 'D';
 }
 
 /* A P left in P_SYSCALL by a thread in a blocking call (runtime.retake): hand it on once
@@ -69,11 +74,12 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     int64_t slice = (int64_t)loom__sched.slice_us * 1000;
     /* did its thread use the CPU since the last look?  (A blocked thread did not.) */
     int64_t cpu = thread_cpu(p);
-    bool ran = cpu < 0 || cpu != p->sysmoncpu;
+    bool known = cpu >= 0 && p->sysmoncpu >= 0;      /* two samples to compare */
+    bool ran = !known || cpu != p->sysmoncpu;
     p->sysmoncpu = cpu;
     P *sp = LOAD(&p->spare);
     if (sp) {
-        if (ran && !LOAD(&sp->retire)) loom__retire_spare(sp);   /* it runs again */
+        if (known && ran && !LOAD(&sp->retire)) loom__retire_spare(sp);   /* it runs again */
         return;
     }
     if (!ran && p->id < loom__sched.nprocs && now - p->sysmonwhen >= BLOCKED_NS && thread_asleep(p)) {
@@ -99,7 +105,12 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
             STORE(&p->preempt, 1);
             (*acted)++;
         }
-        if (ran && loom__preempt_signal(p, now)) (*signalling)++;
+        /* (a signal would cut short a plain sleep in the kernel: nanosleep does not
+         * restart; so only a thread seen using the CPU, and running right now) */
+        if (known && ran && loom__preempt_enabled()) {
+            (*signalling)++;
+            if (now - p->sysmonsignal >= 50000 && thread_state(p) == 'R') loom__preempt_signal(p, now);
+        }
     }
 }
 
