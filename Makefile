@@ -23,9 +23,9 @@ build:
 demo: build
 	./$(BUILD)/examples/demo
 
-# Tests excluded from `make test` until their bug is fixed (each one named in the issue notes):
-#   bench_preempt_smoke, bench_netclient_smoke: need async preemption and the netpoller (issue 4)
-CTEST_EXCLUDE ?= bench_preempt_smoke|bench_netclient_smoke
+# Tests excluded from `make test` until their bug is fixed (each one named in the issue notes);
+# none today.  Set CTEST_EXCLUDE='regex' to skip some locally.
+CTEST_EXCLUDE ?= ^$$
 
 check: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 -E '$(CTEST_EXCLUDE)'

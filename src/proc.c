@@ -352,7 +352,7 @@ static void spare_off(P *sp) {
     loom__lock_acquire(&loom__sched.lock);
     if (n) loom__globrunqputbatch(head, tail, n);
     P *lender = sp->lender;
-    if (lender) lender->spare = NULL;
+    if (lender) STORE(&lender->spare, NULL);
     sp->lender = NULL;
     STORE(&sp->retire, 0);
     STORE_RLX(&sp->m, NULL);
@@ -398,7 +398,7 @@ bool loom__lend_spare(P *p) {
         loom__lock_release(&loom__sched.lock);
         return false;
     }
-    p->spare = sp;
+    STORE(&p->spare, sp);
     sp->lender = p;
     sp->sysmoncpu = -1;                  /* fresh sysmon state for its new life */
     sp->sysmontick = sp->schedtick - 1;

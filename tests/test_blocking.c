@@ -15,8 +15,8 @@
 #define MS 1000000LL
 
 static int pfd[2];
-static volatile int done;
-static volatile uint64_t count;
+static int done;            /* atomics: goroutines on different threads share them */
+static uint64_t count;
 
 static void *late_writer(void *arg)
 {
@@ -29,9 +29,9 @@ static void *late_writer(void *arg)
 static void counter(void *arg)
 {
     (void)arg;
-    while (!done) {
-        count++;
-        if ((count & 1023) == 0) loom_yield();
+    while (!__atomic_load_n(&done, __ATOMIC_RELAXED)) {
+        uint64_t c = __atomic_add_fetch(&count, 1, __ATOMIC_RELAXED);
+        if ((c & 1023) == 0) loom_yield();
     }
 }
 
@@ -53,25 +53,25 @@ static void blocker(void *arg)
         CHECK_EQ(e, 0);
         CHECK_EQ(c, 'x');
     }
-    done = 1;
+    __atomic_store_n(&done, 1, __ATOMIC_SEQ_CST);
 }
 
 static int one_case(void *arg)
 {
     int how = *(int *)arg;
     CHECK_OK(pipe(pfd));
-    done = 0;
-    count = 0;
+    __atomic_store_n(&done, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&count, 0, __ATOMIC_SEQ_CST);
     pthread_t t;
     if (how != PLAIN_SLEEP) CHECK_OK(pthread_create(&t, NULL, late_writer, NULL));
     loom_go(blocker, &how);
     loom_go(counter, NULL);
     loom_sleep(30 * MS);                 /* the blocker is inside its call by now */
-    uint64_t c0 = count;
+    uint64_t c0 = __atomic_load_n(&count, __ATOMIC_RELAXED);
     loom_sleep(50 * MS);
-    uint64_t c1 = count;
+    uint64_t c1 = __atomic_load_n(&count, __ATOMIC_RELAXED);
     CHECK_MSG(c1 > c0, "case %d: nothing ran while a goroutine blocked in the kernel at one P", how);
-    while (!done) loom_sleep(5 * MS);
+    while (!__atomic_load_n(&done, __ATOMIC_SEQ_CST)) loom_sleep(5 * MS);
     if (how != PLAIN_SLEEP) pthread_join(t, NULL);
     close(pfd[0]);
     close(pfd[1]);
@@ -80,13 +80,13 @@ static int one_case(void *arg)
 
 /* After a spare was lent and given back, two spinners at one P must take turns, never
  * run at the same time. */
-static volatile int inside, overlap, stop_spin;
+static int inside, overlap, stop_spin;
 
 static void exclusive_spinner(void *arg)
 {
     (void)arg;
-    while (!stop_spin) {
-        if (__atomic_add_fetch(&inside, 1, __ATOMIC_SEQ_CST) > 1) overlap = 1;
+    while (!__atomic_load_n(&stop_spin, __ATOMIC_RELAXED)) {
+        if (__atomic_add_fetch(&inside, 1, __ATOMIC_SEQ_CST) > 1) __atomic_store_n(&overlap, 1, __ATOMIC_SEQ_CST);
         for (volatile int i = 0; i < 1000; i++) {}
         __atomic_sub_fetch(&inside, 1, __ATOMIC_SEQ_CST);
         loom_yield();
@@ -99,13 +99,13 @@ static int spare_returned(void *arg)
     int how = PLAIN_SLEEP;
     one_case(&how);
     loom_sleep(20 * MS);                 /* sysmon retires the spare */
-    overlap = 0;
+    __atomic_store_n(&overlap, 0, __ATOMIC_SEQ_CST);
     loom_go(exclusive_spinner, NULL);
     loom_go(exclusive_spinner, NULL);
     loom_sleep(100 * MS);
-    stop_spin = 1;
+    __atomic_store_n(&stop_spin, 1, __ATOMIC_SEQ_CST);
     loom_sleep(10 * MS);
-    CHECK_MSG(!overlap, "two goroutines ran at once at LOOM_PROCS=1 after a spare P was lent");
+    CHECK_MSG(!__atomic_load_n(&overlap, __ATOMIC_SEQ_CST), "two goroutines ran at once at LOOM_PROCS=1 after a spare P was lent");
     return 0;
 }
 
