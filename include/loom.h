@@ -64,6 +64,31 @@ void     loom_unlock_thread(void);
 void     loom_preempt_disable(void);
 void     loom_preempt_enable(void);
 
+/* loom addition: counters.  A snapshot of the running runtime (each field read on its
+ * own, so they need not add up exactly while goroutines run); the event counters count
+ * from loom_run's start.  Returns 0, -EINVAL for NULL, -EPERM outside loom_run. */
+struct loom_stats {
+    uint64_t goroutines;        /* alive: not yet returned */
+    uint64_t runnable;          /* of which in a run queue */
+    uint64_t running;           /* of which running on a thread */
+    uint64_t waiting;           /* of which parked (channel, lock, sleep, I/O...) */
+    uint64_t syscall;           /* of which inside loom_block_begin/end */
+    uint64_t switches;          /* switches to a goroutine */
+    uint64_t steals;            /* goroutines stolen from another P's queue (batches count once) */
+    uint64_t preemptions;       /* goroutines switched out for using up their time slice */
+    uint64_t async_preemptions; /* of which by the signal, outside any loom call */
+    uint64_t handoffs;          /* Ps handed on from threads blocked in the kernel */
+    uint64_t spare_lends;       /* of which spare Ps lent for unannotated blocking calls */
+    uint64_t procs;             /* Ps in use (LOOM_PROCS, plus spares lent) */
+    uint64_t idle_procs;
+    uint64_t threads;           /* threads created for goroutines (not counting sysmon) */
+    uint64_t idle_threads;
+    uint64_t spinning_threads;  /* looking for work */
+    uint64_t timers;            /* pending timers (sleeps, timeouts) */
+    uint64_t global_runq;       /* goroutines on the global run queue */
+};
+int      loom_stats(struct loom_stats *out);
+
 /* loom addition: the default stack size in bytes that loom_go uses. */
 size_t   loom_default_stack_size(void);
 

@@ -158,6 +158,7 @@ void    loom__timer_add(P *p, loom__timer *t, int64_t when);
 bool    loom__timer_del(loom__timer *t);    /* true if removed before firing; waits out a firing */
 int64_t loom__timers_run(P *p, int64_t now); /* runs due timers; returns next deadline or 0 */
 int64_t loom__timers_next(P *p);             /* earliest deadline of p's heap, 0 = none */
+int     loom__timers_count(P *p);
 void    loom__timers_term(P *p);
 void    loom__timers_move(P *from, P *to);   /* every timer of from onto to's heap */
 int64_t loom__nanotime(void);
@@ -244,6 +245,8 @@ struct loom__m {
     void      *altstack;       /* our sigaltstack, if we installed one */
     sigset_t   sigmask;        /* signal mask to run goroutines with (the creator's) */
     volatile sig_atomic_t in_preempt;   /* the preemption handler runs; this thread only */
+    /* counters for loom_stats: written by this M only (relaxed stores), read by anyone */
+    uint64_t   nswitch, nsteal, npreempt, nasync;
 };
 
 /* Local run queue size, as Go's 256-slot ring. */
@@ -324,6 +327,9 @@ struct loom__sched {
     bool       running;         /* between loom_run's start and end */
     int64_t    start_time;
     int        slice_us;        /* time slice */
+    uint64_t   nhandoff, nlend; /* loom_stats: Ps handed on by sysmon; atomic */
+    int        schedtrace_ms;   /* LOOM_DEBUG=schedtrace=MS (0: off) */
+    bool       scheddetail;     /* LOOM_DEBUG=scheddetail=1 */
 };
 extern struct loom__sched loom__sched;
 
@@ -387,6 +393,11 @@ void loom__preempt_term(void);
 void loom__preempt_signal(P *p, int64_t now);   /* sysmon: signal p's thread */
 bool loom__preempt_enabled(void);
 void loom__async_preempt(M *m);                 /* proc.c: switch out, resume on m */
+
+/* ------------------------------------------------------------------ stats.c */
+#define LOOM__COUNT(m, field) STORE_RLX(&(m)->field, (m)->field + 1)   /* an M's own counter */
+void loom__debug_init(void);                    /* parses LOOM_DEBUG */
+void loom__schedtrace(int64_t now);             /* sysmon: one schedtrace report */
 
 /* ------------------------------------------------------------------ fatal.c */
 void loom__fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

@@ -140,6 +140,7 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
     m->curg = to;
     to->m = m;
     if (to != &m->g0) {
+        LOOM__COUNT(m, nswitch);
         uint32_t st = LOAD_RLX(&to->status);
         STORE_RLX(&to->status, G_RUNNING);
         if (unlikely(st != G_RUNNABLE)) loom__fatal("switch to goroutine %llu in status %u", (unsigned long long)to->id, st);
@@ -404,6 +405,8 @@ bool loom__lend_spare(P *p) {
     sp->sysmontick = sp->schedtick - 1;
     STORE(&sp->retire, 0);
     XADD(&loom__sched.nactive, 1);
+    XADD(&loom__sched.nhandoff, 1);
+    XADD(&loom__sched.nlend, 1);
     STORE(&sp->status, P_IDLE);      /* startm hands it over and makes it P_RUNNING */
     loom__lock_release(&loom__sched.lock);
     /* the lender's thread will not run its timers while it sleeps: the spare does */
@@ -638,7 +641,10 @@ static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
             uint32_t vs = LOAD(&v->status);
             if (vs == P_IDLE || vs == P_OFF) continue;
             G *g = loom__runqsteal(p, v, last);
-            if (g) return g;
+            if (g) {
+                LOOM__COUNT(m, nsteal);
+                return g;
+            }
         }
     }
     return NULL;
@@ -860,7 +866,7 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
 void loom__park(void (*after)(G *, void *), void *arg, int reason) {
     M *m = loom__getm();
     G *g = m->curg;
-    g->waitreason = (uint32_t)reason;
+    STORE_RLX(&g->waitreason, (uint32_t)reason);
     g->waitsince = loom__nanotime_coarse();
     STORE_RLX(&g->status, G_WAITING);
     schedule_from(m, g, after, arg);
@@ -884,7 +890,7 @@ static P *runqput_here(G *g, bool next) {
 void loom__ready(G *g) {
     uint32_t st = LOAD_RLX(&g->status);
     if (unlikely(st != G_WAITING)) loom__fatal("ready of goroutine %llu in status %u", (unsigned long long)g->id, st);
-    g->waitreason = WAIT_NONE;
+    STORE_RLX(&g->waitreason, WAIT_NONE);
     P *p = runqput_here(g, true);
     /* Unlike Go, a goroutine made ready into runnext alone does not wake another
      * thread: the readier usually blocks next (a channel handoff) and this P runs
@@ -1021,6 +1027,8 @@ void loom_yield(void) {
  * (stoplockedm) until the goroutine's turn comes round again (startlockedm). */
 void loom__async_preempt(M *m) {
     G *g = m->curg;
+    LOOM__COUNT(m, npreempt);
+    LOOM__COUNT(m, nasync);
     bool was_locked = g->lockedm != NULL;
     if (!was_locked) {
         g->lockedm = m;
@@ -1036,7 +1044,10 @@ void loom__async_preempt(M *m) {
 
 void loom__preempt_check(void) {
     M *m = loom__getm();
-    if (m && m->p && LOAD_RLX(&m->p->preempt) && m->curg != &m->g0) loom_yield();
+    if (m && m->p && LOAD_RLX(&m->p->preempt) && m->curg != &m->g0) {
+        LOOM__COUNT(m, npreempt);
+        loom_yield();
+    }
 }
 
 void loom_exit(void) {
@@ -1090,6 +1101,7 @@ void loom__entersyscall(M *m) {
  * hands it on (runtime.retake's syscall half).  Returns true if it did. */
 bool loom__retake_syscall(P *p) {
     if (!CAS(&p->status, P_SYSCALL, P_IDLE)) return false;
+    XADD(&loom__sched.nhandoff, 1);
     handoffp(p);
     return true;
 }
@@ -1217,6 +1229,7 @@ static int schedinit(void) {
     if (n < 1) n = 1;
     loom__sched.nprocs = n;
     loom__sched.slice_us = (int)loom__env_long("LOOM_SLICE_US", 2000, 100, 1000000);
+    loom__debug_init();
     loom__stack_init();
     stack_class_default = (int64_t)loom__stack_class_size(0);
     loom__sched.nallp = 2 * n;

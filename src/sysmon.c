@@ -151,11 +151,18 @@ static void *sysmon(void *arg) {
     (void)arg;
     int64_t delay = 20000;
     int idle = 0;
+    int64_t trace_ns = (int64_t)loom__sched.schedtrace_ms * 1000000, lasttrace = loom__nanotime();
     while (!LOAD(&loom__sched.exiting)) {
+        if (trace_ns && loom__nanotime() - lasttrace >= trace_ns) {
+            lasttrace = loom__nanotime();
+            loom__schedtrace(lasttrace);
+        }
         if (LOAD(&loom__sched.npidle) == LOAD(&loom__sched.nactive)) {
             STORE(&loom__sched.sysmonwait, 1);
-            if (LOAD(&loom__sched.npidle) == LOAD(&loom__sched.nactive) && !LOAD(&loom__sched.exiting))
-                loom__note_sleep(&loom__sched.sysmonnote);
+            if (LOAD(&loom__sched.npidle) == LOAD(&loom__sched.nactive) && !LOAD(&loom__sched.exiting)) {
+                if (trace_ns) loom__note_tsleep(&loom__sched.sysmonnote, trace_ns);   /* keep tracing */
+                else loom__note_sleep(&loom__sched.sysmonnote);
+            }
             STORE(&loom__sched.sysmonwait, 0);
             loom__note_clear(&loom__sched.sysmonnote);
             delay = 20000;

@@ -156,6 +156,13 @@ int64_t loom__timers_run(P *p, int64_t now) {
 
 int64_t loom__timers_next(P *p) { return LOAD(&p->timer0_when); }
 
+int loom__timers_count(P *p) {
+    loom__lock_acquire(&p->timers_lock);
+    int n = p->ntimers;
+    loom__lock_release(&p->timers_lock);
+    return n;
+}
+
 void loom__timers_term(P *p) {
     free(p->timers);
     p->timers = NULL;

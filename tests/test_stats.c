@@ -1,0 +1,191 @@
+/*
+ * test_stats.c — loom_stats and LOOM_DEBUG=schedtrace:
+ *  - loom_stats(NULL) is -EINVAL, outside loom_run -EPERM;
+ *  - 100 goroutines parked on a channel and 10 sleeping show up as waiting goroutines and
+ *    pending timers, and are gone once released; switches grow with yields; procs is
+ *    loom_procs();
+ *  - a blocking call annotated with loom_block_begin/end that lasts counts a handoff, and
+ *    an unannotated one a spare P lent;
+ *  - a plain loop beside a sleeper at one P counts asynchronous preemptions (plain builds);
+ *  - LOOM_DEBUG=schedtrace=10 (run in a child process) prints "loom: SCHED" lines with the
+ *    Ps and per-P queues, and scheddetail=1 adds P and M lines (plain builds).
+ */
+#include "t.h"
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MS 1000000LL
+
+#if defined(LOOM_TSAN) || defined(LOOM_ASAN)
+#define ASYNC 0
+#else
+#define ASYNC 1
+#endif
+
+static void parked(void *arg)
+{
+    loom_chan *c = arg;
+    int v;
+    CHECK_OK(loom_recv(c, &v));
+}
+
+static void sleeper(void *arg)
+{
+    (void)arg;
+    loom_sleep(200 * MS);
+}
+
+static int counts(void *arg)
+{
+    (void)arg;
+    struct loom_stats st;
+    CHECK_ERR(loom_stats(NULL), EINVAL);
+    CHECK_OK(loom_stats(&st));
+    CHECK_EQ(st.procs, loom_procs());
+    CHECK_GE(st.threads, 1);
+    uint64_t base_waiting = st.waiting, base_timers = st.timers, sw0 = st.switches;
+    loom_chan *c = loom_chan_new(sizeof(int), 0);
+    for (int i = 0; i < 100; i++) loom_go(parked, c);
+    for (int i = 0; i < 10; i++) loom_go(sleeper, NULL);
+    loom_sleep(20 * MS);
+    CHECK_OK(loom_stats(&st));
+    CHECK_GE(st.goroutines, 111);
+    CHECK_GE(st.waiting, base_waiting + 110);
+    CHECK_GE(st.timers, base_timers + 10);
+    CHECK_GT(st.switches, sw0);
+    for (int i = 0; i < 100; i++) CHECK_OK(loom_send(c, &i));
+    loom_sleep(250 * MS);
+    CHECK_OK(loom_stats(&st));
+    CHECK_LE(st.goroutines, 5);
+    CHECK_LE(st.waiting, base_waiting + 4);
+    uint64_t sw1 = st.switches;
+    for (int i = 0; i < 100; i++) loom_yield();
+    CHECK_OK(loom_stats(&st));
+    CHECK_GE(st.switches, sw1);
+    CHECK_OK(loom_close(c));
+    loom_chan_free(c);
+    return 0;
+}
+
+static int stop;
+
+static void spin(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {}
+}
+
+static void spin_yield(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) loom_yield();
+}
+
+static int blocking(void *arg)
+{
+    (void)arg;
+    struct loom_stats st;
+    __atomic_store_n(&stop, 0, __ATOMIC_SEQ_CST);
+    loom_go(spin_yield, NULL);
+    loom_block_begin();
+    usleep(50000);
+    loom_block_end();
+    CHECK_OK(loom_stats(&st));
+    CHECK_GE(st.handoffs, 1);
+    usleep(50000);                 /* not annotated: a spare P */
+    CHECK_OK(loom_stats(&st));
+    CHECK_GE(st.spare_lends, 1);
+    CHECK_GE(st.handoffs, 2);
+    __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
+    loom_sleep(10 * MS);
+    return 0;
+}
+
+static int preempting(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&stop, 0, __ATOMIC_SEQ_CST);
+    loom_go(spin, NULL);
+    for (int i = 0; i < 20; i++) loom_sleep(MS);
+    __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
+    struct loom_stats st;
+    CHECK_OK(loom_stats(&st));
+    CHECK_GE(st.async_preemptions, 1);
+    CHECK_GE(st.preemptions, st.async_preemptions);
+    return 0;
+}
+
+static int traced(void *arg)
+{
+    (void)arg;
+    loom_chan *c = loom_chan_new(sizeof(int), 0);
+    for (int i = 0; i < 5; i++) loom_go(parked, c);
+    loom_sleep(60 * MS);
+    for (int i = 0; i < 5; i++) CHECK_OK(loom_send(c, &i));
+    loom_chan_free(c);
+    return 0;
+}
+
+/* Runs this program as `child` with LOOM_DEBUG=debug and returns its stderr. */
+static char *run_child(const char *self, const char *debug)
+{
+    int pfd[2];
+    CHECK_OK(pipe(pfd));
+    pid_t pid = fork();
+    CHECK_GE(pid, 0);
+    if (pid == 0) {
+        dup2(pfd[1], 2);
+        close(pfd[0]);
+        setenv("LOOM_DEBUG", debug, 1);
+        setenv("LOOM_PROCS", "2", 1);
+        execl(self, self, "child", (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    ssize_t k;
+    while ((k = read(pfd[0], buf + len, cap - 1 - len)) > 0) {
+        len += (size_t)k;
+        if (len + 1 >= cap) buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = 0;
+    close(pfd[0]);
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: %s", buf);
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "child") == 0) {
+        T_RUN(traced, NULL);
+        return 0;
+    }
+    struct loom_stats st;
+    CHECK_ERR(loom_stats(&st), EPERM);
+    T_RUN(counts, NULL);
+    setenv("LOOM_PROCS", "1", 1);
+    T_RUN(blocking, NULL);
+    if (ASYNC) T_RUN(preempting, NULL);
+    unsetenv("LOOM_PROCS");
+
+    char *out = run_child(argv[0], "schedtrace=10");
+    int lines = 0;
+    for (char *p = out; (p = strstr(p, "loom: SCHED ")); p++) lines++;
+    CHECK_MSG(lines >= 3, "expected schedtrace lines every 10 ms over 60 ms, got:\n%s", out);
+    CHECK_MSG(strstr(out, "procs=2 ") && strstr(out, "goroutines=") && strstr(out, "runqueue="),
+              "schedtrace line lacks fields:\n%s", out);
+    CHECK_MSG(!strstr(out, "  P0: "), "scheddetail lines without scheddetail:\n%s", out);
+    free(out);
+    if (ASYNC) {   /* scheddetail reads other threads' fields without their locks */
+        out = run_child(argv[0], "schedtrace=10,scheddetail=1");
+        CHECK_MSG(strstr(out, "  P0: status=") && strstr(out, "  P1: status=") && strstr(out, "  M"),
+                  "scheddetail lacks P/M lines:\n%s", out);
+        CHECK_MSG(strstr(out, "[chan receive]=5"), "scheddetail lacks the 5 parked receivers:\n%s", out);
+        free(out);
+    }
+    printf("test_stats: ok\n");
+    return 0;
+}
