@@ -175,7 +175,18 @@ void loom_wg_done(loom_waitgroup *wg);
 void loom_wg_wait(loom_waitgroup *wg);
 void loom_once_do(loom_once *o, void (*fn)(void *arg), void *arg);
 
-/* ------------------------------------------------------ I/O and blocking */
+/* ------------------------------------------------------ I/O and blocking
+ * From a goroutine, sockets, pipes and terminals wait in the netpoller (the goroutine
+ * parks, its thread runs others); loom sets O_NONBLOCK on them.  Regular files block in a
+ * blocking section.  From a thread that runs no goroutine the calls simply block.
+ * loom_fd_wait returns the ready events (> 0), -EAGAIN (timeout 0, not ready), -ETIMEDOUT,
+ * -ECANCELED (loom_fd_close meanwhile), -EBADF, -EINVAL; -EBUSY if another goroutine
+ * already waits on the same fd for the same event (one waiter per fd and direction, as
+ * Go's pollDesc; serialise readers yourself).  loom_read/loom_write/loom_accept return the
+ * same errors when they would have to wait.  loom_run raises the soft RLIMIT_NOFILE to
+ * the hard limit.  loom_block_begin/end: the P stays with the thread and sysmon hands it
+ * to another thread if the call lasts (Go's entersyscall); calls loom is not told about
+ * are noticed too (README, "Blocking calls"). */
 
 enum { LOOM_READABLE = 1, LOOM_WRITABLE = 2 };
 int     loom_fd_wait(int fd, int events, int64_t timeout_ns);
