@@ -199,6 +199,13 @@ static P *pidleget(void) {           /* sched.lock held */
     return p;
 }
 
+static P *pidleget_lock(void) {
+    loom__lock_acquire(&loom__sched.lock);
+    P *p = pidleget();
+    loom__lock_release(&loom__sched.lock);
+    return p;
+}
+
 static void acquirep(M *m, P *p) {
     m->p = p;
     STORE_RLX(&p->m, m);      /* sysmon reads it to signal the thread */
@@ -650,6 +657,15 @@ static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
     return NULL;
 }
 
+/* Goroutines the poller made ready, found by an M holding P p: run the first, queue the
+ * rest (and wake Ps for them). */
+static G *take_polled(P *p, G *list) {
+    loom__ready_list(list->schedlink);
+    STORE_RLX(&list->status, G_RUNNABLE);
+    ran(p, false);
+    return list;
+}
+
 /* Blocks until there is work and returns it, with m->p set (runtime.findRunnable).
  * Returns NULL at runtime exit. */
 static G *findrunnable(M *m) {
@@ -675,13 +691,7 @@ static G *findrunnable(M *m) {
         /* non-blocking netpoll when someone waits on fds and nobody is polling */
         if (loom__netpoll_has_waiters() && LOAD(&loom__sched.lastpoll) != 0) {
             G *list = loom__netpoll(0);
-            if (list) {
-                g = list;
-                loom__ready_list(list->schedlink);
-                STORE_RLX(&g->status, G_RUNNABLE);
-                ran(p, false);
-                return g;
-            }
+            if (list) return take_polled(p, list);
         }
         /* steal, spinning, while few enough Ms spin */
         if (m->spinning || 2 * LOAD(&loom__sched.nmspinning) < LOAD(&loom__sched.nactive) - LOAD(&loom__sched.npidle)) {
@@ -718,9 +728,7 @@ static G *findrunnable(M *m) {
             for (int i = 0; i < loom__sched.nallp; i++) {
                 P *v = loom__sched.allp[i];
                 if (!loom__runqempty(v)) {
-                    loom__lock_acquire(&loom__sched.lock);
-                    P *np = pidleget();
-                    loom__lock_release(&loom__sched.lock);
+                    P *np = pidleget_lock();
                     if (np) {
                         acquirep(m, np);
                         m->spinning = true;
@@ -759,13 +767,7 @@ static G *findrunnable(M *m) {
                 } else {
                     loom__lock_release(&loom__sched.lock);
                     acquirep(m, np);
-                    if (list) {
-                        g = list;
-                        loom__ready_list(list->schedlink);
-                        STORE_RLX(&g->status, G_RUNNABLE);
-                        ran(np, false);
-                        return g;
-                    }
+                    if (list) return take_polled(np, list);
                     if (was_spinning) {
                         m->spinning = true;
                         XADD(&loom__sched.nmspinning, 1);
@@ -1128,9 +1130,7 @@ void loom__exitsyscall(M *m) {
         return;
     }
     for (;;) {
-        loom__lock_acquire(&loom__sched.lock);
-        P *p = pidleget();
-        loom__lock_release(&loom__sched.lock);
+        P *p = pidleget_lock();
         if (p) {
             acquirep(m, p);
             m->blocked = false;
