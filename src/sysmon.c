@@ -69,8 +69,24 @@ static void retake_syscall(P *p, int64_t now, int *handoffs) {
     if (loom__retake_syscall(p)) (*handoffs)++;
 }
 
+/* When sysmon should look at running P p again: at the end of its slice, or a quarter
+ * slice in (and 200 µs after) if a timer of p is due — so sysmon sleeps until the next
+ * moment it may have to act instead of polling. */
+static void deadline(P *p, int64_t now, int64_t *next) {
+    int64_t slice = (int64_t)loom__sched.slice_us * 1000;
+    int64_t d = p->sysmonwhen + slice;
+    int64_t t0 = LOAD_RLX(&p->timer0_when);
+    if (t0 != 0) {
+        int64_t td = t0 + 200000;
+        if (td < p->sysmonwhen + slice / 4) td = p->sysmonwhen + slice / 4;
+        if (td < d) d = td;
+    }
+    if (d < now) d = now;
+    if (d < *next) *next = d;
+}
+
 /* A P whose goroutine has not gone through schedule() since sysmon's last look. */
-static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *signalling) {
+static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *signalling, int64_t *next) {
     int64_t slice = (int64_t)loom__sched.slice_us * 1000;
     /* did its thread use the CPU since the last look?  (A blocked thread did not.) */
     int64_t cpu = thread_cpu(p);
@@ -97,6 +113,7 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
      * wakeup should not wait a whole slice behind a goroutine that never yields */
     int64_t t0 = LOAD_RLX(&p->timer0_when);
     bool timer_late = t0 != 0 && now - t0 >= 200000;
+    deadline(p, now, next);
     if (now - p->sysmonwhen >= slice || (timer_late && now - p->sysmonwhen >= slice / 4)) {
         /* a slice without a schedule(): ask for a yield at the next loom call, and
          * signal the thread in case it runs plain C code (preempt.c) - only while it
@@ -114,7 +131,7 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     }
 }
 
-static void retake(int64_t now, int *acted, int *handoffs, int *signalling) {
+static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int64_t *next) {
     for (int i = 0; i < loom__sched.nallp; i++) {
         P *p = loom__sched.allp[i];
         uint32_t st = LOAD(&p->status);
@@ -130,9 +147,10 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling) {
             p->sysmonwhen = now;
             p->sysmoncpu = -1;
             if (sp && !LOAD(&sp->retire)) loom__retire_spare(sp);
+            deadline(p, now, next);
             continue;
         }
-        retake_running(p, now, acted, handoffs, signalling);
+        retake_running(p, now, acted, handoffs, signalling, next);
     }
 }
 
@@ -149,7 +167,7 @@ static void netpoll_check(int64_t now) {
 
 static void *sysmon(void *arg) {
     (void)arg;
-    int64_t delay = 20000;
+    int64_t delay = 20000, sleep = delay;
     int idle = 0;
     int64_t trace_ns = (int64_t)loom__sched.schedtrace_ms * 1000000, lasttrace = loom__nanotime();
     while (!LOAD(&loom__sched.exiting)) {
@@ -165,28 +183,29 @@ static void *sysmon(void *arg) {
             }
             STORE(&loom__sched.sysmonwait, 0);
             loom__note_clear(&loom__sched.sysmonnote);
-            delay = 20000;
+            delay = sleep = 20000;
             idle = 0;
             continue;
         }
-        loom__note_tsleep(&stop_note, delay);
+        loom__note_tsleep(&stop_note, sleep);
         int acted = 0, handoffs = 0, signalling = 0;
-        int64_t now = loom__nanotime();
-        retake(now, &acted, &handoffs, &signalling);
+        int64_t now = loom__nanotime(), next = INT64_MAX;
+        retake(now, &acted, &handoffs, &signalling, &next);
         netpoll_check(now);
-        /* as Go, only handoffs reset the backoff (preempting a slice does not); while a
-         * preemption signal has not taken effect, come back in 50 µs to repeat it */
+        /* as Go, only handoffs reset the backoff (preempting a slice does not), from
+         * 20 us up to a slice; while a preemption signal has not taken effect, come back
+         * in 50 us to repeat it; and never sleep past the next slice end or due timer */
         if (handoffs) {
             idle = 0;
             delay = 20000;
-        } else if (signalling) {
-            delay = 50000;
         } else if (++idle > 50) {
             delay *= 2;
-            int64_t max = (int64_t)loom__sched.slice_us * 1000 / 8;   /* a slice is noticed within 1/8 of it */
+            int64_t max = (int64_t)loom__sched.slice_us * 1000;
             if (max > 10000000) max = 10000000;
             if (delay > max) delay = max;
         }
+        sleep = signalling ? 50000 : delay;
+        if (next != INT64_MAX && next - now < sleep) sleep = next - now > 20000 ? next - now : 20000;
     }
     return NULL;
 }
