@@ -245,6 +245,7 @@ struct loom__m {
     void      *altstack;       /* our sigaltstack, if we installed one */
     sigset_t   sigmask;        /* signal mask to run goroutines with (the creator's) */
     volatile sig_atomic_t in_preempt;   /* the preemption handler runs; this thread only */
+    uint32_t   lockwait;       /* sleeps on a runtime lock (not a blocking call); atomic */
     /* counters for loom_stats: written by this M only (relaxed stores), read by anyone */
     uint64_t   nswitch, nsteal, npreempt, nasync;
 };

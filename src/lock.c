@@ -50,7 +50,11 @@ void loom__lock_acquire(loom__lock *l) {
         v = XCHG(&l->key, 2);
         if (v == 0) return;
         wait = 2;
+        /* tell sysmon this sleep is ours, not a blocking call of the goroutine's */
+        M *m = loom__getm();
+        if (m) STORE_RLX(&m->lockwait, 1);
         futex(&l->key, FUTEX_WAIT, 2, NULL);
+        if (m) STORE_RLX(&m->lockwait, 0);
     }
 }
 

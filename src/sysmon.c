@@ -49,6 +49,8 @@ static char thread_state(P *p) {
 }
 
 static bool thread_asleep(P *p) {
+    M *m = LOAD(&p->m);
+    if (m && LOAD_RLX(&m->lockwait)) return false;     /* waits for a runtime lock */
     char st = thread_state(p);
     return st == 'S' || st == 'D';
 }
