@@ -368,9 +368,13 @@ static void spare_off(P *sp) {
     XADD(&loom__sched.nactive, -1);
     loom__lock_release(&loom__sched.lock);
     loom__timers_move(sp, lender ? lender : loom__sched.allp[0]);
-    /* wake a P for what went to the global queue: ours, or what our owner queued there
-     * just before giving us up (a yielding locked goroutine) */
-    if (LOAD(&loom__sched.runqsize) > 0) loom__wakep();
+    /* wake a P for what went to the global queue (ours, or what our owner queued there
+     * just before giving us up: a yielding locked goroutine), and for timers that were
+     * left to this spare's thread when others went idle (handoffp counted us awake) */
+    bool work = LOAD(&loom__sched.runqsize) > 0;
+    for (int i = 0; i < loom__sched.nallp && !work; i++)
+        work = LOAD(&loom__sched.allp[i]->timer0_when) != 0;
+    if (work) loom__wakep();
 }
 
 /* Takes P p's stand-in off the idle list and retires it, or asks its owner to. */
