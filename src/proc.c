@@ -600,6 +600,7 @@ uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
     if (!m || !m->p || !LOAD(&loom__sched.running)) { errno = EPERM; return 0; }
     uint64_t id = newproc(m->p, fn, arg, attr, __builtin_return_address(0));
     if (id) loom__wakep();
+    loom__preempt_check();     /* a loop spawning goroutines yields at its slice's end */
     return id;
 }
 

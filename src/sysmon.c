@@ -126,7 +126,14 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
         }
         /* (a signal would cut short a plain sleep in the kernel: nanosleep does not
          * restart; so only a thread seen using the CPU, and running right now) */
-        if (known && ran && loom__preempt_enabled()) {
+        /* ...and only if the same goroutine has run all along: a P whose thread
+         * switched goroutines since the last look (a runnext pair sharing a slice)
+         * is at loom calls anyway and yields at the next one */
+        M *m = LOAD(&p->m);
+        uint64_t sw = m ? LOAD_RLX(&m->nswitch) : 0;
+        bool same_g = sw == p->sysmonswitch;
+        p->sysmonswitch = sw;
+        if (known && ran && same_g && loom__preempt_enabled()) {
             (*signalling)++;
             if (now - p->sysmonsignal >= 50000 && thread_state(p) == 'R') loom__preempt_signal(p, now);
         }
