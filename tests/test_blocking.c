@@ -1,6 +1,6 @@
 /*
  * test_blocking.c — goroutines that block in the kernel leave the others running:
- *  - annotated: loom_block_begin/end around a 150 ms blocking read at LOOM_PROCS=1; the
+ *  - annotated: loom_block_begin/end around a blocking read at LOOM_PROCS=1; the
  *    P is left in P_SYSCALL and sysmon hands it to another thread, so a second goroutine
  *    keeps counting; the blocked goroutine then continues (and errno survives);
  *  - unannotated: the same with a plain read() and a plain usleep(), which loom is never
@@ -9,7 +9,7 @@
  *    only LOOM_PROCS goroutines at once (two spinners at one P never overlap).
  */
 #include "t.h"
-#include <pthread.h>
+#include <stdbool.h>
 #include <unistd.h>
 
 #define MS 1000000LL
@@ -18,13 +18,7 @@ static int pfd[2];
 static int done;            /* atomics: goroutines on different threads share them */
 static uint64_t count;
 
-static void *late_writer(void *arg)
-{
-    (void)arg;
-    usleep(150000);
-    if (write(pfd[1], "x", 1) != 1) abort();
-    return NULL;
-}
+static int inside_call;      /* the blocker is about to enter its blocking call */
 
 static void counter(void *arg)
 {
@@ -41,9 +35,11 @@ static void blocker(void *arg)
 {
     int how = *(int *)arg;
     char c = 0;
+    __atomic_store_n(&inside_call, 1, __ATOMIC_SEQ_CST);
     if (how == PLAIN_SLEEP) {
-        usleep(150000);
+        usleep(600000);
     } else {
+        /* blocks until main has seen the counter move (or gives up, see one_case) */
         if (how == ANNOTATED) loom_block_begin();
         errno = 0;
         ssize_t r = read(pfd[0], &c, 1);
@@ -56,23 +52,30 @@ static void blocker(void *arg)
     __atomic_store_n(&done, 1, __ATOMIC_SEQ_CST);
 }
 
+/* The counter must move while the blocker is inside its call.  The read cases block
+ * until main sees that (so a slow, loaded machine only makes the test slower); the sleep
+ * case sleeps 600 ms, time enough for sysmon to notice on any machine. */
 static int one_case(void *arg)
 {
     int how = *(int *)arg;
     CHECK_OK(pipe(pfd));
     __atomic_store_n(&done, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&count, 0, __ATOMIC_SEQ_CST);
-    pthread_t t;
-    if (how != PLAIN_SLEEP) CHECK_OK(pthread_create(&t, NULL, late_writer, NULL));
+    __atomic_store_n(&inside_call, 0, __ATOMIC_SEQ_CST);
     loom_go(blocker, &how);
     loom_go(counter, NULL);
-    loom_sleep(30 * MS);                 /* the blocker is inside its call by now */
+    while (!__atomic_load_n(&inside_call, __ATOMIC_SEQ_CST)) loom_sleep(MS);
+    loom_sleep(5 * MS);                  /* it is inside its call by now */
     uint64_t c0 = __atomic_load_n(&count, __ATOMIC_RELAXED);
-    loom_sleep(50 * MS);
-    uint64_t c1 = __atomic_load_n(&count, __ATOMIC_RELAXED);
-    CHECK_MSG(c1 > c0, "case %d: nothing ran while a goroutine blocked in the kernel at one P", how);
+    int64_t deadline = loom_now() + 5000 * MS;
+    bool moved = false;
+    while (!moved && !__atomic_load_n(&done, __ATOMIC_SEQ_CST) && loom_now() < deadline) {
+        loom_sleep(2 * MS);
+        moved = __atomic_load_n(&count, __ATOMIC_RELAXED) > c0 && !__atomic_load_n(&done, __ATOMIC_SEQ_CST);
+    }
+    if (how != PLAIN_SLEEP) CHECK_EQ(write(pfd[1], "x", 1), 1);    /* release the reader */
+    CHECK_MSG(moved, "case %d: nothing ran while a goroutine blocked in the kernel at one P", how);
     while (!__atomic_load_n(&done, __ATOMIC_SEQ_CST)) loom_sleep(5 * MS);
-    if (how != PLAIN_SLEEP) pthread_join(t, NULL);
     close(pfd[0]);
     close(pfd[1]);
     return 0;
