@@ -133,6 +133,13 @@ static int main_fn(void *arg) {
     if (!id_spinner) return 1;
     while (!__atomic_load_n(&spinner_started, __ATOMIC_SEQ_CST))
         loom_yield();
+    if (loom_procs() == 1) {
+        /* stop only once the spinner is switched out: a spare P lent for a moment (sysmon
+         * taking a thread held up by the loaded machine for a blocked one) could run main
+         * beside it */
+        struct loom_stats st;
+        while (loom_stats(&st) == 0 && st.running > 1) loom_yield();
+    }
     gdb_target_ready();
     __atomic_store_n(&spinner_stop, 1, __ATOMIC_RELAXED);
     loom_mutex_unlock(&mu);
