@@ -246,6 +246,7 @@ struct loom__m {
     sigset_t   sigmask;        /* signal mask to run goroutines with (the creator's) */
     volatile sig_atomic_t in_preempt;   /* the preemption handler runs; this thread only */
     uint32_t   lockwait;       /* sleeps on a runtime lock (not a blocking call); atomic */
+    int        statfd;         /* /proc/self/task/TID/stat, or -1; sysmon only */
     /* counters for loom_stats: written by this M only (relaxed stores), read by anyone */
     uint64_t   nswitch, nsteal, npreempt, nasync;
 };

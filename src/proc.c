@@ -245,6 +245,7 @@ static M *allocm(void) {
     loom__lock_release(&loom__sched.lock);
     m->g0.m = m;
     m->curg = &m->g0;
+    m->statfd = -1;
     m->fastrand64 = (uint64_t)loom__nanotime() * 0x9E3779B97F4A7C15ull + (uint64_t)m->id * 0xBF58476D1CE4E5B9ull + 1;
     strcpy(m->g0.name, "g0");
     return m;
@@ -1280,6 +1281,7 @@ static void schedterm(void) {
     M *m = loom__sched.allm;
     while (m) {
         M *next = m->alllink;
+        if (m->statfd >= 0) close(m->statfd);
         free(m);
         m = next;
     }

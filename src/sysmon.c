@@ -36,12 +36,16 @@ static int64_t thread_cpu(P *p) {
 static char thread_state(P *p) {
     M *m = LOAD(&p->m);
     if (!m || !m->tid) return 0;
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", m->tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    char buf[256];
+    if (m->statfd < 0) {
+        /* opened once and kept (closed at runtime end): opening a file on every look
+         * would briefly take fd numbers the program has just closed */
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/task/%d/stat", m->tid);
+        m->statfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (m->statfd < 0) return 0;
+    }
+    ssize_t n = pread(m->statfd, buf, sizeof buf - 1, 0);
     if (n <= 0) return 0;
     buf[n] = 0;
     const char *rp = strrchr(buf, ')');      /* the name may contain spaces and parens */
