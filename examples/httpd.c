@@ -15,20 +15,9 @@
  * goroutine's stack, and untouched stack pages cost no memory.
  */
 #define _GNU_SOURCE         /* memmem */
-#include <loom.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/signalfd.h>
+#include "server.h"
 #include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
 /* ---- the answers: their status line and fixed headers are formatted once, at start */
 struct reply {
@@ -267,74 +256,7 @@ out:
     loom_fd_close(c.fd);
 }
 
-/* ---- listening, accepting, stopping: as in echo.c */
-static int listen_fd;
-static int signal_fd;
-
-static void accept_loop(void *arg) {
-    (void)arg;
-    for (;;) {
-        int fd = loom_accept(listen_fd, NULL, NULL);
-        if (fd == -ECANCELED || fd == -EBADF) return;           /* the listener was closed */
-        if (fd < 0) {
-            fprintf(stderr, "httpd: accept: %s\n", strerror(-fd));
-            loom_sleep(10 * 1000 * 1000);                       /* out of fds: let some close */
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (!loom_go(serve, (void *)(intptr_t)fd)) {
-            fprintf(stderr, "httpd: loom_go: %s\n", strerror(errno));
-            loom_fd_close(fd);
-        }
-    }
-}
-
-static int server_main(void *arg) {
-    (void)arg;
-    if (!loom_go(accept_loop, NULL)) {
-        perror("httpd: loom_go");
-        return 1;
-    }
-    struct signalfd_siginfo si;
-    loom_read(signal_fd, &si, sizeof si);  /* parks goroutine 1 until SIGINT or SIGTERM */
-    loom_fd_close(listen_fd);              /* wakes the accept loop with -ECANCELED */
-    return 0;                              /* loom_run returns; connections are abandoned */
-}
-
 int main(int argc, char **argv) {
-    const char *port = getenv("PORT");
-    if (argc > 1 && argv[1][0] != '-') port = argv[1];
-    if (!port || !*port) port = "8080";
     replies_init();
-
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port)),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof addr;
-    int one = 1;
-    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listen_fd < 0 || setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(listen_fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(listen_fd, SOMAXCONN) != 0 ||
-        getsockname(listen_fd, (struct sockaddr *)&addr, &len) != 0) {
-        fprintf(stderr, "httpd: cannot listen on 127.0.0.1:%s: %s\n", port, strerror(errno));
-        return 1;
-    }
-
-    /* Blocked here, before loom_run starts its threads, SIGINT and SIGTERM are blocked in
-     * every thread: they wait in the signalfd for goroutine 1 to read them. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    if ((signal_fd = signalfd(-1, &stop, SFD_CLOEXEC)) < 0) {
-        perror("httpd: signalfd");
-        return 1;
-    }
-
-    printf("httpd: listening on 127.0.0.1:%d\n", ntohs(addr.sin_port));
-    fflush(stdout);
-    int rc = loom_run(server_main, NULL);
-    if (rc != 0) fprintf(stderr, "httpd: loom_run: %d\n", rc);
-    return rc == 0 ? 0 : 1;
+    return server_run(argc, argv, "httpd", "8080", serve);
 }

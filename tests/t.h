@@ -184,6 +184,14 @@ static inline uint64_t t_rng_below(t_rng *r, uint64_t n)
     return n ? t_rng_next(r) % n : 0;
 }
 
+/* Whether the build has loom's asynchronous preemption signal: sanitizer builds leave it
+ * off (src/preempt.c says why), so tests that need plain C loops switched out skip there. */
+#if defined(LOOM_TSAN) || defined(LOOM_ASAN)
+#define T_ASYNC_PREEMPT 0
+#else
+#define T_ASYNC_PREEMPT 1
+#endif
+
 /* T_RUN(fn, arg): run fn as goroutine 1 under loom_run and require it to return 0. */
 #define T_RUN(fn, arg) \
     do { \

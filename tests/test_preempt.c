@@ -22,11 +22,6 @@
 
 #define MS 1000000LL
 
-#if defined(LOOM_TSAN) || defined(LOOM_ASAN)
-#define ASYNC 0
-#else
-#define ASYNC 1
-#endif
 
 static int stop;
 static int stopped(void) { return __atomic_load_n(&stop, __ATOMIC_RELAXED); }
@@ -205,7 +200,7 @@ static void run_at(int procs, int (*fn)(void *))
 
 int main(void)
 {
-    if (!ASYNC || getenv("LOOM_ASYNCPREEMPT")) {
+    if (!T_ASYNC_PREEMPT || getenv("LOOM_ASYNCPREEMPT")) {
         /* every check here needs goroutines switched out of plain C loops */
         printf("test_preempt: asynchronous preemption is off in this build; skipped\n");
         return 0;

@@ -16,11 +16,6 @@
 
 #define MS 1000000LL
 
-#if defined(LOOM_TSAN) || defined(LOOM_ASAN)
-#define ASYNC 0
-#else
-#define ASYNC 1
-#endif
 
 static void parked(void *arg)
 {
@@ -168,7 +163,7 @@ int main(int argc, char **argv)
     T_RUN(counts, NULL);
     setenv("LOOM_PROCS", "1", 1);
     T_RUN(blocking, NULL);
-    if (ASYNC) T_RUN(preempting, NULL);
+    if (T_ASYNC_PREEMPT) T_RUN(preempting, NULL);
     unsetenv("LOOM_PROCS");
 
     char *out = run_child(argv[0], "schedtrace=10");
@@ -179,7 +174,7 @@ int main(int argc, char **argv)
               "schedtrace line lacks fields:\n%s", out);
     CHECK_MSG(!strstr(out, "  P0: "), "scheddetail lines without scheddetail:\n%s", out);
     free(out);
-    if (ASYNC) {   /* scheddetail reads other threads' fields without their locks */
+    if (T_ASYNC_PREEMPT) {   /* scheddetail reads other threads' fields without their locks */
         out = run_child(argv[0], "schedtrace=10,scheddetail=1");
         CHECK_MSG(strstr(out, "  P0: status=") && strstr(out, "  P1: status=") && strstr(out, "  M"),
                   "scheddetail lacks P/M lines:\n%s", out);
