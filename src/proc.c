@@ -234,6 +234,7 @@ static M *mget(void) {               /* sched.lock held */
 }
 
 static void *mstart(void *arg);
+static void preempt_point(M *m);
 
 static M *allocm(void) {
     M *m = calloc(1, sizeof *m);
@@ -601,7 +602,7 @@ uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
     if (!m || !m->p || !LOAD(&loom__sched.running)) { errno = EPERM; return 0; }
     uint64_t id = newproc(m->p, fn, arg, attr, __builtin_return_address(0));
     if (id) loom__wakep();
-    loom__preempt_check();     /* a loop spawning goroutines yields at its slice's end */
+    preempt_point(m);          /* a loop spawning goroutines yields at its slice's end */
     return id;
 }
 
@@ -1052,12 +1053,17 @@ void loom__async_preempt(M *m) {
     }
 }
 
-void loom__preempt_check(void) {
-    M *m = loom__getm();
-    if (m && m->p && LOAD_RLX(&m->p->preempt) && m->curg != &m->g0) {
+/* A cooperative preemption point on M m: yield if sysmon says the slice is used up. */
+static void preempt_point(M *m) {
+    if (m->p && LOAD_RLX(&m->p->preempt) && m->curg != &m->g0) {
         LOOM__COUNT(m, npreempt);
         loom_yield();
     }
+}
+
+void loom__preempt_check(void) {
+    M *m = loom__getm();
+    if (m) preempt_point(m);
 }
 
 void loom_exit(void) {
