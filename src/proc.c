@@ -1077,6 +1077,21 @@ uint64_t loom_id(void) {
     return m->curg->id;
 }
 
+int loom_priority(void) {
+    M *m = loom__getm();
+    if (!m || m->curg == &m->g0) return LOOM_PRIO_NORMAL;
+    return m->curg->prio;
+}
+
+int loom_set_priority(int prio) {
+    if (prio < LOOM_PRIO_LOW || prio > LOOM_PRIO_HIGH) return -EINVAL;
+    M *m = loom__getm();
+    if (!m || m->curg == &m->g0) return -EPERM;
+    int old = m->curg->prio;
+    m->curg->prio = prio;
+    return old;
+}
+
 int loom_procs(void) {
     return loom__sched.nprocs > 0 ? loom__sched.nprocs : loom__cpu_count();
 }
