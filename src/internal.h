@@ -247,6 +247,12 @@ struct loom__m {
     volatile sig_atomic_t in_preempt;   /* the preemption handler runs; this thread only */
     uint32_t   lockwait;       /* sleeps on a runtime lock (not a blocking call); atomic */
     int        statfd;         /* /proc/self/task/TID/stat, or -1; sysmon only */
+    /* LOOM_TRACE (trace.c): this M's event buffer and open slices; this M only */
+    struct loom__tbuf *tbuf;
+    int64_t    tr_start;       /* start of the running goroutine's slice, or -1 */
+    int64_t    tr_idle;        /* start of an idle or blocking-call slice */
+    int        tr_p;           /* P of the open run slice */
+    int        tr_why;         /* LOOM__TR_* that ends the slice, if not block/yield/exit */
     /* counters for loom_stats: written by this M only (relaxed stores), read by anyone */
     uint64_t   nswitch, nsteal, npreempt, nasync;
 };
@@ -400,6 +406,22 @@ void loom__async_preempt(M *m);                 /* proc.c: switch out, resume on
 /* ------------------------------------------------------------------ stats.c */
 #define LOOM__COUNT(m, field) STORE_RLX(&(m)->field, (m)->field + 1)   /* an M's own counter */
 void loom__debug_init(void);                    /* parses LOOM_DEBUG */
+
+/* LOOM_TRACE (trace.c).  Hooks are called through LOOM__TRACE, one branch when off. */
+extern bool loom__trace_on;
+#define LOOM__TRACE(call) do { if (unlikely(loom__trace_on)) { call; } } while (0)
+enum { LOOM__TR_YIELD = 1, LOOM__TR_BLOCK, LOOM__TR_PREEMPT, LOOM__TR_EXIT, LOOM__TR_SYSCALL };
+void loom__trace_init(void);
+void loom__trace_term(void);
+void loom__trace_mstart(M *m);
+void loom__trace_mexit(M *m);
+void loom__trace_switch(M *m, G *from, G *to, bool dying);
+void loom__trace_spawn(M *m, uint64_t id);
+void loom__trace_unblock(M *m, G *g);
+void loom__trace_steal(M *m, P *victim, G *g, int n);
+void loom__trace_preempt(M *m, G *g, bool async);
+void loom__trace_idle(M *m, bool begin);
+void loom__trace_syscall(M *m, G *g, bool begin);
 void loom__schedtrace(int64_t now);             /* sysmon: one schedtrace report */
 
 /* ------------------------------------------------------------------ fatal.c */

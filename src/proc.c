@@ -134,6 +134,7 @@ static __attribute__((noreturn, noinline)) void stack_overflow(G *g) {
  * once from's context is saved.  Returns when someone switches back to `from`, possibly on
  * another M. */
 static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *), void *arg, bool dying) {
+    LOOM__TRACE(loom__trace_switch(m, from, to, dying));
     m->after_fn = after;
     m->after_arg = arg;
     m->after_prev = from;
@@ -247,6 +248,7 @@ static M *allocm(void) {
     m->g0.m = m;
     m->curg = &m->g0;
     m->statfd = -1;
+    m->tr_start = -1;
     m->fastrand64 = (uint64_t)loom__nanotime() * 0x9E3779B97F4A7C15ull + (uint64_t)m->id * 0xBF58476D1CE4E5B9ull + 1;
     strcpy(m->g0.name, "g0");
     return m;
@@ -444,7 +446,9 @@ static void retirep(M *m) {
 /* Sleeps on m->park until another M hands over a P in m->nextp; takes it.  Returns false
  * at runtime exit. */
 static bool mpark(M *m) {
+    LOOM__TRACE(loom__trace_idle(m, true));
     loom__note_sleep(&m->park);
+    LOOM__TRACE(loom__trace_idle(m, false));
     loom__note_clear(&m->park);
     if (LOAD(&loom__sched.exiting)) return false;
     acquirep(m, m->nextp);
@@ -601,7 +605,10 @@ uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
     M *m = loom__getm();
     if (!m || !m->p || !LOAD(&loom__sched.running)) { errno = EPERM; return 0; }
     uint64_t id = newproc(m->p, fn, arg, attr, __builtin_return_address(0));
-    if (id) loom__wakep();
+    if (id) {
+        LOOM__TRACE(loom__trace_spawn(m, id));
+        loom__wakep();
+    }
     preempt_point(m);          /* a loop spawning goroutines yields at its slice's end */
     return id;
 }
@@ -656,9 +663,11 @@ static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
             }
             uint32_t vs = LOAD(&v->status);
             if (vs == P_IDLE || vs == P_OFF) continue;
+            uint32_t t0 = LOAD_RLX(&p->runqtail);
             G *g = loom__runqsteal(p, v, last);
             if (g) {
                 LOOM__COUNT(m, nsteal);
+                LOOM__TRACE(loom__trace_steal(m, v, g, (int)(LOAD_RLX(&p->runqtail) - t0) + 1));
                 return g;
             }
         }
@@ -668,7 +677,13 @@ static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
 
 /* Goroutines the poller made ready, found by an M holding P p: run the first, queue the
  * rest (and wake Ps for them). */
+static void trace_ready(G *g) {
+    M *m = loom__getm();
+    if (m) loom__trace_unblock(m, g);
+}
+
 static G *take_polled(P *p, G *list) {
+    LOOM__TRACE(for (G *x = list; x; x = x->schedlink) trace_ready(x));
     loom__ready_list(list->schedlink);
     STORE_RLX(&list->status, G_RUNNABLE);
     ran(p, false);
@@ -902,6 +917,7 @@ void loom__ready(G *g) {
     uint32_t st = LOAD_RLX(&g->status);
     if (unlikely(st != G_WAITING)) loom__fatal("ready of goroutine %llu in status %u", (unsigned long long)g->id, st);
     STORE_RLX(&g->waitreason, WAIT_NONE);
+    LOOM__TRACE(trace_ready(g));
     P *p = runqput_here(g, true);
     /* Unlike Go, a goroutine made ready into runnext alone does not wake another
      * thread: the readier usually blocks next (a channel handoff) and this P runs
@@ -916,6 +932,7 @@ void loom__ready(G *g) {
 /* Puts a schedlink-ed list of goroutines made ready by a thread without a P on the global
  * queue and wakes a P for them (runtime.injectglist). */
 void loom__injectglist(G *list) {
+    LOOM__TRACE(for (G *x = list; x; x = x->schedlink) trace_ready(x));
     G *tail = list;
     int cnt = 1;
     STORE_RLX(&list->status, G_RUNNABLE);
@@ -934,6 +951,7 @@ void loom__injectglist(G *list) {
 }
 
 void loom__ready_list(G *head) {
+    LOOM__TRACE(for (G *x = head; x; x = x->schedlink) trace_ready(x));
     while (head) {
         G *next = head->schedlink;
         head->schedlink = NULL;
@@ -1040,6 +1058,7 @@ void loom__async_preempt(M *m) {
     G *g = m->curg;
     LOOM__COUNT(m, npreempt);
     LOOM__COUNT(m, nasync);
+    LOOM__TRACE(loom__trace_preempt(m, g, true));
     bool was_locked = g->lockedm != NULL;
     if (!was_locked) {
         g->lockedm = m;
@@ -1057,6 +1076,7 @@ void loom__async_preempt(M *m) {
 static void preempt_point(M *m) {
     if (m->p && LOAD_RLX(&m->p->preempt) && m->curg != &m->g0) {
         LOOM__COUNT(m, npreempt);
+        LOOM__TRACE(loom__trace_preempt(m, m->curg, false));
         loom_yield();
     }
 }
@@ -1119,6 +1139,7 @@ void loom_unlock_thread(void) {
 void loom__entersyscall(M *m) {
     G *g = m->curg;
     STORE_RLX(&g->status, G_SYSCALL);
+    LOOM__TRACE(loom__trace_syscall(m, g, true));
     P *p = m->p;
     m->blocked = true;
     m->oldp = p;
@@ -1156,6 +1177,7 @@ void loom__exitsyscall(M *m) {
         STORE_RLX(&old->m, m);
         m->blocked = false;
         STORE_RLX(&g->status, G_RUNNING);
+        LOOM__TRACE(loom__trace_syscall(m, g, false));
         return;
     }
     for (;;) {
@@ -1164,6 +1186,7 @@ void loom__exitsyscall(M *m) {
             acquirep(m, p);
             m->blocked = false;
             STORE_RLX(&g->status, G_RUNNING);
+            LOOM__TRACE(loom__trace_syscall(m, g, false));
             return;
         }
         /* a locked goroutine must stay on this thread: wait for a P to free up */
@@ -1173,6 +1196,7 @@ void loom__exitsyscall(M *m) {
     }
     m->blocked = false;
     STORE_RLX(&g->status, G_RUNNABLE);
+    LOOM__TRACE(loom__trace_syscall(m, g, false));
     gogo(m, g, &m->g0, exitsyscall_queue, NULL, false);
 }
 
@@ -1209,6 +1233,7 @@ static void *mstart(void *arg) {
     loom__fiber_init_g0(&m->g0);
     loom__sigaltstack_init(m);
     pthread_sigmask(SIG_SETMASK, &m->sigmask, NULL);
+    LOOM__TRACE(loom__trace_mstart(m));
     acquirep(m, m->nextp);
     m->nextp = NULL;
     schedule(m);
@@ -1225,6 +1250,7 @@ static void mexit(M *m) {
         loom__lock_release(&loom__sched.lock);
     }
     loom__sigaltstack_term(m);
+    if (m->tbuf) loom__trace_mexit(m);
     STORE(&m->exited, true);
 }
 
@@ -1280,6 +1306,7 @@ static int schedinit(void) {
     raise_fd_limit();
     loom__sched.lastpoll = loom__nanotime();
     loom__sched.start_time = loom__sched.lastpoll;
+    loom__trace_init();
     int err = loom__netpoll_init();
     if (err) return err;
     loom__signals_init();
@@ -1360,6 +1387,7 @@ int loom_run(int (*main_fn)(void *), void *arg) {
     }
     for (M *m = loom__sched.allm; m; m = m->alllink) pthread_join(m->thread, NULL);
     STORE(&loom__sched.running, false);
+    loom__trace_term();
     schedterm();
     return code;
 }
