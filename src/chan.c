@@ -63,10 +63,13 @@ loom__sudog *loom__waitq_dequeue(loom__waitq *q) {
     for (;;) {
         loom__sudog *sg = q->first;
         if (!sg) return NULL;
-        q->first = sg->next;
-        if (q->first) q->first->prev = NULL;
-        else q->last = NULL;
-        sg->next = sg->prev = NULL;
+        if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
+            /* priority order where Go leaves the choice free: the first waiter of the
+             * highest level (FIFO within a level) */
+            for (loom__sudog *x = sg->next; x; x = x->next)
+                if (x->g->prio > sg->g->prio) sg = x;
+        }
+        loom__waitq_remove(q, sg);
         if (sg->isselect && !CAS(&sg->g->selectdone, 0, 1)) continue;
         /* invariant: a claimable sudog belongs to its goroutine's current select */
         if (unlikely(sg->isselect && sg->seq != LOAD_RLX(&sg->g->parkseq)))

@@ -273,6 +273,16 @@ struct loom__p {
     uint32_t   runqtail;
     G         *runq[LOOM_RUNQ_SIZE];
     G         *runnext;         /* set by the owner; thieves may CAS it to NULL */
+    /* priority levels other than NORMAL (runq.c): one FIFO per level (PQ_HIGH, PQ_LOW),
+     * linked through schedlink, under pq_lock (owner, thieves and sysmon's aging take it);
+     * pq_n[] counts them, atomic, read without the lock */
+    loom__spinlock pq_lock;
+    G         *pq_head[2], *pq_tail[2];
+    uint32_t   pq_n[2];
+    int32_t    runprio;         /* level of the goroutine running here (PRIO_IDLE: none);
+                                   stored by the owner at each switch, read by readiers */
+    G         *age_g[3];        /* sysmon's aging watch (runq.c): the head seen per level, */
+    int64_t    age_since[3];    /* and since when; sysmon only */
     /* free G records with default-size stacks, LIFO for warm reuse; owner only */
     G         *gfree;
     int        ngfree;
@@ -312,8 +322,12 @@ struct loom__sched {
     P         *pidle;           /* idle Ps */
     uint32_t   npidle;          /* atomic (read without lock) */
     uint32_t   nmspinning;      /* atomic */
-    G         *runqhead, *runqtail;   /* global run queue */
-    int32_t    runqsize;        /* atomic reads allowed */
+    G         *runqhead, *runqtail;   /* global run queue, NORMAL level */
+    int32_t    runqsize;        /* goroutines in the global queues of all levels; atomic reads allowed */
+    G         *gq_head[2], *gq_tail[2];   /* global queues of PQ_HIGH and PQ_LOW */
+    uint32_t   gq_n[2];         /* their lengths; atomic reads allowed */
+    uint32_t   prio_used;       /* a goroutine left NORMAL once: the level checks are on; atomic */
+    int64_t    prio_age_ns;     /* LOOM_PRIO_AGE_MS */
     G         *gfree;           /* free Gs of any stack size; under gfree_lock */
     loom__lock gfree_lock;
     loom__lock allg_lock;
@@ -381,6 +395,12 @@ void loom__globrunqput(G *g);                    /* sched.lock held */
 void loom__globrunqputbatch(G *head, G *tail, int n); /* sched.lock held */
 G   *loom__globrunqget(P *p, int max);           /* sched.lock held */
 void loom__runq_drain(P *p);                     /* runtime end: forget the queue */
+int  loom__runq_takeall(P *p, G **head, G **tail); /* every queued G of p as a list */
+enum { PQ_HIGH = 0, PQ_LOW = 1, PRIO_IDLE = -2 };
+void loom__runq_age(P *p, int64_t now);          /* sysmon: boost goroutines ready too long */
+void loom__globrunq_age(int64_t now);            /* sysmon: the same for the global queues */
+bool loom__runq_outranked(P *p);                 /* a ready goroutine outranks p's running one */
+void loom__prio_kick(P *p);                      /* proc.c: switch p's goroutine out soon */
 
 /* ------------------------------------------------------------------ netpoll.c
  * The core's view of the poller (backend: netpoll_epoll.c).  loom__netpoll blocks up to ns
@@ -401,6 +421,7 @@ void loom__preempt_init(void);
 void loom__preempt_term(void);
 void loom__preempt_signal(P *p, int64_t now);   /* sysmon: signal p's thread */
 bool loom__preempt_enabled(void);
+void loom__preempt_kick(P *p);                  /* any thread: signal p's thread now */
 void loom__async_preempt(M *m);                 /* proc.c: switch out, resume on m */
 
 /* ------------------------------------------------------------------ stats.c */

@@ -146,6 +146,13 @@ void loom__preempt_signal(P *p, int64_t now) {
     syscall(SYS_tgkill, getpid(), m->tid, SIGURG);
 }
 
+/* The same from any thread, for a P that a ready goroutine outranks (runq.c). */
+void loom__preempt_kick(P *p) {
+    M *m = LOAD(&p->m);
+    if (!enabled || !m || !m->tid) return;
+    syscall(SYS_tgkill, getpid(), m->tid, SIGURG);
+}
+
 bool loom__preempt_enabled(void) { return enabled; }
 
 void loom_preempt_disable(void) {

@@ -140,6 +140,7 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
     m->after_prev = from;
     m->curg = to;
     to->m = m;
+    if (m->p) STORE_RLX(&m->p->runprio, to != &m->g0 ? to->prio : PRIO_IDLE);
     if (to != &m->g0) {
         LOOM__COUNT(m, nswitch);
         uint32_t st = LOAD_RLX(&to->status);
@@ -351,16 +352,8 @@ static void handoffp(P *p) {
 /* Gives back spare P sp, which the caller owns (it holds it, or took it off the idle
  * list) and which nobody else will take: queue to the global queue, timers to the lender. */
 static void spare_off(P *sp) {
-    G *head = NULL, *tail = NULL, *g;
-    int n = 0;
-    bool inh;
-    while ((g = loom__runqget(sp, &inh))) {
-        g->schedlink = NULL;
-        if (tail) tail->schedlink = g;
-        else head = g;
-        tail = g;
-        n++;
-    }
+    G *head, *tail;
+    int n = loom__runq_takeall(sp, &head, &tail);
     loom__lock_acquire(&loom__sched.lock);
     if (n) loom__globrunqputbatch(head, tail, n);
     P *lender = sp->lender;
@@ -583,6 +576,7 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     g->waitreason = WAIT_NONE;
     g->selectdone = 0;
     g->prio = attr ? attr->priority : LOOM_PRIO_NORMAL;
+    if (g->prio != LOOM_PRIO_NORMAL && !LOAD_RLX(&loom__sched.prio_used)) STORE(&loom__sched.prio_used, 1);
     g->asan_fake_stack = NULL;
     g->timer.pp = NULL;
     STORE(&g->timer.state, TIMER_IDLE);
@@ -925,7 +919,7 @@ void loom__ready(G *g) {
      * futex wake costs ~16 µs and a stolen runnext splits the pair across caches.
      * Once anything waits behind runnext, or the running goroutine keeps the P past
      * a sysmon tick (sysmon.c), idle Ps are woken to steal as in Go. */
-    if (p && LOAD_RLX(&p->runqtail) == LOAD_RLX(&p->runqhead)) return;
+    if (p && LOAD_RLX(&p->runqtail) == LOAD_RLX(&p->runqhead) && g->prio == LOOM_PRIO_NORMAL) return;
     loom__wakep();
 }
 
@@ -1106,10 +1100,22 @@ int loom_priority(void) {
 int loom_set_priority(int prio) {
     if (prio < LOOM_PRIO_LOW || prio > LOOM_PRIO_HIGH) return -EINVAL;
     M *m = loom__getm();
-    if (!m || m->curg == &m->g0) return -EPERM;
+    if (!m || m->curg == &m->g0 || !m->p) return -EPERM;
+    if (prio != LOOM_PRIO_NORMAL && !LOAD_RLX(&loom__sched.prio_used)) STORE(&loom__sched.prio_used, 1);
     int old = m->curg->prio;
     m->curg->prio = prio;
+    STORE_RLX(&m->p->runprio, prio);
+    if (prio < old && loom__runq_outranked(m->p)) loom_yield();   /* lowered below waiting work */
     return old;
+}
+
+/* A goroutine that outranks the one running on P p became ready: switch that one out at
+ * its next loom call, and by the preemption signal if it runs plain code.  If the signal
+ * lands somewhere unsafe, sysmon repeats it (retake_running: loom__runq_outranked). */
+void loom__prio_kick(P *p) {
+    if (!LOAD_RLX(&p->preempt)) STORE(&p->preempt, 1);
+    M *m = LOAD(&p->m);
+    if (m && m != loom__getm()) loom__preempt_kick(p);
 }
 
 int loom_procs(void) {
@@ -1284,6 +1290,7 @@ static int schedinit(void) {
     if (n < 1) n = 1;
     loom__sched.nprocs = n;
     loom__sched.slice_us = (int)loom__env_long("LOOM_SLICE_US", 2000, 100, 1000000);
+    loom__sched.prio_age_ns = loom__env_long("LOOM_PRIO_AGE_MS", 20, 1, 60000) * 1000000;
     loom__debug_init();
     loom__stack_init();
     stack_class_default = (int64_t)loom__stack_class_size(0);

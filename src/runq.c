@@ -17,6 +17,23 @@
  *
  * Global queue: a linked list under sched.lock, filled when a local queue overflows (half
  * the queue moves in one batch) and by threads without a P; drained in batches.
+ *
+ * Priority levels (issue 7; loom_attr.priority, loom_set_priority).  NORMAL goroutines use
+ * the structures above unchanged.  HIGH and LOW ones have a FIFO per level per P (pq_*,
+ * under the P's pq_lock) and per level in the global queue (gq_*, under sched.lock); they
+ * never sit in runnext.  Until the first goroutine leaves NORMAL (sched.prio_used) none of
+ * this is looked at: one load of a read-mostly flag on the fast path.  Then the order is
+ *   local HIGH, global HIGH, runnext and the local ring, (global NORMAL: the caller),
+ *   local LOW once the global NORMAL queue is empty, global LOW;
+ * thieves take from a victim's highest non-empty level.  Readying a goroutine that
+ * outranks the one running on its P kicks that P (loom__prio_kick: the preempt flag, and
+ * the preemption signal for a goroutine that spins), and one readied onto the global queue
+ * kicks the running P of the lowest level below it.
+ * Aging: sysmon watches the head of each lower level (runnext, the NORMAL ring, the LOW
+ * FIFO, and the global NORMAL and LOW queues); a head that has not moved for
+ * LOOM_PRIO_AGE_MS (default 20) is moved to the front of its P's HIGH FIFO (the global
+ * HIGH queue for a global one), so it runs next whatever the levels: low priority means
+ * later, never never.  The goroutine keeps its own level.
  */
 #include "internal.h"
 
@@ -41,7 +58,106 @@ static bool runqputslow(P *p, G *g, uint32_t h, uint32_t t) {
     return true;
 }
 
+static inline int pq_level(G *g) { return g->prio > LOOM_PRIO_NORMAL ? PQ_HIGH : PQ_LOW; }
+
+/* the P running the lowest level below prio, or NULL (readers race with switches: a hint) */
+static P *lowest_running(int prio) {
+    P *best = NULL;
+    int bestprio = prio;
+    for (int i = 0; i < loom__sched.nallp; i++) {
+        P *v = loom__sched.allp[i];
+        if (LOAD_RLX(&v->status) != P_RUNNING) continue;
+        int rp = LOAD_RLX(&v->runprio);
+        if (rp < bestprio) { best = v; bestprio = rp; }
+    }
+    return best;
+}
+
+static void pq_push(P *p, G *g, int l, bool front) {
+    loom__spin_lock(&p->pq_lock);
+    if (front) {
+        g->schedlink = p->pq_head[l];
+        p->pq_head[l] = g;
+        if (!p->pq_tail[l]) p->pq_tail[l] = g;
+    } else {
+        g->schedlink = NULL;
+        if (p->pq_tail[l]) p->pq_tail[l]->schedlink = g;
+        else p->pq_head[l] = g;
+        p->pq_tail[l] = g;
+    }
+    STORE(&p->pq_n[l], p->pq_n[l] + 1);
+    loom__spin_unlock(&p->pq_lock);
+}
+
+/* Takes up to max goroutines from the head of p's FIFO l; returns the first, the others
+ * linked behind it.  *n gets the count. */
+static G *pq_take(P *p, int l, uint32_t max, uint32_t *n) {
+    *n = 0;
+    if (!LOAD(&p->pq_n[l])) return NULL;
+    loom__spin_lock(&p->pq_lock);
+    G *head = p->pq_head[l], *last = NULL;
+    uint32_t k = 0;
+    for (G *g = head; g && k < max; g = g->schedlink) { last = g; k++; }
+    if (k) {
+        p->pq_head[l] = last->schedlink;
+        if (!p->pq_head[l]) p->pq_tail[l] = NULL;
+        last->schedlink = NULL;
+        STORE(&p->pq_n[l], p->pq_n[l] - k);
+    }
+    loom__spin_unlock(&p->pq_lock);
+    *n = k;
+    return k ? head : NULL;
+}
+
+static void gq_push(G *g, int l, bool front) {      /* sched.lock held */
+    if (front) {
+        g->schedlink = loom__sched.gq_head[l];
+        loom__sched.gq_head[l] = g;
+        if (!loom__sched.gq_tail[l]) loom__sched.gq_tail[l] = g;
+    } else {
+        g->schedlink = NULL;
+        if (loom__sched.gq_tail[l]) loom__sched.gq_tail[l]->schedlink = g;
+        else loom__sched.gq_head[l] = g;
+        loom__sched.gq_tail[l] = g;
+    }
+    STORE(&loom__sched.gq_n[l], loom__sched.gq_n[l] + 1);
+    STORE(&loom__sched.runqsize, loom__sched.runqsize + 1);
+}
+
+static G *gq_pop(int l) {                            /* sched.lock held */
+    G *g = loom__sched.gq_head[l];
+    if (!g) return NULL;
+    loom__sched.gq_head[l] = g->schedlink;
+    if (!g->schedlink) loom__sched.gq_tail[l] = NULL;
+    g->schedlink = NULL;
+    STORE(&loom__sched.gq_n[l], loom__sched.gq_n[l] - 1);
+    STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
+    return g;
+}
+
+static G *gq_pop_lock(int l) {
+    if (!LOAD(&loom__sched.gq_n[l])) return NULL;
+    loom__lock_acquire(&loom__sched.lock);
+    G *g = gq_pop(l);
+    loom__lock_release(&loom__sched.lock);
+    return g;
+}
+
+bool loom__runq_outranked(P *p) {
+    if (!LOAD_RLX(&loom__sched.prio_used)) return false;
+    int rp = LOAD_RLX(&p->runprio);
+    if (rp >= LOOM_PRIO_HIGH) return false;
+    if (LOAD_RLX(&p->pq_n[PQ_HIGH]) || LOAD_RLX(&loom__sched.gq_n[PQ_HIGH])) return true;
+    if (rp >= LOOM_PRIO_NORMAL) return false;
+    return !loom__runqempty(p);
+}
+
 void loom__runqput(P *p, G *g, bool next) {
+    if (unlikely(g->prio != LOOM_PRIO_NORMAL)) {
+        pq_push(p, g, pq_level(g), false);
+        if (g->prio > LOAD_RLX(&p->runprio) && LOAD_RLX(&p->status) == P_RUNNING) loom__prio_kick(p);
+        return;
+    }
     if (next) {
         G *old = LOAD_RLX(&p->runnext);
         while (!__atomic_compare_exchange_n(&p->runnext, &old, g, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
@@ -61,7 +177,8 @@ void loom__runqput(P *p, G *g, bool next) {
     }
 }
 
-G *loom__runqget(P *p, bool *inherit) {
+/* runnext, then the ring (the NORMAL level) */
+static inline __attribute__((always_inline)) G *runqget_normal(P *p, bool *inherit) {
     G *next = LOAD_RLX(&p->runnext);
     if (next && CAS(&p->runnext, next, NULL)) {
         *inherit = true;
@@ -77,6 +194,23 @@ G *loom__runqget(P *p, bool *inherit) {
     }
 }
 
+static __attribute__((noinline)) G *runqget_prio(P *p, bool *inherit) {
+    uint32_t n;
+    *inherit = false;
+    G *g = pq_take(p, PQ_HIGH, 1, &n);
+    if (!g) g = gq_pop_lock(PQ_HIGH);
+    if (!g) g = runqget_normal(p, inherit);
+    if (!g && LOAD(&loom__sched.runqsize) == (int32_t)LOAD(&loom__sched.gq_n[PQ_LOW]))
+        g = pq_take(p, PQ_LOW, 1, &n);     /* no NORMAL goroutine waits globally */
+    if (!g) g = gq_pop_lock(PQ_LOW);
+    return g;
+}
+
+G *loom__runqget(P *p, bool *inherit) {
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) return runqget_prio(p, inherit);
+    return runqget_normal(p, inherit);
+}
+
 bool loom__runqempty(P *p) {
     /* as runtime.runqempty: read head, tail, runnext, then check tail didn't move, so a
      * goroutine in flight from runnext to the queue is not missed */
@@ -84,7 +218,8 @@ bool loom__runqempty(P *p) {
         uint32_t h = LOAD(&p->runqhead);
         uint32_t t = LOAD(&p->runqtail);
         G *next = LOAD(&p->runnext);
-        if (LOAD(&p->runqtail) == t) return h == t && next == NULL;
+        if (LOAD(&p->runqtail) == t)
+            return h == t && next == NULL && (LOAD(&p->pq_n[PQ_HIGH]) | LOAD(&p->pq_n[PQ_LOW])) == 0;
     }
 }
 
@@ -122,10 +257,28 @@ static uint32_t runqgrab(P *victim, P *dst, uint32_t batchhead, bool stealrunnex
     }
 }
 
+/* Steals half of victim's FIFO l into p's own; returns one to run. */
+static G *pq_steal(P *p, P *victim, int l) {
+    uint32_t avail = LOAD(&victim->pq_n[l]), n;
+    if (!avail) return NULL;
+    G *g = pq_take(victim, l, avail - avail / 2, &n);
+    if (!g) return NULL;
+    for (G *x = g->schedlink, *nx; x; x = nx) {
+        nx = x->schedlink;
+        pq_push(p, x, l, false);
+    }
+    g->schedlink = NULL;
+    return g;
+}
+
 G *loom__runqsteal(P *p, P *victim, bool stealrunnext) {
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
+        G *g = pq_steal(p, victim, PQ_HIGH);
+        if (g) return g;
+    }
     uint32_t t = LOAD_RLX(&p->runqtail);
     uint32_t n = runqgrab(victim, p, t, stealrunnext);
-    if (n == 0) return NULL;
+    if (n == 0) return unlikely(LOAD_RLX(&loom__sched.prio_used)) ? pq_steal(p, victim, PQ_LOW) : NULL;
     n--;
     G *g = SLOT_LOAD(p, t + n);
     if (n == 0) return g;
@@ -136,6 +289,12 @@ G *loom__runqsteal(P *p, P *victim, bool stealrunnext) {
 }
 
 void loom__globrunqput(G *g) {
+    if (unlikely(g->prio != LOOM_PRIO_NORMAL)) {
+        gq_push(g, pq_level(g), false);
+        P *v = lowest_running(g->prio);
+        if (v) loom__prio_kick(v);
+        return;
+    }
     g->schedlink = NULL;
     if (loom__sched.runqtail) loom__sched.runqtail->schedlink = g;
     else loom__sched.runqhead = g;
@@ -144,6 +303,13 @@ void loom__globrunqput(G *g) {
 }
 
 void loom__globrunqputbatch(G *head, G *tail, int n) {
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
+        for (G *g = head, *nx; g; g = nx) {         /* mixed levels: one by one */
+            nx = g == tail ? NULL : g->schedlink;
+            loom__globrunqput(g);
+        }
+        return;
+    }
     tail->schedlink = NULL;
     if (loom__sched.runqtail) loom__sched.runqtail->schedlink = head;
     else loom__sched.runqhead = head;
@@ -159,13 +325,20 @@ static G *globpop(void) {
 }
 
 G *loom__globrunqget(P *p, int max) {
-    int size = loom__sched.runqsize;
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
+        G *g = gq_pop(PQ_HIGH);
+        if (g) return g;
+        int normal = loom__sched.runqsize - (int)loom__sched.gq_n[PQ_HIGH] - (int)loom__sched.gq_n[PQ_LOW];
+        if (normal == 0) return gq_pop(PQ_LOW);
+        if (max == 0 || max > normal) max = normal;
+    }
+    int size = loom__sched.runqsize - (int)loom__sched.gq_n[PQ_HIGH] - (int)loom__sched.gq_n[PQ_LOW];
     if (size == 0) return NULL;
     int n = size / loom__sched.nprocs + 1;
     if (n > size) n = size;
     if (max > 0 && n > max) n = max;
     if (n > LOOM_RUNQ_SIZE / 2) n = LOOM_RUNQ_SIZE / 2;
-    STORE(&loom__sched.runqsize, size - n);
+    STORE(&loom__sched.runqsize, loom__sched.runqsize - n);
     G *g = globpop();
     while (--n > 0) loom__runqput(p, globpop(), false);
     return g;
@@ -175,4 +348,91 @@ void loom__runq_drain(P *p) {
     STORE(&p->runqhead, 0);
     STORE(&p->runqtail, 0);
     STORE(&p->runnext, NULL);
+    for (int l = 0; l < 2; l++) {
+        p->pq_head[l] = p->pq_tail[l] = NULL;
+        STORE(&p->pq_n[l], 0);
+    }
+}
+
+/* Every goroutine queued on p (all levels), as a schedlink list; the caller owns p. */
+int loom__runq_takeall(P *p, G **headp, G **tailp) {
+    G *head = NULL, *tail = NULL, *g;
+    int n = 0;
+    bool inh;
+    uint32_t k;
+    for (int pass = 0; pass < 3; pass++) {
+        for (;;) {
+            if (pass == 1) g = runqget_normal(p, &inh);
+            else g = pq_take(p, pass == 0 ? PQ_HIGH : PQ_LOW, 1, &k);
+            if (!g) break;
+            g->schedlink = NULL;
+            if (tail) tail->schedlink = g;
+            else head = g;
+            tail = g;
+            n++;
+        }
+    }
+    *headp = head;
+    *tailp = tail;
+    return n;
+}
+
+/* ---------------------------------------------------------------- aging (sysmon) */
+
+/* Has head g of a lower level (slot i of the watch) waited longer than the limit? */
+static bool aged(G **seen, int64_t *since, G *g, int64_t now) {
+    if (g != *seen) {
+        *seen = g;
+        *since = now;
+        return false;
+    }
+    return g && now - *since >= loom__sched.prio_age_ns;
+}
+
+void loom__runq_age(P *p, int64_t now) {
+    if (!LOAD_RLX(&loom__sched.prio_used)) return;
+    /* 0: runnext; 1: the ring's head; 2: the LOW FIFO's head */
+    G *next = LOAD(&p->runnext);
+    if (aged(&p->age_g[0], &p->age_since[0], next, now) && CAS(&p->runnext, next, NULL)) {
+        pq_push(p, next, PQ_HIGH, true);
+        p->age_g[0] = NULL;
+    }
+    uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_ACQ(&p->runqtail);
+    G *head = t != h ? SLOT_LOAD(p, h) : NULL;
+    if (aged(&p->age_g[1], &p->age_since[1], head, now) && CAS_REL(&p->runqhead, h, h + 1)) {
+        pq_push(p, head, PQ_HIGH, true);                 /* sysmon consumed it, as a thief would */
+        p->age_g[1] = NULL;
+    }
+    loom__spin_lock(&p->pq_lock);
+    G *low = p->pq_head[PQ_LOW];
+    if (aged(&p->age_g[2], &p->age_since[2], low, now)) {
+        p->pq_head[PQ_LOW] = low->schedlink;
+        if (!low->schedlink) p->pq_tail[PQ_LOW] = NULL;
+        STORE(&p->pq_n[PQ_LOW], p->pq_n[PQ_LOW] - 1);
+        low->schedlink = p->pq_head[PQ_HIGH];
+        p->pq_head[PQ_HIGH] = low;
+        if (!p->pq_tail[PQ_HIGH]) p->pq_tail[PQ_HIGH] = low;
+        STORE(&p->pq_n[PQ_HIGH], p->pq_n[PQ_HIGH] + 1);
+        p->age_g[2] = NULL;
+    }
+    loom__spin_unlock(&p->pq_lock);
+}
+
+void loom__globrunq_age(int64_t now) {
+    static G *seen[2];
+    static int64_t since[2];
+    if (!LOAD_RLX(&loom__sched.prio_used)) return;
+    loom__lock_acquire(&loom__sched.lock);
+    if (aged(&seen[0], &since[0], loom__sched.runqhead, now)) {
+        G *g = globpop();
+        STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
+        gq_push(g, PQ_HIGH, true);        /* queued as HIGH; its own level is unchanged */
+        seen[0] = NULL;
+    }
+    if (aged(&seen[1], &since[1], loom__sched.gq_head[PQ_LOW], now)) {
+        G *g = gq_pop(PQ_LOW);
+        gq_push(g, PQ_HIGH, true);
+        seen[1] = NULL;
+    }
+    loom__lock_release(&loom__sched.lock);
 }

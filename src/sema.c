@@ -9,6 +9,8 @@
  * No lost wakeup: a releaser increments _count, then looks at _head; a waiter enqueues
  * itself under _lock, then tries _count once more before parking.  With sequentially
  * consistent operations one of the two must see the other.
+ * Once priority levels are in use (runq.c), semrelease wakes the first waiter of the
+ * highest level instead of the first one.
  * Handoff (starving mutex): semrelease hands the unit straight to the first waiter
  * (decrementing _count for it) and yields, so no newcomer can barge in between.
  */
@@ -67,13 +69,19 @@ void loom__semrelease(struct loom__sema *s, bool handoff) {
     if (LOAD(&s->_head) == NULL) return;
     loom__lock *lk = (loom__lock *)&s->_lock;
     loom__lock_acquire(lk);
-    waiter *w = s->_head;
+    waiter *w = s->_head, *wprev = NULL;
     if (!w) {
         loom__lock_release(lk);
         return;
     }
-    STORE(&s->_head, (void *)w->next);
-    if (!w->next) s->_tail = NULL;
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
+        /* priority order: the first waiter of the highest level (FIFO within a level) */
+        for (waiter *prev = w, *x = w->next; x; prev = x, x = x->next)
+            if (x->g->prio > w->g->prio) { w = x; wprev = prev; }
+    }
+    if (wprev) wprev->next = w->next;
+    else STORE(&s->_head, (void *)w->next);
+    if (s->_tail == w) s->_tail = wprev;
     w->acquired = cansemacquire(s);
     bool acquired = w->acquired;
     G *g = w->g;

@@ -82,7 +82,9 @@ static void deadline(P *p, int64_t now, int64_t *next) {
     int64_t slice = (int64_t)loom__sched.slice_us * 1000;
     int64_t d = p->sysmonwhen + slice;
     int64_t t0 = LOAD_RLX(&p->timer0_when);
-    if (t0 != 0) {
+    if (t0 != 0 && LOAD_RLX(&loom__sched.prio_used)) {
+        if (t0 < d) d = t0;            /* sysmon fires it (retake_running) */
+    } else if (t0 != 0) {
         int64_t td = t0 + 200000;
         if (td < p->sysmonwhen + slice / 4) td = p->sysmonwhen + slice / 4;
         if (td < d) d = td;
@@ -116,11 +118,20 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
         loom__wakep();
     }
     /* a timer on this P that is overdue shortens the slice to a quarter: a sleeper's
-     * wakeup should not wait a whole slice behind a goroutine that never yields */
+     * wakeup should not wait a whole slice behind a goroutine that never yields.  Once
+     * priority levels are in use, sysmon fires due timers itself: the goroutine it readies
+     * goes to the global queue and, if it outranks a running one, kicks that P (runq.c) */
     int64_t t0 = LOAD_RLX(&p->timer0_when);
+    if (t0 != 0 && t0 <= now && LOAD_RLX(&loom__sched.prio_used)) {
+        loom__timers_run(p, now);
+        t0 = LOAD_RLX(&p->timer0_when);
+    }
     bool timer_late = t0 != 0 && now - t0 >= 200000;
     deadline(p, now, next);
-    if (now - p->sysmonwhen >= slice || (timer_late && now - p->sysmonwhen >= slice / 4)) {
+    /* a ready goroutine of a higher level waits behind this one (runq.c): now */
+    bool outranked = loom__runq_outranked(p);
+    if (outranked) *next = now;
+    if (now - p->sysmonwhen >= slice || (timer_late && now - p->sysmonwhen >= slice / 4) || outranked) {
         /* a slice without a schedule(): ask for a yield at the next loom call, and
          * signal the thread in case it runs plain C code (preempt.c) - only while it
          * uses the CPU, so as not to cut short a sleep in the kernel */
@@ -154,6 +165,7 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
             if (sp && !LOAD(&sp->retire)) loom__retire_spare(sp);
             continue;
         }
+        loom__runq_age(p, now);
         uint32_t t = LOAD_RLX(&p->schedtick);
         if (t != p->sysmontick) {
             p->sysmontick = t;
@@ -204,6 +216,7 @@ static void *sysmon(void *arg) {
         int acted = 0, handoffs = 0, signalling = 0;
         int64_t now = loom__nanotime(), next = INT64_MAX;
         retake(now, &acted, &handoffs, &signalling, &next);
+        loom__globrunq_age(now);
         netpoll_check(now);
         /* as Go, only handoffs reset the backoff (preempting a slice does not), from
          * 20 us up to a slice; while a preemption signal has not taken effect, come back
