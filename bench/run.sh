@@ -99,6 +99,7 @@ sieve         sieve       all   180   pair
 spawn         spawn       all   240   pair
 timers        timers      all   240   pair
 preempt@1     preempt     1     120   pair
+prio          prio        all   180   pair
 syscall@1     syscall     1     120   pair
 fanout        fanout      all   180   pair
 mutex         mutex       all   180   pair
@@ -127,6 +128,8 @@ timers       | worst_late_ms     | timers: worst lateness        | lower  | le:2
 timers       | peak_rss_mib      | timers: peak RSS              | lower  |
 preempt@1    | worst_ms          | preempt: worst 1 ms wake-up   | lower  | le:3:≤ 3 ms
 preempt@1    | p50_ms            | preempt: median 1 ms wake-up  | lower  |
+prio         | worst_ms          | prio: worst 1 ms wake-up      | lower  | le:1:≤ 1 ms
+prio         | p50_ms            | prio: median 1 ms wake-up     | lower  |
 syscall@1    | progress_ratio    | syscall: progress vs. no block| higher |
 syscall@1    | worst_gap_ms      | syscall: worst stall          | lower  |
 fanout       | ms_1p             | fanout: fib(35), 1 P          | lower  |
@@ -500,6 +503,8 @@ MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev
     echo "  (spawn until all are parked), RSS per goroutine = growth of getrusage ru_maxrss over that phase / 1M."
     echo "- **timers**: 1M goroutines sleeping 1..1000 ms (the same splitmix64 durations in both); total time, worst lateness."
     echo "- **preempt**: a goroutine spinning on a relaxed atomic load (no calls) beside one sleeping 1 ms 100 times, at 1 P."
+    echo "- **prio**: 100 goroutines per P spinning without calls (loom: LOOM_PRIO_LOW) beside one sleeping 1 ms 1000 times (30 s at most)"
+    echo "  (loom: LOOM_PRIO_HIGH; Go has no priorities: the same workload at one level), at all Ps; lateness of the wake-ups."
     echo "- **syscall**: at 1 P, a goroutine blocks 200 ms in a plain blocking read() on a pipe (loom: not wrapped in"
     echo "  loom_block_begin/end; Go: syscall.Read); the ratio of another goroutine's work in those 200 ms to a run without the blocker."
     echo "- **fanout**: fib(35) forking a goroutine per split while n > 20, joined over a 1-slot channel; 1 P and all Ps"
