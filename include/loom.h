@@ -97,6 +97,8 @@ struct loom_stats {
     uint64_t spinning_threads;  /* looking for work */
     uint64_t timers;            /* pending timers (sleeps, timeouts) */
     uint64_t global_runq;       /* goroutines on the global run queue */
+    uint64_t steals_by_tier[3]; /* steals by the victim's distance: [0] it shares a cache with
+                                   the thief, [1] the same NUMA node, [2] another node */
 };
 int      loom_stats(struct loom_stats *out);
 

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "topo.h"
 
 /* A function the optimiser must treat as opaque: never inlined, never assumed pure, so
  * its result is not reused across a goroutine switch (which may change the thread). */
@@ -105,7 +106,7 @@ void *loom__ctx_init(void *stack_top, void (*entry)(void));
 #define LOOM_STACK_MAX      (256u * 1024 * 1024)
 #define LOOM_STACK_CANARY   0x6c6f6f6d2d737461ull   /* "loom-sta" */
 size_t loom__stack_class_size(size_t want);          /* rounds to the size class */
-G     *loom__stack_alloc(size_t size);                /* a fresh G record at the top of a fresh stack */
+G     *loom__stack_alloc(size_t size, int node);      /* a G record at the top of a stack, from node's memory */
 void   loom__stack_init(void);
 void   loom__stack_term(void);                        /* unmaps every arena */
 bool   loom__stack_find(uintptr_t addr, G **g, uintptr_t *lo, uintptr_t *hi, bool *guard);
@@ -255,6 +256,8 @@ struct loom__m {
     int        tr_why;         /* LOOM__TR_* that ends the slice, if not block/yield/exit */
     /* counters for loom_stats: written by this M only (relaxed stores), read by anyone */
     uint64_t   nswitch, nsteal, npreempt, nasync;
+    uint64_t   nsteal_tier[3];  /* steals by victim distance (topo.c tiers) */
+    int        pin_cpu;         /* CPU this thread is pinned to (LOOM_PIN=1), or -1 */
 };
 
 /* Local run queue size, as Go's 256-slot ring. */

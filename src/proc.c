@@ -209,6 +209,8 @@ static P *pidleget_lock(void) {
 }
 
 static void acquirep(M *m, P *p) {
+    int cpu = loom__topo_cpu(p->id);
+    if (unlikely(cpu != m->pin_cpu) && loom__topo_pin_self(p->id) == 0) m->pin_cpu = cpu;   /* LOOM_PIN=1 */
     m->p = p;
     STORE_RLX(&p->m, m);      /* sysmon reads it to signal the thread */
     STORE(&p->status, P_RUNNING);
@@ -249,6 +251,7 @@ static M *allocm(void) {
     m->g0.m = m;
     m->curg = &m->g0;
     m->statfd = -1;
+    m->pin_cpu = -1;
     m->tr_start = -1;
     m->fastrand64 = (uint64_t)loom__nanotime() * 0x9E3779B97F4A7C15ull + (uint64_t)m->id * 0xBF58476D1CE4E5B9ull + 1;
     strcpy(m->g0.name, "g0");
@@ -494,7 +497,7 @@ static G *gfget(P *p, size_t slot) {
         p->gfree = g->schedlink;
         p->ngfree--;
     } else {
-        g = loom__stack_alloc(slot);
+        g = loom__stack_alloc(slot, loom__topo_node(p->id));
         if (!g) return NULL;
     }
     if (g->id == 0 && g->allnext == NULL && g->status == G_IDLE) {
@@ -639,15 +642,25 @@ static ALWAYS_INLINE void ran(P *p, bool inherit) {
 
 /* Steals from other Ps (runtime.stealWork): 4 passes in random order; the last one may
  * also take a running P's runnext.  Also runs other Ps' due timers. */
+static bool steal_blind;        /* LOOM_STEAL=random; set by schedinit */
+
 static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
     int n = loom__sched.nallp;
+    int order[n];
     for (int pass = 0; pass < 4; pass++) {
         bool last = pass == 3;
-        uint32_t start = loom__fastrandn(m, (uint32_t)n);
-        for (int i = 0; i < n; i++) {
+        /* victims nearest first: sharing a cache, then the node, then other nodes; in a
+         * random order within each tier (topo.c) — Go's random order on one node */
+        int nv = loom__topo_steal_order(p->id, n, loom__fastrand(m), order);
+        if (unlikely(steal_blind)) {           /* LOOM_STEAL=random: Go's order, for comparison */
+            uint32_t start = loom__fastrandn(m, (uint32_t)n);
+            nv = 0;
+            for (int i = 0; i < n; i++)
+                if ((int)((start + (uint32_t)i) % (uint32_t)n) != p->id) order[nv++] = (int)((start + (uint32_t)i) % (uint32_t)n);
+        }
+        for (int i = 0; i < nv; i++) {
             if (LOAD(&loom__sched.exiting)) return NULL;
-            P *v = loom__sched.allp[(start + (uint32_t)i) % (uint32_t)n];
-            if (v == p) continue;
+            P *v = loom__sched.allp[order[i]];
             if (last && LOAD_RLX(&v->timer0_when) != 0 && LOAD_RLX(&v->timer0_when) <= now) {
                 loom__timers_run(v, now);
                 *rantimers = true;
@@ -661,6 +674,7 @@ static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
             G *g = loom__runqsteal(p, v, last);
             if (g) {
                 LOOM__COUNT(m, nsteal);
+                LOOM__COUNT(m, nsteal_tier[loom__topo_tier(p->id, v->id)]);
                 LOOM__TRACE(loom__trace_steal(m, v, g, (int)(LOAD_RLX(&p->runqtail) - t0) + 1));
                 return g;
             }
@@ -1236,6 +1250,7 @@ static void *mstart(void *arg) {
     M *m = arg;
     loom__setm(m);
     m->tid = (int)syscall(SYS_gettid);
+    loom__topo_unpin_self();      /* not the creator's one-CPU mask: acquirep pins anew */
     loom__fiber_init_g0(&m->g0);
     loom__sigaltstack_init(m);
     pthread_sigmask(SIG_SETMASK, &m->sigmask, NULL);
@@ -1289,6 +1304,10 @@ static int schedinit(void) {
     if (n <= 0) n = loom__cpu_count();
     if (n < 1) n = 1;
     loom__sched.nprocs = n;
+    loom__topo_term();                     /* a run that ended without schedterm */
+    loom__topo_init(n);
+    const char *ss = getenv("LOOM_STEAL");
+    steal_blind = ss && !strcmp(ss, "random");
     loom__sched.slice_us = (int)loom__env_long("LOOM_SLICE_US", 2000, 100, 1000000);
     loom__sched.prio_age_ns = loom__env_long("LOOM_PRIO_AGE_MS", 20, 1, 60000) * 1000000;
     loom__debug_init();
@@ -1343,6 +1362,7 @@ static void schedterm(void) {
     loom__netpoll_term();
     loom__preempt_term();
     loom__signals_term();
+    loom__topo_term();
 }
 
 /* loom_run's own thread runs no goroutine: it starts M1 with goroutine 1 on P0 and waits

@@ -41,6 +41,7 @@
 #define ARENA_BYTES    (1ull << 30)
 #define MAX_ARENAS     4096
 #define NCLASSES       15            /* 16 KiB .. 256 MiB */
+#define NODES          8             /* arenas kept per NUMA node (topo.c); more nodes share */
 
 typedef struct {
     uintptr_t base, end;     /* reserved range */
@@ -50,7 +51,7 @@ typedef struct {
 static arena        arenas[MAX_ARENAS];   /* published by narenas (release) */
 static uint32_t     narenas;
 static loom__lock   arena_lock = LOOM__LOCK_INIT;
-static uintptr_t    bump[NCLASSES], bump_end[NCLASSES];  /* under arena_lock */
+static uintptr_t    bump[NCLASSES][NODES], bump_end[NCLASSES][NODES];  /* under arena_lock */
 static G           *class_free[NCLASSES];                /* under arena_lock */
 static long         guard_budget;                         /* under arena_lock */
 static bool         guard_markers = true;   /* MADV_GUARD_INSTALL works; under arena_lock */
@@ -98,34 +99,39 @@ void loom__stack_init(void) {
 
 size_t loom_default_stack_size(void) { return loom__stack_default; }
 
-static bool new_arena(int c, size_t slot) {
+/* An arena for class c on NUMA node `node`: its pages come from that node's memory when
+ * the machine has several (topo.c; mbind before any page is touched), so the stacks and
+ * G records a P allocates sit next to the CPU that runs them. */
+static bool new_arena(int c, size_t slot, int node) {
     if (LOAD(&narenas) >= MAX_ARENAS) return false;
     size_t bytes = ARENA_BYTES;
     if (bytes < 64 * slot) bytes = 64 * slot;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return false;
+    loom__topo_bind(p, bytes, node);       /* best effort: a refusal leaves the default policy */
     uint32_t n = LOAD(&narenas);
     arenas[n] = (arena){ (uintptr_t)p, (uintptr_t)p + bytes, slot };
     STORE_REL(&narenas, n + 1);
-    bump[c] = (uintptr_t)p;
-    bump_end[c] = (uintptr_t)p + bytes;
+    bump[c][node % NODES] = (uintptr_t)p;
+    bump_end[c][node % NODES] = (uintptr_t)p + bytes;
     return true;
 }
 
-static G *stack_alloc(size_t slot);
+static G *stack_alloc(size_t slot, int node);
 
 /* Returns a G record for a slot of class size `slot`: a free one (contents stale, stack
- * warm) or a fresh one (zeroed).  The caller (proc.c) initialises the record. */
-G *loom__stack_alloc(size_t slot) {
+ * warm) or a fresh one (zeroed) from node's arena.  The caller (proc.c) initialises it. */
+G *loom__stack_alloc(size_t slot, int node) {
     int saved = errno;      /* mmap/madvise failures must not leak into the goroutine's errno */
-    G *g = stack_alloc(slot);
+    G *g = stack_alloc(slot, node);
     errno = saved;
     return g;
 }
 
-static G *stack_alloc(size_t slot) {
+static G *stack_alloc(size_t slot, int node) {
     int c = class_of(slot);
+    int nd = node % NODES;
     loom__lock_acquire(&arena_lock);
     G *g = class_free[c];
     if (g) {
@@ -133,12 +139,12 @@ static G *stack_alloc(size_t slot) {
         loom__lock_release(&arena_lock);
         return g;
     }
-    if (bump[c] + slot > bump_end[c] && !new_arena(c, slot)) {
+    if (bump[c][nd] + slot > bump_end[c][nd] && !new_arena(c, slot, node)) {
         loom__lock_release(&arena_lock);
         return NULL;
     }
-    uintptr_t base = bump[c];
-    bump[c] += slot;
+    uintptr_t base = bump[c][nd];
+    bump[c][nd] += slot;
     bool guarded = false;
     if (guard_markers && madvise((void *)base, PAGE, MADV_GUARD_INSTALL) == 0) {
         guarded = true;

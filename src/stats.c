@@ -64,6 +64,7 @@ static void snapshot(struct loom_stats *st, uint64_t byreason[WAIT_COUNT]) {
     for (M *m = loom__sched.allm; m; m = m->alllink) {
         st->switches += LOAD_RLX(&m->nswitch);
         st->steals += LOAD_RLX(&m->nsteal);
+        for (int t = 0; t < 3; t++) st->steals_by_tier[t] += LOAD_RLX(&m->nsteal_tier[t]);
         st->preemptions += LOAD_RLX(&m->npreempt);
         st->async_preemptions += LOAD_RLX(&m->nasync);
     }
