@@ -219,6 +219,8 @@ static void acquirep(M *m, P *p) {
 static P *releasep(M *m) {
     P *p = m->p;
     m->p = NULL;
+    /* until another M acquires it, sysmon must not take this M's sleep for a blocked P */
+    if (p) STORE_RLX(&p->m, NULL);
     return p;
 }
 

@@ -100,7 +100,11 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     int64_t cpu = thread_cpu(p);
     bool known = cpu >= 0 && p->sysmoncpu >= 0;      /* two samples to compare */
     bool ran = !known || cpu != p->sysmoncpu;
+    if (p->sysmoncpu < 0) p->sysmoncpu0 = cpu;       /* the first sample of this slice */
     p->sysmoncpu = cpu;
+    /* it used the CPU during this slice (on a loaded machine a running thread may well
+     * not have between two looks 20 us apart: it waits for a CPU, in state R) */
+    bool ran_slice = cpu >= 0 && p->sysmoncpu0 >= 0 && cpu != p->sysmoncpu0;
     P *sp = LOAD(&p->spare);
     if (sp) {
         if (known && ran && !LOAD(&sp->retire)) loom__retire_spare(sp);   /* it runs again */
@@ -148,7 +152,7 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
         uint64_t sw = m ? LOAD_RLX(&m->nswitch) : 0;
         bool same_g = sw == p->sysmonswitch;
         p->sysmonswitch = sw;
-        if (known && ran && same_g && loom__preempt_enabled()) {
+        if (ran_slice && same_g && loom__preempt_enabled()) {
             (*signalling)++;
             if (now - p->sysmonsignal >= 50000 && thread_state(p) == 'R') loom__preempt_signal(p, now);
         }
