@@ -563,6 +563,11 @@ static void goroutine_entry(void) {
     goexit(false);
 }
 
+static void trace_spawn(uint64_t id) {
+    M *m = loom__getm();
+    if (m) loom__trace_spawn(m, id);
+}
+
 /* Creates a goroutine on P p's runnext (runtime.newproc). */
 static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *attr, void *pc) {
     size_t want = attr ? attr->stack_size : 0;
@@ -595,6 +600,7 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     loom__fiber_create(g);
     XADD(&loom__sched.ngsys, 1);
     STORE_RLX(&g->status, G_RUNNABLE);
+    LOOM__TRACE(trace_spawn(g->id));      /* before it is queued: a thief may run it at once */
     loom__runqput(p, g, true);
     return g->id;
 }
@@ -604,10 +610,7 @@ uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
     M *m = loom__getm();
     if (!m || !m->p || !LOAD(&loom__sched.running)) { errno = EPERM; return 0; }
     uint64_t id = newproc(m->p, fn, arg, attr, __builtin_return_address(0));
-    if (id) {
-        LOOM__TRACE(loom__trace_spawn(m, id));
-        loom__wakep();
-    }
+    if (id) loom__wakep();
     preempt_point(m);          /* a loop spawning goroutines yields at its slice's end */
     return id;
 }

@@ -237,8 +237,11 @@ static void run_end(M *m, G *g, int why, int64_t now) {
         r->dur = now - m->tr_start;
         r->a = g->id;
         r->why = (uint8_t)why;
-        memcpy(r->name, g->name, sizeof r->name - 1);
-        r->name[sizeof r->name - 1] = 0;
+        size_t n = strnlen(g->name, sizeof r->name - 1);
+        if (n == sizeof r->name - 1)          /* cut at a character boundary (UTF-8) */
+            while (n > 0 && ((unsigned char)g->name[n] & 0xC0) == 0x80) n--;
+        memcpy(r->name, g->name, n);
+        r->name[n] = 0;
     }
     m->tr_start = -1;
 }

@@ -20,10 +20,13 @@
 
 static loom_waitgroup wg = LOOM_WAITGROUP_INIT;
 
+static volatile int sink;
+
 static void leaf(void)
 {
-    volatile int x = 0;
-    for (int i = 0; i < 2000; i++) x += i;
+    int x = 0;
+    for (int i = 0; i < 2000; i++) x += i * sink;
+    sink = x;
     loom_wg_done(&wg);
 }
 
