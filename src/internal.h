@@ -301,6 +301,7 @@ struct loom__p {
     int64_t    sysmonsignal;    /* when sysmon last sent the preemption signal; sysmon only */
     int64_t    sysmoncpu;       /* the owner thread's CPU time at sysmon's last look; sysmon only */
     int64_t    sysmoncpu0;      /* ... at its first look in this slice; sysmon only */
+    int        sysmonasleep;    /* looks in a row that found its thread asleep; sysmon only */
     uint64_t   sysmonswitch;    /* the owner M's switch count at sysmon's last look; sysmon only */
     /* spare Ps (sysmon.c, "blocked without telling us"): a P whose thread sleeps in the
      * kernel lends parallelism through a spare P, retired once the thread runs again */

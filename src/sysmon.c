@@ -110,10 +110,18 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
         if (known && ran && !LOAD(&sp->retire)) loom__retire_spare(sp);   /* it runs again */
         return;
     }
-    if (!ran && p->id < loom__sched.nprocs && now - p->sysmonwhen >= BLOCKED_NS && thread_asleep(p)) {
-        /* asleep in the kernel without having said so (a plain read(), usleep...):
-         * lend a spare P meanwhile (proc.c, "spare Ps") */
+    bool asleep = !ran && p->id < loom__sched.nprocs && now - p->sysmonwhen >= BLOCKED_NS && thread_asleep(p);
+    p->sysmonasleep = asleep ? p->sysmonasleep + 1 : 0;
+    if (asleep && p->sysmonasleep >= 2) {
+        /* asleep in the kernel without having said so (a plain read(), usleep...), at two
+         * looks in a row (one can catch a thread in a brief wait, e.g. a page fault that
+         * waits for reclaim): lend a spare P meanwhile (proc.c, "spare Ps") */
+        p->sysmonasleep = 0;
         if (loom__lend_spare(p)) (*handoffs)++;
+        return;
+    }
+    if (asleep) {
+        *next = now;                    /* look again soon */
         return;
     }
     if (LOAD(&loom__sched.npidle) > 0 && LOAD(&loom__sched.nmspinning) == 0 && !loom__runqempty(p)) {
@@ -175,6 +183,7 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
             p->sysmontick = t;
             p->sysmonwhen = now;
             p->sysmoncpu = -1;
+            p->sysmonasleep = 0;
             if (sp && !LOAD(&sp->retire)) loom__retire_spare(sp);
             deadline(p, now, next);
             continue;
