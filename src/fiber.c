@@ -10,7 +10,8 @@
  *          the save pointer when the old stack is left for good (a dead goroutine).
  *   TSan:  one fiber per goroutine (__tsan_create_fiber), __tsan_switch_to_fiber right
  *          before the switch; the M's own stack uses the thread's fiber.
- *   valgrind: VALGRIND_STACK_REGISTER per slot, once, since slots are never unmapped.
+ *   valgrind: VALGRIND_STACK_REGISTER per slot, once (stack.c keeps the id in the slot's
+ *          header), deregistered when the arenas go at runtime end.
  * In normal builds every function here is empty and the compiler drops the calls.
  */
 #include "internal.h"
@@ -71,11 +72,13 @@ void loom__fiber_destroy(G *g) {
 
 
 
-void loom__fiber_new_stack(G *g) {
+unsigned loom__fiber_new_stack(char *lo, size_t size) {
 #if defined(LOOM_HAVE_VALGRIND_H)
-    g->vg_stack_id = VALGRIND_STACK_REGISTER(g->stack_lo, g->stack_lo + g->stack_size);
+    unsigned id = VALGRIND_STACK_REGISTER(lo, lo + size);
+    if (id) return id;
 #endif
-    (void)g;
+    (void)lo; (void)size;
+    return 1;               /* registered (or nothing to register): not again */
 }
 
 #ifdef SANITIZED
@@ -88,10 +91,9 @@ void loom__fiber_reuse_stack(G *g) {
 }
 #endif
 
-void loom__fiber_free_stack(G *g) {
+void loom__fiber_free_stack(unsigned id) {
 #if defined(LOOM_HAVE_VALGRIND_H)
-    if (g->vg_stack_id) VALGRIND_STACK_DEREGISTER(g->vg_stack_id);
-    g->vg_stack_id = 0;
+    VALGRIND_STACK_DEREGISTER(id);      /* a no-op outside valgrind */
 #endif
-    (void)g;
+    (void)id;
 }

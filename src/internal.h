@@ -106,12 +106,13 @@ void *loom__ctx_init(void *stack_top, void (*entry)(void));
 #define LOOM_STACK_MAX      (256u * 1024 * 1024)
 #define LOOM_STACK_CANARY   0x6c6f6f6d2d737461ull   /* "loom-sta" */
 size_t loom__stack_class_size(size_t want);          /* rounds to the size class */
-G     *loom__stack_alloc(size_t size, int node);      /* a G record at the top of a stack, from node's memory */
+G     *loom__g_alloc(void);                         /* a fresh zeroed G record (dense arenas) */
+bool   loom__stack_get(P *p, G *g);                  /* attach a stack (first run); false: no memory */
+void   loom__stack_put(P *p, G *g);                  /* detach a dead G's stack into p's cache */
 void   loom__stack_init(void);
 void   loom__stack_term(void);                        /* unmaps every arena */
 bool   loom__stack_find(uintptr_t addr, G **g, uintptr_t *lo, uintptr_t *hi, bool *guard);
 extern size_t loom__stack_default;
-void   loom__stack_free(G *g);                       /* back to the class free list */
 bool   loom__stack_ok(G *g, void *sp);               /* overflow check at switch */
 bool   loom__stack_redzone_ok(G *g);                 /* overflow check at exit */
 
@@ -139,8 +140,8 @@ static inline void loom__fiber_reuse_stack(G *g) { (void)g; }
 static inline __attribute__((always_inline)) void loom__fiber_start_switch(G *from, G *to, bool dying);
 static inline __attribute__((always_inline)) void loom__fiber_finish_switch(G *g);
 void loom__fiber_init_g0(G *g0);
-void loom__fiber_new_stack(G *g);        /* a fresh slot: tell valgrind */
-void loom__fiber_free_stack(G *g);
+unsigned loom__fiber_new_stack(char *lo, size_t size);   /* a fresh slot: tell valgrind; its id */
+void     loom__fiber_free_stack(unsigned id);
 
 /* ------------------------------------------------------------------ timer.c
  * A timer fires fn(arg, seq) once at `when` on the P whose heap holds it (per-P 4-ary heaps,
@@ -203,15 +204,15 @@ struct loom__g {
     uint32_t  parkseq;         /* bumped at each select that parks (stale-waiter check) */
     M        *lockedm;         /* loom_lock_thread; owner: the G itself */
     loom__timer timer;         /* sleep / select timeout; owner: the G */
-    char     *stack_lo;        /* lowest usable address (above the guard page, if any) */
-    size_t    stack_size;      /* usable bytes from stack_lo to the G record */
-    uintptr_t stack_base;      /* start of the slot (the guard page, if any) */
-    size_t    slot_size;       /* whole slot: guard + stack + G record */
-    bool      guarded;         /* a PROT_NONE guard page sits below stack_lo */
+    /* the stack (stack.c): attached at the first run, detached at exit; owner: the G's M */
+    char     *stack_lo;        /* lowest usable address (above the guard page), NULL: none */
+    size_t    stack_size;      /* usable bytes from stack_lo to the slot header */
+    uintptr_t stack_base;      /* start of the slot (the guard page), 0: no stack yet */
+    size_t    slot_size;       /* size class of the slot it wants / has */
+    bool      guarded;         /* a guard page sits below stack_lo */
     G        *allnext;         /* list of every G ever allocated; under sched.allg_lock */
     char      name[32];        /* loom_attr.name, copied; shown in dumps */
     void     *fiber;           /* TSan fiber */
-    unsigned  vg_stack_id;     /* valgrind stack registration */
     void     *asan_fake_stack;
     const void *asan_bottom;   /* for g0: the thread stack, learned on the first switch */
     size_t    asan_size;
@@ -286,9 +287,12 @@ struct loom__p {
                                    stored by the owner at each switch, read by readiers */
     G         *age_g[3];        /* sysmon's aging watch (runq.c): the head seen per level, */
     int64_t    age_since[3];    /* and since when; sysmon only */
-    /* free G records with default-size stacks, LIFO for warm reuse; owner only */
+    /* free G records (no stack), LIFO; and free stack slots of the default class (slot
+     * header addresses, stack.c), LIFO for warm reuse; owner only */
     G         *gfree;
     int        ngfree;
+    uintptr_t  stackcache;
+    int        nstackcache;
     /* timers: 4-ary min-heap on when; guarded by timers_lock (other Ps run due timers too) */
     loom__lock timers_lock;
     loom__timer **timers;

@@ -75,7 +75,6 @@ const char *const loom__wait_names[WAIT_COUNT] = {
     [WAIT_LOCKED_THREAD] = "locked to thread",
 };
 
-static int64_t stack_class_default;   /* slot size of the default class */
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -130,6 +129,9 @@ static __attribute__((noreturn, noinline)) void stack_overflow(G *g) {
                 g->stack_size / 1024);
 }
 
+static void start_stack(M *m, G *g);
+static void goroutine_entry(void);
+
 /* Switches from `from` (the running context of M m) to `to`.  `after` runs on `to`'s side
  * once from's context is saved.  Returns when someone switches back to `from`, possibly on
  * another M. */
@@ -142,6 +144,7 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
     to->m = m;
     if (m->p) STORE_RLX(&m->p->runprio, to != &m->g0 ? to->prio : PRIO_IDLE);
     if (to != &m->g0) {
+        if (unlikely(!to->stack_base)) start_stack(m, to);
         LOOM__COUNT(m, nswitch);
         uint32_t st = LOAD_RLX(&to->status);
         STORE_RLX(&to->status, G_RUNNING);
@@ -476,43 +479,54 @@ static void resetspinning(M *m) {
 static void gfput(P *p, G *g) {
     loom__fiber_destroy(g);
     STORE_RLX(&g->status, G_DEAD);
-    if ((int64_t)g->slot_size != stack_class_default) {
-        loom__stack_free(g);
-        return;
-    }
+    loom__stack_put(p, g);
     g->schedlink = p->gfree;
     p->gfree = g;
-    if (++p->ngfree >= 64) {
+    if (++p->ngfree >= 64) {            /* half to the global list, for Ps that need them */
+        loom__lock_acquire(&loom__sched.gfree_lock);
         while (p->ngfree > 32) {
             G *x = p->gfree;
             p->gfree = x->schedlink;
             p->ngfree--;
-            loom__stack_free(x);
+            x->schedlink = loom__sched.gfree;
+            STORE_RLX(&loom__sched.gfree, x);
         }
+        loom__lock_release(&loom__sched.gfree_lock);
     }
 }
 
-static G *gfget(P *p, size_t slot) {
-    G *g = NULL;
-    if ((int64_t)slot == stack_class_default && p->gfree) {
-        g = p->gfree;
+/* A G record without a stack (the stack comes at its first run, loom__stack_get). */
+static G *gfget(P *p) {
+    if (!p->gfree && LOAD_RLX(&loom__sched.gfree)) {
+        loom__lock_acquire(&loom__sched.gfree_lock);
+        while (p->ngfree < 32 && loom__sched.gfree) {
+            G *x = loom__sched.gfree;
+            STORE_RLX(&loom__sched.gfree, x->schedlink);
+            x->schedlink = p->gfree;
+            p->gfree = x;
+            p->ngfree++;
+        }
+        loom__lock_release(&loom__sched.gfree_lock);
+    }
+    G *g = p->gfree;
+    if (g) {
         p->gfree = g->schedlink;
         p->ngfree--;
-    } else {
-        g = loom__stack_alloc(slot, loom__topo_node(p->id));
-        if (!g) return NULL;
+        return g;
     }
-    if (g->id == 0 && g->allnext == NULL && g->status == G_IDLE) {
-        /* a fresh slot: register it once */
-        loom__fiber_new_stack(g);
-        loom__lock_acquire(&loom__sched.allg_lock);
-        g->allnext = loom__sched.allg;
-        loom__sched.allg = g;
-        loom__lock_release(&loom__sched.allg_lock);
-    } else {
-        loom__fiber_reuse_stack(g);
-    }
+    g = loom__g_alloc();
+    if (!g) return NULL;
+    loom__lock_acquire(&loom__sched.allg_lock);
+    g->allnext = loom__sched.allg;
+    loom__sched.allg = g;
+    loom__lock_release(&loom__sched.allg_lock);
     return g;
+}
+
+/* A goroutine's first run: give it a stack and the first frame (see gogo). */
+static __attribute__((noinline)) void start_stack(M *m, G *g) {
+    if (!loom__stack_get(m->p, g)) loom__fatal("out of memory for the stack of goroutine %llu", (unsigned long long)g->id);
+    g->sp = loom__ctx_init(g->stack_lo + g->stack_size, goroutine_entry);
 }
 
 /* ------------------------------------------------------------------ goroutine life */
@@ -574,8 +588,10 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     size_t slot = loom__stack_class_size(want);
     if (slot == 0) { errno = EINVAL; return 0; }
     if (attr && (attr->priority < LOOM_PRIO_LOW || attr->priority > LOOM_PRIO_HIGH)) { errno = EINVAL; return 0; }
-    G *g = gfget(p, slot);
+    G *g = gfget(p);
     if (!g) { errno = ENOMEM; return 0; }
+    g->slot_size = slot;
+    g->sp = NULL;
     g->id = XADD(&loom__sched.goidgen, 1) + 1;
     g->fn = fn;
     g->arg = arg;
@@ -596,7 +612,6 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
         strncpy(g->name, attr->name, sizeof g->name - 1);
         g->name[sizeof g->name - 1] = 0;
     }
-    g->sp = loom__ctx_init(g->stack_lo + g->stack_size, goroutine_entry);
     loom__fiber_create(g);
     XADD(&loom__sched.ngsys, 1);
     STORE_RLX(&g->status, G_RUNNABLE);
@@ -1317,7 +1332,6 @@ static int schedinit(void) {
     loom__sched.prio_age_ns = loom__env_long("LOOM_PRIO_AGE_MS", 20, 1, 60000) * 1000000;
     loom__debug_init();
     loom__stack_init();
-    stack_class_default = (int64_t)loom__stack_class_size(0);
     loom__sched.nallp = 2 * n;
     loom__sched.nactive = (uint32_t)n;
     loom__sched.allp = calloc((size_t)loom__sched.nallp, sizeof(P *));
@@ -1347,10 +1361,7 @@ static int schedinit(void) {
 
 static void schedterm(void) {
     /* free every G record's tool state, then the arenas */
-    for (G *g = loom__sched.allg; g; g = g->allnext) {
-        loom__fiber_destroy(g);
-        loom__fiber_free_stack(g);
-    }
+    for (G *g = loom__sched.allg; g; g = g->allnext) loom__fiber_destroy(g);
     loom__stack_term();
     for (int i = 0; i < loom__sched.nallp; i++) {
         loom__timers_term(loom__sched.allp[i]);
