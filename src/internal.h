@@ -409,6 +409,7 @@ enum { PQ_HIGH = 0, PQ_LOW = 1, PRIO_IDLE = -2 };
 void loom__runq_age(P *p, int64_t now);          /* sysmon: boost goroutines ready too long */
 void loom__globrunq_age(int64_t now);            /* sysmon: the same for the global queues */
 bool loom__runq_outranked(P *p);                 /* a ready goroutine outranks p's running one */
+bool loom__runq_has_prio(P *p, int prio);        /* a goroutine of level >= prio is ready */
 void loom__prio_kick(P *p);                      /* proc.c: switch p's goroutine out soon */
 
 /* ------------------------------------------------------------------ netpoll.c

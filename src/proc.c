@@ -1057,6 +1057,14 @@ void loom_sleep(int64_t ns) {
     loom__timer_del(&g->timer);
 }
 
+/* With priority levels in use: only lower levels wait, so g keeps the P (strict priority;
+ * aging moves starved goroutines up).  Clears the slice's preemption request. */
+static bool outranks_all(M *m, G *g) {
+    if (!LOAD_RLX(&loom__sched.prio_used) || loom__runq_has_prio(m->p, g->prio)) return false;
+    if (LOAD_RLX(&m->p->preempt)) STORE(&m->p->preempt, 0);
+    return true;
+}
+
 static void yield_after(G *prev, void *arg) {
     (void)arg;
     M *m = prev->m;
@@ -1074,6 +1082,7 @@ void loom_yield(void) {
     M *m = loom__getm();
     if (!m || m->curg == &m->g0 || !m->p) { sched_yield(); return; }
     G *g = m->curg;
+    if (unlikely(outranks_all(m, g))) return;
     schedule_from(m, g, yield_after, NULL);
 }
 
@@ -1084,6 +1093,7 @@ void loom_yield(void) {
  * (stoplockedm) until the goroutine's turn comes round again (startlockedm). */
 void loom__async_preempt(M *m) {
     G *g = m->curg;
+    if (unlikely(outranks_all(m, g))) return;
     LOOM__COUNT(m, npreempt);
     LOOM__COUNT(m, nasync);
     LOOM__TRACE(loom__trace_preempt(m, g, true));

@@ -152,6 +152,18 @@ bool loom__runq_outranked(P *p) {
     return !loom__runqempty(p);
 }
 
+/* Is a goroutine of level prio or higher ready, locally or globally?  (A yield with only
+ * lower ones ready keeps running: strict priority; aging moves starved ones up.) */
+bool loom__runq_has_prio(P *p, int prio) {
+    if (LOAD_RLX(&p->pq_n[PQ_HIGH]) || LOAD_RLX(&loom__sched.gq_n[PQ_HIGH])) return true;
+    if (prio >= LOOM_PRIO_HIGH) return false;
+    if (LOAD_RLX(&loom__sched.runqsize) > (int32_t)(LOAD_RLX(&loom__sched.gq_n[PQ_HIGH]) + LOAD_RLX(&loom__sched.gq_n[PQ_LOW])))
+        return true;
+    if (LOAD_RLX(&p->runqtail) != LOAD_RLX(&p->runqhead) || LOAD_RLX(&p->runnext)) return true;
+    if (prio >= LOOM_PRIO_NORMAL) return false;
+    return !loom__runqempty(p) || LOAD_RLX(&loom__sched.runqsize) > 0;
+}
+
 void loom__runqput(P *p, G *g, bool next) {
     if (unlikely(g->prio != LOOM_PRIO_NORMAL)) {
         pq_push(p, g, pq_level(g), false);

@@ -80,7 +80,10 @@ static int t_order(void *arg)
     loom_wg_wait(&order_wg);
     order_log[atomic_load(&order_n)] = 0;
     /* NORMAL order is Go's: the last spawned sits in runnext and runs first */
-    CHECK_MSG(strcmp(order_log, "ABC312abc") == 0, "ran in order %s, want ABC312abc", order_log);
+    struct loom_stats st;
+    loom_stats(&st);
+    CHECK_MSG(strcmp(order_log, "ABC312abc") == 0, "ran in order %s, want ABC312abc (lends %llu steals %llu async %llu preempt %llu procs %llu)", order_log,
+              (unsigned long long)st.spare_lends, (unsigned long long)st.steals, (unsigned long long)st.async_preemptions, (unsigned long long)st.preemptions, (unsigned long long)st.procs);
     return 0;
 }
 
