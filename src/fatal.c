@@ -1,14 +1,16 @@
 /*
  * fatal.c — fatal errors, goroutine dumps and the stack-overflow handler.
  *
- * Every fatal condition prints one line "loom: fatal: <what>" and a list of goroutines to
- * stderr, then aborts.  A SIGSEGV/SIGBUS on a goroutine's guard page is a stack overflow;
+ * Every fatal condition prints one line "loom: fatal: <what>" and a dump of every goroutine
+ * (state, wait reason and for how long, symbolized frames, where it was created; see
+ * loom__dump_goroutines) to stderr, then aborts.  SIGQUIT prints the same dump and exits
+ * with status 2, as Go does.  A SIGSEGV/SIGBUS on a goroutine's guard page is a stack overflow;
  * the handler runs on a per-thread alternate signal stack (the faulting stack is full)
  * and prints "loom: fatal: goroutine N overflowed its stack (S KiB)".  Other faults are
  * passed on to the previous handler or the default action.
  */
 #include "internal.h"
-#include <dlfcn.h>
+#include "symbolize.h"
 #include <signal.h>
 #include <stdarg.h>
 #include <unistd.h>
@@ -25,53 +27,119 @@ static const char *status_name(uint32_t s) {
     return "?";
 }
 
-static void print_pc(FILE *f, const char *prefix, void *pc) {
-    Dl_info di;
-    if (pc && dladdr(pc, &di) && di.dli_sname)
-        fprintf(f, "%s%s+0x%lx (%s)\n", prefix, di.dli_sname,
-                (unsigned long)((char *)pc - (char *)di.dli_saddr), di.dli_fname);
-    else if (pc && dladdr(pc, &di) && di.dli_fname)
-        fprintf(f, "%s%p (%s+0x%lx)\n", prefix, pc, di.dli_fname,
-                (unsigned long)((char *)pc - (char *)di.dli_fbase));
-    else
-        fprintf(f, "%s%p\n", prefix, pc);
+/* ---------------------------------------------------------------- dump output
+ * The dump is written with write(2) from a stack buffer, never stdio: it runs in fatal
+ * paths (possibly from a signal handler, possibly while the dying thread holds stdio's
+ * lock) and from the SIGQUIT handler. */
+
+typedef struct { int fd; size_t n; char buf[1024]; } dout;
+
+static void d_flush(dout *d) {
+    size_t off = 0;
+    while (off < d->n) {
+        ssize_t w = write(d->fd, d->buf + off, d->n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        off += (size_t)w;
+    }
+    d->n = 0;
+}
+
+static void d_str(dout *d, const char *s) {
+    for (; *s; s++) {
+        if (d->n == sizeof d->buf) d_flush(d);
+        d->buf[d->n++] = *s;
+    }
+}
+
+static void d_u64(dout *d, uint64_t v) {
+    char t[24];
+    int i = sizeof t - 1;
+    t[i] = 0;
+    do { t[--i] = (char)('0' + v % 10); v /= 10; } while (v);
+    d_str(d, t + i);
+}
+
+/* one frame: "\t<function>+0x<off> (<module>)"; pc is a return address, so the call
+ * site (pc - 1) is what gets symbolized */
+static void d_frame(dout *d, const char *prefix, uintptr_t pc, bool is_return) {
+    char sym[256];
+    loom__symbolize(is_return ? pc - 1 : pc, sym, sizeof sym);
+    d_str(d, prefix);
+    d_str(d, sym);
+    d_str(d, "\n");
 }
 
 /* Walks a parked goroutine's frame-pointer chain from its saved context (see the frame
- * table in arch/ctx_x86_64_sysv_elf.S: rbp at +48, return address at +56). */
-static void backtrace_g(FILE *f, G *g) {
-    uintptr_t lo = (uintptr_t)g->stack_lo, hi = (uintptr_t)g;
+ * table in arch/ctx_x86_64_sysv_elf.S: rbp at +48, return address at +56).  Every frame
+ * pointer must lie inside the goroutine's stack and grow upward, so a frame of code built
+ * without frame pointers ends the walk instead of sending it astray. */
+static void backtrace_g(dout *d, G *g) {
+    uintptr_t lo = (uintptr_t)g->stack_lo, hi = (uintptr_t)g->stack_lo + g->stack_size;
     uintptr_t sp = (uintptr_t)g->sp;
     if (sp < lo || sp + 64 > hi) return;
-    print_pc(f, "\t", *(void **)(sp + 56));
+    d_frame(d, "\t", *(uintptr_t *)(sp + 56), true);
     uintptr_t fp = *(uintptr_t *)(sp + 48);
-    for (int depth = 0; depth < 32 && fp >= lo && fp + 16 <= hi && (fp & 7) == 0; depth++) {
-        void *ret = *(void **)(fp + 8);
+    for (int depth = 0; depth < 64 && fp >= lo && fp + 16 <= hi && (fp & 7) == 0; depth++) {
+        uintptr_t ret = *(uintptr_t *)(fp + 8);
         if (!ret) break;
-        print_pc(f, "\t", ret);
+        d_frame(d, "\t", ret, true);
         uintptr_t next = *(uintptr_t *)fp;
         if (next <= fp) break;
         fp = next;
     }
 }
 
-void loom__dump_goroutines(FILE *f) {
+/* "12 ms", "3 s", "5 minutes": how long a goroutine has waited */
+static void d_duration(dout *d, int64_t ns) {
+    if (ns < 0) ns = 0;
+    if (ns < 10000000000LL) { d_u64(d, (uint64_t)(ns / 1000000)); d_str(d, " ms"); }
+    else if (ns < 120000000000LL) { d_u64(d, (uint64_t)(ns / 1000000000)); d_str(d, " s"); }
+    else { d_u64(d, (uint64_t)(ns / 60000000000LL)); d_str(d, " minutes"); }
+}
+
+/* Every live goroutine: id, state, wait reason and for how long, name, the frames of a
+ * goroutine that is not running (a running one's stack is in use on its thread), and
+ * where it was created.  Nothing is stopped meanwhile: a goroutine that changes state
+ * during the dump may show a stale picture, never a crash (the walk stays inside its stack). */
+void loom__dump_goroutines(int fd) {
+    dout d = { .fd = fd };
     int64_t now = loom__nanotime_coarse();
-    int shown = 0;
-    for (G *g = loom__sched.allg; g && shown < 1000; g = g->allnext) {
+    int shown = 0, hidden = 0;
+    for (G *g = loom__sched.allg; g; g = g->allnext) {
         uint32_t st = LOAD_RLX(&g->status);
         if (st == G_DEAD || st == G_IDLE) continue;
+        if (shown == 1000) { hidden++; continue; }
         shown++;
-        fprintf(f, "\ngoroutine %llu [%s", (unsigned long long)g->id, status_name(st));
+        d_str(&d, "\ngoroutine ");
+        d_u64(&d, g->id);
+        d_str(&d, " [");
+        d_str(&d, status_name(st));
         if (st == G_WAITING) {
-            fprintf(f, ", %s", g->waitreason < WAIT_COUNT ? loom__wait_names[g->waitreason] : "?");
-            int64_t mins = (now - g->waitsince) / 60000000000LL;
-            if (mins > 0) fprintf(f, ", %lld minutes", (long long)mins);
+            uint32_t r = LOAD_RLX(&g->waitreason);
+            d_str(&d, ", ");
+            d_str(&d, r < WAIT_COUNT ? loom__wait_names[r] : "?");
+            d_str(&d, ", ");
+            d_duration(&d, now - g->waitsince);
         }
-        fprintf(f, "]%s%s:\n", g->name[0] ? " " : "", g->name);
-        if (st == G_WAITING || st == G_RUNNABLE) backtrace_g(f, g);
-        print_pc(f, "created by ", g->created_pc);
+        M *m = LOAD_RLX(&g->m);
+        if ((st == G_RUNNING || st == G_SYSCALL) && m) {
+            d_str(&d, ", on thread M");
+            d_u64(&d, (uint64_t)m->id);
+        }
+        if (g->lockedm) d_str(&d, ", locked to thread");
+        d_str(&d, "]");
+        if (g->name[0]) { d_str(&d, " "); d_str(&d, g->name); }
+        d_str(&d, ":\n");
+        if (st == G_WAITING || st == G_RUNNABLE) backtrace_g(&d, g);
+        if (g->created_pc) d_frame(&d, "created by ", (uintptr_t)g->created_pc, true);
     }
+    if (hidden) {
+        d_str(&d, "\n... and ");
+        d_u64(&d, (uint64_t)hidden);
+        d_str(&d, " more goroutines\n");
+    }
+    d_flush(&d);
 }
 
 void loom__fatal(const char *fmt, ...) {
@@ -80,10 +148,27 @@ void loom__fatal(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "loom: fatal: %s\n", buf);
-    loom__dump_goroutines(stderr);
-    fflush(stderr);
+    dout d = { .fd = 2 };
+    d_str(&d, "loom: fatal: ");
+    d_str(&d, buf);
+    d_str(&d, "\n");
+    d_flush(&d);
+    loom__dump_goroutines(2);
     abort();
+}
+
+/* SIGQUIT (as in Go): print every goroutine and exit with status 2.  Installed only when
+ * the program left SIGQUIT at its default action. */
+static struct sigaction old_quit;
+static bool quit_installed;
+
+static void on_quit(int sig) {
+    (void)sig;
+    static const char msg[] = "SIGQUIT: quit\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    if (LOAD(&loom__sched.running)) loom__dump_goroutines(2);
+    _exit(2);
 }
 
 /* ---------------------------------------------------------------- overflow handler */
@@ -118,6 +203,7 @@ static void on_fault(int sig, siginfo_t *si, void *uctx) {
         write_str(" overflowed its stack (");
         write_str(kib);
         write_str(" KiB)\n");
+        loom__dump_goroutines(2);
         signal(SIGABRT, SIG_DFL);
         abort();
     }
@@ -145,12 +231,23 @@ void loom__signals_init(void) {
     sigaction(SIGSEGV, &sa, &old_segv);
     sigaction(SIGBUS, &sa, &old_bus);
     handlers_installed = true;
+    struct sigaction cur;
+    if (sigaction(SIGQUIT, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL) {
+        struct sigaction q;
+        memset(&q, 0, sizeof q);
+        q.sa_handler = on_quit;
+        q.sa_flags = SA_ONSTACK | SA_RESTART;
+        sigfillset(&q.sa_mask);
+        if (sigaction(SIGQUIT, &q, &old_quit) == 0) quit_installed = true;
+    }
 }
 
 void loom__signals_term(void) {
     if (!handlers_installed) return;
     sigaction(SIGSEGV, &old_segv, NULL);
     sigaction(SIGBUS, &old_bus, NULL);
+    if (quit_installed) sigaction(SIGQUIT, &old_quit, NULL);
+    quit_installed = false;
     handlers_installed = false;
 }
 

@@ -457,7 +457,7 @@ void loom__schedtrace(int64_t now);             /* sysmon: one schedtrace report
 
 /* ------------------------------------------------------------------ fatal.c */
 void loom__fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-void loom__dump_goroutines(FILE *f);
+void loom__dump_goroutines(int fd);           /* every goroutine, symbolized, to fd */
 void loom__signals_init(void);
 void loom__signals_term(void);
 void loom__sigaltstack_init(M *m);

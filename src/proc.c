@@ -56,6 +56,7 @@
  * the tail and runs the queue head instead: the pair cannot starve the queue behind it.
  */
 #include "internal.h"
+#include "symbolize.h"
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -1389,6 +1390,7 @@ static void schedterm(void) {
     loom__preempt_term();
     loom__signals_term();
     loom__topo_term();
+    loom__symbolize_term();
 }
 
 /* loom_run's own thread runs no goroutine: it starts M1 with goroutine 1 on P0 and waits
