@@ -616,9 +616,10 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     loom__fiber_create(g);
     XADD(&loom__sched.ngsys, 1);
     STORE_RLX(&g->status, G_RUNNABLE);
-    LOOM__TRACE(trace_spawn(g->id));      /* before it is queued: a thief may run it at once */
+    uint64_t id = g->id;                  /* once queued, g may run, exit and be reused */
+    LOOM__TRACE(trace_spawn(id));         /* before it is queued: a thief may run it at once */
     loom__runqput(p, g, true);
-    return g->id;
+    return id;
 }
 
 uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
