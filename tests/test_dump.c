@@ -139,7 +139,7 @@ static const char *block_with(const char *frame)
     return b;
 }
 
-static void check_dump(void)
+static __attribute__((unused)) void check_dump(void)
 {
     /* frames of static functions resolve (symbol table, not only exported names) */
     const char *recv = block_with("\tparked_in_recv+0x");
@@ -161,6 +161,11 @@ int main(int argc, char **argv)
         if (!strcmp(argv[1], "deadlock_now")) return loom_run(child_deadlock_now, NULL);
         return 2;
     }
+#if defined(LOOM_TSAN)
+    /* ThreadSanitizer holds an asynchronous signal until the thread it hit calls an
+     * intercepted function, which loom's futex waits are not */
+    printf("quit: skipped under ThreadSanitizer\n");
+#else
     int st = run_child(argv[0], "quit", true);
     CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 2, "SIGQUIT: status %#x, stderr:\n%s", st, out);
     check_has("SIGQUIT: quit\n");
@@ -169,9 +174,10 @@ int main(int argc, char **argv)
     CHECK_MSG(strstr(lock, "\tloom_mutex_lock+0x") != NULL, "lock block:\n%s", lock);
     check_has("goroutine 1 [waiting, chan receive, ");
     check_has("] main:\n");
+#endif
 
-    st = run_child(argv[0], "deadlock_now", false);
-    CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "deadlock: status %#x, stderr:\n%s", st, out);
+    int st2 = run_child(argv[0], "deadlock_now", false);
+    CHECK_MSG(WIFSIGNALED(st2) && WTERMSIG(st2) == SIGABRT, "deadlock: status %#x, stderr:\n%s", st2, out);
     check_has("loom: fatal: all goroutines are asleep - deadlock!\n");
     block_with("\tparked_in_recv+0x");
     check_has("] named-waiter:\n");

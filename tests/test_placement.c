@@ -43,6 +43,7 @@ static void fan(void *arg)
 }
 
 static struct loom_stats st;
+static long depth = 6;          /* fan-out trees of 4^depth leaves */
 
 /* fan-out trees until at least `want` steals happened (or 400 trees) */
 static int steal_run(void *arg)
@@ -50,7 +51,7 @@ static int steal_run(void *arg)
     long want = (long)arg;
     for (int r = 0; r < 400; r++) {
         CHECK_OK(loom_wg_add(&wg, 1));
-        CHECK(loom_go(fan, (void *)6L) != 0);
+        CHECK(loom_go(fan, (void *)depth) != 0);
         loom_wg_wait(&wg);
         CHECK_OK(loom_stats(&st));
         if ((long)st.steals >= want) break;
@@ -101,9 +102,12 @@ int main(void)
 {
     setenv("LOOM_PROCS", "8", 1);
     const char *four = "0-1;2-3;4-5;6-7";
-    long want = 1000;
+    /* sanitizer builds (LOOM_TEST_SCALE) run fewer: the counters' consistency, not the shares */
+    long want = t_scale(1000) < 200 ? 200 : t_scale(1000);
     uint64_t near[2] = { 0, 0 }, blind[2] = { 0, 0 };     /* tier-0 steals, all steals */
-    for (int round = 0; round < 3; round++) {             /* alternated, so load hits both */
+    int rounds = want >= 1000 ? 3 : 1;
+    if (want < 1000) depth = 4;
+    for (int round = 0; round < rounds; round++) {        /* alternated, so load hits both */
         steals_under(four, want);
         CHECK_EQ(st.steals_by_tier[1], 0);
         near[0] += st.steals_by_tier[0];
@@ -116,7 +120,7 @@ int main(void)
     }
     double fn = (double)near[0] / (double)near[1], fb = (double)blind[0] / (double)blind[1];
     printf("sibling share: %.3f nearest-first, %.3f random\n", fn, fb);
-    CHECK_MSG(fn > fb, "sibling share %.3f with the topology, %.3f without", fn, fb);
+    if (want >= 1000) CHECK_MSG(fn > fb, "sibling share %.3f with the topology, %.3f without", fn, fb);
     setenv("LOOM_PROCS", "4", 1);
     steals_under("0;1;2;3", want);
     /* all remote, but for a spare P lent for a thread that looked blocked (a loaded or
