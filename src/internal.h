@@ -236,6 +236,7 @@ struct loom__m {
     M         *alllink;        /* list of all Ms; under sched.lock */
     G         *lockedg;        /* goroutine locked to this thread */
     G         *pending_g;      /* locked goroutine handed back with a P (startlockedm); set before park wakeup */
+    G         *nextg;          /* picked to run next but without a stack yet: g0 starts it; this M only */
     /* the "after switch" hook: set by the context switching away, run by the one switched to */
     void     (*after_fn)(G *prev, void *arg);
     void      *after_arg;

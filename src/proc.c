@@ -879,6 +879,9 @@ static void schedule(M *m) {
             if (!stoplockedm(m)) return;
             g = XCHG(&m->pending_g, NULL);
             if (!g) continue;
+        } else if (m->nextg) {
+            g = m->nextg;                    /* picked by schedule_from, to start here */
+            m->nextg = NULL;
         } else {
             bool inherit;
             g = runq_fast(m->p, &inherit);
@@ -906,12 +909,18 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
         bool inherit;
         G *next = runq_fast(p, &inherit);
         if (next) {
+            /* a goroutine's first run faults in a fresh stack page (~10 µs here): not
+             * while `after` still holds the lock g parked under — go through g0 */
             if (next->lockedm == NULL || next->lockedm == m) {
                 ran(p, inherit);
-                gogo(m, g, next, after, arg, false);
-                return;
+                if (likely(next->stack_base != 0)) {
+                    gogo(m, g, next, after, arg, false);
+                    return;
+                }
+                m->nextg = next;             /* g0 starts it (schedule) */
+            } else {
+                loom__runqput(p, next, true);   /* g0 hands it to its thread */
             }
-            loom__runqput(p, next, true);   /* g0 hands it to its thread */
         }
     }
     gogo(m, g, &m->g0, after, arg, false);

@@ -68,7 +68,7 @@ static P *lowest_running(int prio) {
         P *v = loom__sched.allp[i];
         if (LOAD_RLX(&v->status) != P_RUNNING) continue;
         int rp = LOAD_RLX(&v->runprio);
-        if (rp < bestprio) { best = v; bestprio = rp; }
+        if (rp != PRIO_IDLE && rp < bestprio) { best = v; bestprio = rp; }   /* (idle: choosing anyway) */
     }
     return best;
 }
@@ -167,7 +167,8 @@ bool loom__runq_has_prio(P *p, int prio) {
 void loom__runqput(P *p, G *g, bool next) {
     if (unlikely(g->prio != LOOM_PRIO_NORMAL)) {
         pq_push(p, g, pq_level(g), false);
-        if (g->prio > LOAD_RLX(&p->runprio) && LOAD_RLX(&p->status) == P_RUNNING) loom__prio_kick(p);
+        int rp = LOAD_RLX(&p->runprio);     /* PRIO_IDLE: p is choosing, by level anyway */
+        if (g->prio > rp && rp != PRIO_IDLE && LOAD_RLX(&p->status) == P_RUNNING) loom__prio_kick(p);
         return;
     }
     if (next) {

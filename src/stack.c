@@ -78,6 +78,7 @@ static uint32_t     narenas;
 static loom__lock   arena_lock = LOOM__LOCK_INIT;
 static uintptr_t    bump[NCLASSES][NODES], bump_end[NCLASSES][NODES];  /* under arena_lock */
 static uintptr_t    prepared[NCLASSES][NODES];      /* slots below this are prepared; under arena_lock */
+static uintptr_t    guarded_to[NCLASSES][NODES];    /* prepared slots below this have a guard; under arena_lock */
 static uintptr_t    class_free[NCLASSES];           /* free slots (header addresses); under arena_lock */
 static long         guard_budget;                    /* under arena_lock */
 static bool         guard_markers = true;   /* MADV_GUARD_INSTALL works; under arena_lock */
@@ -182,22 +183,26 @@ static bool advise_pages(struct iovec *iov, int n, int advice) {
     return true;
 }
 
-/* Prepares the fresh slots [from, from + k * slot): guard pages, populated top pages and
- * headers.  arena_lock held. */
-static void prepare_slots(uintptr_t from, int k, size_t slot) {
+/* Prepares the fresh slots [from, from + k * slot): guard pages and populated top pages
+ * (nothing is written to them here: the first write to a page is the expensive part, and
+ * it is left to the P that runs the goroutine, outside arena_lock).  Returns the end of
+ * the guarded ones.  arena_lock held. */
+static uintptr_t prepare_slots(uintptr_t from, int k, size_t slot) {
     struct iovec iov[SLOT_BATCH];
-    bool guarded = false;
+    int guarded = 0;
     for (int i = 0; i < k; i++) iov[i] = (struct iovec){ (void *)(from + (size_t)i * slot), PAGE };
     if (guard_markers && advise_pages(iov, k, MADV_GUARD_INSTALL)) {
-        guarded = true;
+        guarded = k;
     } else {
         guard_markers = false;
-        for (int i = 0; i < k && guard_budget > 0; i++)
-            if (mprotect(iov[i].iov_base, PAGE, PROT_NONE) == 0) guard_budget--;
+        while (guarded < k && guard_budget > 0 && mprotect(iov[guarded].iov_base, PAGE, PROT_NONE) == 0) {
+            guard_budget--;
+            guarded++;
+        }
     }
     for (int i = 0; i < k; i++) iov[i].iov_base = (void *)(from + (size_t)(i + 1) * slot - PAGE);
     advise_pages(iov, k, MADV_POPULATE_WRITE);     /* only a speed-up: failure is fine */
-    for (int i = 0; i < k; i++) ((slot_hdr *)(from + (size_t)(i + 1) * slot - HDR))->guarded = guarded;
+    return from + (size_t)guarded * slot;
 }
 
 static slot_hdr *hdr_of(uintptr_t base, size_t slot) { return (slot_hdr *)(base + slot - HDR); }
@@ -223,19 +228,15 @@ static slot_hdr *slot_alloc(size_t slot, int node) {
     if (base >= prepared[c][nd]) {
         int k = (int)((bump_end[c][nd] - base) / slot);
         if (k > SLOT_BATCH) k = SLOT_BATCH;
-        long before = guard_budget;
-        bool markers = guard_markers;
-        prepare_slots(base, k, slot);
-        if (!markers || !guard_markers) {
-            /* PROT_NONE guards: the first (before - after) slots of the batch have one */
-            long got = before - guard_budget;
-            for (int i = 0; i < k; i++) hdr_of(base + (size_t)i * slot, slot)->guarded = i < got;
-        }
+        guarded_to[c][nd] = prepare_slots(base, k, slot);
         prepared[c][nd] = base + (size_t)k * slot;
     }
+    bool guarded = base < guarded_to[c][nd];
     loom__lock_release(&arena_lock);
     errno = saved;
-    return hdr_of(base, slot);
+    h = hdr_of(base, slot);               /* the slot's first write: outside the lock */
+    h->guarded = guarded;
+    return h;
 }
 
 static void slot_free(slot_hdr *h, size_t slot) {
@@ -356,6 +357,7 @@ void loom__stack_term(void) {
     memset(bump, 0, sizeof bump);
     memset(bump_end, 0, sizeof bump_end);
     memset(prepared, 0, sizeof prepared);
+    memset(guarded_to, 0, sizeof guarded_to);
     memset(class_free, 0, sizeof class_free);
     gbump = gbump_end = 0;
     if (self_pidfd >= 0) close(self_pidfd);
