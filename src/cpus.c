@@ -61,27 +61,6 @@
 #define NO_LIMIT INT_MAX
 #define PATHBUF  (PATH_MAX + 64)
 
-/* Reads up to size-1 bytes of a small file into buf, NUL-terminated.  -1 on any error. */
-static int read_small(const char *path, char *buf, size_t size)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    size_t n = 0;
-    while (n < size - 1) {
-        ssize_t r = read(fd, buf + n, size - 1 - n);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            close(fd);
-            return -1;
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
-    close(fd);
-    buf[n] = '\0';
-    return 0;
-}
-
 /* Parses a decimal integer (optional '-') after optional blanks; advances *s.  false if none. */
 static bool parse_ll(const char **s, long long *out)
 {
@@ -121,7 +100,7 @@ static int limit_v2(const char *dir)
 {
     char path[PATHBUF], buf[128];
     if (snprintf(path, sizeof path, "%s/cpu.max", dir) >= (int)sizeof path) return NO_LIMIT;
-    if (read_small(path, buf, sizeof buf) < 0) return NO_LIMIT;
+    if (loom__read_small(path, buf, sizeof buf) < 0) return NO_LIMIT;
     const char *p = buf;
     long long quota, period;
     if (!parse_ll(&p, &quota)) return NO_LIMIT;                /* "max period", or garbage */
@@ -133,7 +112,7 @@ static bool read_ll_file(const char *dir, const char *name, long long *out)
 {
     char path[PATHBUF], buf[64];
     if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return false;
-    if (read_small(path, buf, sizeof buf) < 0) return false;
+    if (loom__read_small(path, buf, sizeof buf) < 0) return false;
     const char *p = buf;
     return parse_ll(&p, out) && at_end(p);
 }

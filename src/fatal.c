@@ -32,49 +32,21 @@ static const char *status_name(uint32_t s) {
  * paths (possibly from a signal handler, possibly while the dying thread holds stdio's
  * lock) and from the SIGQUIT handler. */
 
-typedef struct { int fd; size_t n; char buf[1024]; } dout;
-
-static void d_flush(dout *d) {
-    size_t off = 0;
-    while (off < d->n) {
-        ssize_t w = write(d->fd, d->buf + off, d->n - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        off += (size_t)w;
-    }
-    d->n = 0;
-}
-
-static void d_str(dout *d, const char *s) {
-    for (; *s; s++) {
-        if (d->n == sizeof d->buf) d_flush(d);
-        d->buf[d->n++] = *s;
-    }
-}
-
-static void d_u64(dout *d, uint64_t v) {
-    char t[24];
-    int i = sizeof t - 1;
-    t[i] = 0;
-    do { t[--i] = (char)('0' + v % 10); v /= 10; } while (v);
-    d_str(d, t + i);
-}
-
 /* one frame: "\t<function>+0x<off> (<module>)"; pc is a return address, so the call
  * site (pc - 1) is what gets symbolized */
-static void d_frame(dout *d, const char *prefix, uintptr_t pc, bool is_return) {
+static void d_frame(loom__wbuf *d, const char *prefix, uintptr_t pc, bool is_return) {
     char sym[256];
     loom__symbolize(is_return ? pc - 1 : pc, sym, sizeof sym);
-    d_str(d, prefix);
-    d_str(d, sym);
-    d_str(d, "\n");
+    loom__wb_str(d, prefix);
+    loom__wb_str(d, sym);
+    loom__wb_str(d, "\n");
 }
 
 /* Walks a parked goroutine's frame-pointer chain from its saved context (see the frame
  * table in arch/ctx_x86_64_sysv_elf.S: rbp at +48, return address at +56).  Every frame
  * pointer must lie inside the goroutine's stack and grow upward, so a frame of code built
  * without frame pointers ends the walk instead of sending it astray. */
-static void backtrace_g(dout *d, G *g) {
+static void backtrace_g(loom__wbuf *d, G *g) {
     uintptr_t lo = (uintptr_t)g->stack_lo, hi = (uintptr_t)g->stack_lo + g->stack_size;
     uintptr_t sp = (uintptr_t)g->sp;
     if (sp < lo || sp + 64 > hi) return;
@@ -91,11 +63,11 @@ static void backtrace_g(dout *d, G *g) {
 }
 
 /* "12 ms", "3 s", "5 minutes": how long a goroutine has waited */
-static void d_duration(dout *d, int64_t ns) {
+static void d_duration(loom__wbuf *d, int64_t ns) {
     if (ns < 0) ns = 0;
-    if (ns < 10000000000LL) { d_u64(d, (uint64_t)(ns / 1000000)); d_str(d, " ms"); }
-    else if (ns < 120000000000LL) { d_u64(d, (uint64_t)(ns / 1000000000)); d_str(d, " s"); }
-    else { d_u64(d, (uint64_t)(ns / 60000000000LL)); d_str(d, " minutes"); }
+    if (ns < 10000000000LL) { loom__wb_u64(d, (uint64_t)(ns / 1000000)); loom__wb_str(d, " ms"); }
+    else if (ns < 120000000000LL) { loom__wb_u64(d, (uint64_t)(ns / 1000000000)); loom__wb_str(d, " s"); }
+    else { loom__wb_u64(d, (uint64_t)(ns / 60000000000LL)); loom__wb_str(d, " minutes"); }
 }
 
 /* Every live goroutine: id, state, wait reason and for how long, name, the frames of a
@@ -103,7 +75,8 @@ static void d_duration(dout *d, int64_t ns) {
  * where it was created.  Nothing is stopped meanwhile: a goroutine that changes state
  * during the dump may show a stale picture, never a crash (the walk stays inside its stack). */
 void loom__dump_goroutines(int fd) {
-    dout d = { .fd = fd };
+    char buf[1024];
+    loom__wbuf d = { .fd = fd, .cap = sizeof buf, .buf = buf };
     int64_t now = loom__nanotime_coarse();
     int shown = 0, hidden = 0;
     for (G *g = loom__sched.allg; g; g = g->allnext) {
@@ -111,35 +84,35 @@ void loom__dump_goroutines(int fd) {
         if (st == G_DEAD || st == G_IDLE) continue;
         if (shown == 1000) { hidden++; continue; }
         shown++;
-        d_str(&d, "\ngoroutine ");
-        d_u64(&d, g->id);
-        d_str(&d, " [");
-        d_str(&d, status_name(st));
+        loom__wb_str(&d, "\ngoroutine ");
+        loom__wb_u64(&d, g->id);
+        loom__wb_str(&d, " [");
+        loom__wb_str(&d, status_name(st));
         if (st == G_WAITING) {
             uint32_t r = LOAD_RLX(&g->waitreason);
-            d_str(&d, ", ");
-            d_str(&d, r < WAIT_COUNT ? loom__wait_names[r] : "?");
-            d_str(&d, ", ");
+            loom__wb_str(&d, ", ");
+            loom__wb_str(&d, r < WAIT_COUNT ? loom__wait_names[r] : "?");
+            loom__wb_str(&d, ", ");
             d_duration(&d, now - g->waitsince);
         }
         M *m = LOAD_RLX(&g->m);
         if ((st == G_RUNNING || st == G_SYSCALL) && m) {
-            d_str(&d, ", on thread M");
-            d_u64(&d, (uint64_t)m->id);
+            loom__wb_str(&d, ", on thread M");
+            loom__wb_u64(&d, (uint64_t)m->id);
         }
-        if (g->lockedm) d_str(&d, ", locked to thread");
-        d_str(&d, "]");
-        if (g->name[0]) { d_str(&d, " "); d_str(&d, g->name); }
-        d_str(&d, ":\n");
+        if (g->lockedm) loom__wb_str(&d, ", locked to thread");
+        loom__wb_str(&d, "]");
+        if (g->name[0]) { loom__wb_str(&d, " "); loom__wb_str(&d, g->name); }
+        loom__wb_str(&d, ":\n");
         if (st == G_WAITING || st == G_RUNNABLE) backtrace_g(&d, g);
         if (g->created_pc) d_frame(&d, "created by ", (uintptr_t)g->created_pc, true);
     }
     if (hidden) {
-        d_str(&d, "\n... and ");
-        d_u64(&d, (uint64_t)hidden);
-        d_str(&d, " more goroutines\n");
+        loom__wb_str(&d, "\n... and ");
+        loom__wb_u64(&d, (uint64_t)hidden);
+        loom__wb_str(&d, " more goroutines\n");
     }
-    d_flush(&d);
+    loom__wb_flush(&d);
 }
 
 void loom__fatal(const char *fmt, ...) {
@@ -148,11 +121,12 @@ void loom__fatal(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    dout d = { .fd = 2 };
-    d_str(&d, "loom: fatal: ");
-    d_str(&d, buf);
-    d_str(&d, "\n");
-    d_flush(&d);
+    char out[256];
+    loom__wbuf d = { .fd = 2, .cap = sizeof out, .buf = out };
+    loom__wb_str(&d, "loom: fatal: ");
+    loom__wb_str(&d, buf);
+    loom__wb_str(&d, "\n");
+    loom__wb_flush(&d);
     loom__dump_goroutines(2);
     abort();
 }

@@ -106,7 +106,7 @@ void *loom__ctx_init(void *stack_top, void (*entry)(void));
 #define LOOM_STACK_MAX      (256u * 1024 * 1024)
 #define LOOM_STACK_CANARY   0x6c6f6f6d2d737461ull   /* "loom-sta" */
 size_t loom__stack_class_size(size_t want);          /* rounds to the size class */
-G     *loom__g_alloc(void);                         /* a fresh zeroed G record (dense arenas) */
+G     *loom__g_alloc(int node);                     /* a fresh zeroed G record (dense arenas of node) */
 bool   loom__stack_get(P *p, G *g);                  /* attach a stack (first run); false: no memory */
 void   loom__stack_put(P *p, G *g);                  /* detach a dead G's stack into p's cache */
 void   loom__stack_init(void);
@@ -492,6 +492,14 @@ static inline __attribute__((always_inline)) void loom__fiber_finish_switch(G *g
 #endif
     (void)g;
 }
+
+/* ------------------------------------------------------------------ wbuf.c */
+typedef struct { int fd; size_t n, cap; char *buf; } loom__wbuf;   /* caller-owned buffer */
+void    loom__wb_flush(loom__wbuf *w);
+void    loom__wb_str(loom__wbuf *w, const char *s);
+void    loom__wb_u64(loom__wbuf *w, uint64_t v);
+void    loom__wb_i64(loom__wbuf *w, int64_t v);
+ssize_t loom__read_small(const char *path, char *buf, size_t size);   /* NUL-terminated; length or -1 */
 
 /* env helpers */
 long loom__env_long(const char *name, long dflt, long lo, long hi);

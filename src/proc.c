@@ -515,7 +515,7 @@ static G *gfget(P *p) {
         p->ngfree--;
         return g;
     }
-    g = loom__g_alloc();
+    g = loom__g_alloc(loom__topo_node(p->id));
     if (!g) return NULL;
     loom__lock_acquire(&loom__sched.allg_lock);
     g->allnext = loom__sched.allg;

@@ -85,7 +85,7 @@ static bool         guard_markers = true;   /* MADV_GUARD_INSTALL works; under a
 static int          self_pidfd = -1;        /* for process_madvise; under arena_lock */
 static bool         vectored = true;        /* process_madvise takes our advice; under arena_lock */
 /* G records */
-static uintptr_t    gbump, gbump_end;                /* under arena_lock */
+static uintptr_t    gbump[NODES], gbump_end[NODES];  /* under arena_lock */
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23              /* Linux 5.14+; older kernels say EINVAL */
 #endif
@@ -297,12 +297,12 @@ void loom__stack_put(P *p, G *g) {
     }
 }
 
-/* A fresh, zeroed G record from the dense record arenas. */
-G *loom__g_alloc(void) {
+/* A fresh, zeroed G record from the dense record arenas of NUMA node `node`. */
+G *loom__g_alloc(int node) {
     size_t sz = g_record_size();
-    int saved = errno;
+    int saved = errno, nd = node % NODES;
     loom__lock_acquire(&arena_lock);
-    if (gbump + sz > gbump_end) {
+    if (gbump[nd] + sz > gbump_end[nd]) {
         size_t bytes = 64u << 20;          /* 64 MiB reserved: ~200k records */
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p == MAP_FAILED || !add_arena((uintptr_t)p, bytes, 0)) {
@@ -311,11 +311,12 @@ G *loom__g_alloc(void) {
             errno = saved;
             return NULL;
         }
-        gbump = (uintptr_t)p;
-        gbump_end = gbump + bytes;
+        loom__topo_bind(p, bytes, node);
+        gbump[nd] = (uintptr_t)p;
+        gbump_end[nd] = gbump[nd] + bytes;
     }
-    G *g = (G *)gbump;
-    gbump += sz;
+    G *g = (G *)gbump[nd];
+    gbump[nd] += sz;
     loom__lock_release(&arena_lock);
     errno = saved;
     return g;
@@ -359,7 +360,8 @@ void loom__stack_term(void) {
     memset(prepared, 0, sizeof prepared);
     memset(guarded_to, 0, sizeof guarded_to);
     memset(class_free, 0, sizeof class_free);
-    gbump = gbump_end = 0;
+    memset(gbump, 0, sizeof gbump);
+    memset(gbump_end, 0, sizeof gbump_end);
     if (self_pidfd >= 0) close(self_pidfd);
     self_pidfd = -1;
 }

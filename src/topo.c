@@ -80,6 +80,7 @@
  * run; in between, the tables are only read, by any thread.
  */
 #include "topo.h"
+#include "internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -323,26 +324,6 @@ static bool parse_fake(const char *d, char *why, size_t wsz)
 
 /* ------------------------------------------------------------------ discovery */
 
-/* Reads a small file into buf (NUL-terminated); its length, or -1. */
-static ssize_t read_small(const char *path, char *buf, size_t size)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    size_t n = 0;
-    while (n < size - 1) {
-        ssize_t r = read(fd, buf + n, size - 1 - n);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            close(fd);
-            return -1;
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
-    close(fd);
-    buf[n] = '\0';
-    return (ssize_t)n;
-}
 
 static bool is_dir(const char *path)
 {
@@ -385,7 +366,7 @@ static bool parse_list(const char *s, cset *out)
 static bool read_list(const char *path, cset *out)
 {
     char buf[LISTBUF];
-    ssize_t n = read_small(path, buf, sizeof buf);
+    ssize_t n = loom__read_small(path, buf, sizeof buf);
     if (n < 0) return false;
     if ((size_t)n == sizeof buf - 1) {            /* cut short: drop the last, partial item */
         char *comma = strrchr(buf, ',');
@@ -407,11 +388,11 @@ static bool llc_group(const char *sysdir, int cpu, cset *out)
         snprintf(path, sizeof path, "%s/index%d", dir, i);
         if (!is_dir(path)) break;                 /* the kernel numbers them from 0, no gaps */
         snprintf(path, sizeof path, "%s/index%d/type", dir, i);
-        if (read_small(path, buf, sizeof buf) < 0) continue;
+        if (loom__read_small(path, buf, sizeof buf) < 0) continue;
         buf[strcspn(buf, "\n")] = '\0';
         if (strcmp(buf, "Data") != 0 && strcmp(buf, "Unified") != 0) continue;
         snprintf(path, sizeof path, "%s/index%d/level", dir, i);
-        if (read_small(path, buf, sizeof buf) < 0) continue;
+        if (loom__read_small(path, buf, sizeof buf) < 0) continue;
         const char *s = buf;
         if (*s < '0' || *s > '9') continue;
         long level = list_num(&s);

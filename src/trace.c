@@ -64,72 +64,39 @@ static const char *const reason_names[WAIT_COUNT] = {
 
 /* ---------------------------------------------------------------- text output */
 
-typedef struct { char buf[16384]; size_t n; } wbuf;
-
-static void w_flush(wbuf *w) {
-    size_t off = 0;
-    while (off < w->n) {
-        ssize_t r = write(trace_fd, w->buf + off, w->n - off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;                  /* disk full: the rest is lost, the run goes on */
-        off += (size_t)r;
-    }
-    w->n = 0;
-}
-
-static void w_str(wbuf *w, const char *s) {
-    for (; *s; s++) {
-        if (w->n == sizeof w->buf) w_flush(w);
-        w->buf[w->n++] = *s;
-    }
-}
-
 /* a JSON string body: names come from users */
-static void w_json(wbuf *w, const char *s, size_t max) {
+static void w_json(loom__wbuf *w, const char *s, size_t max) {
     for (size_t i = 0; i < max && s[i]; i++) {
         unsigned char c = (unsigned char)s[i];
         char esc[8] = { 0 };
         if (c == '"' || c == '\\') { esc[0] = '\\'; esc[1] = (char)c; }
         else if (c < 0x20) { esc[0] = '?'; }
         else esc[0] = (char)c;
-        w_str(w, esc);
+        loom__wb_str(w, esc);
     }
 }
 
-static void w_u64(wbuf *w, uint64_t v) {
-    char t[24];
-    int i = sizeof t - 1;
-    t[i] = 0;
-    do { t[--i] = (char)('0' + v % 10); v /= 10; } while (v);
-    w_str(w, t + i);
-}
-
-static void w_i64(wbuf *w, int64_t v) {
-    if (v < 0) { w_str(w, "-"); w_u64(w, (uint64_t)-v); }
-    else w_u64(w, (uint64_t)v);
-}
-
 /* ns as µs with three decimals */
-static void w_us(wbuf *w, int64_t ns) {
-    if (ns < 0) { w_str(w, "-"); ns = -ns; }
-    w_u64(w, (uint64_t)(ns / 1000));
+static void w_us(loom__wbuf *w, int64_t ns) {
+    if (ns < 0) { loom__wb_str(w, "-"); ns = -ns; }
+    loom__wb_u64(w, (uint64_t)(ns / 1000));
     char f[5] = { '.', (char)('0' + ns / 100 % 10), (char)('0' + ns / 10 % 10), (char)('0' + ns % 10), 0 };
-    w_str(w, f);
+    loom__wb_str(w, f);
 }
 
-static void w_head(wbuf *w, const char *ph, int pid, int64_t tid, const char *name) {
-    w_str(w, ",\n{\"ph\":\""); w_str(w, ph);
-    w_str(w, "\",\"pid\":"); w_i64(w, pid);
-    w_str(w, ",\"tid\":"); w_i64(w, tid);
-    w_str(w, ",\"name\":\""); w_str(w, name);          /* left open */
+static void w_head(loom__wbuf *w, const char *ph, int pid, int64_t tid, const char *name) {
+    loom__wb_str(w, ",\n{\"ph\":\""); loom__wb_str(w, ph);
+    loom__wb_str(w, "\",\"pid\":"); loom__wb_i64(w, pid);
+    loom__wb_str(w, ",\"tid\":"); loom__wb_i64(w, tid);
+    loom__wb_str(w, ",\"name\":\""); loom__wb_str(w, name);          /* left open */
 }
 
-static void w_thread_name(wbuf *w, int pid, int64_t tid, const char *prefix) {
+static void w_thread_name(loom__wbuf *w, int pid, int64_t tid, const char *prefix) {
     w_head(w, "M", pid, tid, "thread_name");
-    w_str(w, "\",\"args\":{\"name\":\""); w_str(w, prefix); w_i64(w, tid); w_str(w, "\"}}");
+    loom__wb_str(w, "\",\"args\":{\"name\":\""); loom__wb_str(w, prefix); loom__wb_i64(w, tid); loom__wb_str(w, "\"}}");
 }
 
-static void w_rec(wbuf *w, M *m, const trec *r) {
+static void w_rec(loom__wbuf *w, M *m, const trec *r) {
     int pid = r->p >= 0 ? 1 : 2;
     int64_t tid = r->p >= 0 ? r->p : m->id;
     switch (r->kind) {
@@ -137,49 +104,49 @@ static void w_rec(wbuf *w, M *m, const trec *r) {
         w_thread_name(w, 2, m->id, "M");
         return;
     case TR_RUN:
-        w_head(w, "X", 1, r->p, "G"); w_u64(w, r->a);
-        if (r->name[0]) { w_str(w, " "); w_json(w, r->name, sizeof r->name); }
-        w_str(w, "\",\"cat\":\"run");
+        w_head(w, "X", 1, r->p, "G"); loom__wb_u64(w, r->a);
+        if (r->name[0]) { loom__wb_str(w, " "); w_json(w, r->name, sizeof r->name); }
+        loom__wb_str(w, "\",\"cat\":\"run");
         break;
     case TR_IDLE:
-        w_head(w, "X", 2, m->id, "idle"); w_str(w, "\",\"cat\":\"park");
+        w_head(w, "X", 2, m->id, "idle"); loom__wb_str(w, "\",\"cat\":\"park");
         break;
     case TR_SYSCALL:
-        w_head(w, "X", 2, m->id, "blocking call"); w_str(w, "\",\"cat\":\"syscall");
+        w_head(w, "X", 2, m->id, "blocking call"); loom__wb_str(w, "\",\"cat\":\"syscall");
         break;
     default: {
         static const char *const inames[] = { [TR_SPAWN] = "spawn", [TR_BLOCK] = "block",
             [TR_UNBLOCK] = "unblock", [TR_STEAL] = "steal", [TR_PREEMPT] = "preempt" };
         w_head(w, "i", pid, tid, inames[r->kind]);
-        w_str(w, "\",\"s\":\"t\",\"cat\":\"sched");
+        loom__wb_str(w, "\",\"s\":\"t\",\"cat\":\"sched");
         break;
     }
     }
-    w_str(w, "\",\"ts\":"); w_us(w, r->ts);
-    if (r->kind == TR_RUN || r->kind == TR_IDLE || r->kind == TR_SYSCALL) { w_str(w, ",\"dur\":"); w_us(w, r->dur); }
-    w_str(w, ",\"args\":{\"m\":"); w_i64(w, m->id);
+    loom__wb_str(w, "\",\"ts\":"); w_us(w, r->ts);
+    if (r->kind == TR_RUN || r->kind == TR_IDLE || r->kind == TR_SYSCALL) { loom__wb_str(w, ",\"dur\":"); w_us(w, r->dur); }
+    loom__wb_str(w, ",\"args\":{\"m\":"); loom__wb_i64(w, m->id);
     switch (r->kind) {
     case TR_RUN:
-        w_str(w, ",\"g\":"); w_u64(w, r->a);
-        w_str(w, ",\"end\":\""); w_str(w, end_names[r->why]); w_str(w, "\"");
+        loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a);
+        loom__wb_str(w, ",\"end\":\""); loom__wb_str(w, end_names[r->why]); loom__wb_str(w, "\"");
         break;
-    case TR_SYSCALL: w_str(w, ",\"g\":"); w_u64(w, r->a); break;
-    case TR_SPAWN: w_str(w, ",\"g\":"); w_u64(w, r->a); w_str(w, ",\"new\":"); w_u64(w, r->b); break;
+    case TR_SYSCALL: loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a); break;
+    case TR_SPAWN: loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a); loom__wb_str(w, ",\"new\":"); loom__wb_u64(w, r->b); break;
     case TR_BLOCK:
-        w_str(w, ",\"g\":"); w_u64(w, r->a);
-        w_str(w, ",\"reason\":\""); w_str(w, reason_names[r->why < WAIT_COUNT ? r->why : 0]); w_str(w, "\"");
+        loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a);
+        loom__wb_str(w, ",\"reason\":\""); loom__wb_str(w, reason_names[r->why < WAIT_COUNT ? r->why : 0]); loom__wb_str(w, "\"");
         break;
-    case TR_UNBLOCK: w_str(w, ",\"g\":"); w_u64(w, r->a); w_str(w, ",\"by\":"); w_u64(w, r->b); break;
+    case TR_UNBLOCK: loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a); loom__wb_str(w, ",\"by\":"); loom__wb_u64(w, r->b); break;
     case TR_STEAL:
-        w_str(w, ",\"from\":"); w_u64(w, r->b); w_str(w, ",\"n\":"); w_u64(w, r->why);
-        w_str(w, ",\"g\":"); w_u64(w, r->a);
+        loom__wb_str(w, ",\"from\":"); loom__wb_u64(w, r->b); loom__wb_str(w, ",\"n\":"); loom__wb_u64(w, r->why);
+        loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a);
         break;
     case TR_PREEMPT:
-        w_str(w, ",\"g\":"); w_u64(w, r->a);
-        w_str(w, r->why ? ",\"kind\":\"async\"" : ",\"kind\":\"cooperative\"");
+        loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a);
+        loom__wb_str(w, r->why ? ",\"kind\":\"async\"" : ",\"kind\":\"cooperative\"");
         break;
     }
-    w_str(w, "}}");
+    loom__wb_str(w, "}}");
 }
 
 /* Writes m's buffered events to the file (by m's own thread, or by anyone once m has
@@ -187,12 +154,14 @@ static void w_rec(wbuf *w, M *m, const trec *r) {
 static void flush_m(M *m) {
     struct loom__tbuf *tb = m->tbuf;
     if (!tb || tb->n == 0) return;
-    static wbuf w;                    /* under trace_lock */
+    static char buf[16384];           /* under trace_lock */
+    static loom__wbuf w = { .cap = sizeof buf, .buf = buf };
     loom__lock_acquire(&trace_lock);
     if (trace_fd >= 0) {
         w.n = 0;
+        w.fd = trace_fd;
         for (int i = 0; i < tb->n; i++) w_rec(&w, m, &tb->rec[i]);
-        w_flush(&w);
+        loom__wb_flush(&w);
     }
     loom__lock_release(&trace_lock);
     tb->n = 0;
@@ -320,12 +289,12 @@ void loom__trace_init(void) {
         return;
     }
     trace_fd = fd;
-    static wbuf w;
-    w.n = 0;
-    w_str(&w, "{\"traceEvents\":[\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"loom Ps\"}}");
-    w_str(&w, ",\n{\"ph\":\"M\",\"pid\":2,\"name\":\"process_name\",\"args\":{\"name\":\"loom threads (Ms)\"}}");
+    char buf[4096];
+    loom__wbuf w = { .fd = fd, .cap = sizeof buf, .buf = buf };
+    loom__wb_str(&w, "{\"traceEvents\":[\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"loom Ps\"}}");
+    loom__wb_str(&w, ",\n{\"ph\":\"M\",\"pid\":2,\"name\":\"process_name\",\"args\":{\"name\":\"loom threads (Ms)\"}}");
     for (int i = 0; i < loom__sched.nallp; i++) w_thread_name(&w, 1, i, "P");
-    w_flush(&w);
+    loom__wb_flush(&w);
     loom__trace_on = true;
 }
 
