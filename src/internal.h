@@ -260,6 +260,9 @@ struct loom__m {
     uint64_t   nswitch, nsteal, npreempt, nasync;
     uint64_t   nsteal_tier[3];  /* steals by victim distance (topo.c tiers) */
     int        pin_cpu;         /* CPU this thread is pinned to (LOOM_PIN=1), or -1 */
+    timer_t    dtimer;          /* deadline timer: SIGURG to this thread (preempt.c) */
+    bool       dtimer_ok;
+    int64_t    dtimer_when;     /* what it is armed for, 0: not */
 };
 
 /* Local run queue size, as Go's 256-slot ring. */
@@ -433,6 +436,9 @@ void loom__preempt_term(void);
 void loom__preempt_signal(P *p, int64_t now);   /* sysmon: signal p's thread */
 bool loom__preempt_enabled(void);
 void loom__preempt_kick(P *p);                  /* any thread: signal p's thread now */
+void loom__preempt_mstart(M *m);                /* the M's deadline timer */
+void loom__preempt_mexit(M *m);
+void loom__preempt_arm(M *m, int64_t when);     /* 0: disarm */
 void loom__async_preempt(M *m);                 /* proc.c: switch out, resume on m */
 
 /* ------------------------------------------------------------------ stats.c */

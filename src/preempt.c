@@ -33,6 +33,14 @@
  * says.  The price is a thread handoff per preemption (two futex wakes, some 30 µs here
  * per 2 ms slice), paid only by goroutines that run a whole slice without a loom call.
  *
+ * Timer deadlines (once priority levels are in use): the monitor thread is an ordinary
+ * thread, and on a machine whose CPUs all run spinning goroutines the kernel may let it wait
+ * a whole scheduler slice (several ms under EEVDF) before it runs, so a HIGH goroutine's
+ * sleep would end that late.  So each M also has a POSIX timer that sends SIGURG to its own
+ * thread at the earliest timer of the P it runs (armed in gogo when that changes): the
+ * kernel's timer interrupt reaches the running thread on time, the handler sees a due timer,
+ * and the goroutine is switched out after running the P's due timers.
+ *
  * Sanitizer builds leave asynchronous preemption off: the sanitizer runtimes live inside
  * the executable with per-thread state that a switch in their middle would corrupt, and
  * ThreadSanitizer defers signals to its own points anyway.  Cooperative preemption works.
@@ -90,6 +98,42 @@ static bool pc_preemptible(uintptr_t pc) {
     return true;
 }
 
+/* A timer of p is due while priority levels are in use (the deadline timer's case). */
+static bool timer_due(P *p) {
+    int64_t w = LOAD_RLX(&p->timer0_when);
+    return w != 0 && LOAD_RLX(&loom__sched.prio_used) && w <= loom__nanotime();
+}
+
+/* The M's deadline timer (see above): created at thread start, armed in gogo. */
+void loom__preempt_mstart(M *m) {
+    m->dtimer_ok = false;
+    m->dtimer_when = 0;
+    if (!enabled) return;
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_THREAD_ID;
+    ev.sigev_signo = SIGURG;
+    ev._sigev_un._tid = m->tid;
+    if (timer_create(CLOCK_MONOTONIC, &ev, &m->dtimer) == 0) m->dtimer_ok = true;
+}
+
+void loom__preempt_mexit(M *m) {
+    if (m->dtimer_ok) timer_delete(m->dtimer);
+    m->dtimer_ok = false;
+}
+
+void loom__preempt_arm(M *m, int64_t when) {
+    m->dtimer_when = when;
+    if (!m->dtimer_ok) return;
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    if (when) {                      /* 0 disarms; loom__nanotime is CLOCK_MONOTONIC */
+        its.it_value.tv_sec = when / 1000000000;
+        its.it_value.tv_nsec = when % 1000000000;
+    }
+    timer_settime(m->dtimer, TIMER_ABSTIME, &its, NULL);
+}
+
 static void on_preempt(int sig, siginfo_t *si, void *uctx) {
     (void)sig; (void)si;
     int saved_errno = errno;
@@ -98,7 +142,7 @@ static void on_preempt(int sig, siginfo_t *si, void *uctx) {
     m->in_preempt = 1;
     G *g = m->curg;
     P *p = m->p;
-    if (g != &m->g0 && p && !m->blocked && LOAD_RLX(&p->preempt) && !g->nopreempt) {
+    if (g != &m->g0 && p && !m->blocked && (LOAD_RLX(&p->preempt) || timer_due(p)) && !g->nopreempt) {
         ucontext_t *uc = uctx;
         uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
         if (pc_preemptible(pc)) {

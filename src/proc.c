@@ -131,6 +131,14 @@ static __attribute__((noreturn, noinline)) void stack_overflow(G *g) {
 }
 
 static void start_stack(M *m, G *g);
+
+/* Priority levels in use: the thread's own deadline timer follows the earliest timer of
+ * its P (preempt.c), so a HIGH sleeper's wakeup does not wait for sysmon to get a CPU. */
+static ALWAYS_INLINE void rearm(M *m) {
+    if (likely(!LOAD_RLX(&loom__sched.prio_used)) || !m->dtimer_ok || !m->p) return;
+    int64_t w = LOAD_RLX(&m->p->timer0_when);
+    if (w != m->dtimer_when) loom__preempt_arm(m, w);
+}
 static void goroutine_entry(void);
 
 /* Switches from `from` (the running context of M m) to `to`.  `after` runs on `to`'s side
@@ -143,7 +151,10 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
     m->after_prev = from;
     m->curg = to;
     to->m = m;
-    if (m->p) STORE_RLX(&m->p->runprio, to != &m->g0 ? to->prio : PRIO_IDLE);
+    if (m->p) {
+        STORE_RLX(&m->p->runprio, to != &m->g0 ? to->prio : PRIO_IDLE);
+        if (to != &m->g0) rearm(m);
+    }
     if (to != &m->g0) {
         if (unlikely(!to->stack_base)) start_stack(m, to);
         LOOM__COUNT(m, nswitch);
@@ -1021,6 +1032,7 @@ static void timed_after(G *prev, void *arg) {
     void (*after)(G *, void *) = tp->after;
     void *a = tp->arg;
     loom__timer_add(prev->m->p, &prev->timer, tp->when);
+    rearm(prev->m);
     if (after) after(prev, a);
 }
 
@@ -1046,6 +1058,7 @@ static void sleep_fire(loom__timer *t) { loom__ready((G *)t->arg); }
 static void sleep_after(G *prev, void *arg) {
     int64_t when = *(int64_t *)arg;
     loom__timer_add(prev->m->p, &prev->timer, when);
+    rearm(prev->m);
 }
 
 void loom_sleep(int64_t ns) {
@@ -1104,6 +1117,7 @@ void loom_yield(void) {
  * (stoplockedm) until the goroutine's turn comes round again (startlockedm). */
 void loom__async_preempt(M *m) {
     G *g = m->curg;
+    if (LOAD_RLX(&m->p->timer0_when) != 0) loom__timers_run(m->p, loom__nanotime());   /* deadline timer */
     if (unlikely(outranks_all(m, g))) return;
     LOOM__COUNT(m, npreempt);
     LOOM__COUNT(m, nasync);
@@ -1296,6 +1310,7 @@ static void *mstart(void *arg) {
     loom__sigaltstack_init(m);
     pthread_sigmask(SIG_SETMASK, &m->sigmask, NULL);
     LOOM__TRACE(loom__trace_mstart(m));
+    loom__preempt_mstart(m);
     acquirep(m, m->nextp);
     m->nextp = NULL;
     schedule(m);
@@ -1312,6 +1327,7 @@ static void mexit(M *m) {
         loom__lock_release(&loom__sched.lock);
     }
     loom__sigaltstack_term(m);
+    loom__preempt_mexit(m);
     if (m->tbuf) loom__trace_mexit(m);
     STORE(&m->exited, true);
 }
