@@ -878,7 +878,13 @@ static bool stoplockedm(M *m) {
 static void schedule(M *m) {
     for (;;) {
         if (LOAD(&loom__sched.exiting)) return;
-        if (m->p && unlikely(LOAD_RLX(&m->p->retire))) retirep(m);   /* a spare P to give back */
+        if (m->p && unlikely(LOAD_RLX(&m->p->retire))) {   /* a spare P to give back */
+            if (m->nextg) {                  /* with the goroutine picked to start here */
+                loom__runqput(m->p, m->nextg, true);
+                m->nextg = NULL;
+            }
+            retirep(m);
+        }
         if (!m->p && !m->lockedg) {         /* back from a blocking call without a P */
             if (!stopm(m)) return;
             continue;
@@ -1031,8 +1037,9 @@ static void timed_after(G *prev, void *arg) {
     /* copy before arming: once armed, prev may run and its stack (tp) change */
     void (*after)(G *, void *) = tp->after;
     void *a = tp->arg;
-    loom__timer_add(prev->m->p, &prev->timer, tp->when);
-    rearm(prev->m);
+    M *m = prev->m;                   /* this M: once the timer is armed, prev may run elsewhere */
+    loom__timer_add(m->p, &prev->timer, tp->when);
+    rearm(m);
     if (after) after(prev, a);
 }
 
@@ -1057,8 +1064,9 @@ static void sleep_fire(loom__timer *t) { loom__ready((G *)t->arg); }
 
 static void sleep_after(G *prev, void *arg) {
     int64_t when = *(int64_t *)arg;
-    loom__timer_add(prev->m->p, &prev->timer, when);
-    rearm(prev->m);
+    M *m = prev->m;                   /* this M: once the timer is armed, prev may run elsewhere */
+    loom__timer_add(m->p, &prev->timer, when);
+    rearm(m);
 }
 
 void loom_sleep(int64_t ns) {
