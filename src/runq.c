@@ -341,8 +341,12 @@ G *loom__globrunqget(P *p, int max) {
     if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
         G *g = gq_pop(PQ_HIGH);
         if (g) return g;
+        /* never a lower level than p has locally (the fairness look every 61st tick
+         * must not run a global LOW goroutine before a local HIGH one) */
+        if (LOAD_RLX(&p->pq_n[PQ_HIGH])) return NULL;
+        bool local_normal = LOAD_RLX(&p->runqtail) != LOAD_RLX(&p->runqhead) || LOAD_RLX(&p->runnext);
         int normal = loom__sched.runqsize - (int)loom__sched.gq_n[PQ_HIGH] - (int)loom__sched.gq_n[PQ_LOW];
-        if (normal == 0) return gq_pop(PQ_LOW);
+        if (normal == 0) return local_normal ? NULL : gq_pop(PQ_LOW);
         if (max == 0 || max > normal) max = normal;
     }
     int size = loom__sched.runqsize - (int)loom__sched.gq_n[PQ_HIGH] - (int)loom__sched.gq_n[PQ_LOW];
