@@ -44,11 +44,14 @@ enum { LOOM_PRIO_LOW = -1, LOOM_PRIO_NORMAL = 0, LOOM_PRIO_HIGH = 1 };
 /* loom addition: priority levels.  Each P keeps a ready queue per level and the scheduler
  * runs the highest non-empty one (locally, from the global queue and when stealing); a
  * goroutine readied at a higher level than the one running on a P switches that one out
- * at its next safe point (by the preemption signal if it is spinning).  A goroutine ready
- * for longer than LOOM_PRIO_AGE_MS (default 20 ms) runs before newer ones of any level
- * (aging: low means later, never never).  loom_set_priority changes the calling
- * goroutine's level and returns the previous one, or -EINVAL for another value, -EPERM
- * outside a goroutine; loom_priority returns the current level. */
+ * at its next safe point (by the preemption signal if it is spinning); a yield with only
+ * lower levels ready keeps running.  Aging: when a level has not been served for
+ * LOOM_PRIO_AGE_MS (default 20 ms), its oldest ready goroutine runs next whatever the
+ * levels (low means later, never never).  Channels, select and the mutex/rwmutex/waitgroup
+ * semaphores wake the first waiter of the highest level (FIFO within a level); there is
+ * no priority inheritance (aging bounds an inversion).  loom_set_priority changes the
+ * calling goroutine's level and returns the previous one, or -EINVAL for another value,
+ * -EPERM outside a goroutine; loom_priority returns the current level. */
 int      loom_set_priority(int priority);
 int      loom_priority(void);
 
