@@ -365,10 +365,12 @@ void loom__runq_drain(P *p) {
     STORE(&p->runqhead, 0);
     STORE(&p->runqtail, 0);
     STORE(&p->runnext, NULL);
+    loom__spin_lock(&p->pq_lock);             /* sysmon's aging may look meanwhile */
     for (int l = 0; l < 2; l++) {
         p->pq_head[l] = p->pq_tail[l] = NULL;
         STORE(&p->pq_n[l], 0);
     }
+    loom__spin_unlock(&p->pq_lock);
 }
 
 /* Every goroutine queued on p (all levels), as a schedlink list; the caller owns p. */
