@@ -341,6 +341,8 @@ struct loom__sched {
     uint32_t   gq_n[2];         /* their lengths; atomic reads allowed */
     uint32_t   prio_used;       /* a goroutine left NORMAL once: the level checks are on; atomic */
     int64_t    prio_age_ns;     /* LOOM_PRIO_AGE_MS */
+    G         *gage_g[2];       /* aging watch on the global NORMAL and LOW heads; sysmon only */
+    int64_t    gage_since[2];
     G         *gfree;           /* free Gs of any stack size; under gfree_lock */
     loom__lock gfree_lock;
     loom__lock allg_lock;

@@ -183,18 +183,19 @@ void loom__preempt_term(void) {
 }
 
 /* sysmon: ask the goroutine running on p to stop (p->preempt is set). */
-void loom__preempt_signal(P *p, int64_t now) {
-    M *m = LOAD(&p->m);
-    if (!enabled || !m || !m->tid) return;
-    p->sysmonsignal = now;
-    syscall(SYS_tgkill, getpid(), m->tid, SIGURG);
-}
-
-/* The same from any thread, for a P that a ready goroutine outranks (runq.c). */
+/* Signals p's thread now, from any thread (a P that a ready goroutine outranks, runq.c). */
 void loom__preempt_kick(P *p) {
     M *m = LOAD(&p->m);
     if (!enabled || !m || !m->tid) return;
     syscall(SYS_tgkill, getpid(), m->tid, SIGURG);
+}
+
+/* The same from sysmon, which remembers when (it repeats the signal every 50 us). */
+void loom__preempt_signal(P *p, int64_t now) {
+    M *m = LOAD(&p->m);
+    if (!enabled || !m || !m->tid) return;
+    p->sysmonsignal = now;
+    loom__preempt_kick(p);
 }
 
 bool loom__preempt_enabled(void) { return enabled; }

@@ -684,12 +684,15 @@ static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
         bool last = pass == 3;
         /* victims nearest first: sharing a cache, then the node, then other nodes; in a
          * random order within each tier (topo.c) — Go's random order on one node */
-        int nv = loom__topo_steal_order(p->id, n, loom__fastrand(m), order);
-        if (unlikely(steal_blind)) {           /* LOOM_STEAL=random: Go's order, for comparison */
+        int nv = 0;
+        if (likely(!steal_blind)) {
+            nv = loom__topo_steal_order(p->id, n, loom__fastrand(m), order);
+        } else {                               /* LOOM_STEAL=random: Go's order, for comparison */
             uint32_t start = loom__fastrandn(m, (uint32_t)n);
-            nv = 0;
-            for (int i = 0; i < n; i++)
-                if ((int)((start + (uint32_t)i) % (uint32_t)n) != p->id) order[nv++] = (int)((start + (uint32_t)i) % (uint32_t)n);
+            for (int i = 0; i < n; i++) {
+                int v = (int)((start + (uint32_t)i) % (uint32_t)n);
+                if (v != p->id) order[nv++] = v;
+            }
         }
         for (int i = 0; i < nv; i++) {
             if (LOAD(&loom__sched.exiting)) return NULL;
@@ -1125,8 +1128,11 @@ void loom_yield(void) {
  * (stoplockedm) until the goroutine's turn comes round again (startlockedm). */
 void loom__async_preempt(M *m) {
     G *g = m->curg;
-    if (LOAD_RLX(&m->p->timer0_when) != 0) loom__timers_run(m->p, loom__nanotime());   /* deadline timer */
-    if (unlikely(outranks_all(m, g))) return;
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
+        /* the deadline timer's signal: the due timers may ready an outranking goroutine */
+        if (LOAD_RLX(&m->p->timer0_when) != 0) loom__timers_run(m->p, loom__nanotime());
+        if (outranks_all(m, g)) return;
+    }
     LOOM__COUNT(m, npreempt);
     LOOM__COUNT(m, nasync);
     LOOM__TRACE(loom__trace_preempt(m, g, true));

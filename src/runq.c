@@ -73,18 +73,33 @@ static P *lowest_running(int prio) {
     return best;
 }
 
-static void pq_push(P *p, G *g, int l, bool front) {
-    loom__spin_lock(&p->pq_lock);
+/* The linked queues (the priority FIFOs, the global queues): g at the tail, or at the
+ * head (an aged goroutine); and the head taken off.  The caller holds the queue's lock. */
+static void fifo_put(G **head, G **tail, G *g, bool front) {
     if (front) {
-        g->schedlink = p->pq_head[l];
-        p->pq_head[l] = g;
-        if (!p->pq_tail[l]) p->pq_tail[l] = g;
+        g->schedlink = *head;
+        *head = g;
+        if (!*tail) *tail = g;
     } else {
         g->schedlink = NULL;
-        if (p->pq_tail[l]) p->pq_tail[l]->schedlink = g;
-        else p->pq_head[l] = g;
-        p->pq_tail[l] = g;
+        if (*tail) (*tail)->schedlink = g;
+        else *head = g;
+        *tail = g;
     }
+}
+
+static G *fifo_get(G **head, G **tail) {
+    G *g = *head;
+    if (!g) return NULL;
+    *head = g->schedlink;
+    if (!*head) *tail = NULL;
+    g->schedlink = NULL;
+    return g;
+}
+
+static void pq_push(P *p, G *g, int l, bool front) {
+    loom__spin_lock(&p->pq_lock);
+    fifo_put(&p->pq_head[l], &p->pq_tail[l], g, front);
     STORE(&p->pq_n[l], p->pq_n[l] + 1);
     loom__spin_unlock(&p->pq_lock);
 }
@@ -110,26 +125,14 @@ static G *pq_take(P *p, int l, uint32_t max, uint32_t *n) {
 }
 
 static void gq_push(G *g, int l, bool front) {      /* sched.lock held */
-    if (front) {
-        g->schedlink = loom__sched.gq_head[l];
-        loom__sched.gq_head[l] = g;
-        if (!loom__sched.gq_tail[l]) loom__sched.gq_tail[l] = g;
-    } else {
-        g->schedlink = NULL;
-        if (loom__sched.gq_tail[l]) loom__sched.gq_tail[l]->schedlink = g;
-        else loom__sched.gq_head[l] = g;
-        loom__sched.gq_tail[l] = g;
-    }
+    fifo_put(&loom__sched.gq_head[l], &loom__sched.gq_tail[l], g, front);
     STORE(&loom__sched.gq_n[l], loom__sched.gq_n[l] + 1);
     STORE(&loom__sched.runqsize, loom__sched.runqsize + 1);
 }
 
 static G *gq_pop(int l) {                            /* sched.lock held */
-    G *g = loom__sched.gq_head[l];
+    G *g = fifo_get(&loom__sched.gq_head[l], &loom__sched.gq_tail[l]);
     if (!g) return NULL;
-    loom__sched.gq_head[l] = g->schedlink;
-    if (!g->schedlink) loom__sched.gq_tail[l] = NULL;
-    g->schedlink = NULL;
     STORE(&loom__sched.gq_n[l], loom__sched.gq_n[l] - 1);
     STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
     return g;
@@ -143,15 +146,6 @@ static G *gq_pop_lock(int l) {
     return g;
 }
 
-bool loom__runq_outranked(P *p) {
-    if (!LOAD_RLX(&loom__sched.prio_used)) return false;
-    int rp = LOAD_RLX(&p->runprio);
-    if (rp >= LOOM_PRIO_HIGH) return false;
-    if (LOAD_RLX(&p->pq_n[PQ_HIGH]) || LOAD_RLX(&loom__sched.gq_n[PQ_HIGH])) return true;
-    if (rp >= LOOM_PRIO_NORMAL) return false;
-    return !loom__runqempty(p);
-}
-
 /* Is a goroutine of level prio or higher ready, locally or globally?  (A yield with only
  * lower ones ready keeps running: strict priority; aging moves starved ones up.) */
 bool loom__runq_has_prio(P *p, int prio) {
@@ -162,6 +156,12 @@ bool loom__runq_has_prio(P *p, int prio) {
     if (LOAD_RLX(&p->runqtail) != LOAD_RLX(&p->runqhead) || LOAD_RLX(&p->runnext)) return true;
     if (prio >= LOOM_PRIO_NORMAL) return false;
     return !loom__runqempty(p) || LOAD_RLX(&loom__sched.runqsize) > 0;
+}
+
+bool loom__runq_outranked(P *p) {
+    if (!LOAD_RLX(&loom__sched.prio_used)) return false;
+    int rp = LOAD_RLX(&p->runprio);
+    return rp != PRIO_IDLE && rp < LOOM_PRIO_HIGH && loom__runq_has_prio(p, rp + 1);
 }
 
 void loom__runqput(P *p, G *g, bool next) {
@@ -308,10 +308,7 @@ void loom__globrunqput(G *g) {
         if (v) loom__prio_kick(v);
         return;
     }
-    g->schedlink = NULL;
-    if (loom__sched.runqtail) loom__sched.runqtail->schedlink = g;
-    else loom__sched.runqhead = g;
-    loom__sched.runqtail = g;
+    fifo_put(&loom__sched.runqhead, &loom__sched.runqtail, g, false);
     STORE(&loom__sched.runqsize, loom__sched.runqsize + 1);
 }
 
@@ -330,14 +327,10 @@ void loom__globrunqputbatch(G *head, G *tail, int n) {
     STORE(&loom__sched.runqsize, loom__sched.runqsize + n);
 }
 
-static G *globpop(void) {
-    G *g = loom__sched.runqhead;
-    loom__sched.runqhead = g->schedlink;
-    if (!loom__sched.runqhead) loom__sched.runqtail = NULL;
-    return g;
-}
+static G *globpop(void) { return fifo_get(&loom__sched.runqhead, &loom__sched.runqtail); }
 
 G *loom__globrunqget(P *p, int max) {
+    int size = loom__sched.runqsize - (int)loom__sched.gq_n[PQ_HIGH] - (int)loom__sched.gq_n[PQ_LOW];  /* NORMAL */
     if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
         G *g = gq_pop(PQ_HIGH);
         if (g) return g;
@@ -345,11 +338,8 @@ G *loom__globrunqget(P *p, int max) {
          * must not run a global LOW goroutine before a local HIGH one) */
         if (LOAD_RLX(&p->pq_n[PQ_HIGH])) return NULL;
         bool local_normal = LOAD_RLX(&p->runqtail) != LOAD_RLX(&p->runqhead) || LOAD_RLX(&p->runnext);
-        int normal = loom__sched.runqsize - (int)loom__sched.gq_n[PQ_HIGH] - (int)loom__sched.gq_n[PQ_LOW];
-        if (normal == 0) return local_normal ? NULL : gq_pop(PQ_LOW);
-        if (max == 0 || max > normal) max = normal;
+        if (size == 0) return local_normal ? NULL : gq_pop(PQ_LOW);
     }
-    int size = loom__sched.runqsize - (int)loom__sched.gq_n[PQ_HIGH] - (int)loom__sched.gq_n[PQ_LOW];
     if (size == 0) return NULL;
     int n = size / loom__sched.nprocs + 1;
     if (n > size) n = size;
@@ -425,12 +415,9 @@ void loom__runq_age(P *p, int64_t now) {
     loom__spin_lock(&p->pq_lock);
     G *low = p->pq_head[PQ_LOW];
     if (aged(&p->age_g[2], &p->age_since[2], low, now)) {
-        p->pq_head[PQ_LOW] = low->schedlink;
-        if (!low->schedlink) p->pq_tail[PQ_LOW] = NULL;
+        fifo_get(&p->pq_head[PQ_LOW], &p->pq_tail[PQ_LOW]);
         STORE(&p->pq_n[PQ_LOW], p->pq_n[PQ_LOW] - 1);
-        low->schedlink = p->pq_head[PQ_HIGH];
-        p->pq_head[PQ_HIGH] = low;
-        if (!p->pq_tail[PQ_HIGH]) p->pq_tail[PQ_HIGH] = low;
+        fifo_put(&p->pq_head[PQ_HIGH], &p->pq_tail[PQ_HIGH], low, true);
         STORE(&p->pq_n[PQ_HIGH], p->pq_n[PQ_HIGH] + 1);
         p->age_g[2] = NULL;
     }
@@ -438,8 +425,8 @@ void loom__runq_age(P *p, int64_t now) {
 }
 
 void loom__globrunq_age(int64_t now) {
-    static G *seen[2];
-    static int64_t since[2];
+    G **seen = loom__sched.gage_g;
+    int64_t *since = loom__sched.gage_since;
     if (!LOAD_RLX(&loom__sched.prio_used)) return;
     loom__lock_acquire(&loom__sched.lock);
     if (aged(&seen[0], &since[0], loom__sched.runqhead, now)) {
