@@ -202,6 +202,7 @@ struct loom__g {
     void     *param;           /* wakeup parameter (a sudog, or NULL), set by the waker */
     uint32_t  selectdone;      /* select / timed park: 0 armed, 1 claimed by a waker; atomic */
     uint32_t  parkseq;         /* bumped at each select that parks (stale-waiter check) */
+    uint32_t  parking;         /* timed park: 1 until its after-switch hook is done; atomic */
     M        *lockedm;         /* loom_lock_thread; owner: the G itself */
     loom__timer timer;         /* sleep / select timeout; owner: the G */
     /* the stack (stack.c): attached at the first run, detached at exit; owner: the G's M */

@@ -151,7 +151,7 @@ struct pdwait {
 /* The "after switch" hook of a parking fd waiter (runtime.netpollblockcommit): publish the
  * G in its words; if an edge or a close came first, wake it at once. */
 static void pd_commit(G *g, void *arg) {
-    struct pdwait *w = arg;        /* on g's stack: g cannot run before it is published */
+    struct pdwait *w = arg;        /* on g's stack: g waits in loom__park_timeout until this hook ends */
     loom__pd *pd = w->pd;
     uint32_t seq = w->seq;
     uintptr_t *gpp[2] = { w->gpp[0], w->gpp[1] };

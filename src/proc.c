@@ -57,6 +57,7 @@
  */
 #include "internal.h"
 #include "symbolize.h"
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -1035,15 +1036,20 @@ static void timed_fire(loom__timer *t) {
     }
 }
 
+/* The hook runs first, the timer is armed after it: the hook may publish prev (an fd
+ * word, a channel lock released), and prev must not leave loom__park_timeout while the
+ * hook still reads its stack (the select's lock list, the fd waiter) or before its timer
+ * is armed (a timer armed after the goroutine moved on would wake a later wait).  So a
+ * waker may run prev at once; prev then waits for `parking` to drop before it deletes the
+ * timer.  The window is the rest of this hook: a few hundred nanoseconds. */
 static void timed_after(G *prev, void *arg) {
     struct timed_park *tp = arg;
-    /* copy before arming: once armed, prev may run and its stack (tp) change */
-    void (*after)(G *, void *) = tp->after;
-    void *a = tp->arg;
-    M *m = prev->m;                   /* this M: once the timer is armed, prev may run elsewhere */
-    loom__timer_add(m->p, &prev->timer, tp->when);
+    int64_t when = tp->when;
+    M *m = prev->m;                   /* this M: once published, prev may run elsewhere */
+    if (tp->after) tp->after(prev, tp->arg);
+    if (LOAD(&prev->selectdone) == 0) loom__timer_add(m->p, &prev->timer, when);
     rearm(m);
-    if (after) after(prev, a);
+    STORE_REL(&prev->parking, 0);
 }
 
 /* Parks with a timeout; the waker must claim g with CAS(&g->selectdone, 0, 1) and set
@@ -1058,7 +1064,12 @@ bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64
     g->timer.fn = timed_fire;
     g->timer.arg = g;
     struct timed_park tp = { after, arg, loom__nanotime() + ns };
+    STORE_RLX(&g->parking, 1);
     loom__park(timed_after, &tp, reason);
+    for (int spins = 0; LOAD_ACQ(&g->parking); spins++) {
+        if (spins < 100) loom__cpu_relax();
+        else sched_yield();           /* the hook's thread lost its CPU */
+    }
     loom__timer_del(&g->timer);
     return g->param != NULL;
 }
