@@ -205,11 +205,17 @@ int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
         XADD(&nwaiters, 1);
         loom__park_timeout(pd_commit, &w, WAIT_IO, left);
         XADD(&nwaiters, -1);
-        /* take ourselves out of the words; an edge left there is ours */
+        /* Take ourselves out of the words (still there if the deadline or the other
+         * direction woke us).  Only ourselves: once the fd is closed its number may already
+         * belong to a new file with a new waiter in these words.  An edge left there is
+         * ours unless the fd was closed. */
+        bool closed = LOAD(&pd->seq) != w.seq;
         for (int i = 0; i < w.n; i++) {
-            uintptr_t old = XCHG(w.gpp[i], 0);
-            if (old == PD_READY) ready |= w.gpp[i] == &pd->rg ? LOOM_READABLE : LOOM_WRITABLE;
+            CAS(w.gpp[i], (uintptr_t)g, 0);
+            if (!closed && CAS(w.gpp[i], PD_READY, 0))
+                ready |= w.gpp[i] == &pd->rg ? LOOM_READABLE : LOOM_WRITABLE;
         }
+        if (closed) return -ECANCELED;
         if (ready) return ready;
         /* woken by the deadline or a close (checked at the top), or spuriously: go round */
     }

@@ -1036,40 +1036,44 @@ static void timed_fire(loom__timer *t) {
     }
 }
 
-/* The hook runs first, the timer is armed after it: the hook may publish prev (an fd
- * word, a channel lock released), and prev must not leave loom__park_timeout while the
- * hook still reads its stack (the select's lock list, the fd waiter) or before its timer
- * is armed (a timer armed after the goroutine moved on would wake a later wait).  So a
- * waker may run prev at once; prev then waits for `parking` to drop before it deletes the
- * timer.  The window is the rest of this hook: a few hundred nanoseconds. */
+/* The after-switch hook of loom__park_timeout.  The caller's hook runs first, the timer
+ * is armed after it: the hook may publish prev (an fd word, a channel lock released) and
+ * a waker may then run prev at once, so prev must not leave loom__park_timeout while the
+ * hook still works with its stack or its words (pd_commit publishing the second direction
+ * of an fd wait) or before its timer is armed (a timer armed after prev moved on would wake
+ * a later wait).  prev waits for `parking` to drop; the window is the rest of this hook, a
+ * few hundred nanoseconds. */
 static void timed_after(G *prev, void *arg) {
     struct timed_park *tp = arg;
     int64_t when = tp->when;
     M *m = prev->m;                   /* this M: once published, prev may run elsewhere */
     if (tp->after) tp->after(prev, tp->arg);
-    if (LOAD(&prev->selectdone) == 0) loom__timer_add(m->p, &prev->timer, when);
-    rearm(m);
+    if (when >= 0 && LOAD(&prev->selectdone) == 0) {
+        loom__timer_add(m->p, &prev->timer, when);
+        rearm(m);
+    }
     STORE_REL(&prev->parking, 0);
 }
 
-/* Parks with a timeout; the waker must claim g with CAS(&g->selectdone, 0, 1) and set
- * g->param to non-NULL.  Returns true if woken by the waker, false on timeout. */
+/* Parks with a timeout (ns < 0: none); the waker must claim g with CAS(&g->selectdone, 0, 1)
+ * and set g->param to non-NULL.  Returns true if woken by the waker, false on timeout.
+ * Returns only once `after` has finished, wherever it ran. */
 bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64_t ns) {
     M *m = loom__getm();
     G *g = m->curg;
-    if (ns < 0) {
-        loom__park(after, arg, reason);
-        return true;
+    struct timed_park tp = { after, arg, -1 };
+    if (ns >= 0) {
+        g->timer.fn = timed_fire;
+        g->timer.arg = g;
+        tp.when = loom__nanotime() + ns;
     }
-    g->timer.fn = timed_fire;
-    g->timer.arg = g;
-    struct timed_park tp = { after, arg, loom__nanotime() + ns };
     STORE_RLX(&g->parking, 1);
     loom__park(timed_after, &tp, reason);
     for (int spins = 0; LOAD_ACQ(&g->parking); spins++) {
         if (spins < 100) loom__cpu_relax();
         else sched_yield();           /* the hook's thread lost its CPU */
     }
+    if (ns < 0) return true;
     loom__timer_del(&g->timer);
     return g->param != NULL;
 }

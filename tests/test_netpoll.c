@@ -8,6 +8,8 @@
  *  - loom_fd_close wakes a parked reader and a parked writer with -ECANCELED;
  *  - a second goroutine waiting on the same fd and direction gets -EBUSY;
  *  - an fd closed with plain close() and its number reused by a new pipe still works;
+ *  - an fd closed with loom_fd_close and its number reused at once: the old waiter gets
+ *    -ECANCELED and the new waiter still wakes;
  *  - a thread outside the runtime wakes a goroutine parked on a pipe while every P idles;
  *  - regular files take the blocking path; EOF, EPIPE, -EBADF and -EINVAL.
  */
@@ -221,6 +223,48 @@ static void test_reuse_after_plain_close(void)
     }
 }
 
+/* ---- loom_fd_close, then the number reused at once by a new waiter: the closed fd's
+ * waiter, woken with -ECANCELED but run only after the new one parked (one P: it sits
+ * behind the new goroutine in runnext), must leave the new waiter's words alone. */
+
+static void test_reuse_after_fd_close(void)
+{
+    for (int round = 0; round < 20; round++) {
+        int a[2], b[2];
+        CHECK_OK(pipe(a));
+        struct closer old = { a[0], 1, 0 };
+        loom_go(blocked_reader, &old);
+        while (!__atomic_load_n(&old.started, __ATOMIC_SEQ_CST)) loom_yield();
+        loom_sleep(MS);                            /* let it park */
+        CHECK_OK(loom_fd_close(a[0]));             /* readies it */
+        CHECK_OK(pipe(b));
+        if (b[0] != a[0]) {                        /* another thread took the number */
+            CHECK_EQ(dup2(b[0], a[0]), a[0]);
+            close(b[0]);
+            b[0] = a[0];
+        }
+        struct closer nw = { b[0], 1, 0 };
+        loom_go(blocked_reader, &nw);
+        loom_sleep(MS);                            /* the new reader parks, then the old runs */
+        wait_result(&old);
+        CHECK_ERR(old.result, ECANCELED);
+        CHECK_EQ(__atomic_load_n(&nw.result, __ATOMIC_SEQ_CST), 1);     /* still parked */
+        CHECK_EQ(loom_write(b[1], "hello", 5), 5);
+        wait_result(&nw);
+        CHECK_EQ(nw.result, 5);
+        CHECK_OK(loom_fd_close(b[0]));
+        CHECK_OK(loom_fd_close(b[1]));
+        CHECK_OK(loom_fd_close(a[1]));
+    }
+}
+
+static int reuse_main(void *arg)
+{
+    (void)arg;
+    test_reuse_after_fd_close();
+    return 0;
+}
+
 /* ---- a thread outside the runtime is the only waker */
 
 static void *late_writer(void *arg)
@@ -294,6 +338,7 @@ static int main_fn(void *arg)
     test_fd_wait();
     test_close_wakes();
     test_reuse_after_plain_close();
+    test_reuse_after_fd_close();
     test_foreign_waker();
     test_files_and_errors();
     test_many_pipes();
@@ -303,6 +348,8 @@ static int main_fn(void *arg)
 int main(void)
 {
     T_RUN(main_fn, NULL);
+    setenv("LOOM_PROCS", "1", 1);
+    T_RUN(reuse_main, NULL);
     printf("test_netpoll: ok\n");
     return 0;
 }
