@@ -219,6 +219,8 @@ struct loom__g {
     size_t    asan_size;
     void     *created_pc;      /* where loom_go was called, for dumps */
     uint32_t  nopreempt;       /* loom_preempt_disable depth; owner: the G */
+    bool      movelock;        /* in loom_lock_thread, moving off a thread that holds a
+                                  preempted goroutine: not to be run there again; owner: the G */
 };
 
 /* An M is an OS thread.  Fields are owned by the M itself unless noted. */
@@ -238,6 +240,9 @@ struct loom__m {
     G         *lockedg;        /* goroutine locked to this thread */
     G         *pending_g;      /* locked goroutine handed back with a P (startlockedm); set before park wakeup */
     G         *nextg;          /* picked to run next but without a stack yet: g0 starts it; this M only */
+    G         *heldg;          /* an async-preempted goroutine (locked here, in no queue) that
+                                  this M resumes once nothing above its level is ready on its P
+                                  (priority levels only, see loom__async_preempt); this M only */
     /* the "after switch" hook: set by the context switching away, run by the one switched to */
     void     (*after_fn)(G *prev, void *arg);
     void      *after_arg;
@@ -405,6 +410,7 @@ int64_t loom__nanotime_coarse(void);            /* CLOCK_MONOTONIC_COARSE: ~ms r
 /* ------------------------------------------------------------------ runq.c */
 void loom__runqput(P *p, G *g, bool next);
 G   *loom__runqget(P *p, bool *inherit);
+G   *loom__runqget_above(P *p, int prio);
 bool loom__runqempty(P *p);
 G   *loom__runqsteal(P *p, P *victim, bool stealrunnext);
 void loom__globrunqput(G *g);                    /* sched.lock held */

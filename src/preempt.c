@@ -142,7 +142,8 @@ static void on_preempt(int sig, siginfo_t *si, void *uctx) {
     m->in_preempt = 1;
     G *g = m->curg;
     P *p = m->p;
-    if (g != &m->g0 && p && !m->blocked && (LOAD_RLX(&p->preempt) || timer_due(p)) && !g->nopreempt) {
+    bool due = p && timer_due(p);
+    if (g != &m->g0 && p && !m->blocked && (LOAD_RLX(&p->preempt) || due) && !g->nopreempt) {
         ucontext_t *uc = uctx;
         uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
         if (pc_preemptible(pc)) {
@@ -151,6 +152,10 @@ static void on_preempt(int sig, siginfo_t *si, void *uctx) {
             goto out;
         }
     }
+    /* a due timer that cannot be run from here (the scheduler on g0, an unsafe PC, a
+     * blocking call): ask again in 20 us, and the next switch to a goroutine re-arms
+     * (gogo arms only when the deadline differs from the armed one) */
+    if (due) loom__preempt_arm(m, loom__nanotime() + 20000);
     m->in_preempt = 0;
 out:
     errno = saved_errno;

@@ -878,6 +878,32 @@ static bool stoplockedm(M *m) {
     return mpark(m);
 }
 
+/* An M holding an async-preempted goroutine (m->heldg, see loom__async_preempt): the next
+ * goroutine to run here — one of a higher level from the P's queues, else the held one.
+ * NULL when neither can run here: the M lost its P (a blocking call in a goroutine run
+ * meanwhile, a spare given back) or the candidate is locked to another thread; then the
+ * held goroutine is queued as any async-preempted one (locked to this M) and the M waits
+ * for it in stoplockedm. */
+static G *run_above_held(M *m) {
+    G *held = m->heldg;
+    P *p = m->p;
+    G *up = p ? loom__runqget_above(p, held->prio) : NULL;
+    if (up && !up->lockedm) {
+        ran(p, false);
+        return up;
+    }
+    m->heldg = NULL;
+    if (up) loom__runqput(p, up, false);
+    else if (p) {
+        ran(p, false);
+        return held;
+    }
+    loom__lock_acquire(&loom__sched.lock);
+    loom__globrunqput(held);
+    loom__lock_release(&loom__sched.lock);
+    return NULL;
+}
+
 /* The scheduler loop on an M's g0 (runtime.schedule).  Returns at runtime exit. */
 static void schedule(M *m) {
     for (;;) {
@@ -894,7 +920,9 @@ static void schedule(M *m) {
             continue;
         }
         G *g;
-        if (m->lockedg) {
+        if (m->lockedg && m->heldg && (g = run_above_held(m))) {
+            /* nothing to do */
+        } else if (m->lockedg) {
             /* only the locked goroutine may run here: give up the P and sleep until some
              * M hands the goroutine back with a P (startlockedm), as Go's schedule() */
             if (!stoplockedm(m)) return;
@@ -1136,11 +1164,26 @@ void loom_yield(void) {
     schedule_from(m, g, yield_after, NULL);
 }
 
+static void hold_after(G *prev, void *arg) {
+    (void)arg;
+    STORE_RLX(&prev->status, G_RUNNABLE);
+    prev->m->heldg = prev;
+}
+
 /* Called by the preemption signal handler on the goroutine's stack (preempt.c): switch
  * out, to resume on this same thread.  The goroutine is locked to its M for the while
  * (as loom_lock_thread), so this thread runs nothing else meanwhile — in particular no
  * goroutine that could block it in the kernel — and its P goes to another thread
- * (stoplockedm) until the goroutine's turn comes round again (startlockedm). */
+ * (stoplockedm) until the goroutine's turn comes round again (startlockedm).
+ *
+ * With priority levels, when a goroutine of a higher level waits on this P (the deadline
+ * timer has just readied a HIGH sleeper, say), the thread handoff is skipped: the
+ * preempted goroutine is held by this M (m->heldg, in no queue, still locked here) and
+ * the M runs the higher levels of its P itself (run_above_held), then resumes the held
+ * one.  A woken thread can wait milliseconds for a CPU beside spinning ones, which is what
+ * the priority is meant to avoid.  The price: while those higher goroutines run here, a
+ * blocking call in one of them delays the held (lower) goroutine; they are preempted only
+ * at loom calls; and one that calls loom_lock_thread moves to another thread first. */
 void loom__async_preempt(M *m) {
     G *g = m->curg;
     if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
@@ -1148,6 +1191,9 @@ void loom__async_preempt(M *m) {
         if (LOAD_RLX(&m->p->timer0_when) != 0) loom__timers_run(m->p, loom__nanotime());
         if (outranks_all(m, g)) return;
     }
+    /* run ahead of a held goroutine: switching it out would need a second hold on this
+     * thread; it yields at its next loom call (the preempt flag stays set) */
+    if (unlikely(m->heldg != NULL)) return;
     LOOM__COUNT(m, npreempt);
     LOOM__COUNT(m, nasync);
     LOOM__TRACE(loom__trace_preempt(m, g, true));
@@ -1156,7 +1202,22 @@ void loom__async_preempt(M *m) {
         g->lockedm = m;
         m->lockedg = g;
     }
-    loom_yield();
+    G *up;
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && !was_locked &&
+        (up = loom__runqget_above(m->p, g->prio))) {
+        if (likely(!up->lockedm)) {
+            /* run what outranks g on this thread at once and hold g here meanwhile: a
+             * thread handoff could cost milliseconds (a woken thread waits for a CPU
+             * beside spinning ones), far more than the priority is worth */
+            ran(m->p, false);
+            gogo(m, g, up, hold_after, NULL, false);
+        } else {
+            loom__runqput(m->p, up, false);
+            loom_yield();
+        }
+    } else {
+        loom_yield();
+    }
     if (!was_locked) {
         m = loom__getm();            /* the same M, by the lock */
         g->lockedm = NULL;
@@ -1220,16 +1281,36 @@ int loom_procs(void) {
     return loom__sched.nprocs > 0 ? loom__sched.nprocs : loom__cpu_count();
 }
 
+/* Moves the running goroutine off an M that holds an async-preempted one: to the global
+ * queue, from which another thread takes it, while this M resumes the held goroutine. */
+static void move_after(G *prev, void *arg) {
+    (void)arg;
+    STORE_RLX(&prev->status, G_RUNNABLE);
+    loom__lock_acquire(&loom__sched.lock);
+    loom__globrunqput(prev);
+    loom__lock_release(&loom__sched.lock);
+    loom__wakep();
+}
+
 void loom_lock_thread(void) {
     M *m = loom__getm();
     if (!m || m->curg == &m->g0) return;
-    m->lockedg = m->curg;
-    m->curg->lockedm = m;
+    G *g = m->curg;
+    if (g->lockedm == m) return;
+    /* this thread holds a preempted goroutine that must resume here: lock elsewhere */
+    while (m->heldg) {
+        g->movelock = true;
+        gogo(m, g, &m->g0, move_after, NULL, false);
+        m = loom__getm();
+    }
+    g->movelock = false;
+    m->lockedg = g;
+    g->lockedm = m;
 }
 
 void loom_unlock_thread(void) {
     M *m = loom__getm();
-    if (!m || m->curg == &m->g0) return;
+    if (!m || m->curg == &m->g0 || m->lockedg != m->curg) return;
     m->lockedg = NULL;
     m->curg->lockedm = NULL;
 }

@@ -219,6 +219,30 @@ static __attribute__((noinline)) G *runqget_prio(P *p, bool *inherit) {
     return g;
 }
 
+/* A HIGH goroutine (by its own level, not aged into a HIGH FIFO) from p's own queue or
+ * the global one, when prio is lower, or NULL: the M that holds an async-preempted goroutine of level
+ * prio runs these first on its own thread (loom__async_preempt). */
+G *loom__runqget_above(P *p, int prio) {
+    if (prio >= LOOM_PRIO_HIGH) return NULL;
+    G *g = NULL;
+    if (LOAD(&p->pq_n[PQ_HIGH])) {
+        loom__spin_lock(&p->pq_lock);
+        G *h = p->pq_head[PQ_HIGH];
+        if (h && h->prio == LOOM_PRIO_HIGH && !h->movelock) {
+            g = fifo_get(&p->pq_head[PQ_HIGH], &p->pq_tail[PQ_HIGH]);
+            STORE(&p->pq_n[PQ_HIGH], p->pq_n[PQ_HIGH] - 1);
+        }
+        loom__spin_unlock(&p->pq_lock);
+    }
+    if (!g && LOAD(&loom__sched.gq_n[PQ_HIGH])) {     /* readied by sysmon or a thread without a P */
+        loom__lock_acquire(&loom__sched.lock);
+        G *h = loom__sched.gq_head[PQ_HIGH];
+        if (h && h->prio == LOOM_PRIO_HIGH && !h->movelock) g = gq_pop(PQ_HIGH);
+        loom__lock_release(&loom__sched.lock);
+    }
+    return g;
+}
+
 G *loom__runqget(P *p, bool *inherit) {
     if (unlikely(LOAD_RLX(&loom__sched.prio_used))) return runqget_prio(p, inherit);
     return runqget_normal(p, inherit);

@@ -118,18 +118,20 @@ void loom__schedtrace(int64_t now) {
         uint32_t ps = LOAD(&p->status);
         if (ps == P_OFF) continue;
         M *pm = LOAD(&p->m);
-        fprintf(stderr, "  P%d: status=%s schedtick=%u syscalltick=%u m=%d runqsize=%u timers=%d%s\n", p->id,
+        fprintf(stderr, "  P%d: status=%s schedtick=%u syscalltick=%u m=%d runqsize=%u high=%u low=%u timers=%d%s\n", p->id,
                 pstatus_names[ps < 4 ? ps : 0], LOAD_RLX(&p->schedtick), LOAD_RLX(&p->syscalltick),
-                pm ? pm->id : -1, runqlen(p), loom__timers_count(p), i >= loom__sched.nprocs ? " (spare)" : "");
+                pm ? pm->id : -1, runqlen(p), LOAD_RLX(&p->pq_n[PQ_HIGH]), LOAD_RLX(&p->pq_n[PQ_LOW]),
+                loom__timers_count(p), i >= loom__sched.nprocs ? " (spare)" : "");
     }
     loom__lock_acquire(&loom__sched.lock);
     for (M *m = loom__sched.allm; m; m = m->alllink) {
         P *mp = LOAD_RLX(&m->p);
         G *cg = LOAD_RLX(&m->curg);
         G *lg = LOAD_RLX(&m->lockedg);
-        fprintf(stderr, "  M%d: p=%d curg=%llu spinning=%d blocked=%d lockedg=%llu\n", m->id, mp ? mp->id : -1,
+        G *hg = LOAD_RLX(&m->heldg);
+        fprintf(stderr, "  M%d: p=%d curg=%llu spinning=%d blocked=%d lockedg=%llu heldg=%llu\n", m->id, mp ? mp->id : -1,
                 (unsigned long long)(cg && cg != &m->g0 ? cg->id : 0), (int)LOAD_RLX(&m->spinning),
-                (int)LOAD_RLX(&m->blocked), (unsigned long long)(lg ? lg->id : 0));
+                (int)LOAD_RLX(&m->blocked), (unsigned long long)(lg ? lg->id : 0), (unsigned long long)(hg ? hg->id : 0));
     }
     loom__lock_release(&loom__sched.lock);
     fprintf(stderr, "  goroutines: runnable=%llu running=%llu syscall=%llu waiting=%llu",

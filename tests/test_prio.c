@@ -16,6 +16,7 @@
  */
 #include "t.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -267,6 +268,58 @@ static int t_preempt(void *arg)
     return 0;
 }
 
+/* The HIGH goroutine woken while a LOW one spins runs on the spinner's own thread ahead
+ * of it (the spinner is held there, preempted); a loom_lock_thread there moves the HIGH
+ * goroutine to another thread first; the spinner resumes on its thread. */
+static atomic_int held_stop, high_ran_early;
+static pthread_t low_thread_start, low_thread_end, high_thread_wake;
+static loom_waitgroup held_wg = LOOM_WAITGROUP_INIT;
+
+static void held_spinner(void *arg)
+{
+    (void)arg;
+    low_thread_start = pthread_self();
+    while (!atomic_load_explicit(&held_stop, memory_order_relaxed)) {}
+    low_thread_end = pthread_self();
+    loom_wg_done(&held_wg);
+}
+
+static void high_locker(void *arg)
+{
+    (void)arg;
+    loom_sleep(2000000);                       /* the spinner runs meanwhile */
+    if (!atomic_load(&held_stop)) atomic_store(&high_ran_early, 1);
+    high_thread_wake = pthread_self();
+    loom_lock_thread();
+    pthread_t me = pthread_self();
+    for (int i = 0; i < 3; i++) {
+        loom_sleep(500000);
+        CHECK(pthread_equal(me, pthread_self()));
+        loom_yield();
+        CHECK(pthread_equal(me, pthread_self()));
+    }
+    loom_unlock_thread();
+    atomic_store(&held_stop, 1);
+    loom_wg_done(&held_wg);
+}
+
+static int t_held(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 5; round++) {
+        atomic_store(&held_stop, 0);
+        atomic_store(&high_ran_early, 0);
+        CHECK_OK(loom_wg_add(&held_wg, 2));
+        CHECK(loom_go_attr(held_spinner, NULL, &(loom_attr){ .priority = LOOM_PRIO_LOW }) != 0);
+        CHECK(loom_go_attr(high_locker, NULL, &(loom_attr){ .priority = LOOM_PRIO_HIGH }) != 0);
+        loom_wg_wait(&held_wg);
+        CHECK(atomic_load(&high_ran_early));
+        CHECK(pthread_equal(low_thread_start, low_thread_end));
+        CHECK(pthread_equal(low_thread_start, high_thread_wake));     /* no thread handoff */
+    }
+    return 0;
+}
+
 int main(void)
 {
     CHECK_ERR(loom_set_priority(LOOM_PRIO_HIGH), EPERM);
@@ -279,6 +332,7 @@ int main(void)
     if (T_ASYNC_PREEMPT) {
         setenv("LOOM_SLICE_US", "1000000", 1);
         T_RUN(t_preempt, NULL);
+        T_RUN(t_held, NULL);
         unsetenv("LOOM_SLICE_US");
     } else {
         printf("preempt: skipped (no asynchronous preemption in sanitizer builds)\n");
