@@ -775,8 +775,9 @@ static G *findrunnable(M *m) {
         }
         /* nothing: give up the P, then re-check everything before sleeping */
         loom__lock_acquire(&loom__sched.lock);
-        if (LOAD(&loom__sched.runqsize) != 0) {
-            g = loom__globrunqget(p, 0);
+        /* (with priority levels it may give nothing: a local level outranks the global
+         * ones — and a NULL from here would end this M) */
+        if (LOAD(&loom__sched.runqsize) != 0 && (g = loom__globrunqget(p, 0))) {
             loom__lock_release(&loom__sched.lock);
             ran(p, false);
             return g;
