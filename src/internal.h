@@ -250,6 +250,7 @@ struct loom__m {
     uint32_t   fastrand;       /* per-M PRNG state */
     uint64_t   fastrand64;
     int        tid;
+    int       *errnop;         /* this thread's errno (set with loom__setm) */
     bool       exited;
     void      *altstack;       /* our sigaltstack, if we installed one */
     sigset_t   sigmask;        /* signal mask to run goroutines with (the creator's) */

@@ -109,7 +109,11 @@ void loom__spin_lock_slow(loom__spinlock *l) {
 static __thread M *tls_m;
 
 LOOM_OPAQUE M *loom__getm(void) { LOOM_OPAQUE_BODY(); return tls_m; }
-LOOM_OPAQUE void loom__setm(M *m) { LOOM_OPAQUE_BODY(); tls_m = m; }
+LOOM_OPAQUE void loom__setm(M *m) {
+    LOOM_OPAQUE_BODY();
+    tls_m = m;
+    if (m) m->errnop = &errno;      /* this thread's errno, for switches (proc.c) */
+}
 
 long loom__env_long(const char *name, long dflt, long lo, long hi) {
     const char *s = getenv(name);

@@ -94,9 +94,10 @@ int64_t loom__nanotime_coarse(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* errno through functions the compiler cannot see into (see the design story) */
-LOOM_OPAQUE static int errno_get(void) { LOOM_OPAQUE_BODY(); return errno; }
-LOOM_OPAQUE static void errno_set(int v) { LOOM_OPAQUE_BODY(); errno = v; }
+/* errno through the M's own pointer to its thread's errno, read afresh from the M at each
+ * switch: never a location the compiler computed on another thread (see the design story) */
+static inline __attribute__((always_inline)) int errno_get(M *m) { return *(volatile int *)m->errnop; }
+static inline __attribute__((always_inline)) void errno_set(M *m, int v) { *(volatile int *)m->errnop = v; }
 
 uint32_t loom__fastrand(M *m) {
     /* xorshift64*, per M */
@@ -163,7 +164,7 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
         STORE_RLX(&to->status, G_RUNNING);
         if (unlikely(st != G_RUNNABLE)) loom__fatal("switch to goroutine %llu in status %u", (unsigned long long)to->id, st);
     }
-    from->saved_errno = errno_get();
+    from->saved_errno = errno_get(m);
     if (from != &m->g0 && !dying) {
         void *sp = __builtin_frame_address(0);
         if (unlikely(!loom__stack_ok(from, sp))) stack_overflow(from);
@@ -178,7 +179,7 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
 static ALWAYS_INLINE void after_switch(G *self) {
     M *m = self->m;
     loom__fiber_finish_switch(self);
-    errno_set(self->saved_errno);
+    errno_set(m, self->saved_errno);
     void (*fn)(G *, void *) = m->after_fn;
     if (fn) {
         m->after_fn = NULL;

@@ -7,7 +7,9 @@
  */
 #include "t.h"
 
+#include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define T_SANITIZED 1
@@ -59,8 +61,13 @@ static void wait_long(long *p, long want, double secs, const char *what)
 {
     int64_t dl = t_clock_ns() + (int64_t)(secs * 1e9);
     while (__atomic_load_n(p, __ATOMIC_ACQUIRE) < want) {
-        CHECK_MSG(t_clock_ns() < dl, "timed out waiting for %s (%ld of %ld)", what,
-                  __atomic_load_n(p, __ATOMIC_ACQUIRE), want);
+        if (t_clock_ns() >= dl) {
+            fprintf(stderr, "test_million: timed out waiting for %s (%ld of %ld); goroutine dump:\n",
+                    what, __atomic_load_n(p, __ATOMIC_ACQUIRE), want);
+            raise(SIGQUIT);           /* loom prints every goroutine and exits 2 */
+            sleep(5);
+            CHECK_MSG(0, "timed out waiting for %s", what);
+        }
         loom_sleep(2000000);
     }
 }
