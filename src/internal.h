@@ -219,6 +219,8 @@ struct loom__g {
     size_t    asan_size;
     void     *created_pc;      /* where loom_go was called, for dumps */
     uint32_t  nopreempt;       /* loom_preempt_disable depth; owner: the G */
+    bool      alocked;         /* locked to its M by an async preemption (not by the program);
+                                  owner: the G */
     bool      movelock;        /* in loom_lock_thread, moving off a thread that holds a
                                   preempted goroutine: not to be run there again; owner: the G */
 };
@@ -412,6 +414,7 @@ int64_t loom__nanotime_coarse(void);            /* CLOCK_MONOTONIC_COARSE: ~ms r
 void loom__runqput(P *p, G *g, bool next);
 G   *loom__runqget(P *p, bool *inherit);
 G   *loom__runqget_above(P *p, int prio);
+G   *loom__globrunq_pop_locked(void);
 bool loom__runqempty(P *p);
 G   *loom__runqsteal(P *p, P *victim, bool stealrunnext);
 void loom__globrunqput(G *g);                    /* sched.lock held */

@@ -856,10 +856,9 @@ static G *findrunnable(M *m) {
     }
 }
 
-/* Gives our P to the M that g is locked to, then waits for a P (runtime.startlockedm). */
-static void startlockedm(M *m, G *g) {
+/* Hands P p and goroutine g to the M that g is locked to, asleep in stoplockedm. */
+static void handlockedm(P *p, G *g) {
     M *lm = g->lockedm;
-    P *p = releasep(m);
     loom__lock_acquire(&loom__sched.lock);
     loom__sched.nmlockedidle--;          /* counted awake from here on, for checkdead */
     loom__lock_release(&loom__sched.lock);
@@ -868,11 +867,39 @@ static void startlockedm(M *m, G *g) {
     loom__note_wakeup(&lm->park);
 }
 
+/* Gives our P to the M that g is locked to, then waits for a P (runtime.startlockedm). */
+static void startlockedm(M *m, G *g) {
+    handlockedm(releasep(m), g);
+}
+
 /* A locked M whose goroutine is not runnable gives up its P and sleeps until someone
- * hands the goroutine back with a P (runtime.stoplockedm). */
+ * hands the goroutine back with a P (runtime.stoplockedm).
+ * Beyond Go: if the P's local queue is empty and the global queue's next goroutine is
+ * locked to a thread — the usual case among spinning goroutines, each locked to its thread
+ * by an async preemption — the P goes straight to that thread (or this M keeps it, if the
+ * goroutine is its own), instead of to an idle thread that would only pass it on: one
+ * thread wakeup instead of two, each of which can wait milliseconds for a CPU here. */
 static bool stoplockedm(M *m) {
-    P *p = releasep(m);
-    if (p) handoffp(p);
+    P *p = m->p;
+    /* what a thread taking p would do first: run its due timers (they may ready work) */
+    if (p && LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
+    p = releasep(m);
+    G *next = NULL;
+    if (p && !LOAD_RLX(&p->retire) && LOAD_RLX(&loom__sched.runqsize) != 0 && loom__runqempty(p)) {
+        loom__lock_acquire(&loom__sched.lock);
+        next = loom__globrunq_pop_locked();
+        loom__lock_release(&loom__sched.lock);
+    }
+    if (next && next->lockedm == m) {        /* ours, runnable already: run it */
+        acquirep(m, p);
+        STORE(&m->pending_g, next);
+        return true;
+    }
+    if (next) {
+        handlockedm(p, next);
+    } else if (p) {
+        handoffp(p);
+    }
     loom__lock_acquire(&loom__sched.lock);
     loom__sched.nmlockedidle++;
     loom__checkdead();
@@ -930,6 +957,20 @@ static void schedule(M *m) {
             if (!stoplockedm(m)) return;
             g = XCHG(&m->pending_g, NULL);
             if (!g) continue;
+            /* an async-preempted goroutine handed back while a HIGH one waits on the P
+             * (readied by timers while no goroutine ran, so nobody was kicked): hold it
+             * here and run the HIGH one first, as loom__async_preempt does */
+            G *up;
+            if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && g->alocked &&
+                (up = loom__runqget_above(m->p, g->prio))) {
+                if (likely(!up->lockedm)) {
+                    m->heldg = g;
+                    ran(m->p, false);
+                    g = up;
+                } else {
+                    loom__runqput(m->p, up, false);
+                }
+            }
         } else if (m->nextg) {
             g = m->nextg;                    /* picked by schedule_from, to start here */
             m->nextg = NULL;
@@ -1202,6 +1243,7 @@ void loom__async_preempt(M *m) {
     bool was_locked = g->lockedm != NULL;
     if (!was_locked) {
         g->lockedm = m;
+        g->alocked = true;
         m->lockedg = g;
     }
     G *up;
@@ -1223,6 +1265,7 @@ void loom__async_preempt(M *m) {
     if (!was_locked) {
         m = loom__getm();            /* the same M, by the lock */
         g->lockedm = NULL;
+        g->alocked = false;
         m->lockedg = NULL;
     }
 }

@@ -375,6 +375,21 @@ G *loom__globrunqget(P *p, int max) {
     return g;
 }
 
+/* The goroutine a P with an empty local queue would take next from the global queue, if it
+ * is locked to a thread: popped and returned (sched.lock held); else NULL, nothing taken. */
+G *loom__globrunq_pop_locked(void) {
+    int l = -1;
+    G *g;
+    if (loom__sched.gq_n[PQ_HIGH]) g = loom__sched.gq_head[l = PQ_HIGH];
+    else if (loom__sched.runqsize > (int32_t)loom__sched.gq_n[PQ_LOW]) g = loom__sched.runqhead;
+    else g = loom__sched.gq_head[l = PQ_LOW];
+    if (!g || !g->lockedm) return NULL;
+    if (l >= 0) return gq_pop(l);
+    globpop();
+    STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
+    return g;
+}
+
 void loom__runq_drain(P *p) {
     STORE(&p->runqhead, 0);
     STORE(&p->runqtail, 0);
