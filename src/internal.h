@@ -113,7 +113,6 @@ void   loom__stack_init(void);
 void   loom__stack_term(void);                        /* unmaps every arena */
 bool   loom__stack_find(uintptr_t addr, G **g, uintptr_t *lo, uintptr_t *hi, bool *guard);
 extern size_t loom__stack_default;
-bool   loom__stack_ok(G *g, void *sp);               /* overflow check at switch */
 bool   loom__stack_redzone_ok(G *g);                 /* overflow check at exit */
 
 /* ------------------------------------------------------------------ fiber.c
@@ -412,7 +411,44 @@ int64_t loom__nanotime_coarse(void);            /* CLOCK_MONOTONIC_COARSE: ~ms r
 
 /* ------------------------------------------------------------------ runq.c */
 void loom__runqput(P *p, G *g, bool next);
-G   *loom__runqget(P *p, bool *inherit);
+G   *loom__runqget_prio(P *p, bool *inherit);
+/* runq.c's fast path, inline here for the switch: runnext, then the ring (the NORMAL level;
+ * runtime.runqget).  Consumers are the owner and thieves: both CAS. */
+static inline __attribute__((always_inline)) G *loom__runqget_normal(P *p, bool *inherit) {
+    G *next = LOAD_RLX(&p->runnext);
+    if (next && CAS(&p->runnext, next, NULL)) {
+        *inherit = true;
+        return next;
+    }
+    *inherit = false;
+    for (;;) {
+        uint32_t h = LOAD_ACQ(&p->runqhead);
+        uint32_t t = LOAD_RLX(&p->runqtail);
+        if (t == h) return NULL;
+        G *g = __atomic_load_n(&p->runq[h % LOOM_RUNQ_SIZE], __ATOMIC_RELAXED);
+        if (CAS_REL(&p->runqhead, h, h + 1)) return g;
+    }
+}
+/* runq.c's loom__runqput(p, g, false) for the common case, inline: a NORMAL goroutine at
+ * the tail of a ring with room (only the owner writes the tail).  False: use runqput. */
+static inline __attribute__((always_inline)) bool loom__runqput_tail(P *p, G *g) {
+    if (unlikely(g->prio != LOOM_PRIO_NORMAL)) return false;
+    uint32_t h = LOAD_ACQ(&p->runqhead);
+    uint32_t t = LOAD_RLX(&p->runqtail);
+    if (unlikely(t - h >= LOOM_RUNQ_SIZE)) return false;
+    __atomic_store_n(&p->runq[t % LOOM_RUNQ_SIZE], g, __ATOMIC_RELAXED);
+    STORE_REL(&p->runqtail, t + 1);
+    return true;
+}
+/* stack.c: the overflow check at each switch (the saved sp must lie above stack_lo) */
+static inline __attribute__((always_inline)) bool loom__stack_ok(G *g, void *sp) {
+    return (char *)sp >= g->stack_lo;
+}
+/* The next goroutine from p's own queues, by level (runtime.runqget). */
+static inline __attribute__((always_inline)) G *loom__runqget(P *p, bool *inherit) {
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) return loom__runqget_prio(p, inherit);
+    return loom__runqget_normal(p, inherit);
+}
 G   *loom__runqget_above(P *p, int prio);
 G   *loom__globrunq_pop_locked(void);
 bool loom__runqempty(P *p);

@@ -1194,7 +1194,7 @@ static void yield_after(G *prev, void *arg) {
         loom__lock_acquire(&loom__sched.lock);
         loom__globrunqput(prev);
         loom__lock_release(&loom__sched.lock);
-    } else {
+    } else if (!loom__runqput_tail(m->p, prev)) {
         loom__runqput(m->p, prev, false);
     }
 }
@@ -1203,7 +1203,7 @@ void loom_yield(void) {
     M *m = loom__getm();
     if (!m || m->curg == &m->g0 || !m->p) { sched_yield(); return; }
     G *g = m->curg;
-    if (unlikely(outranks_all(m, g))) return;
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && outranks_all(m, g)) return;
     schedule_from(m, g, yield_after, NULL);
 }
 

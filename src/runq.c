@@ -190,29 +190,14 @@ void loom__runqput(P *p, G *g, bool next) {
     }
 }
 
-/* runnext, then the ring (the NORMAL level) */
-static inline __attribute__((always_inline)) G *runqget_normal(P *p, bool *inherit) {
-    G *next = LOAD_RLX(&p->runnext);
-    if (next && CAS(&p->runnext, next, NULL)) {
-        *inherit = true;
-        return next;
-    }
-    *inherit = false;
-    for (;;) {
-        uint32_t h = LOAD_ACQ(&p->runqhead);
-        uint32_t t = LOAD_RLX(&p->runqtail);
-        if (t == h) return NULL;
-        G *g = SLOT_LOAD(p, h);
-        if (CAS_REL(&p->runqhead, h, h + 1)) return g;
-    }
-}
-
-static __attribute__((noinline)) G *runqget_prio(P *p, bool *inherit) {
+/* the runqget of priority levels (loom__runqget in internal.h; its NORMAL level is
+ * loom__runqget_normal there) */
+G *loom__runqget_prio(P *p, bool *inherit) {
     uint32_t n;
     *inherit = false;
     G *g = pq_take(p, PQ_HIGH, 1, &n);
     if (!g) g = gq_pop_lock(PQ_HIGH);
-    if (!g) g = runqget_normal(p, inherit);
+    if (!g) g = loom__runqget_normal(p, inherit);
     if (!g && LOAD(&loom__sched.runqsize) == (int32_t)LOAD(&loom__sched.gq_n[PQ_LOW]))
         g = pq_take(p, PQ_LOW, 1, &n);     /* no NORMAL goroutine waits globally */
     if (!g) g = gq_pop_lock(PQ_LOW);
@@ -241,11 +226,6 @@ G *loom__runqget_above(P *p, int prio) {
         loom__lock_release(&loom__sched.lock);
     }
     return g;
-}
-
-G *loom__runqget(P *p, bool *inherit) {
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) return runqget_prio(p, inherit);
-    return runqget_normal(p, inherit);
 }
 
 bool loom__runqempty(P *p) {
@@ -410,7 +390,7 @@ int loom__runq_takeall(P *p, G **headp, G **tailp) {
     uint32_t k;
     for (int pass = 0; pass < 3; pass++) {
         for (;;) {
-            if (pass == 1) g = runqget_normal(p, &inh);
+            if (pass == 1) g = loom__runqget_normal(p, &inh);
             else g = pq_take(p, pass == 0 ? PQ_HIGH : PQ_LOW, 1, &k);
             if (!g) break;
             g->schedlink = NULL;

@@ -367,10 +367,6 @@ void loom__stack_term(void) {
 }
 
 /* The stack-overflow check run at every switch away from a goroutine (see above). */
-bool loom__stack_ok(G *g, void *sp) {
-    return (char *)sp >= g->stack_lo;
-}
-
 /* The check at goroutine exit for an unguarded slot: its red zone must still be all zero.
  * Reading a never-touched page maps a page on these VMs (no shared zero page), so this
  * runs at exit, not per switch; a slot pays that page once in its life, and only slots
