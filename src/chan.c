@@ -133,11 +133,12 @@ void loom__chan_recv_from(loom_chan *c, loom__sudog *sg, void *ep) {
 /* Nothing ready on c (locked): fail for a non-blocking call or a thread without a
  * goroutine, else wait on q until a peer or close completes the operation. */
 static int chanwait(loom_chan *c, loom__waitq *q, void *elem, bool block, int reason) {
-    if (!block || !loom__in_goroutine()) {
+    M *m = block ? loom__getm() : NULL;
+    if (!m || m->curg == &m->g0 || !m->p) {
         loom__spin_unlock(&c->lock);
         return block ? -EPERM : -EAGAIN;
     }
-    G *g = loom__getg();
+    G *g = m->curg;
     loom__sudog me = { .g = g, .elem = elem, .c = c, .caseidx = -1 };
     g->param = NULL;
     loom__waitq_enqueue(q, &me);
@@ -196,14 +197,12 @@ static int chanrecv(loom_chan *c, void *ep, bool block) {
  * with -EPERM whether or not this particular call would have blocked (API.md). */
 int loom_send(loom_chan *c, const void *elem) {
     if (!c) return -EINVAL;
-    if (!loom__in_goroutine()) return -EPERM;
-    loom__preempt_check();
+    if (!loom__enter_blocking()) return -EPERM;
     return chansend(c, elem, true);
 }
 int loom_recv(loom_chan *c, void *elem) {
     if (!c) return -EINVAL;
-    if (!loom__in_goroutine()) return -EPERM;
-    loom__preempt_check();
+    if (!loom__enter_blocking()) return -EPERM;
     return chanrecv(c, elem, true);
 }
 int loom_try_send(loom_chan *c, const void *elem) {

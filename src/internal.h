@@ -405,6 +405,9 @@ void loom__note_foreign(void);                  /* called from a thread outside 
 uint32_t loom__fastrand(M *m);
 uint32_t loom__fastrandn(M *m, uint32_t n);
 void loom__preempt_check(void);                 /* cooperative preemption point */
+/* The start of a blocking call: true in a goroutine, after its preemption point (one look
+ * at the M instead of loom__in_goroutine and loom__preempt_check). */
+bool loom__enter_blocking(void);
 void loom__unlock_after(G *prev, void *lock);   /* an "after switch" hook: releases a loom__lock */
 void loom__spin_unlock_after(G *prev, void *lock); /* the same for a loom__spinlock */
 int64_t loom__nanotime_coarse(void);            /* CLOCK_MONOTONIC_COARSE: ~ms resolution, cheap */

@@ -1284,6 +1284,13 @@ void loom__preempt_check(void) {
     if (m) preempt_point(m);
 }
 
+bool loom__enter_blocking(void) {
+    M *m = loom__getm();
+    if (!m || m->curg == &m->g0 || !m->p) return false;
+    if (unlikely(LOAD_RLX(&m->p->preempt))) preempt_point(m);
+    return true;
+}
+
 void loom_exit(void) {
     if (!loom__in_goroutine()) return;
     goexit(false);
