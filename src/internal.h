@@ -372,6 +372,8 @@ struct loom__sched {
     pthread_t  sysmon_thread;
     bool       running;         /* between loom_run's start and end */
     int64_t    start_time;
+    int64_t    coarse_now;      /* a recent loom__nanotime(), for wait stamps: sysmon stores it
+                                   each look, an M each time it leaves idle; relaxed atomic */
     int        slice_us;        /* time slice */
     uint64_t   nhandoff, nlend; /* loom_stats: Ps handed on by sysmon; atomic */
     int        schedtrace_ms;   /* LOOM_DEBUG=schedtrace=MS (0: off) */

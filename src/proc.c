@@ -463,6 +463,7 @@ static void retirep(M *m) {
 static bool mpark(M *m) {
     LOOM__TRACE(loom__trace_idle(m, true));
     loom__note_sleep(&m->park);
+    STORE_RLX(&loom__sched.coarse_now, loom__nanotime());   /* sysmon may sleep deeply */
     LOOM__TRACE(loom__trace_idle(m, false));
     loom__note_clear(&m->park);
     if (LOAD(&loom__sched.exiting)) return false;
@@ -828,6 +829,7 @@ static G *findrunnable(M *m) {
                 }
                 G *list = loom__netpoll(delay);
                 now = loom__nanotime();
+                STORE_RLX(&loom__sched.coarse_now, now);
                 STORE(&loom__sched.polluntil, 0);
                 STORE(&loom__sched.lastpoll, now);
                 loom__lock_acquire(&loom__sched.lock);
@@ -1024,7 +1026,7 @@ void loom__park(void (*after)(G *, void *), void *arg, int reason) {
     M *m = loom__getm();
     G *g = m->curg;
     STORE_RLX(&g->waitreason, (uint32_t)reason);
-    g->waitsince = loom__nanotime_coarse();
+    g->waitsince = LOAD_RLX(&loom__sched.coarse_now);   /* within a sysmon tick: no clock read */
     STORE_RLX(&g->status, G_WAITING);
     schedule_from(m, g, after, arg);
 }
@@ -1550,6 +1552,7 @@ static int schedinit(void) {
     raise_fd_limit();
     loom__sched.lastpoll = loom__nanotime();
     loom__sched.start_time = loom__sched.lastpoll;
+    loom__sched.coarse_now = loom__sched.lastpoll;
     loom__trace_init();
     int err = loom__netpoll_init();
     if (err) return err;

@@ -172,9 +172,15 @@ void loom__runqput(P *p, G *g, bool next) {
         return;
     }
     if (next) {
+        /* Only the owner (us) makes runnext non-NULL; thieves only CAS it to NULL.  So an
+         * empty slot stays empty until we fill it: a release store will do (the common
+         * case: a channel handoff readies into the slot its peer just left). */
         G *old = LOAD_RLX(&p->runnext);
-        while (!__atomic_compare_exchange_n(&p->runnext, &old, g, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-            ;
+        if (!old) {
+            STORE_REL(&p->runnext, g);
+            return;
+        }
+        old = XCHG(&p->runnext, g);
         if (!old) return;
         g = old;                      /* the previous runnext goes to the tail */
     }

@@ -231,6 +231,7 @@ static void *sysmon(void *arg) {
         loom__note_tsleep(&stop_note, sleep);
         int acted = 0, handoffs = 0, signalling = 0;
         int64_t now = loom__nanotime(), next = INT64_MAX;
+        STORE_RLX(&loom__sched.coarse_now, now);
         retake(now, &acted, &handoffs, &signalling, &next);
         loom__globrunq_age(now);
         netpoll_check(now);
