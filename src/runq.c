@@ -210,25 +210,40 @@ G *loom__runqget_prio(P *p, bool *inherit) {
     return g;
 }
 
-/* A HIGH goroutine (by its own level, not aged into a HIGH FIFO) from p's own queue or
- * the global one, when prio is lower, or NULL: the M that holds an async-preempted goroutine of level
- * prio runs these first on its own thread (loom__async_preempt). */
+/* Unlinks the first goroutine of HIGH level (not one aged into the FIFO, nor one moving to
+ * lock another thread) from a HIGH FIFO; the caller holds the FIFO's lock. */
+static G *fifo_take_high(G **head, G **tail) {
+    G *prev = NULL;
+    for (G *g = *head; g; prev = g, g = g->schedlink) {
+        if (g->prio != LOOM_PRIO_HIGH || g->movelock) continue;
+        if (prev) prev->schedlink = g->schedlink;
+        else *head = g->schedlink;
+        if (*tail == g) *tail = prev;
+        g->schedlink = NULL;
+        return g;
+    }
+    return NULL;
+}
+
+/* A HIGH goroutine from p's own queue or the global one, when prio is lower, or NULL: the
+ * M that holds an async-preempted goroutine of level prio runs these first on its own
+ * thread (loom__async_preempt).  Aged goroutines at the head of the HIGH FIFO (aging puts
+ * them there) keep their place and run right after. */
 G *loom__runqget_above(P *p, int prio) {
     if (prio >= LOOM_PRIO_HIGH) return NULL;
     G *g = NULL;
     if (LOAD(&p->pq_n[PQ_HIGH])) {
         loom__spin_lock(&p->pq_lock);
-        G *h = p->pq_head[PQ_HIGH];
-        if (h && h->prio == LOOM_PRIO_HIGH && !h->movelock) {
-            g = fifo_get(&p->pq_head[PQ_HIGH], &p->pq_tail[PQ_HIGH]);
+        if ((g = fifo_take_high(&p->pq_head[PQ_HIGH], &p->pq_tail[PQ_HIGH])))
             STORE(&p->pq_n[PQ_HIGH], p->pq_n[PQ_HIGH] - 1);
-        }
         loom__spin_unlock(&p->pq_lock);
     }
     if (!g && LOAD(&loom__sched.gq_n[PQ_HIGH])) {     /* readied by sysmon or a thread without a P */
         loom__lock_acquire(&loom__sched.lock);
-        G *h = loom__sched.gq_head[PQ_HIGH];
-        if (h && h->prio == LOOM_PRIO_HIGH && !h->movelock) g = gq_pop(PQ_HIGH);
+        if ((g = fifo_take_high(&loom__sched.gq_head[PQ_HIGH], &loom__sched.gq_tail[PQ_HIGH]))) {
+            STORE(&loom__sched.gq_n[PQ_HIGH], loom__sched.gq_n[PQ_HIGH] - 1);
+            STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
+        }
         loom__lock_release(&loom__sched.lock);
     }
     return g;

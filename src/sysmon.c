@@ -12,6 +12,8 @@
 #include "internal.h"
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,14 +135,9 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
         loom__wakep();
     }
     /* a timer on this P that is overdue shortens the slice to a quarter: a sleeper's
-     * wakeup should not wait a whole slice behind a goroutine that never yields.  Once
-     * priority levels are in use, sysmon fires due timers itself: the goroutine it readies
-     * goes to the global queue and, if it outranks a running one, kicks that P (runq.c) */
+     * wakeup should not wait a whole slice behind a goroutine that never yields (with
+     * priority levels, retake has fired it already) */
     int64_t t0 = LOAD_RLX(&p->timer0_when);
-    if (t0 != 0 && t0 <= now && LOAD_RLX(&loom__sched.prio_used)) {
-        loom__timers_run(p, now);
-        t0 = LOAD_RLX(&p->timer0_when);
-    }
     bool timer_late = t0 != 0 && now - t0 >= 200000;
     deadline(p, now, next);
     /* a ready goroutine of a higher level waits behind this one (runq.c): now */
@@ -181,6 +178,12 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
             continue;
         }
         loom__runq_age(p, now);
+        /* Once priority levels are in use, sysmon fires due timers itself, whatever the P
+         * does (its goroutines may rotate every slice, or it may be between threads): the
+         * goroutine readied goes to the global queue and, if it outranks a running one,
+         * kicks that P (runq.c). */
+        int64_t t0 = LOAD_RLX(&p->timer0_when);
+        if (t0 != 0 && t0 <= now && LOAD_RLX(&loom__sched.prio_used)) loom__timers_run(p, now);
         uint32_t t = LOAD_RLX(&p->schedtick);
         if (t != p->sysmontick) {
             p->sysmontick = t;
@@ -210,6 +213,14 @@ static void *sysmon(void *arg) {
     (void)arg;
     int64_t delay = 20000, sleep = delay;
     int idle = 0;
+    /* Once priority levels are in use, sysmon fires due timers and kicks the Ps that a
+     * ready goroutine outranks; beside threads that spin, the kernel may make it wait
+     * milliseconds for a CPU.  So it asks for a higher kernel priority (nice
+     * LOOM_SYSMON_NICE, default -10), where the process may (CAP_SYS_NICE, or a
+     * RLIMIT_NICE that allows it); it sleeps nearly all the time, so this costs others
+     * little.  If refused, it runs at the process's nice. */
+    long nice = loom__env_long("LOOM_SYSMON_NICE", -10, -20, 19);
+    if (nice != 0) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), (int)nice);
     int64_t trace_ns = (int64_t)loom__sched.schedtrace_ms * 1000000, lasttrace = loom__nanotime();
     while (!LOAD(&loom__sched.exiting)) {
         if (trace_ns && loom__nanotime() - lasttrace >= trace_ns) {
