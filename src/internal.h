@@ -312,6 +312,7 @@ struct loom__p {
     int64_t    timer0_when;     /* heap[0]->when or 0; atomic, read without the lock */
     /* preemption of a runnext ping-pong pair: set by sysmon when a slice ran too long */
     uint32_t   preempt;
+    uint32_t   kick;            /* preempt was set by a priority kick (loom__prio_kick); atomic */
     uint32_t   sysmontick;      /* sysmon's view of schedtick; sysmon only */
     int64_t    sysmonwhen;      /* when sysmon saw schedtick change; sysmon only */
     int64_t    sysmonsignal;    /* when sysmon last sent the preemption signal; sysmon only */
@@ -455,6 +456,7 @@ static inline __attribute__((always_inline)) G *loom__runqget(P *p, bool *inheri
     return loom__runqget_normal(p, inherit);
 }
 G   *loom__runqget_above(P *p, int prio);
+bool  loom__runq_high_waits(P *p);
 G   *loom__globrunq_pop_locked(void);
 bool loom__runqempty(P *p);
 G   *loom__runqsteal(P *p, P *victim, bool stealrunnext);

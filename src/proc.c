@@ -659,6 +659,7 @@ static ALWAYS_INLINE G *runq_fast(P *p, bool *inherit) {
     if (unlikely(LOAD_RLX(&p->preempt))) {
         /* the slice is used up: runnext loses its claim to the rest of it */
         STORE(&p->preempt, 0);
+        if (LOAD_RLX(&p->kick)) STORE(&p->kick, 0);
         G *next = LOAD(&p->runnext);
         if (next && CAS(&p->runnext, next, NULL)) loom__runqput(p, next, false);
     }
@@ -1231,37 +1232,40 @@ static void hold_after(G *prev, void *arg) {
  * at loom calls; and one that calls loom_lock_thread moves to another thread first. */
 void loom__async_preempt(M *m) {
     G *g = m->curg;
+    bool was_locked = g->lockedm != NULL;
+    G *up = NULL;
+    /* run ahead of a held goroutine: switching it out would need a second hold on this
+     * thread; it yields at its next loom call (the preempt flag stays set) */
+    if (unlikely(m->heldg != NULL)) return;
     if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
         /* the deadline timer's signal: the due timers may ready an outranking goroutine */
         if (LOAD_RLX(&m->p->timer0_when) != 0) loom__timers_run(m->p, loom__nanotime());
         if (outranks_all(m, g)) return;
+        if (!was_locked) up = loom__runqget_above(m->p, g->prio);
+        if (!up && LOAD_RLX(&m->p->kick) && XCHG(&m->p->kick, 0)) {
+            /* a priority kick whose goroutine another P took first (kick_lowest kicks
+             * every P of the lowest level): no switch.  A slice's end that came too is
+             * asked for again at sysmon's next look. */
+            STORE(&m->p->preempt, 0);
+            return;
+        }
     }
-    /* run ahead of a held goroutine: switching it out would need a second hold on this
-     * thread; it yields at its next loom call (the preempt flag stays set) */
-    if (unlikely(m->heldg != NULL)) return;
     LOOM__COUNT(m, npreempt);
     LOOM__COUNT(m, nasync);
     LOOM__TRACE(loom__trace_preempt(m, g, true));
-    bool was_locked = g->lockedm != NULL;
     if (!was_locked) {
         g->lockedm = m;
         g->alocked = true;
         m->lockedg = g;
     }
-    G *up;
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && !was_locked &&
-        (up = loom__runqget_above(m->p, g->prio))) {
-        if (likely(!up->lockedm)) {
-            /* run what outranks g on this thread at once and hold g here meanwhile: a
-             * thread handoff could cost milliseconds (a woken thread waits for a CPU
-             * beside spinning ones), far more than the priority is worth */
-            ran(m->p, false);
-            gogo(m, g, up, hold_after, NULL, false);
-        } else {
-            loom__runqput(m->p, up, false);
-            loom_yield();
-        }
+    if (up && likely(!up->lockedm)) {
+        /* run what outranks g on this thread at once and hold g here meanwhile: a thread
+         * handoff could cost milliseconds (a woken thread waits for a CPU beside spinning
+         * ones), far more than the priority is worth */
+        ran(m->p, false);
+        gogo(m, g, up, hold_after, NULL, false);
     } else {
+        if (up) loom__runqput(m->p, up, false);      /* locked to another thread */
         loom_yield();
     }
     if (!was_locked) {
@@ -1326,6 +1330,7 @@ int loom_set_priority(int prio) {
  * its next loom call, and by the preemption signal if it runs plain code.  If the signal
  * lands somewhere unsafe, sysmon repeats it (retake_running: loom__runq_outranked). */
 void loom__prio_kick(P *p) {
+    if (!LOAD_RLX(&p->kick)) STORE(&p->kick, 1);
     if (!LOAD_RLX(&p->preempt)) STORE(&p->preempt, 1);
     M *m = LOAD(&p->m);
     if (m && m != loom__getm()) loom__preempt_kick(p);

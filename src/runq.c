@@ -60,17 +60,21 @@ static bool runqputslow(P *p, G *g, uint32_t h, uint32_t t) {
 
 static inline int pq_level(G *g) { return g->prio > LOOM_PRIO_NORMAL ? PQ_HIGH : PQ_LOW; }
 
-/* the P running the lowest level below prio, or NULL (readers race with switches: a hint) */
-static P *lowest_running(int prio) {
-    P *best = NULL;
-    int bestprio = prio;
+/* A goroutine of level prio went to the global queue: kick the Ps running the lowest level
+ * below it (readers race with switches: a hint).  All of them, not one: a P's thread may be
+ * waiting for a CPU, and the first kicked thread that runs takes the goroutine (a kick that
+ * finds it gone costs no switch, see loom__async_preempt). */
+static void kick_lowest(int prio) {
+    int low = prio;
     for (int i = 0; i < loom__sched.nallp; i++) {
         P *v = loom__sched.allp[i];
-        if (LOAD_RLX(&v->status) != P_RUNNING) continue;
         int rp = LOAD_RLX(&v->runprio);
-        if (rp != PRIO_IDLE && rp < bestprio) { best = v; bestprio = rp; }   /* (idle: choosing anyway) */
+        if (LOAD_RLX(&v->status) == P_RUNNING && rp != PRIO_IDLE && rp < low) low = rp;   /* (idle: choosing anyway) */
     }
-    return best;
+    for (int i = 0; i < loom__sched.nallp && low < prio; i++) {
+        P *v = loom__sched.allp[i];
+        if (LOAD_RLX(&v->status) == P_RUNNING && LOAD_RLX(&v->runprio) == low) loom__prio_kick(v);
+    }
 }
 
 /* The linked queues (the priority FIFOs, the global queues): g at the tail, or at the
@@ -225,6 +229,32 @@ static G *fifo_take_high(G **head, G **tail) {
     return NULL;
 }
 
+static bool fifo_has_high(G *head) {
+    for (G *g = head; g; g = g->schedlink)
+        if (g->prio == LOOM_PRIO_HIGH && !g->movelock) return true;
+    return false;
+}
+
+/* Does a goroutine of HIGH level (not an aged one) wait on p or globally while p runs a
+ * lower level?  (sysmon: kick at once, loom__async_preempt runs it on p's thread.) */
+bool loom__runq_high_waits(P *p) {
+    if (!LOAD_RLX(&loom__sched.prio_used)) return false;
+    int rp = LOAD_RLX(&p->runprio);
+    if (rp == PRIO_IDLE || rp >= LOOM_PRIO_HIGH) return false;
+    bool yes = false;
+    if (LOAD_RLX(&p->pq_n[PQ_HIGH])) {
+        loom__spin_lock(&p->pq_lock);
+        yes = fifo_has_high(p->pq_head[PQ_HIGH]);
+        loom__spin_unlock(&p->pq_lock);
+    }
+    if (!yes && LOAD_RLX(&loom__sched.gq_n[PQ_HIGH])) {
+        loom__lock_acquire(&loom__sched.lock);
+        yes = fifo_has_high(loom__sched.gq_head[PQ_HIGH]);
+        loom__lock_release(&loom__sched.lock);
+    }
+    return yes;
+}
+
 /* A HIGH goroutine from p's own queue or the global one, when prio is lower, or NULL: the
  * M that holds an async-preempted goroutine of level prio runs these first on its own
  * thread (loom__async_preempt).  Aged goroutines at the head of the HIGH FIFO (aging puts
@@ -329,8 +359,7 @@ G *loom__runqsteal(P *p, P *victim, bool stealrunnext) {
 void loom__globrunqput(G *g) {
     if (unlikely(g->prio != LOOM_PRIO_NORMAL)) {
         gq_push(g, pq_level(g), false);
-        P *v = lowest_running(g->prio);
-        if (v) loom__prio_kick(v);
+        kick_lowest(g->prio);
         return;
     }
     fifo_put(&loom__sched.runqhead, &loom__sched.runqtail, g, false);

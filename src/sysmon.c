@@ -192,6 +192,12 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
             p->sysmonasleep = 0;
             if (sp && !LOAD(&sp->retire)) loom__retire_spare(sp);
             deadline(p, now, next);
+            /* a HIGH goroutine waits while this P runs a new, lower one (one aged into the
+             * HIGH FIFO, which runs first): kick now, not a slice later */
+            if (loom__runq_high_waits(p)) {
+                loom__prio_kick(p);
+                *next = now;
+            }
             continue;
         }
         retake_running(p, now, acted, handoffs, signalling, next);
