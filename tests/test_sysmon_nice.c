@@ -1,0 +1,94 @@
+/*
+ * test_sysmon_nice.c — the monitor thread asks the kernel for nice LOOM_SYSMON_NICE (-10 by
+ * default) where the process may lower a nice value, so that it runs on time beside
+ * spinning threads; LOOM_SYSMON_NICE=0 leaves it alone.  Exactly one thread (sysmon) gets
+ * it, and the goroutine threads keep the process's nice.  Where lowering a nice is not
+ * allowed, no thread changes and the check says so.
+ */
+#include "t.h"
+#include <dirent.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Threads of this process whose nice is `want` (/proc/self/task/TID/stat, field 19). */
+static int threads_with_nice(int want)
+{
+    DIR *d = opendir("/proc/self/task");
+    CHECK(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;                         /* the thread has just exited */
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = 0;
+        const char *p = strrchr(buf, ')');
+        if (!p)
+            continue;
+        /* after ") ": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt
+         * cmajflt utime stime cutime cstime priority nice(19) */
+        int field = 2, nice = 0;
+        for (const char *q = p + 1; *q; q++) {
+            if (*q == ' ' && ++field == 19) {
+                nice = atoi(q + 1);
+                break;
+            }
+        }
+        if (field == 19 && nice == want)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void *try_lower(void *arg)
+{
+    (void)arg;
+    int r = setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), -10);
+    return (void *)(intptr_t)(r == 0);
+}
+
+/* May this process lower a thread's nice to -10?  (Tried on a thread that then exits.) */
+static bool may_lower_nice(void)
+{
+    pthread_t t;
+    void *ok;
+    CHECK_OK(pthread_create(&t, NULL, try_lower, NULL));
+    CHECK_OK(pthread_join(t, &ok));
+    return ok != NULL;
+}
+
+static int got;
+
+static int look(void *arg)
+{
+    (void)arg;
+    loom_sleep(50 * 1000000);                 /* sysmon has started and set its nice */
+    got = threads_with_nice(-10);
+    return 0;
+}
+
+int main(void)
+{
+    bool may = may_lower_nice();
+    CHECK_EQ(threads_with_nice(-10), 0);      /* the probe thread is gone */
+    T_RUN(look, NULL);
+    CHECK_EQ(got, may ? 1 : 0);
+    setenv("LOOM_SYSMON_NICE", "0", 1);
+    T_RUN(look, NULL);
+    CHECK_EQ(got, 0);
+    setenv("LOOM_SYSMON_NICE", "-5", 1);
+    T_RUN(look, NULL);
+    CHECK_EQ(got, 0);                         /* -5, not -10 */
+    printf("test_sysmon_nice: ok%s\n", may ? "" : " (this process may not lower a nice: none changed)");
+    return 0;
+}
