@@ -373,6 +373,7 @@ struct loom__sched {
     pthread_t  sysmon_thread;
     bool       running;         /* between loom_run's start and end */
     int64_t    start_time;
+    int        base_nice;       /* the nice of the thread that called loom_run; set at start */
     int64_t    coarse_now;      /* a recent loom__nanotime(), for wait stamps: sysmon stores it
                                    each look, an M each time it leaves idle; relaxed atomic */
     int        slice_us;        /* time slice */

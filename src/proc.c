@@ -1475,6 +1475,9 @@ static void *mstart(void *arg) {
     loom__setm(m);
     m->tid = (int)syscall(SYS_gettid);
     loom__topo_unpin_self();      /* not the creator's one-CPU mask: acquirep pins anew */
+    /* nor the creator's nice: sysmon, which starts Ms for handoffs, runs at a lower one */
+    if (getpriority(PRIO_PROCESS, (id_t)m->tid) != loom__sched.base_nice)
+        (void)setpriority(PRIO_PROCESS, (id_t)m->tid, loom__sched.base_nice);
     loom__fiber_init_g0(&m->g0);
     loom__sigaltstack_init(m);
     pthread_sigmask(SIG_SETMASK, &m->sigmask, NULL);

@@ -227,6 +227,7 @@ static void *sysmon(void *arg) {
      * little.  If refused, it runs at the process's nice. */
     long nice = loom__env_long("LOOM_SYSMON_NICE", -10, -20, 19);
     if (nice != 0) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), (int)nice);
+    /* (threads it creates, Ms started for a handoff, take back the process's nice: mstart) */
     int64_t trace_ns = (int64_t)loom__sched.schedtrace_ms * 1000000, lasttrace = loom__nanotime();
     while (!LOAD(&loom__sched.exiting)) {
         if (trace_ns && loom__nanotime() - lasttrace >= trace_ns) {
@@ -271,6 +272,9 @@ static void *sysmon(void *arg) {
 }
 
 int loom__sysmon_start(void) {
+    errno = 0;
+    int base = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    loom__sched.base_nice = errno ? 0 : base;
     loom__note_clear(&stop_note);
     loom__note_clear(&loom__sched.sysmonnote);
     pthread_attr_t a;

@@ -2,7 +2,8 @@
  * test_sysmon_nice.c — the monitor thread asks the kernel for nice LOOM_SYSMON_NICE (-10 by
  * default) where the process may lower a nice value, so that it runs on time beside
  * spinning threads; LOOM_SYSMON_NICE=0 leaves it alone.  Exactly one thread (sysmon) gets
- * it, and the goroutine threads keep the process's nice.  Where lowering a nice is not
+ * it: the goroutine threads keep the process's nice, also those sysmon itself starts when
+ * it lends a spare P for threads blocked in plain sleeps.  Where lowering a nice is not
  * allowed, no thread changes and the check says so.
  */
 #include "t.h"
@@ -68,11 +69,31 @@ static bool may_lower_nice(void)
 }
 
 static int got;
+static loom_waitgroup wg = LOOM_WAITGROUP_INIT;
+
+/* blocks its thread in the kernel without telling loom: sysmon lends a spare P, and the
+ * thread for it is started by sysmon — it must not keep sysmon's nice */
+static void plain_sleeper(void *arg)
+{
+    (void)arg;
+    usleep(30000);
+    loom_wg_done(&wg);
+}
+
+static void busy(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 40; i++) loom_sleep(1000000);
+    loom_wg_done(&wg);
+}
 
 static int look(void *arg)
 {
     (void)arg;
-    loom_sleep(50 * 1000000);                 /* sysmon has started and set its nice */
+    CHECK_OK(loom_wg_add(&wg, 1 + loom_procs()));
+    for (int i = 0; i < loom_procs(); i++) CHECK(loom_go(plain_sleeper, NULL) != 0);
+    CHECK(loom_go(busy, NULL) != 0);
+    loom_wg_wait(&wg);
     got = threads_with_nice(-10);
     return 0;
 }
