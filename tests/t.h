@@ -11,9 +11,11 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +161,33 @@ static inline int64_t t_clock_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Calls fn(tid, stat, arg) for each thread of this process, with the text of its
+ * /proc/self/task/TID/stat (NUL-terminated, writable); a thread that exits meanwhile is
+ * skipped.  fn returns false to stop early.  Returns false if /proc cannot be read. */
+static inline bool t_each_thread_stat(bool (*fn)(long tid, char *stat, void *arg), void *arg)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return false;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], buf[1024];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = 0;
+        if (!fn(atol(e->d_name), buf, arg))
+            break;
+    }
+    closedir(d);
+    return true;
 }
 
 /* Small deterministic PRNG (xorshift64*); keep one state per goroutine. */

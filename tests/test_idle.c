@@ -9,7 +9,6 @@
  */
 #include "t.h"
 
-#include <dirent.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -47,37 +46,29 @@ static int64_t cpu_ns(void)
 #define MAXT 64
 typedef struct { int n; long tid[MAXT]; long ticks[MAXT]; char name[MAXT][20]; } tsnap;
 
+static bool snap_one(long tid, char *buf, void *arg)
+{
+    tsnap *s = arg;
+    if (s->n == MAXT)
+        return false;
+    char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
+    if (!lp || !rp)
+        return true;
+    unsigned long ut = 0, st = 0;
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return true;
+    int i = s->n++;
+    s->tid[i] = tid;
+    s->ticks[i] = (long)(ut + st);
+    snprintf(s->name[i], sizeof s->name[i], "%.*s", (int)(rp - lp - 1), lp + 1);
+    return true;
+}
+
 static void snap_threads(tsnap *s)
 {
     s->n = 0;
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) && s->n < MAXT) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[300], buf[1024];
-        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t k = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[k] = 0;
-        char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
-        if (!lp || !rp)
-            continue;
-        unsigned long ut = 0, st = 0;
-        /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-        if (sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-            continue;
-        int i = s->n++;
-        s->tid[i] = atol(e->d_name);
-        s->ticks[i] = (long)(ut + st);
-        snprintf(s->name[i], sizeof s->name[i], "%.*s", (int)(rp - lp - 1), lp + 1);
-    }
-    closedir(d);
+    t_each_thread_stat(snap_one, s);
 }
 
 static void print_threads(const tsnap *a, const tsnap *b)

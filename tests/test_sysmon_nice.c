@@ -7,48 +7,40 @@
  * allowed, no thread changes and the check says so.
  */
 #include "t.h"
-#include <dirent.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+struct nice_count { int want, n; };
+
+static bool count_nice(long tid, char *buf, void *arg)
+{
+    (void)tid;
+    struct nice_count *c = arg;
+    const char *p = strrchr(buf, ')');
+    if (!p)
+        return true;
+    /* after ") ": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt
+     * cmajflt utime stime cutime cstime priority nice(19) */
+    int field = 2;
+    for (const char *q = p + 1; *q; q++) {
+        if (*q == ' ' && ++field == 19) {
+            if (atoi(q + 1) == c->want)
+                c->n++;
+            break;
+        }
+    }
+    return true;
+}
+
 /* Threads of this process whose nice is `want` (/proc/self/task/TID/stat, field 19). */
 static int threads_with_nice(int want)
 {
-    DIR *d = opendir("/proc/self/task");
-    CHECK(d != NULL);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;                         /* the thread has just exited */
-        size_t k = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[k] = 0;
-        const char *p = strrchr(buf, ')');
-        if (!p)
-            continue;
-        /* after ") ": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt
-         * cmajflt utime stime cutime cstime priority nice(19) */
-        int field = 2, nice = 0;
-        for (const char *q = p + 1; *q; q++) {
-            if (*q == ' ' && ++field == 19) {
-                nice = atoi(q + 1);
-                break;
-            }
-        }
-        if (field == 19 && nice == want)
-            n++;
-    }
-    closedir(d);
-    return n;
+    struct nice_count c = { want, 0 };
+    CHECK(t_each_thread_stat(count_nice, &c));
+    return c.n;
 }
 
 static void *try_lower(void *arg)
