@@ -134,7 +134,7 @@ void loom__chan_recv_from(loom_chan *c, loom__sudog *sg, void *ep) {
  * goroutine, else wait on q until a peer or close completes the operation. */
 static int chanwait(loom_chan *c, loom__waitq *q, void *elem, bool block, int reason) {
     M *m = block ? loom__getm() : NULL;
-    if (!m || m->curg == &m->g0 || !m->p) {
+    if (!loom__m_runs_g(m)) {
         loom__spin_unlock(&c->lock);
         return block ? -EPERM : -EAGAIN;
     }

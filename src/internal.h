@@ -405,12 +405,15 @@ bool loom__lend_spare(P *p);                    /* sysmon: p's thread sleeps in 
 void loom__retire_spare(P *sp);                 /* sysmon: p's thread runs again */
 void loom__wake_all_ms(void);
 bool loom__in_goroutine(void);                  /* a G (not g0, not a foreign thread) runs here */
+/* the same for M m (the current one, NULL on a foreign thread) */
+static inline bool loom__m_runs_g(M *m) { return m && m->curg != &m->g0 && m->p != NULL; }
 void loom__note_foreign(void);                  /* called from a thread outside the runtime? remember it */
 uint32_t loom__fastrand(M *m);
 uint32_t loom__fastrandn(M *m, uint32_t n);
 void loom__preempt_check(void);                 /* cooperative preemption point */
-/* The start of a blocking call: true in a goroutine, after its preemption point (one look
- * at the M instead of loom__in_goroutine and loom__preempt_check). */
+/* The start of a loom call that may block or switch: true in a goroutine, after its
+ * preemption point (one look at the M instead of loom__in_goroutine and
+ * loom__preempt_check). */
 bool loom__enter_blocking(void);
 void loom__unlock_after(G *prev, void *lock);   /* an "after switch" hook: releases a loom__lock */
 void loom__spin_unlock_after(G *prev, void *lock); /* the same for a loom__spinlock */

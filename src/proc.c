@@ -116,10 +116,7 @@ void loom__note_foreign(void) {
         STORE(&loom__sched.foreign, 1);
 }
 
-bool loom__in_goroutine(void) {
-    M *m = loom__getm();
-    return m && m->curg != &m->g0 && m->p != NULL;
-}
+bool loom__in_goroutine(void) { return loom__m_runs_g(loom__getm()); }
 
 /* ------------------------------------------------------------------ switching */
 
@@ -1204,7 +1201,7 @@ static void yield_after(G *prev, void *arg) {
 
 void loom_yield(void) {
     M *m = loom__getm();
-    if (!m || m->curg == &m->g0 || !m->p) { sched_yield(); return; }
+    if (!loom__m_runs_g(m)) { sched_yield(); return; }
     G *g = m->curg;
     if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && outranks_all(m, g)) return;
     schedule_from(m, g, yield_after, NULL);
@@ -1292,7 +1289,7 @@ void loom__preempt_check(void) {
 
 bool loom__enter_blocking(void) {
     M *m = loom__getm();
-    if (!m || m->curg == &m->g0 || !m->p) return false;
+    if (!loom__m_runs_g(m)) return false;
     if (unlikely(LOAD_RLX(&m->p->preempt))) preempt_point(m);
     return true;
 }
@@ -1317,7 +1314,7 @@ int loom_priority(void) {
 int loom_set_priority(int prio) {
     if (prio < LOOM_PRIO_LOW || prio > LOOM_PRIO_HIGH) return -EINVAL;
     M *m = loom__getm();
-    if (!m || m->curg == &m->g0 || !m->p) return -EPERM;
+    if (!loom__m_runs_g(m)) return -EPERM;
     if (prio != LOOM_PRIO_NORMAL && !LOAD_RLX(&loom__sched.prio_used)) STORE(&loom__sched.prio_used, 1);
     int old = m->curg->prio;
     m->curg->prio = prio;

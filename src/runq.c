@@ -214,25 +214,42 @@ G *loom__runqget_prio(P *p, bool *inherit) {
     return g;
 }
 
-/* Unlinks the first goroutine of HIGH level (not one aged into the FIFO, nor one moving to
- * lock another thread) from a HIGH FIFO; the caller holds the FIFO's lock. */
-static G *fifo_take_high(G **head, G **tail) {
+/* The first goroutine of HIGH level in a HIGH FIFO (not one aged into it, nor one moving to
+ * lock another thread), unlinked if `take`; the caller holds the FIFO's lock. */
+static G *fifo_high(G **head, G **tail, bool take) {
     G *prev = NULL;
     for (G *g = *head; g; prev = g, g = g->schedlink) {
         if (g->prio != LOOM_PRIO_HIGH || g->movelock) continue;
-        if (prev) prev->schedlink = g->schedlink;
-        else *head = g->schedlink;
-        if (*tail == g) *tail = prev;
-        g->schedlink = NULL;
+        if (take) {
+            if (prev) prev->schedlink = g->schedlink;
+            else *head = g->schedlink;
+            if (*tail == g) *tail = prev;
+            g->schedlink = NULL;
+        }
         return g;
     }
     return NULL;
 }
 
-static bool fifo_has_high(G *head) {
-    for (G *g = head; g; g = g->schedlink)
-        if (g->prio == LOOM_PRIO_HIGH && !g->movelock) return true;
-    return false;
+/* Such a goroutine in p's HIGH FIFO, else in the global one; taken off it if `take` (if
+ * not, the result only says whether there is one: it may run and exit at once). */
+static G *find_high(P *p, bool take) {
+    G *g = NULL;
+    if (LOAD(&p->pq_n[PQ_HIGH])) {
+        loom__spin_lock(&p->pq_lock);
+        if ((g = fifo_high(&p->pq_head[PQ_HIGH], &p->pq_tail[PQ_HIGH], take)) && take)
+            STORE(&p->pq_n[PQ_HIGH], p->pq_n[PQ_HIGH] - 1);
+        loom__spin_unlock(&p->pq_lock);
+    }
+    if (!g && LOAD(&loom__sched.gq_n[PQ_HIGH])) {     /* readied by sysmon or a thread without a P */
+        loom__lock_acquire(&loom__sched.lock);
+        if ((g = fifo_high(&loom__sched.gq_head[PQ_HIGH], &loom__sched.gq_tail[PQ_HIGH], take)) && take) {
+            STORE(&loom__sched.gq_n[PQ_HIGH], loom__sched.gq_n[PQ_HIGH] - 1);
+            STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
+        }
+        loom__lock_release(&loom__sched.lock);
+    }
+    return g;
 }
 
 /* Does a goroutine of HIGH level (not an aged one) wait on p or globally while p runs a
@@ -240,19 +257,7 @@ static bool fifo_has_high(G *head) {
 bool loom__runq_high_waits(P *p) {
     if (!LOAD_RLX(&loom__sched.prio_used)) return false;
     int rp = LOAD_RLX(&p->runprio);
-    if (rp == PRIO_IDLE || rp >= LOOM_PRIO_HIGH) return false;
-    bool yes = false;
-    if (LOAD_RLX(&p->pq_n[PQ_HIGH])) {
-        loom__spin_lock(&p->pq_lock);
-        yes = fifo_has_high(p->pq_head[PQ_HIGH]);
-        loom__spin_unlock(&p->pq_lock);
-    }
-    if (!yes && LOAD_RLX(&loom__sched.gq_n[PQ_HIGH])) {
-        loom__lock_acquire(&loom__sched.lock);
-        yes = fifo_has_high(loom__sched.gq_head[PQ_HIGH]);
-        loom__lock_release(&loom__sched.lock);
-    }
-    return yes;
+    return rp != PRIO_IDLE && rp < LOOM_PRIO_HIGH && find_high(p, false) != NULL;
 }
 
 /* A HIGH goroutine from p's own queue or the global one, when prio is lower, or NULL: the
@@ -260,23 +265,7 @@ bool loom__runq_high_waits(P *p) {
  * thread (loom__async_preempt).  Aged goroutines at the head of the HIGH FIFO (aging puts
  * them there) keep their place and run right after. */
 G *loom__runqget_above(P *p, int prio) {
-    if (prio >= LOOM_PRIO_HIGH) return NULL;
-    G *g = NULL;
-    if (LOAD(&p->pq_n[PQ_HIGH])) {
-        loom__spin_lock(&p->pq_lock);
-        if ((g = fifo_take_high(&p->pq_head[PQ_HIGH], &p->pq_tail[PQ_HIGH])))
-            STORE(&p->pq_n[PQ_HIGH], p->pq_n[PQ_HIGH] - 1);
-        loom__spin_unlock(&p->pq_lock);
-    }
-    if (!g && LOAD(&loom__sched.gq_n[PQ_HIGH])) {     /* readied by sysmon or a thread without a P */
-        loom__lock_acquire(&loom__sched.lock);
-        if ((g = fifo_take_high(&loom__sched.gq_head[PQ_HIGH], &loom__sched.gq_tail[PQ_HIGH]))) {
-            STORE(&loom__sched.gq_n[PQ_HIGH], loom__sched.gq_n[PQ_HIGH] - 1);
-            STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
-        }
-        loom__lock_release(&loom__sched.lock);
-    }
-    return g;
+    return prio < LOOM_PRIO_HIGH ? find_high(p, true) : NULL;
 }
 
 bool loom__runqempty(P *p) {

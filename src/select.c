@@ -84,11 +84,10 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
         if (k->op == LOOM_SEND && !k->elem && k->chan->elemsize) return -EINVAL;
         nchans++;
     }
-    if (timeout_ns != 0 && !loom__in_goroutine()) return -EPERM;   /* blocking needs a goroutine */
-    loom__preempt_check();
-    /* only now read the M: the preemption check may have moved us to another thread */
+    bool in_g = loom__enter_blocking();      /* in a goroutine: its preemption point first */
+    if (timeout_ns != 0 && !in_g) return -EPERM;   /* blocking needs a goroutine */
+    /* only now read the M: the preemption point may have moved us to another thread */
     M *m = loom__getm();
-    bool in_g = loom__in_goroutine();
     if (nchans == 0) {
         /* only nil channels: never ready */
         if (timeout_ns == 0) return -EAGAIN;
