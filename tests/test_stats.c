@@ -42,8 +42,12 @@ static int counts(void *arg)
     loom_chan *c = loom_chan_new(sizeof(int), 0);
     for (int i = 0; i < 100; i++) loom_go(parked, c);
     for (int i = 0; i < 10; i++) loom_go(sleeper, NULL);
-    loom_sleep(20 * MS);
-    CHECK_OK(loom_stats(&st));
+    /* until all 110 have parked (20 ms is usually enough; a loaded TSan run once took more) */
+    int64_t dl = t_clock_ns() + 5000 * MS;
+    do {
+        loom_sleep(20 * MS);
+        CHECK_OK(loom_stats(&st));
+    } while ((st.waiting < base_waiting + 110 || st.timers < base_timers + 10) && t_clock_ns() < dl);
     CHECK_GE(st.goroutines, 111);
     CHECK_GE(st.waiting, base_waiting + 110);
     CHECK_GE(st.timers, base_timers + 10);
