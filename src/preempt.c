@@ -58,6 +58,7 @@ static struct { uintptr_t lo, hi; } unsafe_ranges[MAX_RANGES];
 static int nranges;
 static bool enabled;
 static struct sigaction old_urg;
+static sigset_t urg_set;                /* {SIGURG} */
 
 static void add_range(uintptr_t lo, uintptr_t hi) {
     if (nranges < MAX_RANGES && lo < hi) {
@@ -90,9 +91,19 @@ static int collect(struct dl_phdr_info *info, size_t size, void *arg) {
     return 0;
 }
 
-/* May a goroutine interrupted at pc be switched out? */
+static bool in_loom(uintptr_t pc) {
+    return pc >= (uintptr_t)loom__text_begin && pc < (uintptr_t)loom__text_end;
+}
+
+/* May a goroutine interrupted at pc be switched out?  Not in loom nor in the objects
+ * above.  loom is built with -fno-plt (CMakeLists.txt): its calls into libc go through
+ * the GOT, never through a PLT stub, which a static link would place in the executable,
+ * outside loom's text: a signal landing in such a stub while loom held a channel lock
+ * would switch the holder out, and other threads would spin on that lock.
+ * (Checking the return address on the stack instead cannot work: a goroutine's own fn,
+ * spinning without a frame, has goroutine_entry's return address there.) */
 static bool pc_preemptible(uintptr_t pc) {
-    if (pc >= (uintptr_t)loom__text_begin && pc < (uintptr_t)loom__text_end) return false;
+    if (in_loom(pc)) return false;
     for (int i = 0; i < nranges; i++)
         if (pc >= unsafe_ranges[i].lo && pc < unsafe_ranges[i].hi) return false;
     return true;
@@ -148,6 +159,9 @@ static void on_preempt(int sig, siginfo_t *si, void *uctx) {
         uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
         if (pc_preemptible(pc)) {
             m->in_preempt = 0;
+            /* the kernel blocked SIGURG for the handler; what runs here while g is
+             * switched out must be preemptible too.  (sigreturn restores g's own mask.) */
+            pthread_sigmask(SIG_UNBLOCK, &urg_set, NULL);
             loom__async_preempt(m);       /* returns on this thread, when resumed */
             goto out;
         }
@@ -175,10 +189,16 @@ void loom__preempt_init(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_preempt;
-    /* SA_NODEFER: the handler may switch away and never return on this goroutine's
-     * behalf for a while; SIGURG must stay deliverable to whatever runs next here */
-    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
+    /* Not SA_NODEFER: SIGURG stays blocked while the handler runs.  With it, a thread
+     * that sysmon signalled every 50 us while it could not run (a loaded VM: each
+     * nested frame on the alternate stack faulted in a fresh page, and the next signal
+     * came in before the handler's first instruction) nested handler frames until the
+     * alternate stack overflowed.  The handler unblocks SIGURG itself before it
+     * switches away (the thread runs other goroutines meanwhile). */
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
+    sigemptyset(&urg_set);
+    sigaddset(&urg_set, SIGURG);
     if (sigaction(SIGURG, &sa, &old_urg) == 0) enabled = true;
 }
 
