@@ -35,7 +35,7 @@ extern "C" {
 int      loom_run(int (*main_fn)(void *arg), void *arg);
 
 typedef struct loom_attr {
-    size_t      stack_size;   /* 0: default (LOOM_STACK_SIZE env, else 128 KiB) */
+    size_t      stack_size;   /* 0: default (LOOM_STACK_SIZE env, else 64 KiB) */
     int         priority;     /* LOOM_PRIO_LOW, LOOM_PRIO_NORMAL (0, default), LOOM_PRIO_HIGH */
     const char *name;         /* shown in dumps and traces; copied */
 } loom_attr;

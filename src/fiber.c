@@ -52,6 +52,9 @@ void loom__fiber_init_g0(G *g0) {
 
 #ifdef SANITIZED
 void loom__fiber_create(G *g) {
+#if defined(LOOM_ASAN)
+    g->asan_fake_stack = NULL;
+#endif
 #if defined(LOOM_TSAN)
     g->fiber = __tsan_create_fiber(0);
     if (g->name[0]) __tsan_set_fiber_name(g->fiber, g->name);

@@ -553,7 +553,6 @@ static __attribute__((noreturn)) void goexit(bool main_returned) {
         m->lockedg = NULL;
     }
     if (unlikely(!loom__stack_redzone_ok(g))) stack_overflow(g);
-    XADD(&loom__sched.ngsys, -1);
     if (main_returned) {
         STORE(&loom__sched.exiting, 1);
         loom__wake_all_ms();
@@ -594,6 +593,10 @@ static void trace_spawn(uint64_t id) {
     if (m) loom__trace_spawn(m, id);
 }
 
+/* Goroutine ids a P takes from sched.goidgen at once (runtime's _GoidCacheBatch): ids
+ * stay unique and 1 is main, but they no longer follow spawn order across Ps, as in Go. */
+#define GOID_BATCH 16
+
 /* Creates a goroutine on P p's runnext (runtime.newproc). */
 static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *attr, void *pc) {
     size_t want = attr ? attr->stack_size : 0;
@@ -604,7 +607,11 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     if (!g) { errno = ENOMEM; return 0; }
     g->slot_size = slot;
     g->sp = NULL;
-    g->id = XADD(&loom__sched.goidgen, 1) + 1;
+    if (p->goidcache == p->goidcacheend) {  /* as runtime.newproc1's goid cache refill */
+        p->goidcache = XADD(&loom__sched.goidgen, GOID_BATCH) + 1;
+        p->goidcacheend = p->goidcache + GOID_BATCH;
+    }
+    g->id = p->goidcache++;
     g->fn = fn;
     g->arg = arg;
     g->param = NULL;
@@ -615,17 +622,18 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     g->selectdone = 0;
     g->prio = attr ? attr->priority : LOOM_PRIO_NORMAL;
     if (g->prio != LOOM_PRIO_NORMAL && !LOAD_RLX(&loom__sched.prio_used)) STORE(&loom__sched.prio_used, 1);
-    g->asan_fake_stack = NULL;
     g->timer.pp = NULL;
-    STORE(&g->timer.state, TIMER_IDLE);
+    STORE_RLX(&g->timer.state, TIMER_IDLE);   /* g is ours alone until runqput publishes it */
     g->created_pc = pc;
-    g->name[0] = 0;
     if (attr && attr->name) {
         strncpy(g->name, attr->name, sizeof g->name - 1);
         g->name[sizeof g->name - 1] = 0;
+        g->named = true;
+    } else if (g->named) {                    /* name[] sits on a line of its own: leave it */
+        g->name[0] = 0;                       /* untouched unless a name must be cleared */
+        g->named = false;
     }
     loom__fiber_create(g);
-    XADD(&loom__sched.ngsys, 1);
     STORE_RLX(&g->status, G_RUNNABLE);
     uint64_t id = g->id;                  /* once queued, g may run, exit and be reused */
     LOOM__TRACE(trace_spawn(id));         /* before it is queued: a thief may run it at once */
@@ -1458,7 +1466,7 @@ void loom__checkdead(void) {
         P *p = loom__sched.allp[i];
         if (LOAD(&p->timer0_when) != 0 || !loom__runqempty(p)) return;
     }
-    if (LOAD(&loom__sched.ngsys) == 0)
+    if (!loom__any_alive())
         loom__fatal("no goroutines (main called loom_exit) - deadlock!");
     loom__fatal("all goroutines are asleep - deadlock!");
 }

@@ -84,8 +84,10 @@ static long         guard_budget;                    /* under arena_lock */
 static bool         guard_markers = true;   /* MADV_GUARD_INSTALL works; under arena_lock */
 static int          self_pidfd = -1;        /* for process_madvise; under arena_lock */
 static bool         vectored = true;        /* process_madvise takes our advice; under arena_lock */
-/* G records */
-static uintptr_t    gbump[NODES], gbump_end[NODES];  /* under arena_lock */
+/* G records: their own lock, so spawning never waits behind a P preparing stack slots */
+static loom__lock   g_lock = LOOM__LOCK_INIT;
+static uintptr_t    gbump[NODES], gbump_end[NODES];  /* under g_lock */
+#define G_CHUNK     (64u << 10)     /* G record pages are populated this many bytes at a time */
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23              /* Linux 5.14+; older kernels say EINVAL */
 #endif
@@ -297,17 +299,22 @@ void loom__stack_put(P *p, G *g) {
     }
 }
 
-/* A fresh, zeroed G record from the dense record arenas of NUMA node `node`. */
+/* A fresh, zeroed G record from the dense record arenas of NUMA node `node`.  Whoever
+ * takes the first record of a G_CHUNK populates the chunk (outside the lock): a page
+ * populated in a batch and then touched costs about half of a plain first fault here. */
 G *loom__g_alloc(int node) {
     size_t sz = g_record_size();
     int saved = errno, nd = node % NODES;
-    loom__lock_acquire(&arena_lock);
+    loom__lock_acquire(&g_lock);
     if (gbump[nd] + sz > gbump_end[nd]) {
-        size_t bytes = 64u << 20;          /* 64 MiB reserved: ~200k records */
+        size_t bytes = 64u << 20;          /* 64 MiB reserved: ~250k records */
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED || !add_arena((uintptr_t)p, bytes, 0)) {
+        loom__lock_acquire(&arena_lock);
+        bool added = p != MAP_FAILED && add_arena((uintptr_t)p, bytes, 0);
+        loom__lock_release(&arena_lock);
+        if (!added) {
             if (p != MAP_FAILED) munmap(p, bytes);
-            loom__lock_release(&arena_lock);
+            loom__lock_release(&g_lock);
             errno = saved;
             return NULL;
         }
@@ -315,11 +322,14 @@ G *loom__g_alloc(int node) {
         gbump[nd] = (uintptr_t)p;
         gbump_end[nd] = gbump[nd] + bytes;
     }
-    G *g = (G *)gbump[nd];
+    uintptr_t at = gbump[nd];
     gbump[nd] += sz;
-    loom__lock_release(&arena_lock);
+    uintptr_t chunk = (at + G_CHUNK - 1) & ~(uintptr_t)(G_CHUNK - 1);
+    bool fill = chunk < at + sz && chunk + G_CHUNK <= gbump_end[nd];
+    loom__lock_release(&g_lock);
+    if (fill) (void)madvise((void *)chunk, G_CHUNK, MADV_POPULATE_WRITE);   /* a speed-up only */
     errno = saved;
-    return g;
+    return (G *)at;
 }
 
 /* Async-signal-safe: used by the SIGSEGV handler.  Finds the stack slot holding addr. */

@@ -56,10 +56,16 @@ static void count_gs(struct loom_stats *st, uint64_t byreason[WAIT_COUNT]) {
     loom__lock_release(&loom__sched.allg_lock);
 }
 
+bool loom__any_alive(void) {
+    struct loom_stats st = { 0 };
+    count_gs(&st, NULL);
+    return st.runnable + st.running + st.waiting + st.syscall > 0;
+}
+
 static void snapshot(struct loom_stats *st, uint64_t byreason[WAIT_COUNT]) {
     memset(st, 0, sizeof *st);
-    st->goroutines = LOAD(&loom__sched.ngsys);
     count_gs(st, byreason);
+    st->goroutines = st->runnable + st->running + st->waiting + st->syscall;
     loom__lock_acquire(&loom__sched.lock);
     for (M *m = loom__sched.allm; m; m = m->alllink) {
         st->switches += LOAD_RLX(&m->nswitch);
