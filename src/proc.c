@@ -1057,6 +1057,7 @@ void loom__ready(G *g) {
     if (unlikely(st != G_WAITING)) loom__fatal("ready of goroutine %llu in status %u", (unsigned long long)g->id, st);
     STORE_RLX(&g->waitreason, WAIT_NONE);
     LOOM__TRACE(trace_ready(g));
+    bool normal = g->prio == LOOM_PRIO_NORMAL;   /* once queued, g may run, exit and be reused */
     P *p = runqput_here(g, true);
     /* Unlike Go, a goroutine made ready into runnext alone does not wake another
      * thread: the readier usually blocks next (a channel handoff) and this P runs
@@ -1064,7 +1065,7 @@ void loom__ready(G *g) {
      * futex wake costs ~16 µs and a stolen runnext splits the pair across caches.
      * Once anything waits behind runnext, or the running goroutine keeps the P past
      * a sysmon tick (sysmon.c), idle Ps are woken to steal as in Go. */
-    if (p && LOAD_RLX(&p->runqtail) == LOAD_RLX(&p->runqhead) && g->prio == LOOM_PRIO_NORMAL) return;
+    if (p && LOAD_RLX(&p->runqtail) == LOAD_RLX(&p->runqhead) && normal) return;
     loom__wakep();
 }
 

@@ -169,10 +169,11 @@ bool loom__runq_outranked(P *p) {
 }
 
 void loom__runqput(P *p, G *g, bool next) {
-    if (unlikely(g->prio != LOOM_PRIO_NORMAL)) {
-        pq_push(p, g, pq_level(g), false);
+    int prio = g->prio;
+    if (unlikely(prio != LOOM_PRIO_NORMAL)) {
+        pq_push(p, g, pq_level(g), false);  /* published: a thief may run g from here on */
         int rp = LOAD_RLX(&p->runprio);     /* PRIO_IDLE: p is choosing, by level anyway */
-        if (g->prio > rp && rp != PRIO_IDLE && LOAD_RLX(&p->status) == P_RUNNING) loom__prio_kick(p);
+        if (prio > rp && rp != PRIO_IDLE && LOAD_RLX(&p->status) == P_RUNNING) loom__prio_kick(p);
         return;
     }
     if (next) {
