@@ -371,7 +371,11 @@ struct loom__sched {
     P         *pidle;           /* idle Ps */
     uint32_t   npidle;          /* atomic (read without lock) */
     uint32_t   nmspinning;      /* atomic */
-    G         *runqhead, *runqtail;   /* global run queue, NORMAL level */
+    G        **runq;            /* global run queue, NORMAL level: a ring of runqcap (a power of
+                                   two) pointers from runqfirst, runqn of them; growing by doubling.
+                                   An array, not a list through the Gs: moving a batch between it
+                                   and a P's ring copies pointers and touches no G under the lock */
+    uint32_t   runqcap, runqfirst, runqn;
     int32_t    runqsize;        /* goroutines in the global queues of all levels; atomic reads allowed */
     G         *gq_head[2], *gq_tail[2];   /* global queues of PQ_HIGH and PQ_LOW */
     uint32_t   gq_n[2];         /* their lengths; atomic reads allowed */
@@ -379,7 +383,7 @@ struct loom__sched {
     int64_t    prio_age_ns;     /* LOOM_PRIO_AGE_MS */
     G         *gage_g[2];       /* aging watch on the global NORMAL and LOW heads; sysmon only */
     int64_t    gage_since[2];
-    G         *gfree;           /* free Gs of any stack size; under gfree_lock */
+    G         *gfree;           /* batches of free Gs of any stack size (proc.c gfput); under gfree_lock */
     loom__lock gfree_lock;
     loom__lock allg_lock;
     G         *allg;            /* every G record; under allg_lock */
@@ -492,6 +496,7 @@ bool loom__runqempty(P *p);
 G   *loom__runqsteal(P *p, P *victim, bool stealrunnext);
 void loom__globrunqput(G *g);                    /* sched.lock held */
 void loom__globrunqputbatch(G *head, G *tail, int n); /* sched.lock held */
+void loom__globrunq_term(void);                  /* loom_run's end: free the global ring */
 G   *loom__globrunqget(P *p, int max);           /* sched.lock held */
 void loom__runq_drain(P *p);                     /* runtime end: forget the queue */
 int  loom__runq_takeall(P *p, G **head, G **tail); /* every queued G of p as a list */

@@ -488,21 +488,29 @@ static void resetspinning(M *m) {
 
 /* ------------------------------------------------------------------ dead Gs */
 
+/* Free G records: a LIFO list per P (p->gfree, owner only), and a global stack of batches
+ * of GFREE_BATCH (sched.gfree, under gfree_lock): the batch's Gs are linked through
+ * schedlink, the batches through their first G's param (unused while a G is dead). */
+#define GFREE_BATCH 32
+
 static void gfput(P *p, G *g) {
     loom__fiber_destroy(g);
     STORE_RLX(&g->status, G_DEAD);
     loom__stack_put(p, g);
     g->schedlink = p->gfree;
     p->gfree = g;
-    if (++p->ngfree >= 64) {            /* half to the global list, for Ps that need them */
+    if (++p->ngfree >= 2 * GFREE_BATCH) {
+        /* the colder half, cut off here, goes to the global list as one batch: a single
+         * store under the lock, where moving the Gs one by one took a cache miss per G
+         * while another P waited for it (skynet) */
+        G *cut = p->gfree;
+        for (int i = 1; i < GFREE_BATCH; i++) cut = cut->schedlink;
+        G *batch = cut->schedlink;
+        cut->schedlink = NULL;
+        p->ngfree = GFREE_BATCH;
         loom__lock_acquire(&loom__sched.gfree_lock);
-        while (p->ngfree > 32) {
-            G *x = p->gfree;
-            p->gfree = x->schedlink;
-            p->ngfree--;
-            x->schedlink = loom__sched.gfree;
-            STORE_RLX(&loom__sched.gfree, x);
-        }
+        batch->param = loom__sched.gfree;
+        STORE_RLX(&loom__sched.gfree, batch);
         loom__lock_release(&loom__sched.gfree_lock);
     }
 }
@@ -511,14 +519,14 @@ static void gfput(P *p, G *g) {
 static G *gfget(P *p) {
     if (!p->gfree && LOAD_RLX(&loom__sched.gfree)) {
         loom__lock_acquire(&loom__sched.gfree_lock);
-        while (p->ngfree < 32 && loom__sched.gfree) {
-            G *x = loom__sched.gfree;
-            STORE_RLX(&loom__sched.gfree, x->schedlink);
-            x->schedlink = p->gfree;
-            p->gfree = x;
-            p->ngfree++;
-        }
+        G *batch = loom__sched.gfree;
+        if (batch) STORE_RLX(&loom__sched.gfree, (G *)batch->param);
         loom__lock_release(&loom__sched.gfree_lock);
+        if (batch) {
+            batch->param = NULL;
+            p->gfree = batch;
+            p->ngfree = GFREE_BATCH;
+        }
     }
     G *g = p->gfree;
     if (g) {
@@ -1579,6 +1587,7 @@ static void schedterm(void) {
     /* free every G record's tool state, then the arenas */
     for (G *g = loom__sched.allg; g; g = g->allnext) loom__fiber_destroy(g);
     loom__stack_term();
+    loom__globrunq_term();
     for (int i = 0; i < loom__sched.nallp; i++) {
         loom__timers_term(loom__sched.allp[i]);
         free(loom__sched.allp[i]);

@@ -15,8 +15,13 @@
  * ~3 µs to run it itself (Go sleeps 3 µs there: a channel handoff takes ~50 ns, so the
  * owner is likely about to run it, and stealing it would split the pair across cores).
  *
- * Global queue: a linked list under sched.lock, filled when a local queue overflows (half
- * the queue moves in one batch) and by threads without a P; drained in batches.
+ * Global queue: a growable ring of G pointers under sched.lock, filled when a local queue
+ * overflows (half the queue moves in one batch) and by threads without a P; drained in
+ * batches straight into the taker's ring.  Go keeps a list linked through the Gs
+ * (runtime.gQueue); walking it to cut a batch of 128 takes a cache miss per G while the
+ * lock is held, and with two Ps trading work through it (skynet's million goroutines)
+ * the other P waited on the lock, then slept in the kernel.  Here only pointers are copied
+ * under the lock; the Gs are first touched by the P that runs them.
  *
  * Priority levels (issue 7; loom_attr.priority, loom_set_priority).  NORMAL goroutines use
  * the structures above unchanged.  HIGH and LOW ones have a FIFO per level per P (pq_*,
@@ -40,6 +45,51 @@
 #define SLOT_LOAD(p, i)     __atomic_load_n(&(p)->runq[(i) % LOOM_RUNQ_SIZE], __ATOMIC_RELAXED)
 #define SLOT_STORE(p, i, g) __atomic_store_n(&(p)->runq[(i) % LOOM_RUNQ_SIZE], (g), __ATOMIC_RELAXED)
 
+/* ---------------------------------------------------------------- the global NORMAL ring
+ * (all under sched.lock; runqsize counts it with the priority levels' global FIFOs) */
+
+#define GQ_SLOT(i) loom__sched.runq[(loom__sched.runqfirst + (i)) & (loom__sched.runqcap - 1)]
+
+/* Room for k more pointers: doubles the ring, copying it in order.  Out of memory here is
+ * fatal, as in any allocator under a scheduler lock. */
+static void globq_reserve(uint32_t k) {
+    uint32_t need = loom__sched.runqn + k;
+    if (need <= loom__sched.runqcap) return;
+    uint32_t cap = loom__sched.runqcap ? loom__sched.runqcap : 1024;
+    while (cap < need) cap *= 2;
+    G **v = malloc(sizeof(G *) * cap);
+    if (!v) loom__fatal("out of memory for the global run queue (%u goroutines)", need);
+    for (uint32_t i = 0; i < loom__sched.runqn; i++) v[i] = GQ_SLOT(i);
+    free(loom__sched.runq);
+    loom__sched.runq = v;
+    loom__sched.runqcap = cap;
+    loom__sched.runqfirst = 0;
+}
+
+static void globq_putv(G *const *v, uint32_t n) {
+    globq_reserve(n);
+    for (uint32_t i = 0; i < n; i++) GQ_SLOT(loom__sched.runqn + i) = v[i];
+    loom__sched.runqn += n;
+    STORE(&loom__sched.runqsize, loom__sched.runqsize + (int32_t)n);
+}
+
+static G *globq_peek(void) { return loom__sched.runqn ? GQ_SLOT(0) : NULL; }
+
+static G *globpop(void) {
+    if (!loom__sched.runqn) return NULL;
+    G *g = GQ_SLOT(0);
+    loom__sched.runqfirst = (loom__sched.runqfirst + 1) & (loom__sched.runqcap - 1);
+    loom__sched.runqn--;
+    STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
+    return g;
+}
+
+void loom__globrunq_term(void) {
+    free(loom__sched.runq);
+    loom__sched.runq = NULL;
+    loom__sched.runqcap = loom__sched.runqfirst = loom__sched.runqn = 0;
+}
+
 /* Puts half of p's local queue and g on the global queue (runtime.runqputslow).
  * Fails if a thief moved the head meanwhile: the caller retries the fast path. */
 static bool runqputslow(P *p, G *g, uint32_t h, uint32_t t) {
@@ -50,10 +100,8 @@ static bool runqputslow(P *p, G *g, uint32_t h, uint32_t t) {
     for (uint32_t i = 0; i < n; i++) batch[i] = SLOT_LOAD(p, h + i);
     if (!CAS_REL(&p->runqhead, h, h + n)) return false;
     batch[n] = g;
-    for (uint32_t i = 0; i < n; i++) batch[i]->schedlink = batch[i + 1];
-    g->schedlink = NULL;
     loom__lock_acquire(&loom__sched.lock);
-    loom__globrunqputbatch(batch[0], g, (int)n + 1);
+    globq_putv(batch, n + 1);
     loom__lock_release(&loom__sched.lock);
     return true;
 }
@@ -352,8 +400,7 @@ void loom__globrunqput(G *g) {
         kick_lowest(g->prio);
         return;
     }
-    fifo_put(&loom__sched.runqhead, &loom__sched.runqtail, g, false);
-    STORE(&loom__sched.runqsize, loom__sched.runqsize + 1);
+    globq_putv(&g, 1);
 }
 
 void loom__globrunqputbatch(G *head, G *tail, int n) {
@@ -364,17 +411,21 @@ void loom__globrunqputbatch(G *head, G *tail, int n) {
         }
         return;
     }
-    tail->schedlink = NULL;
-    if (loom__sched.runqtail) loom__sched.runqtail->schedlink = head;
-    else loom__sched.runqhead = head;
-    loom__sched.runqtail = tail;
+    (void)tail;
+    globq_reserve((uint32_t)n);
+    G *g = head;
+    for (int i = 0; i < n; i++) {
+        G *nx = g->schedlink;
+        g->schedlink = NULL;
+        GQ_SLOT(loom__sched.runqn + (uint32_t)i) = g;
+        g = nx;
+    }
+    loom__sched.runqn += (uint32_t)n;
     STORE(&loom__sched.runqsize, loom__sched.runqsize + n);
 }
 
-static G *globpop(void) { return fifo_get(&loom__sched.runqhead, &loom__sched.runqtail); }
-
 G *loom__globrunqget(P *p, int max) {
-    int size = loom__sched.runqsize - (int)loom__sched.gq_n[PQ_HIGH] - (int)loom__sched.gq_n[PQ_LOW];  /* NORMAL */
+    int size = (int)loom__sched.runqn;   /* NORMAL */
     if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
         G *g = gq_pop(PQ_HIGH);
         if (g) return g;
@@ -389,9 +440,17 @@ G *loom__globrunqget(P *p, int max) {
     if (n > size) n = size;
     if (max > 0 && n > max) n = max;
     if (n > LOOM_RUNQ_SIZE / 2) n = LOOM_RUNQ_SIZE / 2;
-    STORE(&loom__sched.runqsize, loom__sched.runqsize - n);
     G *g = globpop();
-    while (--n > 0) loom__runqput(p, globpop(), false);
+    /* the rest straight into p's ring (only the owner writes its tail; the global NORMAL
+     * queue holds NORMAL goroutines only), as many as it has room for */
+    uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_RLX(&p->runqtail);
+    uint32_t room = LOOM_RUNQ_SIZE - (t - h), k = (uint32_t)n - 1;
+    if (k > room) k = room;
+    for (uint32_t i = 0; i < k; i++) SLOT_STORE(p, t + i, GQ_SLOT(i));
+    loom__sched.runqfirst = (loom__sched.runqfirst + k) & (loom__sched.runqcap - 1);
+    loom__sched.runqn -= k;
+    STORE(&loom__sched.runqsize, loom__sched.runqsize - (int32_t)k);
+    STORE_REL(&p->runqtail, t + k);
     return g;
 }
 
@@ -401,12 +460,11 @@ G *loom__globrunq_pop_locked(void) {
     int l = -1;
     G *g;
     if (loom__sched.gq_n[PQ_HIGH]) g = loom__sched.gq_head[l = PQ_HIGH];
-    else if (loom__sched.runqsize > (int32_t)loom__sched.gq_n[PQ_LOW]) g = loom__sched.runqhead;
+    else if (loom__sched.runqn) g = globq_peek();
     else g = loom__sched.gq_head[l = PQ_LOW];
     if (!g || !g->lockedm) return NULL;
     if (l >= 0) return gq_pop(l);
     globpop();
-    STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
     return g;
 }
 
@@ -488,9 +546,8 @@ void loom__globrunq_age(int64_t now) {
     int64_t *since = loom__sched.gage_since;
     if (!LOAD_RLX(&loom__sched.prio_used)) return;
     loom__lock_acquire(&loom__sched.lock);
-    if (aged(&seen[0], &since[0], loom__sched.runqhead, now)) {
+    if (aged(&seen[0], &since[0], globq_peek(), now)) {
         G *g = globpop();
-        STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
         gq_push(g, PQ_HIGH, true);        /* queued as HIGH; its own level is unchanged */
         seen[0] = NULL;
     }

@@ -290,12 +290,19 @@ void loom__stack_put(P *p, G *g) {
     h->next = p->stackcache;
     p->stackcache = (uintptr_t)h;
     if (++p->nstackcache >= PCACHE_MAX) {
-        while (p->nstackcache > PCACHE_MAX / 2) {
-            slot_hdr *x = (slot_hdr *)p->stackcache;
-            p->stackcache = x->next;
-            p->nstackcache--;
-            slot_free(x, slot);
-        }
+        /* the colder half goes to the class's free list in one splice under arena_lock
+         * (one slot at a time took the lock, and a cache miss under it, per slot) */
+        slot_hdr *cut = (slot_hdr *)p->stackcache;
+        for (int i = 1; i < PCACHE_MAX / 2; i++) cut = (slot_hdr *)cut->next;
+        slot_hdr *first = (slot_hdr *)cut->next, *last = first;
+        while (last->next) last = (slot_hdr *)last->next;
+        cut->next = 0;
+        p->nstackcache = PCACHE_MAX / 2;
+        int c = class_of(slot);
+        loom__lock_acquire(&arena_lock);
+        last->next = class_free[c];
+        class_free[c] = (uintptr_t)first;
+        loom__lock_release(&arena_lock);
     }
 }
 
