@@ -236,7 +236,7 @@ struct loom__g {
     uint32_t  parking;         /* timed park: 1 until its after-switch hook is done; atomic */
     loom__timer timer;         /* sleep / select timeout; owner: the G */
     /* line 3 */
-    G        *allnext;         /* list of every G ever allocated; under sched.allg_lock */
+    G        *allnext;         /* list of every G ever allocated; fixed once pushed (sched.allg) */
     char      name[32];        /* loom_attr.name, copied; shown in dumps */
 #if defined(LOOM_ASAN) || defined(LOOM_TSAN)
     void     *fiber;           /* TSan fiber */
@@ -385,8 +385,8 @@ struct loom__sched {
     int64_t    gage_since[2];
     G         *gfree;           /* batches of free Gs of any stack size (proc.c gfput); under gfree_lock */
     loom__lock gfree_lock;
-    loom__lock allg_lock;
-    G         *allg;            /* every G record; under allg_lock */
+    G         *allg;            /* every G record, newest first: pushed with a CAS (gfget), never
+                                   removed; readers load it with acquire and walk allnext */
     M         *allm;            /* under lock */
     P        **allp;            /* nprocs Ps, then nprocs spares (P_OFF until lent) */
     int        nprocs;          /* LOOM_PROCS */

@@ -536,10 +536,11 @@ static G *gfget(P *p) {
     }
     g = loom__g_alloc(loom__topo_node(p->id));
     if (!g) return NULL;
-    loom__lock_acquire(&loom__sched.allg_lock);
-    g->allnext = loom__sched.allg;
-    loom__sched.allg = g;
-    loom__lock_release(&loom__sched.allg_lock);
+    /* pushed without a lock: the first write to a fresh record may take a page fault
+     * (~µs here), which must not happen while another P waits; records are never removed */
+    G *head = LOAD_RLX(&loom__sched.allg);
+    do g->allnext = head;
+    while (!__atomic_compare_exchange_n(&loom__sched.allg, &head, g, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
     return g;
 }
 

@@ -37,8 +37,7 @@ static uint32_t runqlen(P *p) {
 
 /* Goroutines by state, and the waiting ones by reason. */
 static void count_gs(struct loom_stats *st, uint64_t byreason[WAIT_COUNT]) {
-    loom__lock_acquire(&loom__sched.allg_lock);
-    for (G *g = loom__sched.allg; g; g = g->allnext) {
+    for (G *g = LOAD_ACQ(&loom__sched.allg); g; g = g->allnext) {
         switch (LOAD_RLX(&g->status)) {
         case G_RUNNABLE: st->runnable++; break;
         case G_RUNNING: st->running++; break;
@@ -53,7 +52,6 @@ static void count_gs(struct loom_stats *st, uint64_t byreason[WAIT_COUNT]) {
         default: break;
         }
     }
-    loom__lock_release(&loom__sched.allg_lock);
 }
 
 bool loom__any_alive(void) {
