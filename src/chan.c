@@ -78,11 +78,23 @@ loom__sudog *loom__waitq_dequeue(loom__waitq *q) {
     }
 }
 
-static void wake(loom__sudog *sg, bool success) {
+/* m: this thread's M if the caller has it at hand, else NULL */
+static void wake(M *m, loom__sudog *sg, bool success) {
     G *g = sg->g;
     sg->success = success;
     g->param = sg;
-    loom__ready(g);           /* sg lives on g's stack: no access after this */
+    if (m) loom__ready_m(m, g);   /* sg lives on g's stack: no access after this */
+    else loom__ready(g);
+}
+
+/* An element copy: the common small sizes without a call */
+static inline void elem_copy(void *dst, const void *src, size_t n) {
+    switch (n) {
+    case 8: memcpy(dst, src, 8); break;
+    case 4: memcpy(dst, src, 4); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+    }
 }
 
 /* ---- the ring buffer */
@@ -104,17 +116,17 @@ void loom__chan_buf_take(loom_chan *c, void *ep) {
 }
 
 /* runtime.send: a receiver sg waits; hand it ep directly. */
-void loom__chan_send_to(loom_chan *c, loom__sudog *sg, const void *ep) {
-    if (c->elemsize && sg->elem) memcpy(sg->elem, ep, c->elemsize);
+void loom__chan_send_to(M *m, loom_chan *c, loom__sudog *sg, const void *ep) {
+    if (c->elemsize && sg->elem) elem_copy(sg->elem, ep, c->elemsize);
     loom__spin_unlock(&c->lock);
-    wake(sg, true);
+    wake(m, sg, true);
 }
 
 /* runtime.recv: a sender sg waits.  Unbuffered: take its value.  Full buffer: take the
  * head, and the sender's value goes to the tail (the slot just freed). */
-void loom__chan_recv_from(loom_chan *c, loom__sudog *sg, void *ep) {
+void loom__chan_recv_from(M *m, loom_chan *c, loom__sudog *sg, void *ep) {
     if (c->dataqsiz == 0) {
-        if (c->elemsize && ep) memcpy(ep, sg->elem, c->elemsize);
+        if (c->elemsize && ep) elem_copy(ep, sg->elem, c->elemsize);
     } else {
         char *slot = c->buf + c->recvx * c->elemsize;
         if (c->elemsize) {
@@ -125,16 +137,16 @@ void loom__chan_recv_from(loom_chan *c, loom__sudog *sg, void *ep) {
         c->sendx = c->recvx;
     }
     loom__spin_unlock(&c->lock);
-    wake(sg, true);
+    wake(m, sg, true);
 }
 
 /* ---- send / receive */
 
 /* Nothing ready on c (locked): fail for a non-blocking call or a thread without a
- * goroutine, else wait on q until a peer or close completes the operation. */
-static int chanwait(loom_chan *c, loom__waitq *q, void *elem, bool block, int reason) {
-    M *m = block ? loom__getm() : NULL;
-    if (!loom__m_runs_g(m)) {
+ * goroutine, else wait on q until a peer or close completes the operation.  m: this
+ * thread's M, from loom__enter_blocking (NULL for the non-blocking forms). */
+static int chanwait(M *m, loom_chan *c, loom__waitq *q, void *elem, bool block, int reason) {
+    if (!block || !loom__m_runs_g(m)) {
         loom__spin_unlock(&c->lock);
         return block ? -EPERM : -EAGAIN;
     }
@@ -142,11 +154,11 @@ static int chanwait(loom_chan *c, loom__waitq *q, void *elem, bool block, int re
     loom__sudog me = { .g = g, .elem = elem, .c = c, .caseidx = -1 };
     g->param = NULL;
     loom__waitq_enqueue(q, &me);
-    loom__park(loom__spin_unlock_after, &c->lock, reason);
+    loom__park(m, loom__spin_unlock_after, &c->lock, reason);
     return me.success ? 0 : -EPIPE;
 }
 
-static int chansend(loom_chan *c, const void *ep, bool block) {
+static int chansend(M *m, loom_chan *c, const void *ep, bool block) {
     if (!c) return -EINVAL;
     if (!ep && c->elemsize) return -EINVAL;
     /* fast path for a full buffered channel in non-blocking mode, without the lock (as Go) */
@@ -159,7 +171,7 @@ static int chansend(loom_chan *c, const void *ep, bool block) {
     }
     loom__sudog *sg = loom__waitq_dequeue(&c->recvq);
     if (sg) {
-        loom__chan_send_to(c, sg, ep);
+        loom__chan_send_to(m, c, sg, ep);
         return 0;
     }
     if (c->qcount < c->dataqsiz) {
@@ -167,10 +179,10 @@ static int chansend(loom_chan *c, const void *ep, bool block) {
         loom__spin_unlock(&c->lock);
         return 0;
     }
-    return chanwait(c, &c->sendq, (void *)ep, block, WAIT_CHAN_SEND);
+    return chanwait(m, c, &c->sendq, (void *)ep, block, WAIT_CHAN_SEND);
 }
 
-static int chanrecv(loom_chan *c, void *ep, bool block) {
+static int chanrecv(M *m, loom_chan *c, void *ep, bool block) {
     if (!c) return -EINVAL;
     if (!block && c->dataqsiz > 0 && LOAD(&c->qcount) == 0 && !LOAD(&c->closed))
         return -EAGAIN;
@@ -182,7 +194,7 @@ static int chanrecv(loom_chan *c, void *ep, bool block) {
     }
     loom__sudog *sg = loom__waitq_dequeue(&c->sendq);
     if (sg) {
-        loom__chan_recv_from(c, sg, ep);
+        loom__chan_recv_from(m, c, sg, ep);
         return 0;
     }
     if (c->qcount > 0) {
@@ -190,28 +202,32 @@ static int chanrecv(loom_chan *c, void *ep, bool block) {
         loom__spin_unlock(&c->lock);
         return 0;
     }
-    return chanwait(c, &c->recvq, ep, block, WAIT_CHAN_RECV);   /* closechan zeroes elem */
+    return chanwait(m, c, &c->recvq, ep, block, WAIT_CHAN_RECV);   /* closechan zeroes elem */
 }
 
 /* The blocking forms are goroutine calls: from a thread that runs no goroutine they fail
  * with -EPERM whether or not this particular call would have blocked (API.md). */
 int loom_send(loom_chan *c, const void *elem) {
     if (!c) return -EINVAL;
-    if (!loom__enter_blocking()) return -EPERM;
-    return chansend(c, elem, true);
+    M *m = loom__enter_blocking();
+    if (!m) return -EPERM;
+    return chansend(m, c, elem, true);
 }
 int loom_recv(loom_chan *c, void *elem) {
     if (!c) return -EINVAL;
-    if (!loom__enter_blocking()) return -EPERM;
-    return chanrecv(c, elem, true);
+    M *m = loom__enter_blocking();
+    if (!m) return -EPERM;
+    return chanrecv(m, c, elem, true);
 }
 int loom_try_send(loom_chan *c, const void *elem) {
-    if (!loom__getm()) loom__note_foreign();
-    return chansend(c, elem, false);
+    M *m = loom__getm();
+    if (!m) loom__note_foreign();
+    return chansend(m, c, elem, false);
 }
 int loom_try_recv(loom_chan *c, void *elem) {
-    if (!loom__getm()) loom__note_foreign();
-    return chanrecv(c, elem, false);
+    M *m = loom__getm();
+    if (!m) loom__note_foreign();
+    return chanrecv(m, c, elem, false);
 }
 
 /* runtime.closechan */
@@ -238,7 +254,7 @@ int loom_close(loom_chan *c) {
     while (list) {
         sg = list;
         list = sg->next;
-        wake(sg, false);
+        wake(NULL, sg, false);
     }
     return 0;
 }

@@ -43,8 +43,8 @@ struct loom_chan {
 loom__sudog *loom__waitq_dequeue(loom__waitq *q);
 void         loom__waitq_enqueue(loom__waitq *q, loom__sudog *sg);
 void         loom__waitq_remove(loom__waitq *q, loom__sudog *sg);
-void         loom__chan_send_to(loom_chan *c, loom__sudog *sg, const void *ep);   /* c locked; unlocks */
-void         loom__chan_recv_from(loom_chan *c, loom__sudog *sg, void *ep);       /* c locked; unlocks */
+void         loom__chan_send_to(M *m, loom_chan *c, loom__sudog *sg, const void *ep);   /* c locked; unlocks; m: this thread's M or NULL */
+void         loom__chan_recv_from(M *m, loom_chan *c, loom__sudog *sg, void *ep);       /* c locked; unlocks; m: this thread's M or NULL */
 void         loom__chan_buf_put(loom_chan *c, const void *ep);
 void         loom__chan_buf_take(loom_chan *c, void *ep);
 #endif

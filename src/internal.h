@@ -312,7 +312,12 @@ struct loom__p {
     uint32_t   runqhead;
     uint32_t   runqtail;
     G         *runq[LOOM_RUNQ_SIZE];
-    G         *runnext;         /* set by the owner; thieves may CAS it to NULL */
+    G         *runnext;         /* written by the owner with plain (relaxed) stores; foreign
+                                   takers CAS it to NULL under rn_lock (runq.c, "runnext") */
+    uint32_t   rn_thief;        /* 1 while a foreign taker works on runnext; under rn_lock */
+    G         *rn_stolen;       /* the last G a foreign taker took from runnext, until the owner
+                                   has seen it; written under rn_lock */
+    loom__spinlock rn_lock;     /* serialises foreign takers, and the owner's settling */
     /* priority levels other than NORMAL (runq.c): one FIFO per level (PQ_HIGH, PQ_LOW),
      * linked through schedlink, under pq_lock (owner, thieves and sysmon's aging take it);
      * pq_n[] counts them, atomic, read without the lock */
@@ -420,8 +425,9 @@ void loom__setm(M *m);
 static inline G *loom__getg(void) { M *m = loom__getm(); return m ? m->curg : NULL; }
 
 /* ------------------------------------------------------------------ proc.c */
-void loom__park(void (*after)(G *prev, void *arg), void *arg, int reason);    /* gopark */
+void loom__park(M *m, void (*after)(G *prev, void *arg), void *arg, int reason); /* gopark; m: this thread's */
 void loom__ready(G *g);                                                       /* goready */
+void loom__ready_m(M *m, G *g);          /* the same, m: this thread's M (or NULL), already read */
 void loom__ready_list(G *head);                 /* readies a schedlink-ed list */
 void loom__injectglist(G *list);                /* the same from a thread without a P */
 bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64_t ns);
@@ -441,10 +447,10 @@ void loom__note_foreign(void);                  /* called from a thread outside 
 uint32_t loom__fastrand(M *m);
 uint32_t loom__fastrandn(M *m, uint32_t n);
 void loom__preempt_check(void);                 /* cooperative preemption point */
-/* The start of a loom call that may block or switch: true in a goroutine, after its
- * preemption point (one look at the M instead of loom__in_goroutine and
- * loom__preempt_check). */
-bool loom__enter_blocking(void);
+/* The start of a loom call that may block or switch: in a goroutine, its preemption point,
+ * then this thread's M (one look at the M instead of loom__in_goroutine and
+ * loom__preempt_check); NULL outside a goroutine. */
+M   *loom__enter_blocking(void);
 void loom__unlock_after(G *prev, void *lock);   /* an "after switch" hook: releases a loom__lock */
 void loom__spin_unlock_after(G *prev, void *lock); /* the same for a loom__spinlock */
 int64_t loom__nanotime_coarse(void);            /* CLOCK_MONOTONIC_COARSE: ~ms resolution, cheap */
@@ -452,11 +458,30 @@ int64_t loom__nanotime_coarse(void);            /* CLOCK_MONOTONIC_COARSE: ~ms r
 /* ------------------------------------------------------------------ runq.c */
 void loom__runqput(P *p, G *g, bool next);
 G   *loom__runqget_prio(P *p, bool *inherit);
-/* runq.c's fast path, inline here for the switch: runnext, then the ring (the NORMAL level;
- * runtime.runqget).  Consumers are the owner and thieves: both CAS. */
-static inline __attribute__((always_inline)) G *loom__runqget_normal(P *p, bool *inherit) {
+/* runnext, the owner's side (runq.c, "runnext"): the owner takes and replaces its runnext
+ * with plain stores; a foreign taker announces itself (rn_thief) and runs membarrier before
+ * it looks, so an owner that loaded the same G either sees the announcement or the record
+ * (rn_stolen) when it checks after its store, and settles with the taker under rn_lock.
+ * Without membarrier (loom__runnext_asym false) both sides CAS, as Go. */
+extern bool loom__runnext_asym;
+G   *loom__runnext_settle(P *p, G *taken);     /* the owner's slow path: taken, or NULL */
+void loom__runnext_forget(P *p);                /* the owner clears a stale rn_stolen */
+static inline __attribute__((always_inline)) G *loom__runnext_take(P *p) {
     G *next = LOAD_RLX(&p->runnext);
-    if (next && CAS(&p->runnext, next, NULL)) {
+    if (!next) return NULL;
+    if (unlikely(!loom__runnext_asym)) return CAS(&p->runnext, next, NULL) ? next : NULL;
+    STORE_RLX(&p->runnext, NULL);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);    /* the store, then the checks: as written */
+    if (unlikely(LOAD_ACQ(&p->rn_thief) | (LOAD_RLX(&p->rn_stolen) != NULL)))
+        return loom__runnext_settle(p, next);
+    return next;
+}
+
+/* runq.c's fast path, inline here for the switch: runnext, then the ring (the NORMAL level;
+ * runtime.runqget).  The ring's consumers are the owner and thieves: both CAS the head. */
+static inline __attribute__((always_inline)) G *loom__runqget_normal(P *p, bool *inherit) {
+    G *next = loom__runnext_take(p);
+    if (next) {
         *inherit = true;
         return next;
     }
@@ -499,6 +524,7 @@ void loom__globrunqputbatch(G *head, G *tail, int n); /* sched.lock held */
 void loom__globrunq_term(void);                  /* loom_run's end: free the global ring */
 G   *loom__globrunqget(P *p, int max);           /* sched.lock held */
 void loom__runq_drain(P *p);                     /* runtime end: forget the queue */
+void loom__runnext_init(void);                   /* schedinit: can foreign takers use membarrier? */
 int  loom__runq_takeall(P *p, G **head, G **tail); /* every queued G of p as a list */
 enum { PQ_HIGH = 0, PQ_LOW = 1, PRIO_IDLE = -2 };
 void loom__runq_age(P *p, int64_t now);          /* sysmon: boost goroutines ready too long */

@@ -262,7 +262,7 @@ static M *allocm(void) {
     loom__lock_acquire(&loom__sched.lock);
     m->id = loom__sched.mcount++;
     m->alllink = loom__sched.allm;
-    loom__sched.allm = m;
+    STORE_REL(&loom__sched.allm, m);      /* loom_run's exit walks it without the lock */
     loom__lock_release(&loom__sched.lock);
     m->g0.m = m;
     m->curg = &m->g0;
@@ -674,8 +674,8 @@ static ALWAYS_INLINE G *runq_fast(P *p, bool *inherit) {
         /* the slice is used up: runnext loses its claim to the rest of it */
         STORE(&p->preempt, 0);
         if (LOAD_RLX(&p->kick)) STORE(&p->kick, 0);
-        G *next = LOAD(&p->runnext);
-        if (next && CAS(&p->runnext, next, NULL)) loom__runqput(p, next, false);
+        G *next = loom__runnext_take(p);
+        if (next) loom__runqput(p, next, false);
     }
     if (p->schedtick % 61 == 0 && LOAD_RLX(&loom__sched.runqsize) > 0) {
         loom__lock_acquire(&loom__sched.lock);
@@ -1037,8 +1037,7 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
 
 /* ------------------------------------------------------------------ park / ready */
 
-void loom__park(void (*after)(G *, void *), void *arg, int reason) {
-    M *m = loom__getm();
+void loom__park(M *m, void (*after)(G *, void *), void *arg, int reason) {
     G *g = m->curg;
     STORE_RLX(&g->waitreason, (uint32_t)reason);
     g->waitsince = LOAD_RLX(&loom__sched.coarse_now);   /* within a sysmon tick: no clock read */
@@ -1048,9 +1047,8 @@ void loom__park(void (*after)(G *, void *), void *arg, int reason) {
 
 /* Queues a runnable g: on this thread's P (runnext if `next`), or on the global queue from
  * a thread without a P.  Returns the P used, or NULL. */
-static P *runqput_here(G *g, bool next) {
+static P *runqput_here(M *m, G *g, bool next) {
     STORE_RLX(&g->status, G_RUNNABLE);
-    M *m = loom__getm();
     if (m && m->p) {
         loom__runqput(m->p, g, next);
         return m->p;
@@ -1061,13 +1059,15 @@ static P *runqput_here(G *g, bool next) {
     return NULL;
 }
 
-void loom__ready(G *g) {
+void loom__ready(G *g) { loom__ready_m(loom__getm(), g); }
+
+void loom__ready_m(M *m, G *g) {
     uint32_t st = LOAD_RLX(&g->status);
     if (unlikely(st != G_WAITING)) loom__fatal("ready of goroutine %llu in status %u", (unsigned long long)g->id, st);
     STORE_RLX(&g->waitreason, WAIT_NONE);
     LOOM__TRACE(trace_ready(g));
     bool normal = g->prio == LOOM_PRIO_NORMAL;   /* once queued, g may run, exit and be reused */
-    P *p = runqput_here(g, true);
+    P *p = runqput_here(m, g, true);
     /* Unlike Go, a goroutine made ready into runnext alone does not wake another
      * thread: the readier usually blocks next (a channel handoff) and this P runs
      * it at once, while a thread woken for it would find nothing — and on these VMs a
@@ -1104,7 +1104,7 @@ void loom__ready_list(G *head) {
     while (head) {
         G *next = head->schedlink;
         head->schedlink = NULL;
-        runqput_here(head, false);
+        runqput_here(loom__getm(), head, false);
         head = next;
     }
     loom__wakep();
@@ -1157,7 +1157,7 @@ bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64
         tp.when = loom__nanotime() + ns;
     }
     STORE_RLX(&g->parking, 1);
-    loom__park(timed_after, &tp, reason);
+    loom__park(loom__getm(), timed_after, &tp, reason);
     for (int spins = 0; LOAD_ACQ(&g->parking); spins++) {
         if (spins < 100) loom__cpu_relax();
         else sched_yield();           /* the hook's thread lost its CPU */
@@ -1190,7 +1190,7 @@ void loom_sleep(int64_t ns) {
     g->timer.fn = sleep_fire;
     g->timer.arg = g;
     int64_t when = loom__nanotime() + ns;
-    loom__park(sleep_after, &when, WAIT_SLEEP);
+    loom__park(loom__getm(), sleep_after, &when, WAIT_SLEEP);
     /* the firing M may still be finishing with the timer (it readied us from inside the
      * callback): wait it out before the timer, or this G, can be reused */
     loom__timer_del(&g->timer);
@@ -1305,11 +1305,14 @@ void loom__preempt_check(void) {
     if (m) preempt_point(m);
 }
 
-bool loom__enter_blocking(void) {
+M *loom__enter_blocking(void) {
     M *m = loom__getm();
-    if (!loom__m_runs_g(m)) return false;
-    if (unlikely(LOAD_RLX(&m->p->preempt))) preempt_point(m);
-    return true;
+    if (!loom__m_runs_g(m)) return NULL;
+    if (unlikely(LOAD_RLX(&m->p->preempt))) {
+        preempt_point(m);
+        m = loom__getm();          /* the goroutine may resume on another thread */
+    }
+    return m;
 }
 
 void loom_exit(void) {
@@ -1577,6 +1580,7 @@ static int schedinit(void) {
     loom__sched.start_time = loom__sched.lastpoll;
     loom__sched.coarse_now = loom__sched.lastpoll;
     loom__trace_init();
+    loom__runnext_init();
     int err = loom__netpoll_init();
     if (err) return err;
     loom__signals_init();
@@ -1636,7 +1640,7 @@ int loom_run(int (*main_fn)(void *), void *arg) {
     bool all_exited;
     do {
         all_exited = true;
-        for (M *m = loom__sched.allm; m; m = m->alllink)
+        for (M *m = LOAD_ACQ(&loom__sched.allm); m; m = m->alllink)
             if (!LOAD(&m->exited)) all_exited = false;
         loom__wake_all_ms();
         if (!all_exited) {

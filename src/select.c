@@ -84,7 +84,7 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
         if (k->op == LOOM_SEND && !k->elem && k->chan->elemsize) return -EINVAL;
         nchans++;
     }
-    bool in_g = loom__enter_blocking();      /* in a goroutine: its preemption point first */
+    bool in_g = loom__enter_blocking() != NULL;   /* in a goroutine: its preemption point first */
     if (timeout_ns != 0 && !in_g) return -EPERM;   /* blocking needs a goroutine */
     /* only now read the M: the preemption point may have moved us to another thread */
     M *m = loom__getm();
@@ -96,7 +96,7 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
             loom_sleep(timeout_ns);
             return -ETIMEDOUT;
         }
-        loom__park(NULL, NULL, WAIT_SELECT_NOCASES);
+        loom__park(m, NULL, NULL, WAIT_SELECT_NOCASES);
         loom__fatal("select with no cases woke up");
     }
 
@@ -128,7 +128,7 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
             if (sg) {
                 k->ok = 1;
                 selunlock_except(cases, lockorder, np, c);
-                loom__chan_recv_from(c, sg, k->elem);     /* unlocks c */
+                loom__chan_recv_from(m, c, sg, k->elem);  /* unlocks c */
                 result = ci;
                 goto out;
             }
@@ -157,7 +157,7 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
             if (sg) {
                 k->ok = 1;
                 selunlock_except(cases, lockorder, np, c);
-                loom__chan_send_to(c, sg, k->elem);       /* unlocks c */
+                loom__chan_send_to(m, c, sg, k->elem);    /* unlocks c */
                 result = ci;
                 goto out;
             }

@@ -58,7 +58,7 @@ void loom__semacquire(struct loom__sema *s, bool lifo, int reason) {
             loom__lock_release(lk);
             return;
         }
-        loom__park(loom__unlock_after, lk, reason);
+        loom__park(loom__getm(), loom__unlock_after, lk, reason);
         if (me.acquired) return;
         if (cansemacquire(s)) return;
     }

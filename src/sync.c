@@ -174,7 +174,7 @@ void loom_cond_wait(loom_cond *c, loom_mutex *m) {
     else c->_head = &me;
     c->_tail = &me;
     loom_mutex_unlock(m);
-    loom__park(loom__unlock_after, lk, WAIT_COND);
+    loom__park(loom__getm(), loom__unlock_after, lk, WAIT_COND);
     loom_mutex_lock(m);
 }
 
