@@ -975,10 +975,13 @@ static void schedule(M *m) {
             g = XCHG(&m->pending_g, NULL);
             if (!g) continue;
             /* an async-preempted goroutine handed back while a HIGH one waits on the P
-             * (readied by timers while no goroutine ran, so nobody was kicked): hold it
-             * here and run the HIGH one first, as loom__async_preempt does */
+             * (readied by timers while no goroutine ran, so nobody was kicked), or would
+             * wait once the P's due timers have run (the thread that handed the P over ran
+             * them before they were due; this one may have waited long for a CPU): hold
+             * it here and run the HIGH one first, as loom__async_preempt does */
             G *up;
             if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && g->alocked &&
+                (!LOAD_RLX(&m->p->timer0_when) || (loom__timers_run(m->p, loom__nanotime()), true)) &&
                 (up = loom__runqget_above(m->p, g->prio))) {
                 if (likely(!up->lockedm)) {
                     m->heldg = g;
@@ -1246,6 +1249,7 @@ static void hold_after(G *prev, void *arg) {
  * blocking call in one of them delays the held (lower) goroutine; they are preempted only
  * at loom calls; and one that calls loom_lock_thread moves to another thread first. */
 void loom__async_preempt(M *m) {
+again:;
     G *g = m->curg;
     bool was_locked = g->lockedm != NULL;
     G *up = NULL;
@@ -1289,6 +1293,11 @@ void loom__async_preempt(M *m) {
         g->alocked = false;
         m->lockedg = NULL;
     }
+    /* resumed, maybe long after: a goroutine readied meanwhile for this P while it had no
+     * running goroutine (so nobody was kicked) may outrank g: go round once more rather
+     * than spin on until sysmon, itself waiting for a CPU, notices */
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && !up && m->p && !g->nopreempt && loom__runq_outranked(m->p))
+        goto again;
 }
 
 /* A cooperative preemption point on M m: yield if sysmon says the slice is used up. */
