@@ -119,6 +119,7 @@ void *loom__ctx_init(void *stack_top, void (*entry)(void));
 size_t loom__stack_class_size(size_t want);          /* rounds to the size class */
 G     *loom__g_alloc(int node);                     /* a fresh zeroed G record (dense arenas of node) */
 bool   loom__stack_get(P *p, G *g);                  /* attach a stack (first run); false: no memory */
+bool   loom__stack_cached(P *p, G *g);               /* get would take a warm one from p's cache */
 void   loom__stack_put(P *p, G *g);                  /* detach a dead G's stack into p's cache */
 void   loom__stack_init(void);
 void   loom__stack_term(void);                        /* unmaps every arena */

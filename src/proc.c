@@ -1021,11 +1021,12 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
         bool inherit;
         G *next = runq_fast(p, &inherit);
         if (next) {
-            /* a goroutine's first run faults in a fresh stack page (~10 µs here): not
-             * while `after` still holds the lock g parked under — go through g0 */
+            /* a goroutine's first run on a fresh stack faults in a page (~10 µs here):
+             * not while `after` still holds the lock g parked under — go through g0;
+             * a warm stack from the P's cache costs nothing: switch straight to it */
             if (next->lockedm == NULL || next->lockedm == m) {
                 ran(p, inherit);
-                if (likely(next->stack_base != 0)) {
+                if (likely(next->stack_base != 0) || loom__stack_cached(p, next)) {
                     gogo(m, g, next, after, arg, false);
                     return;
                 }

@@ -249,6 +249,9 @@ static void slot_free(slot_hdr *h, size_t slot) {
     loom__lock_release(&arena_lock);
 }
 
+/* Would loom__stack_get give g a warm stack from p's cache (no page to fault in)? */
+bool loom__stack_cached(P *p, G *g) { return g->slot_size == default_slot && p->stackcache; }
+
 /* Attaches a stack of class g->slot_size to g (its first run): from P p's cache for the
  * default class, else the free lists or a fresh slot of p's node.  False: out of memory. */
 bool loom__stack_get(P *p, G *g) {
