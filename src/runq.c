@@ -80,15 +80,18 @@ void loom__runnext_init(void) {
 /* A foreign taker's claim on v's runnext, if it still holds `want`: returns it, or NULL. */
 static G *runnext_steal(P *v, G *want) {
     G *got = NULL;
+    bool fenced = true;
     loom__spin_lock(&v->rn_lock);
     if (loom__runnext_asym) {
         STORE(&v->rn_thief, 1);
         int saved = errno;
-        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+        /* registered at start, so it cannot fail; if it ever did, the owner's plain take
+         * could not be ordered against us: leave runnext to the owner */
+        fenced = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
         errno = saved;
     }
     G *x = LOAD(&v->runnext);
-    if (x == want && CAS(&v->runnext, x, NULL)) {
+    if (fenced && x == want && CAS(&v->runnext, x, NULL)) {
         got = x;
         if (loom__runnext_asym) STORE_RLX(&v->rn_stolen, x);   /* before rn_thief clears */
     }
