@@ -473,7 +473,9 @@ static inline __attribute__((always_inline)) G *loom__runnext_take(P *p) {
     if (unlikely(!loom__runnext_asym)) return CAS(&p->runnext, next, NULL) ? next : NULL;
     STORE_RLX(&p->runnext, NULL);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);    /* the store, then the checks: as written */
-    if (unlikely(LOAD_ACQ(&p->rn_thief) | (LOAD_RLX(&p->rn_stolen) != NULL)))
+    uint32_t thief = LOAD_ACQ(&p->rn_thief);    /* then rn_stolen, in this order: a taker */
+    G *stolen = LOAD_RLX(&p->rn_stolen);        /* writes rn_stolen before clearing rn_thief */
+    if (unlikely(thief | (stolen != NULL)))
         return loom__runnext_settle(p, next);
     return next;
 }

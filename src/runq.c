@@ -306,7 +306,9 @@ void loom__runqput(P *p, G *g, bool next) {
         if (loom__runnext_asym) {     /* replacing old is a take of it: check as a take does */
             STORE_REL(&p->runnext, g);
             __atomic_signal_fence(__ATOMIC_SEQ_CST);
-            if (LOAD_ACQ(&p->rn_thief) | (LOAD_RLX(&p->rn_stolen) != NULL)) old = loom__runnext_settle(p, old);
+            uint32_t thief = LOAD_ACQ(&p->rn_thief);   /* then rn_stolen: see loom__runnext_take */
+            G *stolen = LOAD_RLX(&p->rn_stolen);
+            if (thief | (stolen != NULL)) old = loom__runnext_settle(p, old);
         } else {
             old = XCHG(&p->runnext, g);
         }
