@@ -83,8 +83,7 @@ static void wake(M *m, loom__sudog *sg, bool success) {
     G *g = sg->g;
     sg->success = success;
     g->param = sg;
-    if (m) loom__ready_m(m, g);   /* sg lives on g's stack: no access after this */
-    else loom__ready(g);
+    loom__ready_m(m ? m : loom__getm(), g);   /* sg lives on g's stack: no access after this */
 }
 
 /* An element copy: the common small sizes without a call */

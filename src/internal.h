@@ -467,17 +467,21 @@ G   *loom__runqget_prio(P *p, bool *inherit);
 extern bool loom__runnext_asym;
 G   *loom__runnext_settle(P *p, G *taken);     /* the owner's slow path: taken, or NULL */
 void loom__runnext_forget(P *p);                /* the owner clears a stale rn_stolen */
+/* The owner has just stored over runnext, which held `taken`: is it still the owner's? */
+static inline __attribute__((always_inline)) G *loom__runnext_check(P *p, G *taken) {
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);    /* the store, then the checks: as written */
+    uint32_t thief = LOAD_ACQ(&p->rn_thief);    /* then rn_stolen, in this order: a taker */
+    G *stolen = LOAD_RLX(&p->rn_stolen);        /* writes rn_stolen before clearing rn_thief */
+    if (unlikely(thief | (stolen != NULL)))
+        return loom__runnext_settle(p, taken);
+    return taken;
+}
 static inline __attribute__((always_inline)) G *loom__runnext_take(P *p) {
     G *next = LOAD_RLX(&p->runnext);
     if (!next) return NULL;
     if (unlikely(!loom__runnext_asym)) return CAS(&p->runnext, next, NULL) ? next : NULL;
     STORE_RLX(&p->runnext, NULL);
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);    /* the store, then the checks: as written */
-    uint32_t thief = LOAD_ACQ(&p->rn_thief);    /* then rn_stolen, in this order: a taker */
-    G *stolen = LOAD_RLX(&p->rn_stolen);        /* writes rn_stolen before clearing rn_thief */
-    if (unlikely(thief | (stolen != NULL)))
-        return loom__runnext_settle(p, next);
-    return next;
+    return loom__runnext_check(p, next);
 }
 
 /* runq.c's fast path, inline here for the switch: runnext, then the ring (the NORMAL level;

@@ -979,10 +979,12 @@ static void schedule(M *m) {
              * wait once the P's due timers have run (the thread that handed the P over ran
              * them before they were due; this one may have waited long for a CPU): hold
              * it here and run the HIGH one first, as loom__async_preempt does */
-            G *up;
-            if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && g->alocked &&
-                (!LOAD_RLX(&m->p->timer0_when) || (loom__timers_run(m->p, loom__nanotime()), true)) &&
-                (up = loom__runqget_above(m->p, g->prio))) {
+            G *up = NULL;
+            if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && g->alocked) {
+                if (LOAD_RLX(&m->p->timer0_when) != 0) loom__timers_run(m->p, loom__nanotime());
+                up = loom__runqget_above(m->p, g->prio);
+            }
+            if (up) {
                 if (likely(!up->lockedm)) {
                     m->heldg = g;
                     ran(m->p, false);

@@ -144,12 +144,17 @@ static void globq_putv(G *const *v, uint32_t n) {
 
 static G *globq_peek(void) { return loom__sched.runqn ? GQ_SLOT(0) : NULL; }
 
+/* Drops the first k pointers (taken by the caller). */
+static void globq_advance(uint32_t k) {
+    loom__sched.runqfirst = (loom__sched.runqfirst + k) & (loom__sched.runqcap - 1);
+    loom__sched.runqn -= k;
+    STORE(&loom__sched.runqsize, loom__sched.runqsize - (int32_t)k);
+}
+
 static G *globpop(void) {
     if (!loom__sched.runqn) return NULL;
     G *g = GQ_SLOT(0);
-    loom__sched.runqfirst = (loom__sched.runqfirst + 1) & (loom__sched.runqcap - 1);
-    loom__sched.runqn--;
-    STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
+    globq_advance(1);
     return g;
 }
 
@@ -305,10 +310,7 @@ void loom__runqput(P *p, G *g, bool next) {
         }
         if (loom__runnext_asym) {     /* replacing old is a take of it: check as a take does */
             STORE_REL(&p->runnext, g);
-            __atomic_signal_fence(__ATOMIC_SEQ_CST);
-            uint32_t thief = LOAD_ACQ(&p->rn_thief);   /* then rn_stolen: see loom__runnext_take */
-            G *stolen = LOAD_RLX(&p->rn_stolen);
-            if (thief | (stolen != NULL)) old = loom__runnext_settle(p, old);
+            old = loom__runnext_check(p, old);
         } else {
             old = XCHG(&p->runnext, g);
         }
@@ -525,9 +527,7 @@ G *loom__globrunqget(P *p, int max) {
     uint32_t room = LOOM_RUNQ_SIZE - (t - h), k = (uint32_t)n - 1;
     if (k > room) k = room;
     for (uint32_t i = 0; i < k; i++) SLOT_STORE(p, t + i, GQ_SLOT(i));
-    loom__sched.runqfirst = (loom__sched.runqfirst + k) & (loom__sched.runqcap - 1);
-    loom__sched.runqn -= k;
-    STORE(&loom__sched.runqsize, loom__sched.runqsize - (int32_t)k);
+    globq_advance(k);
     STORE_REL(&p->runqtail, t + k);
     return g;
 }
