@@ -171,25 +171,30 @@ static bool new_arena(int c, size_t slot, int node) {
 }
 
 /* One madvise for each page of iov, in as few system calls as the kernel allows
- * (process_madvise on ourselves takes any advice since Linux 6.13); arena_lock held.
- * Returns false if the advice itself failed. */
-static bool advise_pages(struct iovec *iov, int n, int advice) {
-    if (vectored) {
-        if (self_pidfd < 0) self_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-        long r = self_pidfd >= 0 ? syscall(SYS_process_madvise, self_pidfd, iov, (size_t)n, advice, 0) : -1;
+ * (process_madvise on ourselves, pidfd, takes any advice since Linux 6.13; *vec false: it
+ * does not, and a refusal clears it).  Returns false if the advice itself failed. */
+static bool advise_iov(int pidfd, bool *vec, struct iovec *iov, int n, int advice) {
+    if (*vec) {
+        long r = pidfd >= 0 ? syscall(SYS_process_madvise, pidfd, iov, (size_t)n, advice, 0) : -1;
         if (r == (long)n * PAGE) return true;
         if (r < 0 && errno != EINVAL && errno != ENOSYS && errno != EPERM && errno != EBADF) return false;
-        if (r < 0) vectored = false;        /* an older kernel: one call per page from now on */
+        if (r < 0) *vec = false;            /* an older kernel: one call per page from now on */
     }
     for (int i = 0; i < n; i++)
         if (madvise(iov[i].iov_base, PAGE, advice) != 0) return false;
     return true;
 }
 
-/* Prepares the fresh slots [from, from + k * slot): guard pages and populated top pages
- * (nothing is written to them here: the first write to a page is the expensive part, and
- * it is left to the P that runs the goroutine, outside arena_lock).  Returns the end of
- * the guarded ones.  arena_lock held. */
+/* advise_iov with the arena's own pidfd and kernel knowledge; arena_lock held. */
+static bool advise_pages(struct iovec *iov, int n, int advice) {
+    if (vectored && self_pidfd < 0) self_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    return advise_iov(self_pidfd, &vectored, iov, n, advice);
+}
+
+/* Prepares the fresh slots [from, from + k * slot): their guard pages (their top pages are
+ * populated after the lock, populate_tops; nothing is written to them here: the first write
+ * to a page is the expensive part, and it is left to the P that runs the goroutine).
+ * Returns the end of the guarded ones.  arena_lock held. */
 static uintptr_t prepare_slots(uintptr_t from, int k, size_t slot) {
     struct iovec iov[SLOT_BATCH];
     int guarded = 0;
@@ -213,9 +218,7 @@ static uintptr_t prepare_slots(uintptr_t from, int k, size_t slot) {
 static void populate_tops(uintptr_t from, int k, size_t slot, int pidfd, bool vec) {
     struct iovec iov[SLOT_BATCH];
     for (int i = 0; i < k; i++) iov[i] = (struct iovec){ (void *)(from + (size_t)(i + 1) * slot - PAGE), PAGE };
-    if (vec && pidfd >= 0 && syscall(SYS_process_madvise, pidfd, iov, (size_t)k, MADV_POPULATE_WRITE, 0) == (long)k * PAGE)
-        return;
-    for (int i = 0; i < k; i++) (void)madvise(iov[i].iov_base, PAGE, MADV_POPULATE_WRITE);
+    (void)advise_iov(pidfd, &vec, iov, k, MADV_POPULATE_WRITE);
 }
 
 static slot_hdr *hdr_of(uintptr_t base, size_t slot) { return (slot_hdr *)(base + slot - HDR); }
