@@ -13,6 +13,8 @@
  */
 #include "netpoll.h"
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
@@ -138,11 +140,56 @@ int loom_fd_close(int fd) {
  * a socket (the call passes MSG_DONTWAIT, so it never depends on O_NONBLOCK), another
  * pollable fd (O_NONBLOCK is checked first), or unknown (blocking path). */
 enum { FD_UNKNOWN, FD_SOCKET, FD_OTHER };
-struct io_args { void *buf; size_t n; struct sockaddr *addr; socklen_t *len; };
+struct io_args {
+    void *buf; size_t n; struct sockaddr *addr; socklen_t *len;
+    loom__pd *pd;           /* set by do_io for the poller path */
+};
 typedef ssize_t (*io_op)(int fd, struct io_args *a, int kind);
 
+/* Reading a TCP socket: a server goroutine reads a request, answers, and reads again, and
+ * that second read usually finds nothing (EAGAIN, one wasted system call of the ~4 a
+ * request costs) before the goroutine parks.  Go pays it too.  loom asks the kernel for
+ * TCP_INQ (Linux 4.18): every read then reports in a control message how many bytes were
+ * left queued after it.  When that was none, and no edge has come from the poller since
+ * (an arrival after the read makes one; a wait that consumes it clears rdrained), the next
+ * read would say EAGAIN, so it parks at once.  (A FIN counts as a byte left, so end-of-file is never skipped.)  A read that gets
+ * no count back is on a socket loom did not ask: the number was reused behind loom's back,
+ * and the cache is refreshed. */
+static uint32_t inq_enable(loom__pd *pd, int fd) {
+    int one = 1;
+    uint32_t f = PD_INQ_TRIED;
+    if (setsockopt(fd, SOL_TCP, TCP_INQ, &one, sizeof one) == 0) f |= PD_INQ;
+    return __atomic_or_fetch(&pd->flags, f, __ATOMIC_RELAXED);
+}
+
+static ssize_t recv_inq(int fd, struct io_args *a) {
+    loom__pd *pd = a->pd;
+    bool edge = loom__pd_take_read_edge(pd);
+    if (!edge && LOAD_RLX(&pd->rdrained)) {
+        errno = EAGAIN;             /* empty at the last read, and nothing arrived since */
+        return -1;
+    }
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { a->buf, a->n };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+    ssize_t k = recvmsg(fd, &mh, MSG_DONTWAIT);
+    if (k < 0) {
+        if (errno == EAGAIN) STORE_RLX(&pd->rdrained, 1);
+        return k;
+    }
+    int inq = -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+        if (c->cmsg_level == SOL_TCP && c->cmsg_type == TCP_CM_INQ) memcpy(&inq, CMSG_DATA(c), sizeof inq);
+    if (inq < 0) loom__pd_forget(pd);       /* not the socket we asked: reused */
+    else STORE_RLX(&pd->rdrained, inq == 0);
+    return k;
+}
+
 static ssize_t read_op(int fd, struct io_args *a, int kind) {
-    return kind == FD_SOCKET ? recv(fd, a->buf, a->n, MSG_DONTWAIT) : read(fd, a->buf, a->n);
+    if (kind != FD_SOCKET) return read(fd, a->buf, a->n);
+    uint32_t f = LOAD_RLX(&a->pd->flags);
+    if (!(f & PD_INQ_TRIED)) f = inq_enable(a->pd, fd);
+    return (f & PD_INQ) ? recv_inq(fd, a) : recv(fd, a->buf, a->n, MSG_DONTWAIT);
 }
 
 /* A write that never raises SIGPIPE: MSG_NOSIGNAL for sockets; otherwise SIGPIPE blocked
@@ -200,7 +247,16 @@ static ssize_t do_io(int fd, int mode, io_op op, struct io_args *a) {
             return -e;
         }
         int kind = (LOAD_RLX(&pd->flags) & PD_SOCKET) ? FD_SOCKET : FD_OTHER;
-        if (kind == FD_OTHER && (err = loom__fd_nonblock(fd)) < 0) return err;
+        if (kind == FD_OTHER && (err = loom__fd_nonblock(fd)) != 0) {
+            if (err < 0) return err;
+            /* it was blocking again: a new file under this number (loom's own files
+             * keep O_NONBLOCK), so its registration is stale: refresh the cache */
+            loom__pd_forget(pd);
+            pd = poller_pd(fd, &err);
+            if (err) return err;
+            continue;
+        }
+        a->pd = pd;
         ssize_t k = op(fd, a, kind);
         if (k >= 0) return k;
         int e = errno;

@@ -6,8 +6,8 @@
  * p->preempt set, which makes its next schedule() stop a runnext ping-pong pair from
  * inheriting the slice, and makes loom's cooperative preemption points yield.
  * Sleep: 20 µs, doubling after 1 ms without anything to do, up to 10 ms (Go's backoff);
- * when every P is idle it sleeps on sched.sysmonnote until a P starts running again
- * (pidleget wakes it), so an idle runtime costs no CPU.
+ * once every P has been idle for 20 ms it sleeps on sched.sysmonnote until a P starts
+ * running again (pidleget wakes it), so an idle runtime costs no CPU.
  */
 #include "internal.h"
 #include <fcntl.h>
@@ -215,10 +215,22 @@ static void netpoll_check(int64_t now) {
     loom__injectglist(list);
 }
 
+/* How long every P must have been idle before sysmon sleeps until one runs again.  Not at
+ * once: a server's Ps go idle and busy again thousands of times a second (each time its
+ * goroutines catch up with the clients), and waking sysmon on each of those (a futex wake,
+ * ~16 us for the waker and the woken here) and restarting its backoff at 20 us cost a
+ * few percent of an HTTP server's CPU.  Meanwhile it keeps its backoff (at most a slice
+ * between looks), so an idle runtime still wakes it only ~a dozen times before it sleeps. */
+#define IDLE_DEEP_NS 20000000
+
+/* How often sysmon looks for fd waiters whose registration a close() behind loom's back
+ * may have made stale (netpoll.c); while some remain unchecked it does not sleep for good. */
+#define VERIFY_NS 5000000
+
 static void *sysmon(void *arg) {
     (void)arg;
-    int64_t delay = 20000, sleep = delay;
-    int idle = 0;
+    int64_t delay = 20000, sleep = delay, idle_since = 0, lastverify = 0;
+    int idle = 0, unverified = 0;
     /* Once priority levels are in use, sysmon fires due timers and kicks the Ps that a
      * ready goroutine outranks; beside threads that spin, the kernel may make it wait
      * milliseconds for a CPU.  So it asks for a higher kernel priority (nice
@@ -234,7 +246,15 @@ static void *sysmon(void *arg) {
             lasttrace = loom__nanotime();
             loom__schedtrace(lasttrace);
         }
-        if (LOAD(&loom__sched.npidle) == LOAD(&loom__sched.nactive)) {
+        int64_t t = loom__nanotime();
+        if (t - lastverify >= VERIFY_NS) {
+            lastverify = t;
+            unverified = loom__netpoll_verify();
+        }
+        bool all_idle = LOAD(&loom__sched.npidle) == LOAD(&loom__sched.nactive);
+        if (!all_idle) idle_since = 0;
+        else if (!idle_since) idle_since = t;
+        if (all_idle && t - idle_since >= IDLE_DEEP_NS && !unverified) {
             STORE(&loom__sched.sysmonwait, 1);
             if (LOAD(&loom__sched.npidle) == LOAD(&loom__sched.nactive) && !LOAD(&loom__sched.exiting)) {
                 if (trace_ns) loom__note_tsleep(&loom__sched.sysmonnote, trace_ns);   /* keep tracing */
@@ -244,6 +264,7 @@ static void *sysmon(void *arg) {
             loom__note_clear(&loom__sched.sysmonnote);
             delay = sleep = 20000;
             idle = 0;
+            idle_since = 0;
             continue;
         }
         loom__note_tsleep(&stop_note, sleep);
