@@ -548,7 +548,7 @@ void loom__netpoll_term(void);
 G   *loom__netpoll(int64_t ns);              /* also in netpoll.h: the fd side */
 void loom__netpoll_break(void);
 bool loom__netpoll_has_waiters(void);
-int  loom__netpoll_verify(void);      /* sysmon: re-registers fds a waiter parks on for long (netpoll.c) */
+int  loom__netpoll_verify(G **list);  /* sysmon: fd waiters to wake to re-register (netpoll.c) */
 
 /* ------------------------------------------------------------------ sysmon.c */
 int  loom__sysmon_start(void);

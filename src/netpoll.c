@@ -35,10 +35,11 @@
  *    new file under the number is not registered though PD_REG says it is.  Asking the
  *    kernel before every park would cost a system call per park (an epoll_ctl, ~1.2 us
  *    here, a tenth of an HTTP request's server time), so a waiter trusts PD_REG, and
- *    sysmon re-adds the registration of every waiter it finds parked at two looks in a
- *    row (loom__netpoll_verify, every 5 ms or so): EEXIST means it was fine; success means
- *    it was stale, and the edge-triggered add reports the fd's state at once.  So a wait
- *    on a number reused behind loom's back may take ~10 ms longer; it never hangs.
+ *    sysmon wakes every waiter it finds parked at two looks in a row, once per wait, to
+ *    re-add its registration (loom__netpoll_verify, every 5 ms or so): EEXIST means it was
+ *    fine; success means it was stale, and the edge-triggered add reports the fd's state
+ *    at once.  So a wait on a number reused behind loom's back may take ~10 ms longer; it
+ *    never hangs.
  * loom_accept and loom_fd_close refresh the cache.
  */
 #include "netpoll.h"
@@ -204,11 +205,7 @@ static int pd_ready(loom__pd *pd, int ready) {
  * direction) or a registration error (-EBADF, -EPERM for fds epoll cannot watch). */
 int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
     struct pdwait w = { .pd = pd, .n = 0, .seq = LOAD(&pd->seq) };
-    if (!(LOAD_RLX(&pd->flags) & PD_REG)) {
-        int r = loom__pollb_add(pd->fd, pd);
-        if (r < 0 && r != -EEXIST) return r;
-        pd_registered(pd);
-    }
+    bool counted = false;           /* parkseq bumped for this wait */
     if (modes & LOOM_READABLE) w.gpp[w.n++] = &pd->rg;
     if (modes & LOOM_WRITABLE) w.gpp[w.n++] = &pd->wg;
     int64_t deadline = ns > 0 ? loom__nanotime() + ns : ns;
@@ -224,6 +221,13 @@ int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
             left = deadline - loom__nanotime();
             if (left <= 0) return -ETIMEDOUT;
         }
+        if (!(LOAD_RLX(&pd->flags) & PD_REG)) {
+            /* (again after netpoll_verify woke us: EEXIST, or 0 if it was stale, and then
+             * the edge-triggered add reports the fd's state) */
+            int r = loom__pollb_add(pd->fd, pd);
+            if (r < 0 && r != -EEXIST) return r;
+            pd_registered(pd);
+        }
         int claimed = 0;
         for (; claimed < w.n; claimed++)
             if (!CAS(w.gpp[claimed], 0, PD_WAIT)) break;
@@ -237,7 +241,8 @@ int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
         STORE(&g->selectdone, 0);
         g->param = NULL;
         XADD(&nwaiters, 1);
-        XADD(&pd->parkseq, 1);          /* a new park for netpoll_verify (before we publish) */
+        if (!counted) XADD(&pd->parkseq, 1);     /* a new wait for netpoll_verify (before we publish) */
+        counted = true;
         loom__park_timeout(pd_commit, &w, WAIT_IO, left);
         XADD(&nwaiters, -1);
         /* Take ourselves out of the words (still there if the deadline or the other
@@ -257,10 +262,13 @@ int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
 }
 
 /* sysmon's check of registrations that a close() behind loom's back made stale (see the
- * top): a waiter parked at two looks in a row, under the same parkseq, gets its fd
- * re-added once.  Returns how many parked waiters are still to be verified (sysmon sleeps
+ * top).  A waiter found parked at two looks in a row, in the same wait (parkseq), is woken
+ * once with PD_REG cleared: it re-adds its fd itself and parks again.  sysmon never
+ * touches the fd: the goroutine that waits on it is the only one that registers it, so a
+ * concurrent close() can only race with the file's own user.  The goroutines to wake are
+ * put on *list.  Returns how many parked waiters are still to be verified (sysmon sleeps
  * for good only when none are). */
-int loom__netpoll_verify(void) {
+int loom__netpoll_verify(G **list) {
     if (!loom__netpoll_has_waiters()) return 0;
     int pending = 0, top = LOAD_RLX(&maxfd);
     for (int fd = 0; fd <= top; fd++) {
@@ -272,7 +280,14 @@ int loom__netpoll_verify(void) {
         if (s == pd->sm_verified) continue;
         if (s != pd->sm_seen) { pd->sm_seen = s; pending++; continue; }
         pd->sm_verified = s;
-        (void)loom__pollb_add(fd, pd);       /* 0: it was stale, and is registered now */
+        __atomic_fetch_and(&pd->flags, ~(uint32_t)PD_REG, __ATOMIC_SEQ_CST);
+        for (int d = 0; d < 2; d++) {
+            G *g = netpollunblock(d ? &pd->wg : &pd->rg, false);
+            if (!g) continue;
+            g->param = pd;
+            g->schedlink = *list;
+            *list = g;
+        }
     }
     return pending;
 }

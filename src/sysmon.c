@@ -249,7 +249,9 @@ static void *sysmon(void *arg) {
         int64_t t = loom__nanotime();
         if (t - lastverify >= VERIFY_NS) {
             lastverify = t;
-            unverified = loom__netpoll_verify();
+            G *list = NULL;
+            unverified = loom__netpoll_verify(&list);
+            if (list) loom__injectglist(list);
         }
         bool all_idle = LOAD(&loom__sched.npidle) == LOAD(&loom__sched.nactive);
         if (!all_idle) idle_since = 0;
