@@ -12,6 +12,8 @@
 #   BENCH_REPS=N        runs per implementation and workload (default 3)
 #   BENCH_ONLY="a b"    only these runs (names as in the RUNS table, e.g. "skynet pingpong@1")
 #   BENCH_NET_SECS=S    seconds per wrk / netclient run (default 5)
+#   BENCH_WRK_THREADS=N wrk's threads (default 2, wrk's own default: one wrk thread
+#                       saturates a CPU here at ~85k req/s, below 2x Go)
 #   BENCH_RESULTS=FILE  where to write the markdown (default bench/results.md);
 #                       the chart goes beside it with the extension .png
 #   BENCH_NO_INSTALL=1  never call apt-get
@@ -30,6 +32,7 @@ fi
 BUILD=$(cd "$BUILD" && pwd)
 REPS=${BENCH_REPS:-3}
 NET_SECS=${BENCH_NET_SECS:-5}
+WRK_THREADS=${BENCH_WRK_THREADS:-2}
 SLOW=${BENCH_SLOW:-40}
 NPROC=$(nproc)
 RESULTS_MD=${BENCH_RESULTS:-$SRC/bench/results.md}
@@ -88,7 +91,8 @@ fi
 
 # ---------------------------------------------------------------- runs
 # name        program     procs  timeout(s)  kind
-#   kind: pair (C + Go twin), c (C only: physical limits), wrk / netclient (servers)
+#   kind: pair (C + Go twin), c (C only: physical limits), wrk / netclient (servers),
+#         wrkc (a C-only server under wrk: a physical limit)
 RUNS="
 yield@1       yield       1     120   pair
 pingpong@1    pingpong    1     120   pair
@@ -104,6 +108,7 @@ syscall@1     syscall     1     120   pair
 fanout        fanout      all   180   pair
 mutex         mutex       all   180   pair
 httpd         httpd       all   0     wrk
+httpd-epoll   epoll_loop  1     0     wrkc
 httpd-lc      httpd       all   0     netclient
 echo          echo        all   0     netclient
 swap          swap        1     60    c
@@ -139,6 +144,8 @@ mutex        | ns_per_cs         | mutex: 100 contenders         | lower  |
 httpd        | req_per_s         | httpd (wrk): throughput       | higher | gego:2:≥ 2× Go
 httpd        | p50_ms            | httpd (wrk): p50 latency      | lower  |
 httpd        | p99_ms            | httpd (wrk): p99 latency      | lower  |
+httpd-epoll  | req_per_s         | limit: 1-thread epoll loop (wrk)| higher |
+httpd-epoll  | p99_ms            | limit: epoll loop p99 (wrk)   | lower  |
 httpd-lc     | req_per_s         | httpd (netclient): throughput | higher |
 httpd-lc     | p50_ms            | httpd (netclient): p50 latency| lower  |
 httpd-lc     | p99_ms            | httpd (netclient): p99 latency| lower  |
@@ -250,7 +257,8 @@ to_ms() {  # wrk latency "123.45us" / "1.2ms" / "1.5s" -> ms
 run_server() {
     local impl=$1 run=$2 rep=$3 prog=$4 procs=$5 kind=$6 bin port
     [ -z "${BAD[$impl|$run]:-}" ] || return 0
-    if [ "$impl" = loom ]; then bin=$BUILD/examples/$prog; else bin=$GOBIN/$prog; fi
+    if [ "$kind" = wrkc ]; then bin=$CBIN/bench_$prog
+    elif [ "$impl" = loom ]; then bin=$BUILD/examples/$prog; else bin=$GOBIN/$prog; fi
     local out=$WORK/$impl-$run-$rep.out err=$WORK/$impl-$run-$rep.err log=$WORK/$impl-$run-$rep.log
     port=$(free_port)
     # The server gets the port as its first argument and in $PORT.
@@ -263,12 +271,12 @@ run_server() {
         stop_server; return
     fi
     local ok=1 why=
-    if [ "$kind" = wrk ]; then
+    if [ "$kind" = wrk ] || [ "$kind" = wrkc ]; then
         if ! http_check "$port"; then
             ok=0; why="no 200 answer to GET /"
         else
             LOOM_PROCS=$procs timeout -k 5 $((NET_SECS + 60)) \
-                wrk -t1 -c64 -d"${NET_SECS}s" --latency "http://127.0.0.1:$port/" </dev/null >"$err" 2>&1
+                wrk -t"$WRK_THREADS" -c64 -d"${NET_SECS}s" --latency "http://127.0.0.1:$port/" </dev/null >"$err" 2>&1
             local rps p50 p99 non2xx
             rps=$(awk '/^Requests\/sec:/ { print $2 }' "$err")
             p50=$(awk '$1 == "50%" { print $2 }' "$err")
@@ -315,18 +323,18 @@ while read -r -u 9 run prog procs tmo kind; do
     p=$(procs_of "$procs")
     impls="loom go"
     case $kind in
-        c) impls=loom ;;
+        c|wrkc) impls=loom ;;
     esac
     # what can run at all
-    if [ "$kind" = c ] || [ "$kind" = pair ]; then
+    if [ "$kind" = c ] || [ "$kind" = pair ] || [ "$kind" = wrkc ]; then
         [ -x "$CBIN/bench_$prog" ] || { BAD["loom|$run"]="not built"; skip "$run (loom): $CBIN/bench_$prog not built"; }
     elif [ ! -x "$BUILD/examples/$prog" ]; then
         BAD["loom|$run"]="not built"; skip "examples/$prog not built (loom side of $run)"
     fi
-    if [ "$kind" != c ]; then
+    if [ "$kind" != c ] && [ "$kind" != wrkc ]; then
         if [ $HAVE_GO = 0 ] || [[ "$GO_BUILT" != *" $prog "* ]]; then BAD["go|$run"]="not built"; fi
     fi
-    if [ "$kind" = wrk ] && [ $HAVE_WRK = 0 ]; then
+    if [[ $kind = wrk* ]] && [ $HAVE_WRK = 0 ]; then
         BAD["loom|$run"]="no wrk"; BAD["go|$run"]="no wrk"; skip "$run: wrk not installed (apt-get install wrk)"
     fi
     if [ "$kind" = netclient ] && [ ! -x "$CBIN/bench_netclient" ]; then
@@ -512,7 +520,7 @@ MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev
     echo "  The serial leaves are compiled by cc -O2 on one side and by Go on the other, so the ms rows compare"
     echo "  compilers as much as schedulers; the speedup row is the scheduler's figure."
     echo "- **mutex**: 100 goroutines × 50,000 lock/increment/unlock of one mutex at all Ps; ns per critical section."
-    echo "- **httpd**: examples/httpd.c vs. a net/http hello server, driven by \`wrk -t1 -c64 -d${NET_SECS}s --latency\`"
+    echo "- **httpd**: examples/httpd.c vs. a net/http hello server, driven by \`wrk -t$WRK_THREADS -c64 -d${NET_SECS}s --latency\`"
     echo "  and by bench_netclient --mode=http (loom: 64 keep-alive connections, one GET at a time, every answer checked)."
     echo "- **echo**: examples/echo.c vs. a Go TCP echo server, driven by bench_netclient (loom): 64 connections,"
     echo "  64-byte messages one at a time for ${NET_SECS} s, every echo checked."
