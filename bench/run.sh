@@ -104,6 +104,7 @@ spawn         spawn       all   240   pair
 timers        timers      all   240   pair
 preempt@1     preempt     1     120   pair
 prio          prio        all   180   pair
+prio@pin      prio        all   180   pair
 syscall@1     syscall     1     120   pair
 fanout        fanout      all   180   pair
 mutex         mutex       all   180   pair
@@ -135,6 +136,8 @@ preempt@1    | worst_ms          | preempt: worst 1 ms wake-up   | lower  | le:3
 preempt@1    | p50_ms            | preempt: median 1 ms wake-up  | lower  |
 prio         | worst_ms          | prio: worst 1 ms wake-up      | lower  | le:1:≤ 1 ms
 prio         | p50_ms            | prio: median 1 ms wake-up     | lower  |
+prio@pin     | worst_ms          | prio, LOOM_PIN=1: worst       | lower  | le:1:≤ 1 ms
+prio@pin     | p50_ms            | prio, LOOM_PIN=1: median      | lower  |
 syscall@1    | progress_ratio    | syscall: progress vs. no block| higher |
 syscall@1    | worst_gap_ms      | syscall: worst stall          | lower  |
 fanout       | ms_1p             | fanout: fib(35), 1 P          | lower  |
@@ -194,7 +197,10 @@ run_one() {
     [ -z "${BAD[$impl|$run]:-}" ] || return 0      # failed before: don't retry
     if [ "$impl" = loom ]; then bin=$CBIN/bench_$prog; else bin=$GOBIN/$prog; fi
     local out=$WORK/$impl-$run-$rep.out err=$WORK/$impl-$run-$rep.err t0=$SECONDS
-    LOOM_PROCS=$procs GOMAXPROCS=$procs timeout -k 5 "$tmo" "$bin" </dev/null >"$out" 2>"$err"
+    # a run named NAME@pin pins loom's P threads to their CPUs (Go cannot)
+    local pin=0
+    [[ $run = *@pin ]] && pin=1
+    LOOM_PIN=$pin LOOM_PROCS=$procs GOMAXPROCS=$procs timeout -k 5 "$tmo" "$bin" </dev/null >"$out" 2>"$err"
     rc=$?
     LAST_SECS=$((SECONDS - t0))
     if [ $rc -eq 0 ] && collect "$impl" "$run" "$out"; then
@@ -513,6 +519,8 @@ MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev
     echo "- **preempt**: a goroutine spinning on a relaxed atomic load (no calls) beside one sleeping 1 ms 100 times, at 1 P."
     echo "- **prio**: 100 goroutines per P spinning without calls (loom: LOOM_PRIO_LOW) beside one sleeping 1 ms 1000 times (30 s at most)"
     echo "  (loom: LOOM_PRIO_HIGH; Go has no priorities: the same workload at one level), at all Ps; lateness of the wake-ups."
+    echo "  **prio@pin** is the same with LOOM_PIN=1 (each P's thread pinned to its CPU; the Go side is unchanged): this VM's kernel"
+    echo "  (kernel.sched_vcpu_pack) was seen leaving one vCPU idle for milliseconds while runnable threads waited on the other."
     echo "- **syscall**: at 1 P, a goroutine blocks 200 ms in a plain blocking read() on a pipe (loom: not wrapped in"
     echo "  loom_block_begin/end; Go: syscall.Read); the ratio of another goroutine's work in those 200 ms to a run without the blocker."
     echo "- **fanout**: fib(35) forking a goroutine per split while n > 20, joined over a 1-slot channel; 1 P and all Ps"
