@@ -549,6 +549,7 @@ G   *loom__netpoll(int64_t ns);              /* also in netpoll.h: the fd side *
 void loom__netpoll_break(void);
 bool loom__netpoll_has_waiters(void);
 int  loom__netpoll_verify(G **list);  /* sysmon: fd waiters to wake to re-register (netpoll.c) */
+int64_t loom__netpoll_verify_every(int64_t min_ns);
 
 /* ------------------------------------------------------------------ sysmon.c */
 int  loom__sysmon_start(void);

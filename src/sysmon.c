@@ -224,7 +224,8 @@ static void netpoll_check(int64_t now) {
 #define IDLE_DEEP_NS 20000000
 
 /* How often sysmon looks for fd waiters whose registration a close() behind loom's back
- * may have made stale (netpoll.c); while some remain unchecked it does not sleep for good. */
+ * may have made stale (netpoll.c), at least; while some remain unchecked it does not sleep
+ * for good.  (A program with many fds is looked at less often: netpoll.c.) */
 #define VERIFY_NS 5000000
 
 static void *sysmon(void *arg) {
@@ -247,7 +248,7 @@ static void *sysmon(void *arg) {
             loom__schedtrace(lasttrace);
         }
         int64_t t = loom__nanotime();
-        if (t - lastverify >= VERIFY_NS) {
+        if (t - lastverify >= loom__netpoll_verify_every(VERIFY_NS)) {
             lastverify = t;
             G *list = NULL;
             unverified = loom__netpoll_verify(&list);
