@@ -498,7 +498,16 @@ static inline __attribute__((always_inline)) G *loom__runqget_normal(P *p, bool 
         uint32_t t = LOAD_RLX(&p->runqtail);
         if (t == h) return NULL;
         G *g = __atomic_load_n(&p->runq[h % LOOM_RUNQ_SIZE], __ATOMIC_RELAXED);
-        if (CAS_REL(&p->runqhead, h, h + 1)) return g;
+        if (CAS_REL(&p->runqhead, h, h + 1)) {
+            if (t - h > 1) {
+                /* the next one is likely cold (skynet queues ~70,000 Gs): start fetching
+                 * the two lines its switch reads while this one runs (~5 % of skynet) */
+                G *nx = __atomic_load_n(&p->runq[(h + 1) % LOOM_RUNQ_SIZE], __ATOMIC_RELAXED);
+                __builtin_prefetch(nx, 1);
+                __builtin_prefetch((char *)nx + 64, 1);
+            }
+            return g;
+        }
     }
 }
 /* runq.c's loom__runqput(p, g, false) for the common case, inline: a NORMAL goroutine at
