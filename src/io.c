@@ -152,9 +152,9 @@ typedef ssize_t (*io_op)(int fd, struct io_args *a, int kind);
  * TCP_INQ (Linux 4.18): every read then reports in a control message how many bytes were
  * left queued after it.  When that was none, and no edge has come from the poller since
  * (an arrival after the read makes one; a wait that consumes it clears rdrained), the next
- * read would say EAGAIN, so it parks at once.  (A FIN counts as a byte left, so end-of-file is never skipped.)  A read that gets
- * no count back is on a socket loom did not ask: the number was reused behind loom's back,
- * and the cache is refreshed. */
+ * read would say EAGAIN, so it parks at once.  (A FIN counts as a byte left, so
+ * end-of-file is never skipped.)  A read that gets no count back is on a socket loom did
+ * not ask: the number was reused behind loom's back, and the cache is refreshed. */
 static uint32_t inq_enable(loom__pd *pd, int fd) {
     int one = 1;
     uint32_t f = PD_INQ_TRIED;
@@ -296,7 +296,10 @@ int loom_accept(int fd, struct sockaddr *addr, socklen_t *len) {
     if (nfd >= 0 && loom__in_goroutine()) {
         /* a fresh socket under this number: whatever the cache said about it is stale */
         loom__pd *npd = loom__pd_get((int)nfd);
-        if (npd) STORE_RLX(&npd->flags, PD_KNOWN | PD_SOCKET);
+        if (npd) {
+            loom__pd_forget(npd);
+            STORE_RLX(&npd->flags, PD_KNOWN | PD_SOCKET);
+        }
     }
     return (int)nfd;
 }

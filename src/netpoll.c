@@ -261,13 +261,6 @@ int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
     }
 }
 
-/* sysmon's check of registrations that a close() behind loom's back made stale (see the
- * top).  A waiter found parked at two looks in a row, in the same wait (parkseq), is woken
- * once with PD_REG cleared: it re-adds its fd itself and parks again.  sysmon never
- * touches the fd: the goroutine that waits on it is the only one that registers it, so a
- * concurrent close() can only race with the file's own user.  The goroutines to wake are
- * put on *list.  Returns how many parked waiters are still to be verified (sysmon sleeps
- * for good only when none are). */
 /* How often to run loom__netpoll_verify: min_ns, or 500 ns per fd number it reads if that
  * is longer (a scan reads ~50 bytes per number: 10,000 connections cost ~1 % of a CPU at
  * 5 ms; 100,000 are looked at every 50 ms). */
@@ -276,6 +269,13 @@ int64_t loom__netpoll_verify_every(int64_t min_ns) {
     return n > min_ns ? n : min_ns;
 }
 
+/* sysmon's check of registrations that a close() behind loom's back made stale (see the
+ * top).  A waiter found parked at two looks in a row, in the same wait (parkseq), is woken
+ * once with PD_REG cleared: it re-adds its fd itself and parks again.  sysmon never
+ * touches the fd: the goroutine that waits on it is the only one that registers it, so a
+ * concurrent close() can only race with the file's own user.  The goroutines to wake are
+ * put on *list.  Returns how many parked waiters are still to be verified (sysmon sleeps
+ * for good only when none are). */
 int loom__netpoll_verify(G **list) {
     if (!loom__netpoll_has_waiters()) return 0;
     int pending = 0, top = LOAD_RLX(&maxfd);
