@@ -222,6 +222,13 @@ static ssize_t accept_op(int fd, struct io_args *a, int kind) {
     }
 }
 
+/* The cache for fd was found stale (the number names another file now): forget it and
+ * classify the fd again, as poller_pd. */
+static loom__pd *refresh_pd(int fd, loom__pd *pd, int *err) {
+    loom__pd_forget(pd);
+    return poller_pd(fd, err);
+}
+
 /* One successful op (its result, >= 0) or -errno. */
 static ssize_t do_io(int fd, int mode, io_op op, struct io_args *a) {
     int err;
@@ -251,8 +258,7 @@ static ssize_t do_io(int fd, int mode, io_op op, struct io_args *a) {
             if (err < 0) return err;
             /* it was blocking again: a new file under this number (loom's own files
              * keep O_NONBLOCK), so its registration is stale: refresh the cache */
-            loom__pd_forget(pd);
-            pd = poller_pd(fd, &err);
+            pd = refresh_pd(fd, pd, &err);
             if (err) return err;
             continue;
         }
@@ -262,8 +268,7 @@ static ssize_t do_io(int fd, int mode, io_op op, struct io_args *a) {
         int e = errno;
         if (e == ENOTSOCK && kind == FD_SOCKET) {
             /* the number now names another kind of file (closed behind our back) */
-            loom__pd_forget(pd);
-            pd = poller_pd(fd, &err);
+            pd = refresh_pd(fd, pd, &err);
             if (err) return err;
             continue;
         }

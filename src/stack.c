@@ -275,7 +275,7 @@ bool loom__stack_cached(P *p, G *g) { return g->slot_size == default_slot && p->
 bool loom__stack_get(P *p, G *g) {
     size_t slot = g->slot_size;
     slot_hdr *h = NULL;
-    if (p && slot == default_slot && p->stackcache) {
+    if (p && loom__stack_cached(p, g)) {
         h = (slot_hdr *)p->stackcache;
         p->stackcache = h->next;
         p->nstackcache--;
