@@ -227,8 +227,8 @@ struct loom__g {
     bool      guarded;         /* a guard page sits below stack_lo */
     bool      alocked;         /* locked to its M by an async preemption (not by the program);
                                   owner: the G */
-    bool      movelock;        /* in loom_lock_thread, moving off a thread that holds a
-                                  preempted goroutine: not to be run there again; owner: the G */
+    bool      movelock;        /* in loom_lock_thread, moving off a thread that holds
+                                  preempted goroutines: not to be run there; owner: the G */
     bool      named;           /* name[] holds a loom_attr.name (else it is not read) */
     /* line 2 */
     int64_t   waitsince;       /* loom_now() when it parked */
@@ -266,9 +266,14 @@ struct loom__m {
     G         *lockedg;        /* goroutine locked to this thread */
     G         *pending_g;      /* locked goroutine handed back with a P (startlockedm); set before park wakeup */
     G         *nextg;          /* picked to run next but without a stack yet: g0 starts it; this M only */
-    G         *heldg;          /* an async-preempted goroutine (locked here, in no queue) that
-                                  this M resumes once nothing above its level is ready on its P
-                                  (priority levels only, see loom__async_preempt); this M only */
+    /* goroutines this M switched out by the preemption signal (proc.c, "held goroutines"):
+     * each locked here (g->alocked), runnable, in no shared queue, oldest first, linked
+     * through schedlink; this M only.  nheld is read by dumps and sysmon (relaxed). */
+    G         *heldq_head, *heldq_tail;
+    uint32_t   nheld;
+    uint32_t   nheldlvl[3];    /* of them, per level (index prio + 1); this M only */
+    int64_t    held_since;     /* when a held goroutine last ran, or the first was held (aging) */
+    G         *held_aged;      /* the held goroutine resumed by aging, until it has resumed */
     /* the "after switch" hook: set by the context switching away, run by the one switched to */
     void     (*after_fn)(G *prev, void *arg);
     void      *after_arg;

@@ -274,10 +274,11 @@ static M *allocm(void) {
     return m;
 }
 
-/* Creates a thread that starts with P p (runtime.newm). */
-static void newm(P *p, bool spinning) {
+/* Creates a thread that starts with P p (runtime.newm), and goroutine g if not NULL. */
+static void newm(P *p, bool spinning, G *g) {
     M *m = allocm();
     m->nextp = p;
+    m->nextg = g;
     m->spinning = spinning;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -295,9 +296,9 @@ static void newm(P *p, bool spinning) {
     errno = saved_errno;
 }
 
-/* Runs some M on P p, or on an idle P if p is NULL (runtime.startm).  If spinning, the
- * caller already counted the M in nmspinning. */
-static void startm(P *p, bool spinning) {
+/* Runs some M on P p, or on an idle P if p is NULL (runtime.startm), to run goroutine g
+ * first if g is not NULL.  If spinning, the caller already counted the M in nmspinning. */
+static void startm_g(P *p, bool spinning, G *g) {
     loom__lock_acquire(&loom__sched.lock);
     if (!p) {
         p = pidleget();
@@ -310,12 +311,17 @@ static void startm(P *p, bool spinning) {
     M *nm = mget();
     loom__lock_release(&loom__sched.lock);
     if (!nm) {
-        newm(p, spinning);
+        newm(p, spinning, g);
         return;
     }
     nm->spinning = spinning;
     nm->nextp = p;
+    nm->nextg = g;
     loom__note_wakeup(&nm->park);
+}
+
+static void startm(P *p, bool spinning) {
+    startm_g(p, spinning, NULL);
 }
 
 /* Tries to add one more spinning M to run goroutines (runtime.wakep). */
@@ -666,10 +672,9 @@ uint64_t loom_go(void (*fn)(void *), void *arg) {
 
 /* ------------------------------------------------------------------ schedule */
 
-/* The quick look at local work (the top of runtime.schedule): the global queue on every
- * 61st tick, due timers, then runnext and the local queue. */
-static ALWAYS_INLINE G *runq_fast(P *p, bool *inherit) {
-    *inherit = false;
+/* The top of runtime.schedule: the end of a slice's bookkeeping, the global queue on every
+ * 61st tick (returned, if it had a goroutine), then due timers. */
+static ALWAYS_INLINE G *runq_first(P *p) {
     if (unlikely(LOAD_RLX(&p->preempt))) {
         /* the slice is used up: runnext loses its claim to the rest of it */
         STORE(&p->preempt, 0);
@@ -684,11 +689,114 @@ static ALWAYS_INLINE G *runq_fast(P *p, bool *inherit) {
         if (g) return g;
     }
     if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
-    return loom__runqget(p, inherit);
+    return NULL;
+}
+
+/* The quick look at local work: runq_first, then runnext and the local queue. */
+static ALWAYS_INLINE G *runq_fast(P *p, bool *inherit) {
+    *inherit = false;
+    G *g = runq_first(p);
+    return g ? g : loom__runqget(p, inherit);
 }
 
 static ALWAYS_INLINE void ran(P *p, bool inherit) {
     if (!inherit) STORE_RLX(&p->schedtick, p->schedtick + 1);
+}
+
+/* ------------------------------------------------------------------ held goroutines
+ * A goroutine switched out by the preemption signal must resume on the thread it was
+ * interrupted on (preempt.c, "thread affinity").  Go's way for a goroutine tied to its
+ * thread (runtime.startlockedm/stoplockedm) hands the P to that thread whenever the
+ * goroutine's turn comes: with N goroutines that spin, N threads and a futex wakeup per
+ * time slice, and each woken thread may wait milliseconds for a CPU beside the spinning
+ * ones (EEVDF lets the running thread finish its slice).  So the M keeps the goroutines it
+ * preempted itself, in a FIFO of its own (m->heldq; locked to it, g->alocked), and runs
+ * them in turn with its P's queues: CPU-bound goroutines rotate on as many threads as Ps,
+ * with no thread handoff at all.
+ *
+ * Turns: held goroutines wait as Go's preempted ones do in the global queue: the P's own
+ * queues go first, the held ones run when those are empty, and on every 61st tick one of
+ * them goes first anyway (runtime.schedule's fairness look, at another phase than the
+ * global queue's).  So a goroutine woken on the P (a sleeper, a channel partner) runs
+ * after the current slice, not after a round of every spinner.  Priority levels: a higher
+ * level ready on the P or globally goes first, a held goroutine with nothing at its level
+ * or above waiting is due at once, and when none of the held ones has run for
+ * LOOM_PRIO_AGE_MS the oldest is due whatever waits (aging, as runq.c: a queue's head
+ * that has not moved).
+ *
+ * The price: held goroutines can run only on their thread, so they share one CPU even if
+ * another P goes idle, until they make a loom call (then they may move as any other).  An
+ * M that loses its P (a goroutine it ran blocked in the kernel, a spare P given back)
+ * queues its oldest held goroutine globally, still locked to it, and sleeps: whoever takes
+ * that goroutine hands the M its P (startlockedm), and the rotation goes on (held_wait).
+ * A goroutine that calls loom_lock_thread on an M that holds others moves to another
+ * thread first (movelock). */
+
+/* Holds g on M m: at the tail, or at the head (it runs next). */
+static void held_put(M *m, G *g, bool front) {
+    if (!m->heldq_head) m->held_since = LOAD_RLX(&loom__sched.coarse_now);
+    if (front) {
+        g->schedlink = m->heldq_head;
+        m->heldq_head = g;
+        if (!m->heldq_tail) m->heldq_tail = g;
+    } else {
+        g->schedlink = NULL;
+        if (m->heldq_tail) m->heldq_tail->schedlink = g;
+        else m->heldq_head = g;
+        m->heldq_tail = g;
+    }
+    m->nheldlvl[g->prio + 1]++;
+    STORE_RLX(&m->nheld, m->nheld + 1);
+}
+
+static G *held_get(M *m) {
+    G *g = m->heldq_head;
+    if (!g) return NULL;
+    m->heldq_head = g->schedlink;
+    if (!m->heldq_head) m->heldq_tail = NULL;
+    g->schedlink = NULL;
+    m->held_since = LOAD_RLX(&loom__sched.coarse_now);
+    m->nheldlvl[g->prio + 1]--;
+    STORE_RLX(&m->nheld, m->nheld - 1);
+    return g;
+}
+
+/* Does M m hold a goroutine of level prio or higher? */
+static bool held_has_prio(M *m, int prio) {
+    for (int l = prio + 1; l < 3; l++)
+        if (m->nheldlvl[l]) return true;
+    return false;
+}
+
+/* Has the turn of M m's oldest held goroutine come, on its P p? */
+static bool held_due(M *m, P *p) {
+    G *h = m->heldq_head;
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
+        if (LOAD_RLX(&loom__sched.coarse_now) - m->held_since >= loom__sched.prio_age_ns) {
+            m->held_aged = h;            /* it gets its turn whatever waits (no "again") */
+            return true;
+        }
+        if (h->prio < LOOM_PRIO_HIGH && loom__runq_has_prio(p, h->prio + 1)) return false;
+        if (!loom__runq_has_prio(p, h->prio)) return true;
+    }
+    return p->schedtick % 61 == 30;
+}
+
+/* runq_fast for an M that holds goroutines: a held one whose turn has come goes before the
+ * P's queues, and any held one before an empty P looks further (this M never idles while
+ * it holds goroutines: nobody else may run them). */
+static G *held_or_runq(M *m, P *p, bool *inherit) {
+    *inherit = false;
+    G *g = runq_first(p);
+    if (!g && held_due(m, p)) return held_get(m);
+    if (!g) g = loom__runqget(p, inherit);
+    return g ? g : held_get(m);
+}
+
+/* The next goroutine for M m from its P p and its held ones, or NULL. */
+static ALWAYS_INLINE G *runq_next(M *m, P *p, bool *inherit) {
+    if (likely(!m->heldq_head)) return runq_fast(p, inherit);
+    return held_or_runq(m, p, inherit);
 }
 
 /* Steals from other Ps (runtime.stealWork): 4 passes in random order; the last one may
@@ -924,30 +1032,27 @@ static bool stoplockedm(M *m) {
     return mpark(m);
 }
 
-/* An M holding an async-preempted goroutine (m->heldg, see loom__async_preempt): the next
- * goroutine to run here — one of a higher level from the P's queues, else the held one.
- * NULL when neither can run here: the M lost its P (a blocking call in a goroutine run
- * meanwhile, a spare given back) or the candidate is locked to another thread; then the
- * held goroutine is queued as any async-preempted one (locked to this M) and the M waits
- * for it in stoplockedm. */
-static G *run_above_held(M *m) {
-    G *held = m->heldg;
-    P *p = m->p;
-    G *up = p ? loom__runqget_above(p, held->prio) : NULL;
-    if (up && !up->lockedm) {
-        ran(p, false);
-        return up;
-    }
-    m->heldg = NULL;
-    if (up) loom__runqput(p, up, false);
-    else if (p) {
-        ran(p, false);
-        return held;
-    }
+/* An M holding goroutines lost its P (see "held goroutines"): queue the oldest globally,
+ * still locked here, and sleep until whoever takes it hands this M its P with it
+ * (startlockedm); it then runs first.  Returns false at runtime exit. */
+static bool held_wait(M *m) {
+    G *g = held_get(m);
     loom__lock_acquire(&loom__sched.lock);
-    loom__globrunqput(held);
+    loom__globrunqput(g);
+    loom__sched.nmlockedidle++;
     loom__lock_release(&loom__sched.lock);
-    return NULL;
+    loom__wakep();                           /* an idle P takes it at once */
+    if (!mpark(m)) return false;
+    G *back = XCHG(&m->pending_g, NULL);
+    if (back) held_put(m, back, true);
+    return true;
+}
+
+/* Goroutine g, moving off a thread that holds others to lock a thread of its own
+ * (loom_lock_thread), was picked by M m that holds some too: it starts on another M, with
+ * m's P; m waits for a P back (held_wait). */
+static void movelock_handoff(M *m, G *g) {
+    startm_g(releasep(m), false, g);
 }
 
 /* The scheduler loop on an M's g0 (runtime.schedule).  Returns at runtime exit. */
@@ -962,43 +1067,22 @@ static void schedule(M *m) {
             retirep(m);
         }
         if (!m->p && !m->lockedg) {         /* back from a blocking call without a P */
-            if (!stopm(m)) return;
+            if (!(m->heldq_head ? held_wait(m) : stopm(m))) return;
             continue;
         }
         G *g;
-        if (m->lockedg && m->heldg && (g = run_above_held(m))) {
-            /* nothing to do */
-        } else if (m->lockedg) {
+        if (m->lockedg) {
             /* only the locked goroutine may run here: give up the P and sleep until some
              * M hands the goroutine back with a P (startlockedm), as Go's schedule() */
             if (!stoplockedm(m)) return;
             g = XCHG(&m->pending_g, NULL);
             if (!g) continue;
-            /* an async-preempted goroutine handed back while a HIGH one waits on the P
-             * (readied by timers while no goroutine ran, so nobody was kicked), or would
-             * wait once the P's due timers have run (the thread that handed the P over ran
-             * them before they were due; this one may have waited long for a CPU): hold
-             * it here and run the HIGH one first, as loom__async_preempt does */
-            G *up = NULL;
-            if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && g->alocked) {
-                if (LOAD_RLX(&m->p->timer0_when) != 0) loom__timers_run(m->p, loom__nanotime());
-                up = loom__runqget_above(m->p, g->prio);
-            }
-            if (up) {
-                if (likely(!up->lockedm)) {
-                    m->heldg = g;
-                    ran(m->p, false);
-                    g = up;
-                } else {
-                    loom__runqput(m->p, up, false);
-                }
-            }
         } else if (m->nextg) {
             g = m->nextg;                    /* picked by schedule_from, to start here */
             m->nextg = NULL;
         } else {
             bool inherit;
-            g = runq_fast(m->p, &inherit);
+            g = runq_next(m, m->p, &inherit);
             if (g) ran(m->p, inherit);
             else {
                 g = findrunnable(m);
@@ -1007,7 +1091,10 @@ static void schedule(M *m) {
             if (m->spinning) resetspinning(m);
             if (g->lockedm && g->lockedm != m) {
                 startlockedm(m, g);
-                if (!stopm(m)) return;
+                continue;
+            }
+            if (unlikely(g->movelock) && m->heldq_head) {
+                movelock_handoff(m, g);
                 continue;
             }
         }
@@ -1021,12 +1108,12 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
     P *p = m->p;
     if (!m->lockedg && !LOAD_RLX(&loom__sched.exiting) && !LOAD_RLX(&p->retire)) {
         bool inherit;
-        G *next = runq_fast(p, &inherit);
+        G *next = runq_next(m, p, &inherit);
         if (next) {
             /* a goroutine's first run on a fresh stack faults in a page (~10 µs here):
              * not while `after` still holds the lock g parked under — go through g0;
              * a warm stack from the P's cache costs nothing: switch straight to it */
-            if (next->lockedm == NULL || next->lockedm == m) {
+            if ((next->lockedm == NULL && !(next->movelock && m->heldq_head)) || next->lockedm == m) {
                 ran(p, inherit);
                 if (likely(next->stack_base != 0) || loom__stack_cached(p, next)) {
                     gogo(m, g, next, after, arg, false);
@@ -1206,6 +1293,7 @@ void loom_sleep(int64_t ns) {
  * aging moves starved goroutines up).  Clears the slice's preemption request. */
 static bool outranks_all(M *m, G *g) {
     if (!LOAD_RLX(&loom__sched.prio_used) || loom__runq_has_prio(m->p, g->prio)) return false;
+    if (m->heldq_head && held_has_prio(m, g->prio)) return false;
     if (LOAD_RLX(&m->p->preempt)) STORE(&m->p->preempt, 0);
     return true;
 }
@@ -1234,72 +1322,77 @@ void loom_yield(void) {
 static void hold_after(G *prev, void *arg) {
     (void)arg;
     STORE_RLX(&prev->status, G_RUNNABLE);
-    prev->m->heldg = prev;
+    held_put(prev->m, prev, false);
 }
 
 /* Called by the preemption signal handler on the goroutine's stack (preempt.c): switch
- * out, to resume on this same thread.  The goroutine is locked to its M for the while
- * (as loom_lock_thread), so this thread runs nothing else meanwhile — in particular no
- * goroutine that could block it in the kernel — and its P goes to another thread
- * (stoplockedm) until the goroutine's turn comes round again (startlockedm).
+ * out, to resume on this same thread.  The goroutine is locked to its M until it resumes
+ * and held by it (see "held goroutines"): the M runs the next goroutine of its P, or a
+ * held one whose turn has come, and resumes this one in its turn.  With nothing else to
+ * run here it just goes on (the P's other work, if any, is stolen by idle Ps as usual).
  *
- * With priority levels, when a goroutine of a higher level waits on this P (the deadline
- * timer has just readied a HIGH sleeper, say), the thread handoff is skipped: the
- * preempted goroutine is held by this M (m->heldg, in no queue, still locked here) and
- * the M runs the higher levels of its P itself (run_above_held), then resumes the held
- * one.  A woken thread can wait milliseconds for a CPU beside spinning ones, which is what
- * the priority is meant to avoid.  The price: while those higher goroutines run here, a
- * blocking call in one of them delays the held (lower) goroutine; they are preempted only
- * at loom calls; and one that calls loom_lock_thread moves to another thread first. */
+ * A goroutine locked to its thread by the program goes Go's way instead: to the global
+ * queue, its thread waiting for it (stoplockedm) — it has the thread to itself.
+ *
+ * With priority levels the deadline timer's signal lands here too: the P's due timers run
+ * first, and a goroutine of a higher level they readied (or one readied earlier) runs
+ * at once on this thread. */
 void loom__async_preempt(M *m) {
 again:;
     G *g = m->curg;
-    bool was_locked = g->lockedm != NULL;
-    G *up = NULL;
-    /* run ahead of a held goroutine: switching it out would need a second hold on this
-     * thread; it yields at its next loom call (the preempt flag stays set) */
-    if (unlikely(m->heldg != NULL)) return;
+    P *p = m->p;
+    bool locked = g->lockedm != NULL;
+    G *next = NULL;
     if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
         /* the deadline timer's signal: the due timers may ready an outranking goroutine */
-        if (LOAD_RLX(&m->p->timer0_when) != 0) loom__timers_run(m->p, loom__nanotime());
+        if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
         if (outranks_all(m, g)) return;
-        if (!was_locked) up = loom__runqget_above(m->p, g->prio);
-        if (!up && LOAD_RLX(&m->p->kick) && XCHG(&m->p->kick, 0)) {
+        if (!locked && (next = loom__runqget_above(p, g->prio))) ran(p, false);
+        if (!next && LOAD_RLX(&p->kick) && XCHG(&p->kick, 0)) {
             /* a priority kick whose goroutine another P took first (kick_lowest kicks
              * every P of the lowest level): no switch.  A slice's end that came too is
              * asked for again at sysmon's next look. */
-            STORE(&m->p->preempt, 0);
+            STORE(&p->preempt, 0);
             return;
         }
     }
     LOOM__COUNT(m, npreempt);
     LOOM__COUNT(m, nasync);
     LOOM__TRACE(loom__trace_preempt(m, g, true));
-    if (!was_locked) {
-        g->lockedm = m;
-        g->alocked = true;
-        m->lockedg = g;
-    }
-    if (up && likely(!up->lockedm)) {
-        /* run what outranks g on this thread at once and hold g here meanwhile: a thread
-         * handoff could cost milliseconds (a woken thread waits for a CPU beside spinning
-         * ones), far more than the priority is worth */
-        ran(m->p, false);
-        gogo(m, g, up, hold_after, NULL, false);
-    } else {
-        if (up) loom__runqput(m->p, up, false);      /* locked to another thread */
+    if (locked) {
         loom_yield();
+        return;
     }
-    if (!was_locked) {
-        m = loom__getm();            /* the same M, by the lock */
-        g->lockedm = NULL;
-        g->alocked = false;
-        m->lockedg = NULL;
+    if (!next) {
+        bool inherit;
+        next = runq_next(m, p, &inherit);
+        if (!next && LOAD_RLX(&loom__sched.runqsize) > 0) {   /* runq_next looks there every 61st tick */
+            loom__lock_acquire(&loom__sched.lock);
+            next = loom__globrunqget(p, 0);
+            loom__lock_release(&loom__sched.lock);
+        }
+        if (!next) return;               /* nothing else to run here: go on */
+        ran(p, inherit);
     }
-    /* resumed, maybe long after: a goroutine readied meanwhile for this P while it had no
-     * running goroutine (so nobody was kicked) may outrank g: go round once more rather
-     * than spin on until sysmon, itself waiting for a CPU, notices */
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && !up && m->p && !g->nopreempt && loom__runq_outranked(m->p))
+    if ((next->lockedm && next->lockedm != m) || (next->movelock && m->heldq_head)) {
+        loom__runqput(p, next, true);    /* schedule() on g0 hands it on */
+        next = &m->g0;
+    }
+    g->lockedm = m;
+    g->alocked = true;
+    gogo(m, g, next, hold_after, NULL, false);
+    /* resumed, on this same thread (it was locked here) */
+    g->lockedm = NULL;
+    g->alocked = false;
+    /* maybe long after: a goroutine readied meanwhile for this P while it had no running
+     * goroutine (so nobody was kicked) may outrank g: go round once more rather than spin
+     * on until sysmon, itself waiting for a CPU, notices */
+    m = loom__getm();
+    if (m->held_aged == g) {
+        m->held_aged = NULL;             /* resumed by aging: a turn whatever waits */
+        return;
+    }
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && m->p && !g->nopreempt && loom__runq_outranked(m->p))
         goto again;
 }
 
@@ -1386,8 +1479,8 @@ void loom_lock_thread(void) {
     if (!m || m->curg == &m->g0) return;
     G *g = m->curg;
     if (g->lockedm == m) return;
-    /* this thread holds a preempted goroutine that must resume here: lock elsewhere */
-    while (m->heldg) {
+    /* this thread holds preempted goroutines that must resume here: lock elsewhere */
+    while (m->heldq_head) {
         g->movelock = true;
         gogo(m, g, &m->g0, move_after, NULL, false);
         m = loom__getm();
@@ -1641,7 +1734,7 @@ int loom_run(int (*main_fn)(void *), void *arg) {
     P *p0 = loom__sched.allp[0];           /* schedinit left P0 out of the idle list */
     if (newproc(p0, main_goroutine, arg, &(loom_attr){ .name = "main" }, __builtin_return_address(0)) != 1)
         loom__fatal("cannot create the main goroutine");
-    newm(p0, false);
+    newm(p0, false, NULL);
     loom__note_sleep(&exit_note);
     /* main returned: stop the others.  A thread that still runs a goroutine (one that
      * never yields, or blocks in the kernel) cannot be stopped: after a second we leave

@@ -132,10 +132,9 @@ void loom__schedtrace(int64_t now) {
         P *mp = LOAD_RLX(&m->p);
         G *cg = LOAD_RLX(&m->curg);
         G *lg = LOAD_RLX(&m->lockedg);
-        G *hg = LOAD_RLX(&m->heldg);
-        fprintf(stderr, "  M%d: p=%d curg=%llu spinning=%d blocked=%d lockedg=%llu heldg=%llu\n", m->id, mp ? mp->id : -1,
+        fprintf(stderr, "  M%d: p=%d curg=%llu spinning=%d blocked=%d lockedg=%llu held=%u\n", m->id, mp ? mp->id : -1,
                 (unsigned long long)(cg && cg != &m->g0 ? cg->id : 0), (int)LOAD_RLX(&m->spinning),
-                (int)LOAD_RLX(&m->blocked), (unsigned long long)(lg ? lg->id : 0), (unsigned long long)(hg ? hg->id : 0));
+                (int)LOAD_RLX(&m->blocked), (unsigned long long)(lg ? lg->id : 0), LOAD_RLX(&m->nheld));
     }
     loom__lock_release(&loom__sched.lock);
     fprintf(stderr, "  goroutines: runnable=%llu running=%llu syscall=%llu waiting=%llu",
