@@ -54,6 +54,11 @@
  * bumped), so a ping-pong pair shares one slice; sysmon (sysmon.c) sets p->preempt when a
  * P's schedtick has not moved for a slice, and the next schedule() then puts runnext at
  * the tail and runs the queue head instead: the pair cannot starve the queue behind it.
+ *
+ * Preemption by signal (preempt.c) switches a goroutine out in the middle of C code, so it
+ * must resume on the same thread: the M holds it ("held goroutines" below) and rotates its
+ * held goroutines with its P's queues, as Go rotates preempted goroutines through the
+ * global queue; threads stay as many as Ps however many goroutines spin.
  */
 #include "internal.h"
 #include "symbolize.h"

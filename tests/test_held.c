@@ -1,0 +1,230 @@
+/*
+ * test_held.c — goroutines switched out by the preemption signal are held by the thread
+ * they ran on and rotate there (src/proc.c, "held goroutines"):
+ *  - sixteen plain-loop spinners at two Ps all make progress, each on the thread it
+ *    started on, with a handful of threads, not one per spinner;
+ *  - a goroutine woken on the P (a 1 ms sleeper beside three spinners at one P) runs after
+ *    the current slice, not after a turn of every held spinner;
+ *  - a goroutine of the P that blocks in the kernel (loom_block_begin/end) while another
+ *    keeps the P busy: the thread holding the spinners loses its P and gets one back; the
+ *    spinners go on, on their own threads;
+ *  - loom_lock_thread from a goroutine whose thread holds spinners moves it to a thread
+ *    of its own, which it keeps across yields and sleeps, while the spinners go on.
+ * Sanitizer builds have no asynchronous preemption (src/preempt.c): skipped there.
+ */
+#include "t.h"
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define MS 1000000LL
+
+static int stop;                              /* atomic */
+static int stopped(void) { return __atomic_load_n(&stop, __ATOMIC_RELAXED); }
+static long gettid_now(void) { return syscall(SYS_gettid); }
+
+/* A plain loop (no loom call) that counts, and checks every 2^16 rounds that it is still
+ * on the thread it started on. */
+struct spin { uint64_t n; long tid; int moved; };
+
+static void spinner(void *arg)
+{
+    struct spin *s = arg;
+    __atomic_store_n(&s->tid, gettid_now(), __ATOMIC_RELAXED);
+    uint64_t i = 0;
+    while (!stopped()) {
+        if ((++i & 0xffff) == 0 && gettid_now() != s->tid)
+            s->moved++;
+        __atomic_store_n(&s->n, i, __ATOMIC_RELAXED);
+    }
+}
+
+static void start_spinners(struct spin *s, int n)
+{
+    memset(s, 0, sizeof *s * (size_t)n);
+    for (int i = 0; i < n; i++)
+        CHECK(loom_go(spinner, &s[i]) != 0);
+}
+
+/* Each spinner made progress between two snapshots. */
+static void check_progress(const char *when, struct spin *s, int n, const uint64_t *before)
+{
+    for (int i = 0; i < n; i++) {
+        uint64_t now = __atomic_load_n(&s[i].n, __ATOMIC_RELAXED);
+        CHECK_MSG(now > before[i], "%s: spinner %d made no progress", when, i);
+    }
+}
+
+static void snapshot(struct spin *s, int n, uint64_t *out)
+{
+    for (int i = 0; i < n; i++) out[i] = __atomic_load_n(&s[i].n, __ATOMIC_RELAXED);
+}
+
+static void stop_spinners(struct spin *s, int n)
+{
+    __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
+    loom_sleep(20 * MS);
+    for (int i = 0; i < n; i++)
+        CHECK_MSG(s[i].moved == 0, "spinner %d resumed on another thread %d times", i, s[i].moved);
+}
+
+/* ---- many spinners, few threads */
+
+enum { NMANY = 16 };
+
+static int threads_test(void *arg)
+{
+    (void)arg;
+    struct spin s[NMANY];
+    uint64_t before[NMANY];
+    start_spinners(s, NMANY);
+    loom_sleep(200 * MS);                     /* every spinner has been preempted by now */
+    snapshot(s, NMANY, before);
+    loom_sleep(400 * MS);
+    check_progress("16 spinners at 2 Ps", s, NMANY, before);
+    struct loom_stats st;
+    CHECK_OK(loom_stats(&st));
+    printf("16 spinners at %llu Ps: %llu threads, %llu async preemptions\n", (unsigned long long)st.procs,
+           (unsigned long long)st.threads, (unsigned long long)st.async_preemptions);
+    CHECK_GT(st.async_preemptions, 0);
+    /* one thread per P, one for main's sleeps, a few for spare Ps lent on a loaded
+     * machine; a thread per preempted goroutine would make it 17 or more */
+    CHECK_MSG(st.threads <= st.procs + 5, "%llu threads for %d spinners at %llu Ps",
+              (unsigned long long)st.threads, NMANY, (unsigned long long)st.procs);
+    stop_spinners(s, NMANY);
+    return 0;
+}
+
+/* ---- a woken goroutine goes before the held spinners */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int wake_test(void *arg)
+{
+    (void)arg;
+    enum { N = 3, ROUNDS = 60 };
+    struct spin s[N];
+    start_spinners(s, N);
+    loom_sleep(20 * MS);                      /* the spinners have all run and been held */
+    int64_t d[ROUNDS];
+    for (int i = 0; i < ROUNDS; i++) {
+        int64_t t0 = loom_now();
+        loom_sleep(MS);
+        d[i] = loom_now() - t0 - MS;
+    }
+    qsort(d, ROUNDS, sizeof d[0], cmp_i64);
+    printf("1 ms sleeps beside %d spinners at 1 P: median %.2f ms late, worst %.2f ms\n", N,
+           d[ROUNDS / 2] / 1e6, d[ROUNDS - 1] / 1e6);
+    /* after the current slice (2 ms, a quarter of it once the timer is overdue): well
+     * under the 4 ms that waiting behind the two held spinners' slices would add */
+    CHECK_MSG(d[ROUNDS / 2] < 3 * MS, "median wakeup %.2f ms late beside %d spinners", d[ROUNDS / 2] / 1e6, N);
+    stop_spinners(s, N);
+    return 0;
+}
+
+/* ---- the holding thread loses its P to a blocking call, and gets one back */
+
+static int yields;                            /* atomic */
+static void yielder(void *arg)
+{
+    (void)arg;
+    while (!stopped()) {
+        loom_yield();
+        __atomic_add_fetch(&yields, 1, __ATOMIC_RELAXED);
+    }
+}
+
+static void blocker(void *arg)
+{
+    loom_waitgroup *wg = arg;
+    for (int i = 0; i < 20; i++) {
+        loom_block_begin();
+        usleep(5000);                         /* long enough for sysmon to hand the P on */
+        loom_block_end();
+        volatile uint64_t k = 0;
+        while (k < 200000) k++;               /* some plain work: may be preempted, held */
+    }
+    loom_wg_done(wg);
+}
+
+static int blocking_test(void *arg)
+{
+    (void)arg;
+    enum { N = 3 };
+    struct spin s[N];
+    uint64_t before[N];
+    start_spinners(s, N);
+    loom_sleep(20 * MS);
+    snapshot(s, N, before);
+    loom_waitgroup wg = LOOM_WAITGROUP_INIT;
+    CHECK_OK(loom_wg_add(&wg, 1));
+    CHECK(loom_go(yielder, NULL) != 0);
+    CHECK(loom_go(blocker, &wg) != 0);
+    int64_t t0 = loom_now();
+    loom_wg_wait(&wg);
+    int64_t took = loom_now() - t0;
+    struct loom_stats st;
+    CHECK_OK(loom_stats(&st));
+    printf("20 blocking calls beside %d spinners and a yielder at 1 P: %.0f ms, %llu handoffs\n", N, took / 1e6,
+           (unsigned long long)st.handoffs);
+    loom_sleep(50 * MS);
+    check_progress("after blocking calls", s, N, before);
+    CHECK_GT(__atomic_load_n(&yields, __ATOMIC_RELAXED), 0);
+    stop_spinners(s, N);
+    return 0;
+}
+
+/* ---- loom_lock_thread on a thread that holds spinners */
+
+static int lock_test(void *arg)
+{
+    (void)arg;
+    enum { N = 3 };
+    struct spin s[N];
+    uint64_t before[N];
+    start_spinners(s, N);
+    loom_sleep(20 * MS);                      /* main's thread may hold some of them now */
+    loom_lock_thread();
+    long mine = gettid_now();
+    snapshot(s, N, before);
+    for (int i = 0; i < 20; i++) {
+        loom_yield();
+        CHECK_EQ(gettid_now(), mine);
+        loom_sleep(MS);
+        CHECK_EQ(gettid_now(), mine);
+    }
+    loom_sleep(20 * MS);
+    check_progress("while main is locked", s, N, before);
+    for (int i = 0; i < N; i++)
+        CHECK_MSG(__atomic_load_n(&s[i].tid, __ATOMIC_RELAXED) != mine,
+                  "spinner %d shares the thread main locked", i);
+    loom_unlock_thread();
+    stop_spinners(s, N);
+    return 0;
+}
+
+static void run_at(int procs, int (*fn)(void *))
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", procs);
+    setenv("LOOM_PROCS", v, 1);
+    __atomic_store_n(&stop, 0, __ATOMIC_SEQ_CST);
+    T_RUN(fn, NULL);
+}
+
+int main(void)
+{
+    if (!T_ASYNC_PREEMPT || getenv("LOOM_ASYNCPREEMPT")) {
+        printf("test_held: asynchronous preemption is off in this build; skipped\n");
+        return 0;
+    }
+    run_at(2, threads_test);
+    run_at(1, wake_test);
+    run_at(1, blocking_test);
+    run_at(1, lock_test);
+    printf("test_held: ok\n");
+    return 0;
+}
