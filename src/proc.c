@@ -720,7 +720,7 @@ static ALWAYS_INLINE void ran(P *p, bool inherit) {
  * with no thread handoff at all.
  *
  * Turns: held goroutines wait as Go's preempted ones do in the global queue: the P's own
- * queues go first, the held ones run when those are empty, and on every 61st tick one of
+ * queues go first, then the global queue, then the held ones, and on every 61st tick one of
  * them goes first anyway (runtime.schedule's fairness look, at another phase than the
  * global queue's).  So a goroutine woken on the P (a sleeper, a channel partner) runs
  * after the current slice, not after a round of every spinner.  Priority levels: a higher
@@ -788,13 +788,19 @@ static bool held_due(M *m, P *p) {
 }
 
 /* runq_fast for an M that holds goroutines: a held one whose turn has come goes before the
- * P's queues, and any held one before an empty P looks further (this M never idles while
- * it holds goroutines: nobody else may run them). */
+ * P's queues; then the P's queues, the global queue (where Go's preempted goroutines would
+ * be, in line with the rest), and the held ones before this M looks further: it never
+ * idles while it holds goroutines, since nobody else may run them. */
 static G *held_or_runq(M *m, P *p, bool *inherit) {
     *inherit = false;
     G *g = runq_first(p);
     if (!g && held_due(m, p)) return held_get(m);
     if (!g) g = loom__runqget(p, inherit);
+    if (!g && LOAD_RLX(&loom__sched.runqsize) > 0) {
+        loom__lock_acquire(&loom__sched.lock);
+        g = loom__globrunqget(p, 0);
+        loom__lock_release(&loom__sched.lock);
+    }
     return g ? g : held_get(m);
 }
 
