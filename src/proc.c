@@ -1359,7 +1359,7 @@ again:;
         if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
         if (outranks_all(m, g)) return;
         if (!locked && (next = loom__runqget_above(p, g->prio))) ran(p, false);
-        if (!next && LOAD_RLX(&p->kick) && XCHG(&p->kick, 0)) {
+        if (!next && LOAD_RLX(&p->kick) && XCHG(&p->kick, 0) && !loom__runq_outranked(p)) {
             /* a priority kick whose goroutine another P took first (kick_lowest kicks
              * every P of the lowest level): no switch.  A slice's end that came too is
              * asked for again at sysmon's next look. */

@@ -481,6 +481,7 @@ void loom__globrunqput(G *g) {
         return;
     }
     globq_putv(&g, 1);
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) kick_lowest(LOOM_PRIO_NORMAL);   /* Ps running LOW */
 }
 
 void loom__globrunqputbatch(G *head, G *tail, int n) {

@@ -9,10 +9,13 @@
  *    keeps the P busy: the thread holding the spinners loses its P and gets one back; the
  *    spinners go on, on their own threads;
  *  - loom_lock_thread from a goroutine whose thread holds spinners moves it to a thread
- *    of its own, which it keeps across yields and sleeps, while the spinners go on.
+ *    of its own, which it keeps across yields and sleeps, while the spinners go on;
+ *  - a NORMAL goroutine readied on the global queue (by a thread outside the runtime)
+ *    runs before LOW spinners held at its P.
  * Sanitizer builds have no asynchronous preemption (src/preempt.c): skipped there.
  */
 #include "t.h"
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -206,6 +209,59 @@ static int lock_test(void *arg)
     return 0;
 }
 
+/* ---- a NORMAL goroutine readied on the global queue goes before held LOW spinners */
+
+enum { FROUNDS = 40 };
+static loom_chan *fchan;
+
+static void *foreign_sender(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < FROUNDS; i++) {
+        struct timespec ts = { 0, 2 * MS };
+        nanosleep(&ts, NULL);
+        int64_t t0 = t_clock_ns();
+        /* unbuffered: succeeds once main waits in loom_recv; from this thread, which runs
+         * no goroutine, main is readied onto the global queue */
+        while (loom_try_send(fchan, &t0) == -EAGAIN) {
+            struct timespec w = { 0, 100000 };
+            nanosleep(&w, NULL);
+        }
+    }
+    return NULL;
+}
+
+static int prio_global_test(void *arg)
+{
+    (void)arg;
+    enum { N = 3 };
+    struct spin s[N];
+    memset(s, 0, sizeof s);
+    for (int i = 0; i < N; i++)
+        CHECK(loom_go_attr(spinner, &s[i], &(loom_attr){ .priority = LOOM_PRIO_LOW }) != 0);
+    loom_sleep(20 * MS);                      /* the spinners are held now */
+    fchan = loom_chan_new(sizeof(int64_t), 0);
+    CHECK(fchan != NULL);
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, foreign_sender, NULL), 0);
+    int64_t d[FROUNDS];
+    for (int i = 0; i < FROUNDS; i++) {
+        int64_t t0;
+        CHECK_OK(loom_recv(fchan, &t0));
+        d[i] = t_clock_ns() - t0;
+    }
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    qsort(d, FROUNDS, sizeof d[0], cmp_i64);
+    printf("NORMAL receiver woken from a foreign thread beside %d LOW spinners at 1 P: median %.2f ms, worst %.2f ms\n",
+           N, d[FROUNDS / 2] / 1e6, d[FROUNDS - 1] / 1e6);
+    /* it outranks the spinners: it runs once the running one is switched out (a kick),
+     * not after the held ones' turns */
+    CHECK_MSG(d[FROUNDS / 2] < 3 * MS, "median wakeup %.2f ms behind LOW spinners", d[FROUNDS / 2] / 1e6);
+    loom_chan_free(fchan);
+    stop_spinners(s, N);
+    return 0;
+}
+
 static void run_at(int procs, int (*fn)(void *))
 {
     char v[16];
@@ -225,6 +281,7 @@ int main(void)
     run_at(1, wake_test);
     run_at(1, blocking_test);
     run_at(1, lock_test);
+    run_at(1, prio_global_test);
     printf("test_held: ok\n");
     return 0;
 }
