@@ -737,6 +737,25 @@ static ALWAYS_INLINE void ran(P *p, bool inherit) {
  * A goroutine that calls loom_lock_thread on an M that holds others moves to another
  * thread first (movelock). */
 
+/* Are at least twice as many goroutines as Ps ready and waiting (queued, or held by an M)?
+ * Only then does an M hold the goroutines it preempts: with fewer, a preempted goroutine
+ * takes Go's way (a thread of its own while it waits, loom__async_preempt), because
+ * goroutines held by one thread share its CPU — three spinners at two Ps would get 25, 25
+ * and 50 % of a CPU each, and the last two of a parallel job could end up on one thread
+ * while the other P idles.  Crowded, a thread per waiting goroutine and a handoff per
+ * slice cost more than held goroutines lose.  Racy reads: an estimate. */
+static bool crowded(void) {
+    uint32_t want = 2 * (uint32_t)loom__sched.nprocs;
+    uint32_t n = (uint32_t)LOAD_RLX(&loom__sched.runqsize);
+    for (int i = 0; i < loom__sched.nallp && n < want; i++) {
+        P *q = loom__sched.allp[i];
+        n += LOAD_RLX(&q->runqtail) - LOAD_RLX(&q->runqhead) + (LOAD_RLX(&q->runnext) != NULL) +
+             LOAD_RLX(&q->pq_n[PQ_HIGH]) + LOAD_RLX(&q->pq_n[PQ_LOW]);
+    }
+    for (M *x = LOAD_ACQ(&loom__sched.allm); x && n < want; x = x->alllink) n += LOAD_RLX(&x->nheld);
+    return n >= want;
+}
+
 /* Holds g on M m: at the tail, or at the head (it runs next). */
 static void held_put(M *m, G *g, bool front) {
     if (!m->heldq_head) m->held_since = LOAD_RLX(&loom__sched.coarse_now);
@@ -1372,6 +1391,24 @@ again:;
     LOOM__TRACE(loom__trace_preempt(m, g, true));
     if (locked) {
         loom_yield();
+        return;
+    }
+    if (!next && !m->heldq_head && !crowded()) {
+        /* few goroutines ready: Go's way (runtime.stoplockedm), so that no two share this
+         * thread and an idle P can take any of them */
+        if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
+        if (loom__runqempty(p) && LOAD_RLX(&loom__sched.runqsize) == 0) {
+            STORE(&p->preempt, 0);       /* nothing else to run: go on, a new slice */
+            return;
+        }
+        g->lockedm = m;
+        g->alocked = true;
+        m->lockedg = g;
+        loom_yield();                    /* to the global queue; this thread waits for it */
+        m = loom__getm();                /* the same M, by the lock */
+        g->lockedm = NULL;
+        g->alocked = false;
+        m->lockedg = NULL;
         return;
     }
     if (!next) {

@@ -337,9 +337,11 @@ G *loom__runqget_prio(P *p, bool *inherit) {
     G *g = pq_take(p, PQ_HIGH, 1, &n);
     if (!g) g = gq_pop_lock(PQ_HIGH);
     if (!g) g = loom__runqget_normal(p, inherit);
-    if (!g && LOAD(&loom__sched.runqsize) == (int32_t)LOAD(&loom__sched.gq_n[PQ_LOW]))
-        g = pq_take(p, PQ_LOW, 1, &n);     /* no NORMAL goroutine waits globally */
-    if (!g) g = gq_pop_lock(PQ_LOW);
+    if (!g && LOAD(&loom__sched.runqsize) == (int32_t)LOAD(&loom__sched.gq_n[PQ_LOW])) {
+        /* no NORMAL goroutine waits globally (else the caller takes it first) */
+        g = pq_take(p, PQ_LOW, 1, &n);
+        if (!g) g = gq_pop_lock(PQ_LOW);
+    }
     return g;
 }
 
