@@ -730,7 +730,10 @@ static ALWAYS_INLINE void ran(P *p, bool inherit) {
  * that has not moved).
  *
  * The price: held goroutines can run only on their thread, so they share one CPU even if
- * another P goes idle, until they make a loom call (then they may move as any other).  An
+ * another P goes idle, until they make a loom call (then they may move as any other).  So
+ * an M holds only while the runtime is crowded (crowded: twice as many goroutines wait as
+ * there are Ps); with fewer, a preempted goroutine goes Go's way, locked to its thread
+ * alone, queued globally, its thread asleep until its turn (stoplockedm/startlockedm).  An
  * M that loses its P (a goroutine it ran blocked in the kernel, a spare P given back)
  * queues its oldest held goroutine globally, still locked to it, and sleeps: whoever takes
  * that goroutine hands the M its P (startlockedm), and the rotation goes on (held_wait).
@@ -1393,9 +1396,9 @@ again:;
         loom_yield();
         return;
     }
-    if (!next && !m->heldq_head && !crowded()) {
+    if (!next && !m->heldq_head && loom__sched.nprocs > 1 && !crowded()) {
         /* few goroutines ready: Go's way (runtime.stoplockedm), so that no two share this
-         * thread and an idle P can take any of them */
+         * thread and an idle P can take any of them (at one P there is no other P: hold) */
         if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
         if (loom__runqempty(p) && LOAD_RLX(&loom__sched.runqsize) == 0) {
             STORE(&p->preempt, 0);       /* nothing else to run: go on, a new slice */
