@@ -110,19 +110,20 @@ static int share_test(void *arg)
     start_spinners(s, N);
     loom_sleep(100 * MS);
     snapshot(s, N, a);
-    loom_sleep(600 * MS);
+    loom_sleep(900 * MS);
     snapshot(s, N, b);
     uint64_t total = 0, most = 0;
     for (int i = 0; i < N; i++) {
         total += b[i] - a[i];
         if (b[i] - a[i] > most) most = b[i] - a[i];
     }
-    printf("3 spinners at 2 Ps: the busiest did %.0f%% of the work\n", 100.0 * (double)most / (double)total);
     CHECK_GT(total, 0);
-    /* held by their threads, one spinner would have a CPU to itself (50 %) while the
-     * other two shared one; Go's way gives each a third */
-    CHECK_MSG((double)most <= 0.45 * (double)total, "one of 3 spinners did %.0f%% of the work at 2 Ps",
-              100.0 * (double)most / (double)total);
+    double share = (double)most / (double)total;
+    printf("3 spinners at 2 Ps: the busiest did %.0f%% of the work\n", 100 * share);
+    /* held by their threads, one spinner would mostly have a CPU to itself (near 50 %)
+     * while the other two shared one; Go's way gives each about a third (this test runs
+     * alone: other tests' load on the two CPUs skews thread handoffs) */
+    CHECK_MSG(share <= 0.45, "one of 3 spinners at 2 Ps did %.0f%% of the work", 100 * share);
     stop_spinners(s, N);
     return 0;
 }
