@@ -1146,7 +1146,7 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
             /* a goroutine's first run on a fresh stack faults in a page (~10 µs here):
              * not while `after` still holds the lock g parked under — go through g0;
              * a warm stack from the P's cache costs nothing: switch straight to it */
-            if ((next->lockedm == NULL && !(next->movelock && m->heldq_head)) || next->lockedm == m) {
+            if (likely(next->lockedm == NULL) ? likely(!m->heldq_head) || !next->movelock : next->lockedm == m) {
                 ran(p, inherit);
                 if (likely(next->stack_base != 0) || loom__stack_cached(p, next)) {
                     gogo(m, g, next, after, arg, false);
