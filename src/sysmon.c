@@ -167,7 +167,22 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     }
 }
 
+/* An idle P's timers are watched by the thread that sleeps in the poller (findrunnable),
+ * and run by spinning threads (stealwork).  With every other thread kept busy (goroutines
+ * that always have work, threads that hold preempted goroutines and never look for more)
+ * nobody may: a timer overdue by IDLE_TIMER_LATE_NS gets a spinning thread started for it,
+ * as Go's sysmon starts an M for an overdue timer. */
+#define IDLE_TIMER_LATE_NS 1000000
+
+static void idle_timers(P *p, int64_t now, bool *wake, int64_t *next) {
+    int64_t t0 = LOAD_RLX(&p->timer0_when);
+    if (t0 == 0) return;
+    if (now - t0 >= IDLE_TIMER_LATE_NS) *wake = true;
+    else if (t0 + IDLE_TIMER_LATE_NS < *next) *next = t0 + IDLE_TIMER_LATE_NS;
+}
+
 static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int64_t *next) {
+    bool wake = false;
     for (int i = 0; i < loom__sched.nallp; i++) {
         P *p = loom__sched.allp[i];
         uint32_t st = LOAD(&p->status);
@@ -175,6 +190,7 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
         if (st == P_SYSCALL) retake_syscall(p, now, handoffs);
         if (st != P_RUNNING) {
             if (sp && !LOAD(&sp->retire)) loom__retire_spare(sp);
+            if (st == P_IDLE) idle_timers(p, now, &wake, next);
             continue;
         }
         loom__runq_age(p, now);
@@ -201,6 +217,10 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
             continue;
         }
         retake_running(p, now, acted, handoffs, signalling, next);
+    }
+    if (wake) {
+        loom__wakep();
+        (*acted)++;
     }
 }
 
