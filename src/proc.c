@@ -893,6 +893,14 @@ static G *take_polled(P *p, G *list) {
     return list;
 }
 
+/* A thread that slept in findrunnable was woken with a goroutine to run first (startm_g:
+ * one moving to lock a thread of its own): that is the work found. */
+static G *woken_with(M *m) {
+    G *g = m->nextg;
+    m->nextg = NULL;
+    return g;
+}
+
 /* Blocks until there is work and returns it, with m->p set (runtime.findRunnable).
  * Returns NULL at runtime exit. */
 static G *findrunnable(M *m) {
@@ -902,6 +910,7 @@ static G *findrunnable(M *m) {
         if (unlikely(LOAD_RLX(&p->retire))) {      /* a spare P to give back */
             retirep(m);
             if (!stopm(m)) return NULL;
+            if (m->nextg) return woken_with(m);
             continue;
         }
         int64_t now = loom__nanotime();
@@ -1010,6 +1019,7 @@ static G *findrunnable(M *m) {
             }
         }
         if (!stopm(m)) return NULL;
+        if (m->nextg) return woken_with(m);
     next:;
     }
 }
