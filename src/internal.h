@@ -268,10 +268,10 @@ struct loom__m {
     G         *nextg;          /* picked to run next but without a stack yet: g0 starts it; this M only */
     /* goroutines this M switched out by the preemption signal (proc.c, "held goroutines"):
      * each locked here (g->alocked), runnable, in no shared queue, oldest first, linked
-     * through schedlink; this M only.  nheld is read by dumps and sysmon (relaxed). */
+     * through schedlink; this M only. */
     G         *heldq_head, *heldq_tail;
-    uint32_t   nheld;
-    uint32_t   nheldlvl[3];    /* of them, per level (index prio + 1); this M only */
+    uint32_t   nheldlvl[3];    /* how many, per level (index prio + 1); written by this M,
+                                  read by others (relaxed: loom__m_nheld) */
     int64_t    held_since;     /* when a held goroutine last ran, or the first was held (aging) */
     G         *held_aged;      /* the held goroutine resumed by aging, until it has resumed */
     /* the "after switch" hook: set by the context switching away, run by the one switched to */
@@ -302,6 +302,12 @@ struct loom__m {
     bool       dtimer_ok;
     int64_t    dtimer_when;     /* what it is armed for, 0: not */
 };
+
+/* How many goroutines M m holds (a racy read from another thread: dumps, estimates). */
+static inline uint32_t loom__m_nheld(M *m) {
+    return __atomic_load_n(&m->nheldlvl[0], __ATOMIC_RELAXED) + __atomic_load_n(&m->nheldlvl[1], __ATOMIC_RELAXED) +
+           __atomic_load_n(&m->nheldlvl[2], __ATOMIC_RELAXED);
+}
 
 /* Local run queue size, as Go's 256-slot ring. */
 #define LOOM_RUNQ_SIZE 256

@@ -279,11 +279,10 @@ static M *allocm(void) {
     return m;
 }
 
-/* Creates a thread that starts with P p (runtime.newm), and goroutine g if not NULL. */
-static void newm(P *p, bool spinning, G *g) {
+/* Creates a thread that starts with P p (runtime.newm). */
+static void newm(P *p, bool spinning) {
     M *m = allocm();
     m->nextp = p;
-    m->nextg = g;
     m->spinning = spinning;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -301,9 +300,9 @@ static void newm(P *p, bool spinning, G *g) {
     errno = saved_errno;
 }
 
-/* Runs some M on P p, or on an idle P if p is NULL (runtime.startm), to run goroutine g
- * first if g is not NULL.  If spinning, the caller already counted the M in nmspinning. */
-static void startm_g(P *p, bool spinning, G *g) {
+/* Runs some M on P p, or on an idle P if p is NULL (runtime.startm).  If spinning, the
+ * caller already counted the M in nmspinning. */
+static void startm(P *p, bool spinning) {
     loom__lock_acquire(&loom__sched.lock);
     if (!p) {
         p = pidleget();
@@ -316,17 +315,12 @@ static void startm_g(P *p, bool spinning, G *g) {
     M *nm = mget();
     loom__lock_release(&loom__sched.lock);
     if (!nm) {
-        newm(p, spinning, g);
+        newm(p, spinning);
         return;
     }
     nm->spinning = spinning;
     nm->nextp = p;
-    nm->nextg = g;
     loom__note_wakeup(&nm->park);
-}
-
-static void startm(P *p, bool spinning) {
-    startm_g(p, spinning, NULL);
 }
 
 /* Tries to add one more spinning M to run goroutines (runtime.wakep). */
@@ -708,6 +702,16 @@ static ALWAYS_INLINE void ran(P *p, bool inherit) {
     if (!inherit) STORE_RLX(&p->schedtick, p->schedtick + 1);
 }
 
+/* A batch from the global queue into p's, and the first of it, if it has any
+ * (runtime.globrunqget, under sched.lock). */
+static G *globrunq_take(P *p) {
+    if (LOAD(&loom__sched.runqsize) == 0) return NULL;
+    loom__lock_acquire(&loom__sched.lock);
+    G *g = loom__globrunqget(p, 0);
+    loom__lock_release(&loom__sched.lock);
+    return g;
+}
+
 /* ------------------------------------------------------------------ held goroutines
  * A goroutine switched out by the preemption signal must resume on the thread it was
  * interrupted on (preempt.c, "thread affinity").  Go's way for a goroutine tied to its
@@ -755,7 +759,7 @@ static bool crowded(void) {
         n += LOAD_RLX(&q->runqtail) - LOAD_RLX(&q->runqhead) + (LOAD_RLX(&q->runnext) != NULL) +
              LOAD_RLX(&q->pq_n[PQ_HIGH]) + LOAD_RLX(&q->pq_n[PQ_LOW]);
     }
-    for (M *x = LOAD_ACQ(&loom__sched.allm); x && n < want; x = x->alllink) n += LOAD_RLX(&x->nheld);
+    for (M *x = LOAD_ACQ(&loom__sched.allm); x && n < want; x = x->alllink) n += loom__m_nheld(x);
     return n >= want;
 }
 
@@ -772,8 +776,7 @@ static void held_put(M *m, G *g, bool front) {
         else m->heldq_head = g;
         m->heldq_tail = g;
     }
-    m->nheldlvl[g->prio + 1]++;
-    STORE_RLX(&m->nheld, m->nheld + 1);
+    STORE_RLX(&m->nheldlvl[g->prio + 1], m->nheldlvl[g->prio + 1] + 1);
 }
 
 static G *held_get(M *m) {
@@ -783,8 +786,7 @@ static G *held_get(M *m) {
     if (!m->heldq_head) m->heldq_tail = NULL;
     g->schedlink = NULL;
     m->held_since = LOAD_RLX(&loom__sched.coarse_now);
-    m->nheldlvl[g->prio + 1]--;
-    STORE_RLX(&m->nheld, m->nheld - 1);
+    STORE_RLX(&m->nheldlvl[g->prio + 1], m->nheldlvl[g->prio + 1] - 1);
     return g;
 }
 
@@ -818,11 +820,7 @@ static G *held_or_runq(M *m, P *p, bool *inherit) {
     G *g = runq_first(p);
     if (!g && held_due(m, p)) return held_get(m);
     if (!g) g = loom__runqget(p, inherit);
-    if (!g && LOAD_RLX(&loom__sched.runqsize) > 0) {
-        loom__lock_acquire(&loom__sched.lock);
-        g = loom__globrunqget(p, 0);
-        loom__lock_release(&loom__sched.lock);
-    }
+    if (!g) g = globrunq_take(p);
     return g ? g : held_get(m);
 }
 
@@ -893,14 +891,6 @@ static G *take_polled(P *p, G *list) {
     return list;
 }
 
-/* A thread that slept in findrunnable was woken with a goroutine to run first (startm_g:
- * one moving to lock a thread of its own): that is the work found. */
-static G *woken_with(M *m) {
-    G *g = m->nextg;
-    m->nextg = NULL;
-    return g;
-}
-
 /* Blocks until there is work and returns it, with m->p set (runtime.findRunnable).
  * Returns NULL at runtime exit. */
 static G *findrunnable(M *m) {
@@ -910,7 +900,6 @@ static G *findrunnable(M *m) {
         if (unlikely(LOAD_RLX(&p->retire))) {      /* a spare P to give back */
             retirep(m);
             if (!stopm(m)) return NULL;
-            if (m->nextg) return woken_with(m);
             continue;
         }
         int64_t now = loom__nanotime();
@@ -918,12 +907,7 @@ static G *findrunnable(M *m) {
         bool inh;
         G *g = loom__runqget(p, &inh);
         if (g) { ran(p, inh); return g; }
-        if (LOAD(&loom__sched.runqsize) != 0) {
-            loom__lock_acquire(&loom__sched.lock);
-            g = loom__globrunqget(p, 0);
-            loom__lock_release(&loom__sched.lock);
-            if (g) { ran(p, false); return g; }
-        }
+        if ((g = globrunq_take(p))) { ran(p, false); return g; }
         /* non-blocking netpoll when someone waits on fds and nobody is polling */
         if (loom__netpoll_has_waiters() && LOAD(&loom__sched.lastpoll) != 0) {
             G *list = loom__netpoll(0);
@@ -1019,7 +1003,6 @@ static G *findrunnable(M *m) {
             }
         }
         if (!stopm(m)) return NULL;
-        if (m->nextg) return woken_with(m);
     next:;
     }
 }
@@ -1092,10 +1075,11 @@ static bool held_wait(M *m) {
 }
 
 /* Goroutine g, moving off a thread that holds others to lock a thread of its own
- * (loom_lock_thread), was picked by M m that holds some too: it starts on another M, with
- * m's P; m waits for a P back (held_wait). */
+ * (loom_lock_thread), was picked by M m that holds some too: it goes to the P's runnext
+ * and the P to another M, which runs it; m waits for a P back (held_wait). */
 static void movelock_handoff(M *m, G *g) {
-    startm_g(releasep(m), false, g);
+    loom__runqput(m->p, g, true);
+    startm(releasep(m), false);
 }
 
 /* The scheduler loop on an M's g0 (runtime.schedule).  Returns at runtime exit. */
@@ -1427,11 +1411,7 @@ again:;
     if (!next) {
         bool inherit;
         next = runq_next(m, p, &inherit);
-        if (!next && LOAD_RLX(&loom__sched.runqsize) > 0) {   /* runq_next looks there every 61st tick */
-            loom__lock_acquire(&loom__sched.lock);
-            next = loom__globrunqget(p, 0);
-            loom__lock_release(&loom__sched.lock);
-        }
+        if (!next) next = globrunq_take(p);   /* runq_fast looks there every 61st tick */
         if (!next) return;               /* nothing else to run here: go on */
         ran(p, inherit);
     }
@@ -1795,7 +1775,7 @@ int loom_run(int (*main_fn)(void *), void *arg) {
     P *p0 = loom__sched.allp[0];           /* schedinit left P0 out of the idle list */
     if (newproc(p0, main_goroutine, arg, &(loom_attr){ .name = "main" }, __builtin_return_address(0)) != 1)
         loom__fatal("cannot create the main goroutine");
-    newm(p0, false, NULL);
+    newm(p0, false);
     loom__note_sleep(&exit_note);
     /* main returned: stop the others.  A thread that still runs a goroutine (one that
      * never yields, or blocks in the kernel) cannot be stopped: after a second we leave

@@ -134,7 +134,7 @@ void loom__schedtrace(int64_t now) {
         G *lg = LOAD_RLX(&m->lockedg);
         fprintf(stderr, "  M%d: p=%d curg=%llu spinning=%d blocked=%d lockedg=%llu held=%u\n", m->id, mp ? mp->id : -1,
                 (unsigned long long)(cg && cg != &m->g0 ? cg->id : 0), (int)LOAD_RLX(&m->spinning),
-                (int)LOAD_RLX(&m->blocked), (unsigned long long)(lg ? lg->id : 0), LOAD_RLX(&m->nheld));
+                (int)LOAD_RLX(&m->blocked), (unsigned long long)(lg ? lg->id : 0), loom__m_nheld(m));
     }
     loom__lock_release(&loom__sched.lock);
     fprintf(stderr, "  goroutines: runnable=%llu running=%llu syscall=%llu waiting=%llu",
