@@ -229,4 +229,15 @@ static inline uint64_t t_rng_below(t_rng *r, uint64_t n)
             t_fail(__FILE__, __LINE__, "loom_run(%s) returned %d", #fn, t__rc); \
     } while (0)
 
+/* T_RUN_AT(procs, fn, flag): T_RUN(fn, NULL) with LOOM_PROCS=procs, after zeroing the int
+ * *flag (a test's "stop" flag, set by the previous run). */
+#define T_RUN_AT(procs, fn, flag) \
+    do { \
+        char t__v[16]; \
+        snprintf(t__v, sizeof t__v, "%d", (procs)); \
+        setenv("LOOM_PROCS", t__v, 1); \
+        __atomic_store_n((flag), 0, __ATOMIC_SEQ_CST); \
+        T_RUN(fn, NULL); \
+    } while (0)
+
 #endif /* LOOM_TEST_T_H */

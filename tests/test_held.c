@@ -298,27 +298,18 @@ static int prio_global_test(void *arg)
     return 0;
 }
 
-static void run_at(int procs, int (*fn)(void *))
-{
-    char v[16];
-    snprintf(v, sizeof v, "%d", procs);
-    setenv("LOOM_PROCS", v, 1);
-    __atomic_store_n(&stop, 0, __ATOMIC_SEQ_CST);
-    T_RUN(fn, NULL);
-}
-
 int main(void)
 {
     if (!T_ASYNC_PREEMPT || getenv("LOOM_ASYNCPREEMPT")) {
         printf("test_held: asynchronous preemption is off in this build; skipped\n");
         return 0;
     }
-    run_at(2, threads_test);
-    run_at(2, share_test);
-    run_at(1, wake_test);
-    run_at(1, blocking_test);
-    run_at(1, lock_test);
-    run_at(1, prio_global_test);
+    T_RUN_AT(2, threads_test, &stop);
+    T_RUN_AT(2, share_test, &stop);
+    T_RUN_AT(1, wake_test, &stop);
+    T_RUN_AT(1, blocking_test, &stop);
+    T_RUN_AT(1, lock_test, &stop);
+    T_RUN_AT(1, prio_global_test, &stop);
     printf("test_held: ok\n");
     return 0;
 }

@@ -220,15 +220,6 @@ static int disable_test(void *arg)
     return 0;
 }
 
-static void run_at(int procs, int (*fn)(void *))
-{
-    char v[16];
-    snprintf(v, sizeof v, "%d", procs);
-    setenv("LOOM_PROCS", v, 1);
-    __atomic_store_n(&stop, 0, __ATOMIC_SEQ_CST);
-    T_RUN(fn, NULL);
-}
-
 int main(void)
 {
     if (!T_ASYNC_PREEMPT || getenv("LOOM_ASYNCPREEMPT")) {
@@ -236,10 +227,10 @@ int main(void)
         printf("test_preempt: asynchronous preemption is off in this build; skipped\n");
         return 0;
     }
-    run_at(4, libc_test);
-    run_at(1, wakeup_test);
-    run_at(2, spinners_test);
-    run_at(1, disable_test);
+    T_RUN_AT(4, libc_test, &stop);
+    T_RUN_AT(1, wakeup_test, &stop);
+    T_RUN_AT(2, spinners_test, &stop);
+    T_RUN_AT(1, disable_test, &stop);
     printf("test_preempt: ok\n");
     return 0;
 }
