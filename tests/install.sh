@@ -59,7 +59,7 @@ check_run() {
 quiet "cmake --install failed" cmake --install "$build" --prefix "$prefix"
 [ -f "$prefix/include/loom.h" ] || fail "no include/loom.h under $prefix"
 
-pc=$(find "$prefix" -name loom.pc -path '*/pkgconfig/*' | head -n 1)
+pc=$(find "$prefix" -name loom.pc -path '*/pkgconfig/*' | sed -n 1p)
 [ -n "$pc" ] || fail "no loom.pc installed under $prefix"
 pcdir=$(dirname "$pc")
 libdir=$(dirname "$pcdir")                 # <prefix>/lib or <prefix>/lib/x86_64-linux-gnu
@@ -69,7 +69,7 @@ ls "$libdir"/libloom.so* >/dev/null 2>&1 || fail "no libloom.so in $libdir"
 nm -D --defined-only "$libdir/libloom.so" | grep -q ' T loom_run$' \
     || fail "libloom.so does not export loom_run: the declarations in loom.h need default" \
             "visibility (e.g. #pragma GCC visibility push(default) ... pop around them)"
-cfgdir=$(find "$prefix" -name loomConfig.cmake -printf '%h\n' | head -n 1)
+cfgdir=$(find "$prefix" -name loomConfig.cmake -printf '%h\n' | sed -n 1p)
 [ -n "$cfgdir" ] || fail "no loomConfig.cmake installed under $prefix"
 echo "install: installed to $prefix (lib dir ${libdir#"$prefix"/}, pkg-config ${pc#"$prefix"/})"
 

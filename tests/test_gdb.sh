@@ -55,7 +55,7 @@ grep -q 'exited normally' "$tmp/probe.out" || {
     echo "test_gdb: skipped: gdb cannot run a program here (ptrace not permitted?)"
     exit 77
 }
-echo "test_gdb: $("$gdb" --version | head -n 1)"
+echo "test_gdb: $("$gdb" --version | sed -n 1p)"
 
 # The text between "==== NAME" and the next "====" line.
 section() {
