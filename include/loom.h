@@ -74,7 +74,8 @@ void     loom_unlock_thread(void);
  * thread-local variable across one.)  Code that holds a thread-owned lock (a pthread
  * mutex, flockfile) while computing at length should bracket that section with
  * loom_preempt_disable/enable, so that another goroutine on the same thread cannot
- * block on the lock; they nest.  LOOM_ASYNCPREEMPT=0 turns the signal off. */
+ * block on the lock; they nest, and the outermost enable is a preemption point (a slice
+ * that ended inside the section ends there).  LOOM_ASYNCPREEMPT=0 turns the signal off. */
 void     loom_preempt_disable(void);
 void     loom_preempt_enable(void);
 

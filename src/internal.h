@@ -427,6 +427,7 @@ struct loom__sched {
     uint64_t   nhandoff, nlend; /* loom_stats: Ps handed on by sysmon; atomic */
     int        schedtrace_ms;   /* LOOM_DEBUG=schedtrace=MS (0: off) */
     bool       scheddetail;     /* LOOM_DEBUG=scheddetail=1 */
+    bool       coopheld;        /* LOOM_DEBUG=coopheld=1 (proc.c, preempt_point) */
 };
 extern struct loom__sched loom__sched;
 

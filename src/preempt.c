@@ -45,7 +45,11 @@
  *
  * Sanitizer builds leave asynchronous preemption off: the sanitizer runtimes live inside
  * the executable with per-thread state that a switch in their middle would corrupt, and
- * ThreadSanitizer defers signals to its own points anyway.  Cooperative preemption works.
+ * ThreadSanitizer defers signals to its own points anyway.  Cooperative preemption works;
+ * with LOOM_DEBUG=coopheld=1 a cooperative point switches the goroutine out as the signal
+ * would (proc.c, preempt_point), which is how their tests reach the held goroutines' paths.
+ * The outermost loom_preempt_enable is such a point, as Go's releasem re-arms a preemption
+ * refused while preemption was off.
  */
 #include "internal.h"
 #include <link.h>
@@ -232,7 +236,9 @@ void loom_preempt_disable(void) {
     if (g) g->nopreempt++;
 }
 
+/* The outermost enable is a preemption point, as Go's releasem: a slice that ended while
+ * the signal was refused ends here. */
 void loom_preempt_enable(void) {
     G *g = loom__getg();
-    if (g && g->nopreempt > 0) g->nopreempt--;
+    if (g && g->nopreempt > 0 && --g->nopreempt == 0) loom__preempt_check();
 }

@@ -1437,9 +1437,16 @@ again:;
         goto again;
 }
 
-/* A cooperative preemption point on M m: yield if sysmon says the slice is used up. */
+/* A cooperative preemption point on M m: yield if sysmon says the slice is used up.
+ * LOOM_DEBUG=coopheld=1 switches the goroutine out as the signal would (held by this thread,
+ * counted and traced as asynchronous): the held goroutines' paths then run where the signal
+ * is off, in the sanitizer builds' tests (tests/test_held.c), and from points a test picks. */
 static void preempt_point(M *m) {
     if (m->p && LOAD_RLX(&m->p->preempt) && m->curg != &m->g0) {
+        if (unlikely(loom__sched.coopheld)) {
+            loom__async_preempt(m);
+            return;
+        }
         LOOM__COUNT(m, npreempt);
         LOOM__TRACE(loom__trace_preempt(m, m->curg, false));
         loom_yield();

@@ -213,13 +213,18 @@ static inline uint64_t t_rng_below(t_rng *r, uint64_t n)
     return n ? t_rng_next(r) % n : 0;
 }
 
-/* Whether the build has loom's asynchronous preemption signal: sanitizer builds leave it
- * off (src/preempt.c says why), so tests that need plain C loops switched out skip there. */
+/* Whether loom's asynchronous preemption signal is on: sanitizer builds leave it off
+ * (src/preempt.c says why), and LOOM_ASYNCPREEMPT=0 turns it off; tests that need plain C
+ * loops switched out skip those checks then. */
+static inline bool t_async_preempt(void)
+{
 #if defined(LOOM_TSAN) || defined(LOOM_ASAN)
-#define T_ASYNC_PREEMPT 0
+    return false;
 #else
-#define T_ASYNC_PREEMPT 1
+    const char *e = getenv("LOOM_ASYNCPREEMPT");
+    return !e || strcmp(e, "0") != 0;
 #endif
+}
 
 /* T_RUN(fn, arg): run fn as goroutine 1 under loom_run and require it to return 0. */
 #define T_RUN(fn, arg) \

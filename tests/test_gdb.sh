@@ -149,7 +149,7 @@ else
     # moment on a loaded machine (it took a thread held up by the OS for a blocked one)
     # and main ran beside it: that precondition is retried, the checks below are not.
     for attempt in 1 2 3; do
-        LOOM_PROCS=1 rungdb -ex "source $script" -ex 'break gdb_target_ready' -ex run \
+        LOOM_PROCS=1 LOOM_ASYNCPREEMPT=1 rungdb -ex "source $script" -ex 'break gdb_target_ready' -ex run \
             -ex 'echo ==== list\n' -ex 'info goroutines' \
             -ex 'echo ==== spinner\n' -ex 'goroutine id_spinner bt' \
             -ex 'echo ==== end\n' -ex kill --args "$target" >"$tmp/run2.out"

@@ -14,7 +14,11 @@
  *    of its own, which it keeps across yields and sleeps, while the spinners go on;
  *  - a NORMAL goroutine readied on the global queue (by a thread outside the runtime)
  *    runs before LOW spinners held at its P.
- * Sanitizer builds have no asynchronous preemption (src/preempt.c): skipped there.
+ * Where the signal is off (sanitizer builds, or LOOM_ASYNCPREEMPT=0: the ctest entry
+ * test_held_coop) the same checks run with LOOM_DEBUG=coopheld=1, which holds a goroutine
+ * switched out at a cooperative preemption point as the signal would: the spinners then
+ * call loom_preempt_disable/enable now and then (the enable is such a point).  So the held
+ * goroutines' paths also run under ThreadSanitizer and AddressSanitizer.
  */
 #include "t.h"
 #include <pthread.h>
@@ -24,11 +28,13 @@
 #define MS 1000000LL
 
 static int stop;                              /* atomic */
+static bool coop;                             /* the signal is off: LOOM_DEBUG=coopheld=1 */
 static int stopped(void) { return __atomic_load_n(&stop, __ATOMIC_RELAXED); }
 static long gettid_now(void) { return syscall(SYS_gettid); }
 
 /* A plain loop (no loom call) that counts, and checks every 2^16 rounds that it is still
- * on the thread it started on. */
+ * on the thread it started on.  In coop mode it passes a preemption point every 2^10
+ * rounds (held there, it stays on its thread too). */
 struct spin { uint64_t n; long tid; int moved; };
 
 static void spinner(void *arg)
@@ -39,6 +45,10 @@ static void spinner(void *arg)
     while (!stopped()) {
         if ((++i & 0xffff) == 0 && gettid_now() != s->tid)
             s->moved++;
+        if (coop && (i & 0x3ff) == 0) {
+            loom_preempt_disable();
+            loom_preempt_enable();
+        }
         __atomic_store_n(&s->n, i, __ATOMIC_RELAXED);
     }
 }
@@ -300,9 +310,10 @@ static int prio_global_test(void *arg)
 
 int main(void)
 {
-    if (!T_ASYNC_PREEMPT || getenv("LOOM_ASYNCPREEMPT")) {
-        printf("test_held: asynchronous preemption is off in this build; skipped\n");
-        return 0;
+    coop = !t_async_preempt();
+    if (coop) {
+        setenv("LOOM_DEBUG", "coopheld=1", 1);
+        printf("test_held: the preemption signal is off: goroutines held at cooperative points\n");
     }
     T_RUN_AT(2, threads_test, &stop);
     T_RUN_AT(2, share_test, &stop);

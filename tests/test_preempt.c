@@ -10,7 +10,10 @@
  *    back intact after preemption;
  *  - goroutines that malloc/free, snprintf and fprintf in tight loops for a second under
  *    preemption find no corruption and no deadlock;
- *  - loom_preempt_disable keeps a spinner on its P.
+ *  - loom_preempt_disable keeps a spinner on its P;
+ *  - the outermost loom_preempt_enable is a preemption point: a goroutine that spends
+ *    nearly all its time in such sections still yields at a slice's end, with the signal
+ *    and without it (LOOM_ASYNCPREEMPT=0, and in sanitizer builds).
  * Sanitizer builds keep asynchronous preemption off (preempt.c says why): the checks that
  * need it are skipped there, with a message.
  */
@@ -220,13 +223,53 @@ static int disable_test(void *arg)
     return 0;
 }
 
+/* ---- loom_preempt_enable is a preemption point */
+
+static uint64_t sections;                 /* atomic: the spinner's finished sections */
+
+static void sectioned(void *arg)
+{
+    (void)arg;
+    while (!stopped()) {
+        loom_preempt_disable();
+        loom_preempt_disable();           /* nested: only the outer enable is a point */
+        int64_t end = loom_now() + MS;
+        while (loom_now() < end) {}       /* loom_now is no preemption point */
+        loom_preempt_enable();
+        loom_preempt_enable();
+        __atomic_add_fetch(&sections, 1, __ATOMIC_RELAXED);
+    }
+}
+
+static int enable_point_test(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&sections, 0, __ATOMIC_RELAXED);
+    CHECK(loom_go(sectioned, NULL) != 0);
+    /* at one P main runs again only if the spinner yields: at the enable ending the
+     * section in which its slice ran out (the signal, if on, is refused inside one).
+     * Without that point main would never wake: the alarm fails the test then. */
+    alarm(30);
+    for (int i = 0; i < 20; i++) loom_sleep(MS);
+    alarm(0);
+    /* and the spinner ran meanwhile: 20 ms at least, in 1 ms sections */
+    CHECK_GE(__atomic_load_n(&sections, __ATOMIC_RELAXED), 5);
+    __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
+    loom_sleep(5 * MS);
+    return 0;
+}
+
 int main(void)
 {
-    if (!T_ASYNC_PREEMPT || getenv("LOOM_ASYNCPREEMPT")) {
-        /* every check here needs goroutines switched out of plain C loops */
-        printf("test_preempt: asynchronous preemption is off in this build; skipped\n");
+    T_RUN_AT(1, enable_point_test, &stop);
+    if (!t_async_preempt()) {
+        /* every other check here needs goroutines switched out of plain C loops */
+        printf("test_preempt: the preemption signal is off; the rest skipped\n");
         return 0;
     }
+    setenv("LOOM_ASYNCPREEMPT", "0", 1);  /* the enable point alone, without the signal */
+    T_RUN_AT(1, enable_point_test, &stop);
+    unsetenv("LOOM_ASYNCPREEMPT");
     T_RUN_AT(4, libc_test, &stop);
     T_RUN_AT(1, wakeup_test, &stop);
     T_RUN_AT(2, spinners_test, &stop);
