@@ -280,7 +280,8 @@ struct loom__m {
     G         *after_prev;
     uint32_t   fastrand;       /* per-M PRNG state */
     uint64_t   fastrand64;
-    int        tid;
+    int        tid;            /* kernel thread id; written by the M in mstart before it first
+                                * publishes itself in a P (acquirep: release), read by sysmon */
     int       *errnop;         /* this thread's errno (set with loom__setm) */
     bool       exited;
     void      *altstack;       /* our sigaltstack, if we installed one */

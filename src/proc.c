@@ -231,7 +231,9 @@ static void acquirep(M *m, P *p) {
     int cpu = loom__topo_cpu(p->id);
     if (unlikely(cpu != m->pin_cpu) && loom__topo_pin_self(p->id) == 0) m->pin_cpu = cpu;   /* LOOM_PIN=1 */
     m->p = p;
-    STORE_RLX(&p->m, m);      /* sysmon reads it to signal the thread */
+    /* sysmon reads it to watch and signal the thread: release, so that it sees what
+     * mstart wrote (m->tid; a plain mov on x86 all the same) */
+    STORE_REL(&p->m, m);
     STORE(&p->status, P_RUNNING);
 }
 
@@ -1317,9 +1319,11 @@ void loom_sleep(int64_t ns) {
 }
 
 /* With priority levels in use: only lower levels wait, so g keeps the P (strict priority;
- * aging moves starved goroutines up).  Clears the slice's preemption request. */
+ * aging moves starved goroutines up).  Clears the slice's preemption request.  Never on a
+ * spare P being given back: only a switch gives it back, and its lender waits for it. */
 static bool outranks_all(M *m, G *g) {
     if (!LOAD_RLX(&loom__sched.prio_used) || loom__runq_has_prio(m->p, g->prio)) return false;
+    if (LOAD_RLX(&m->p->retire)) return false;
     if (m->heldq_head && held_has_prio(m, g->prio)) return false;
     if (LOAD_RLX(&m->p->preempt)) STORE(&m->p->preempt, 0);
     return true;
@@ -1390,11 +1394,16 @@ again:;
         loom_yield();
         return;
     }
+    /* a spare P being given back (see "spare Ps"): schedule() on g0 gives it back, and
+     * sysmon leaves its lender's goroutine alone until it has.  Rotating held goroutines
+     * here, from one to the next, would keep it for good. */
+    bool retire = LOAD_RLX(&p->retire);
     if (!next && !m->heldq_head && loom__sched.nprocs > 1 && !crowded()) {
         /* few goroutines ready: Go's way (runtime.stoplockedm), so that no two share this
-         * thread and an idle P can take any of them (at one P there is no other P: hold) */
+         * thread and an idle P can take any of them (at one P there is no other P: hold).
+         * (schedule_from, under loom_yield, gives back a retiring spare.) */
         if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
-        if (loom__runqempty(p) && LOAD_RLX(&loom__sched.runqsize) == 0) {
+        if (!retire && loom__runqempty(p) && LOAD_RLX(&loom__sched.runqsize) == 0) {
             STORE(&p->preempt, 0);       /* nothing else to run: go on, a new slice */
             return;
         }
@@ -1408,7 +1417,10 @@ again:;
         m->lockedg = NULL;
         return;
     }
-    if (!next) {
+    if (unlikely(retire)) {
+        if (next) loom__runqput(p, next, true);
+        next = &m->g0;                   /* g is held; this M waits with it for a P (held_wait) */
+    } else if (!next) {
         bool inherit;
         next = runq_next(m, p, &inherit);
         if (!next) next = globrunq_take(p);   /* runq_fast looks there every 61st tick */
@@ -1589,7 +1601,7 @@ void loom__exitsyscall(M *m) {
     m->oldp = NULL;
     if (old && CAS(&old->status, P_SYSCALL, P_RUNNING)) {
         m->p = old;
-        STORE_RLX(&old->m, m);
+        STORE_REL(&old->m, m);       /* as acquirep */
         m->blocked = false;
         STORE_RLX(&g->status, G_RUNNING);
         LOOM__TRACE(loom__trace_syscall(m, g, false));

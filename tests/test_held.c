@@ -13,7 +13,10 @@
  *  - loom_lock_thread from a goroutine whose thread holds spinners moves it to a thread
  *    of its own, which it keeps across yields and sleeps, while the spinners go on;
  *  - a NORMAL goroutine readied on the global queue (by a thread outside the runtime)
- *    runs before LOW spinners held at its P.
+ *    runs before LOW spinners held at its P;
+ *  - a spare P lent for a plain blocking call goes back once the call returns, even while
+ *    its thread holds goroutines (it rotated them for good, and its lender was never
+ *    preempted again: a goroutine sleeping on the lender's P slept forever).
  * Where the signal is off (sanitizer builds, or LOOM_ASYNCPREEMPT=0: the ctest entry
  * test_held_coop) the same checks run with LOOM_DEBUG=coopheld=1, which holds a goroutine
  * switched out at a cooperative preemption point as the signal would: the spinners then
@@ -308,6 +311,70 @@ static int prio_global_test(void *arg)
     return 0;
 }
 
+/* ---- a spare P lent while goroutines are held goes back */
+
+/* Spins like spinner, but while roam is set yields every 2^18 rounds: a yielded goroutine
+ * is no longer held and any thread may take it, so spare Ps' threads come to hold some.
+ * (A yield gives back a spare being retired, as schedule() does: once roam is cleared only
+ * the preemption of held goroutines can.) */
+static int roam;                              /* atomic */
+static void roaming_spinner(void *arg)
+{
+    uint64_t *n = arg;
+    uint64_t i = 0;
+    while (!stopped()) {
+        if ((++i & 0x3ffff) == 0 && __atomic_load_n(&roam, __ATOMIC_RELAXED)) loom_yield();
+        if (coop && (i & 0x3ff) == 0) {
+            loom_preempt_disable();
+            loom_preempt_enable();
+        }
+        __atomic_store_n(n, i, __ATOMIC_RELAXED);
+    }
+}
+
+static void plain_blocker(void *arg)
+{
+    loom_waitgroup *wg = arg;
+    for (int i = 0; i < 30; i++) {
+        if (i == 20) __atomic_store_n(&roam, 0, __ATOMIC_RELAXED);
+        usleep(5000);                         /* unannotated: sysmon lends a spare P */
+        volatile uint64_t k = 0;
+        while (k < 100000) k++;
+    }
+    loom_wg_done(wg);
+}
+
+static int spare_test(void *arg)
+{
+    (void)arg;
+    enum { N = 4 };
+    uint64_t n[N] = { 0 };
+    alarm(60);                                /* the failure was a hang: make it quick */
+    __atomic_store_n(&roam, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < N; i++) CHECK(loom_go(roaming_spinner, &n[i]) != 0);
+    loom_waitgroup wg = LOOM_WAITGROUP_INIT;
+    CHECK_OK(loom_wg_add(&wg, 1));
+    CHECK(loom_go(plain_blocker, &wg) != 0);
+    loom_wg_wait(&wg);
+    /* main's own sleeps end (its timer may be on the lender's P), and the last spare lent
+     * goes back within a few slices once nothing blocks */
+    struct loom_stats st;
+    int64_t t0 = loom_now();
+    do {
+        loom_sleep(10 * MS);
+        CHECK_OK(loom_stats(&st));
+    } while (st.procs > 1 && loom_now() - t0 < 2000 * MS);
+    printf("30 plain blocking calls beside %d roaming spinners at 1 P: %llu spare Ps lent, %llu in use after %.0f ms\n",
+           N, (unsigned long long)st.spare_lends, (unsigned long long)st.procs, (loom_now() - t0) / 1e6);
+    CHECK_GT(st.spare_lends, 0);
+    CHECK_MSG(st.procs == 1, "a spare P still in use %.0f ms after the last blocking call", (loom_now() - t0) / 1e6);
+    for (int i = 0; i < N; i++) CHECK_GT(__atomic_load_n(&n[i], __ATOMIC_RELAXED), 0);
+    __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
+    loom_sleep(20 * MS);
+    alarm(0);
+    return 0;
+}
+
 int main(void)
 {
     coop = !t_async_preempt();
@@ -321,6 +388,7 @@ int main(void)
     T_RUN_AT(1, blocking_test, &stop);
     T_RUN_AT(1, lock_test, &stop);
     T_RUN_AT(1, prio_global_test, &stop);
+    T_RUN_AT(1, spare_test, &stop);
     printf("test_held: ok\n");
     return 0;
 }
