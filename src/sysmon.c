@@ -113,7 +113,10 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     P *sp = LOAD(&p->spare);
     if (sp) {
         if (known && ran && !LOAD(&sp->retire)) loom__retire_spare(sp);   /* it runs again */
-        return;
+        /* while the thread sleeps its spare stands in; once it runs again its goroutine
+         * gets slices as usual, whenever the spare's thread gets round to giving it back
+         * (lend_spare lends no second one meanwhile) */
+        if (!LOAD(&sp->retire)) return;
     }
     bool asleep = !ran && p->id < loom__sched.nprocs && now - p->sysmonwhen >= BLOCKED_NS && thread_asleep(p);
     p->sysmonasleep = asleep ? p->sysmonasleep + 1 : 0;
