@@ -389,11 +389,12 @@ struct loom__sched {
     P         *pidle;           /* idle Ps */
     uint32_t   npidle;          /* atomic (read without lock) */
     uint32_t   nmspinning;      /* atomic */
-    G        **runq;            /* global run queue, NORMAL level: a ring of runqcap (a power of
-                                   two) pointers from runqfirst, runqn of them; growing by doubling.
-                                   An array, not a list through the Gs: moving a batch between it
-                                   and a P's ring copies pointers and touches no G under the lock */
-    uint32_t   runqcap, runqfirst, runqn;
+    /* global run queue, NORMAL level (runq.c): goroutines that have run, and fresh ones that
+     * have not (runq[GQ_FRESH]), each a ring of cap (a power of two) pointers from first, n of
+     * them; growing by doubling.  Arrays, not lists through the Gs: moving a batch between
+     * them and a P's ring copies pointers and touches no G under the lock.  sched.lock. */
+    struct loom__gring { G **v; uint32_t cap, first, n; } runq[2];
+    uint32_t   runqtakes;       /* takes from the global NORMAL queue (the fresh ring's turns) */
     int32_t    runqsize;        /* goroutines in the global queues of all levels; atomic reads allowed */
     G         *gq_head[2], *gq_tail[2];   /* global queues of PQ_HIGH and PQ_LOW */
     uint32_t   gq_n[2];         /* their lengths; atomic reads allowed */

@@ -16,7 +16,8 @@
  *      heap (timer.c).
  *
  * Finding work (schedule → findrunnable) follows Go: runnext and the local queue; the
- * global queue every 61st tick so it can't starve; own due timers; then, as a spinning M,
+ * global queue every 61st tick so it can't starve (in it, goroutines that have run go
+ * before fresh ones, with a share kept for the fresh: runq.c); own due timers; then, as a spinning M,
  * other Ps' due timers and half of a random victim's queue (4 passes, random order, the
  * last one may take a running P's runnext); then release the P, re-check everything, and
  * block: one M in netpoll (epoll) until the next timer, the others on their futex.

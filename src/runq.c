@@ -39,7 +39,9 @@
  * (runtime.gQueue); walking it to cut a batch of 128 takes a cache miss per G while the
  * lock is held, and with two Ps trading work through it (skynet's million goroutines)
  * the other P waited on the lock, then slept in the kernel.  Here only pointers are copied
- * under the lock; the Gs are first touched by the P that runs them.
+ * under the lock; the Gs are first touched by the P that runs them.  Unlike Go, goroutines
+ * that have run go before fresh ones that never ran, with a share of the takes kept for
+ * the fresh (see "the global NORMAL queue" below).
  *
  * Priority levels (issue 7; loom_attr.priority, loom_set_priority).  NORMAL goroutines use
  * the structures above unchanged.  HIGH and LOW ones have a FIFO per level per P (pq_*,
@@ -114,68 +116,116 @@ void loom__runnext_forget(P *p) {
     loom__spin_unlock(&p->rn_lock);
 }
 
-/* ---------------------------------------------------------------- the global NORMAL ring
- * (all under sched.lock; runqsize counts it with the priority levels' global FIFOs) */
+/* ---------------------------------------------------------------- the global NORMAL queue
+ * Two rings, all under sched.lock (runqsize counts them with the priority levels' global
+ * FIFOs): runq[GQ_RAN] holds goroutines that have run before, runq[GQ_FRESH] fresh ones
+ * that never ran (g->sp is NULL until a goroutine's first run gives it a stack).
+ *
+ * Why two: a program that spawns faster than its Ps start goroutines (a million loom_go in
+ * a loop) fills the global queue with fresh ones; one FIFO puts a goroutine woken by its
+ * timer or a channel, which overflows a full local queue, behind all of them, each of which
+ * faults in a fresh stack page when it starts (~12 us here): 1M sleepers of 1-1000 ms woke up
+ * to 2.5 s late (bench/timers.c).  A fresh goroutine has waited for nothing yet, and one that
+ * has run was woken for a reason (a timer, a message), so takes serve GQ_RAN first — but
+ * every FRESH_TURN-th take serves GQ_FRESH first, so fresh goroutines get at least that
+ * share of the takes whatever else is ready: later, never never.  Go keeps one FIFO.
+ * Within each ring the order stays FIFO. */
+enum { GQ_RAN = 0, GQ_FRESH = 1, FRESH_TURN = 4 };
 
-#define GQ_SLOT(i) loom__sched.runq[(loom__sched.runqfirst + (i)) & (loom__sched.runqcap - 1)]
+typedef struct loom__gring gring;
+
+#define RING_SLOT(r, i) ((r)->v[((r)->first + (i)) & ((r)->cap - 1)])
 
 /* Room for k more pointers: doubles the ring, copying it in order.  Out of memory here is
  * fatal, as in any allocator under a scheduler lock. */
-static void globq_reserve(uint32_t k) {
-    uint32_t need = loom__sched.runqn + k;
-    if (need <= loom__sched.runqcap) return;
-    uint32_t cap = loom__sched.runqcap ? loom__sched.runqcap : 1024;
+static void ring_reserve(gring *r, uint32_t k) {
+    uint32_t need = r->n + k;
+    if (need <= r->cap) return;
+    uint32_t cap = r->cap ? r->cap : 1024;
     while (cap < need) cap *= 2;
     G **v = malloc(sizeof(G *) * cap);
     if (!v) loom__fatal("out of memory for the global run queue (%u goroutines)", need);
-    for (uint32_t i = 0; i < loom__sched.runqn; i++) v[i] = GQ_SLOT(i);
-    free(loom__sched.runq);
-    loom__sched.runq = v;
-    loom__sched.runqcap = cap;
-    loom__sched.runqfirst = 0;
+    for (uint32_t i = 0; i < r->n; i++) v[i] = RING_SLOT(r, i);
+    free(r->v);
+    r->v = v;
+    r->cap = cap;
+    r->first = 0;
 }
 
-static void globq_putv(G *const *v, uint32_t n) {
-    globq_reserve(n);
-    for (uint32_t i = 0; i < n; i++) GQ_SLOT(loom__sched.runqn + i) = v[i];
-    loom__sched.runqn += n;
-    STORE(&loom__sched.runqsize, loom__sched.runqsize + (int32_t)n);
+static void ring_putv(gring *r, G *const *v, uint32_t n) {
+    ring_reserve(r, n);
+    for (uint32_t i = 0; i < n; i++) RING_SLOT(r, r->n + i) = v[i];
+    r->n += n;
 }
 
-static G *globq_peek(void) { return loom__sched.runqn ? GQ_SLOT(0) : NULL; }
-
-/* Drops the first k pointers (taken by the caller). */
-static void globq_advance(uint32_t k) {
-    loom__sched.runqfirst = (loom__sched.runqfirst + k) & (loom__sched.runqcap - 1);
-    loom__sched.runqn -= k;
-    STORE(&loom__sched.runqsize, loom__sched.runqsize - (int32_t)k);
-}
-
-static G *globpop(void) {
-    if (!loom__sched.runqn) return NULL;
-    G *g = GQ_SLOT(0);
-    globq_advance(1);
+static G *ring_pop(gring *r) {
+    G *g = RING_SLOT(r, 0);
+    r->first = (r->first + 1) & (r->cap - 1);
+    r->n--;
     return g;
 }
 
+static void gq_count(int32_t d) { STORE(&loom__sched.runqsize, loom__sched.runqsize + d); }
+
+static inline int gq_ring(const G *g) { return g->sp == NULL ? GQ_FRESH : GQ_RAN; }
+
+static uint32_t globq_len(void) { return loom__sched.runq[GQ_RAN].n + loom__sched.runq[GQ_FRESH].n; }
+
+/* The ring the next take starts with: a non-empty one if any is. */
+static gring *globq_first(void) {
+    gring *ran = &loom__sched.runq[GQ_RAN], *fresh = &loom__sched.runq[GQ_FRESH];
+    if (!fresh->n) return ran;
+    if (!ran->n || loom__sched.runqtakes % FRESH_TURN == 0) return fresh;
+    return ran;
+}
+
+static G *globq_peek(void) {
+    gring *r = globq_first();
+    return r->n ? RING_SLOT(r, 0) : NULL;
+}
+
+/* One take of one goroutine (a turn, for FRESH_TURN). */
+static G *globpop(void) {
+    gring *r = globq_first();
+    if (!r->n) return NULL;
+    loom__sched.runqtakes++;
+    gq_count(-1);
+    return ring_pop(r);
+}
+
+/* Queues nr goroutines that have run and nf fresh ones (the caller sorted them, before
+ * taking the lock: reading g->sp may miss the cache), in order within each ring. */
+static void globq_putv(G *const *ran, uint32_t nr, G *const *fresh, uint32_t nf) {
+    if (nr) ring_putv(&loom__sched.runq[GQ_RAN], ran, nr);
+    if (nf) ring_putv(&loom__sched.runq[GQ_FRESH], fresh, nf);
+    gq_count((int32_t)(nr + nf));
+}
+
 void loom__globrunq_term(void) {
-    free(loom__sched.runq);
-    loom__sched.runq = NULL;
-    loom__sched.runqcap = loom__sched.runqfirst = loom__sched.runqn = 0;
+    for (int i = 0; i < 2; i++) {
+        free(loom__sched.runq[i].v);
+        memset(&loom__sched.runq[i], 0, sizeof loom__sched.runq[i]);
+    }
+    loom__sched.runqtakes = 0;
 }
 
 /* Puts half of p's local queue and g on the global queue (runtime.runqputslow).
  * Fails if a thief moved the head meanwhile: the caller retries the fast path. */
 static bool runqputslow(P *p, G *g, uint32_t h, uint32_t t) {
     enum { HALF = LOOM_RUNQ_SIZE / 2 };
-    G *batch[HALF + 1];
+    G *batch[HALF + 1], *fresh[HALF + 1];
     uint32_t n = (t - h) / 2;
     if (n != HALF) loom__fatal("runqputslow: queue is not full");
     for (uint32_t i = 0; i < n; i++) batch[i] = SLOT_LOAD(p, h + i);
     if (!CAS_REL(&p->runqhead, h, h + n)) return false;
     batch[n] = g;
+    uint32_t nr = 0, nf = 0;                  /* sorted in place: nr <= i */
+    for (uint32_t i = 0; i <= n; i++) {
+        if (gq_ring(batch[i]) == GQ_FRESH) fresh[nf++] = batch[i];
+        else batch[nr++] = batch[i];
+    }
     loom__lock_acquire(&loom__sched.lock);
-    globq_putv(batch, n + 1);
+    globq_putv(batch, nr, fresh, nf);
     loom__lock_release(&loom__sched.lock);
     return true;
 }
@@ -482,7 +532,8 @@ void loom__globrunqput(G *g) {
         kick_lowest(g->prio);
         return;
     }
-    globq_putv(&g, 1);
+    if (gq_ring(g) == GQ_FRESH) globq_putv(NULL, 0, &g, 1);
+    else globq_putv(&g, 1, NULL, 0);
     if (unlikely(LOAD_RLX(&loom__sched.prio_used))) kick_lowest(LOOM_PRIO_NORMAL);   /* Ps running LOW */
 }
 
@@ -495,20 +546,21 @@ void loom__globrunqputbatch(G *head, G *tail, int n) {
         return;
     }
     (void)tail;
-    globq_reserve((uint32_t)n);
     G *g = head;
     for (int i = 0; i < n; i++) {
         G *nx = g->schedlink;
         g->schedlink = NULL;
-        GQ_SLOT(loom__sched.runqn + (uint32_t)i) = g;
+        gring *r = &loom__sched.runq[gq_ring(g)];
+        ring_reserve(r, 1);
+        RING_SLOT(r, r->n) = g;
+        r->n++;
         g = nx;
     }
-    loom__sched.runqn += (uint32_t)n;
-    STORE(&loom__sched.runqsize, loom__sched.runqsize + n);
+    gq_count(n);
 }
 
 G *loom__globrunqget(P *p, int max) {
-    int size = (int)loom__sched.runqn;   /* NORMAL */
+    int size = (int)globq_len();   /* NORMAL */
     if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
         G *g = gq_pop(PQ_HIGH);
         if (g) return g;
@@ -523,14 +575,16 @@ G *loom__globrunqget(P *p, int max) {
     if (n > size) n = size;
     if (max > 0 && n > max) n = max;
     if (n > LOOM_RUNQ_SIZE / 2) n = LOOM_RUNQ_SIZE / 2;
+    gring *first = globq_first(), *other = &loom__sched.runq[first == &loom__sched.runq[GQ_RAN]];
     G *g = globpop();
     /* the rest straight into p's ring (only the owner writes its tail; the global NORMAL
-     * queue holds NORMAL goroutines only), as many as it has room for */
+     * queue holds NORMAL goroutines only), as many as it has room for: from the ring this
+     * take started with, then the other */
     uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_RLX(&p->runqtail);
     uint32_t room = LOOM_RUNQ_SIZE - (t - h), k = (uint32_t)n - 1;
     if (k > room) k = room;
-    for (uint32_t i = 0; i < k; i++) SLOT_STORE(p, t + i, GQ_SLOT(i));
-    globq_advance(k);
+    for (uint32_t i = 0; i < k; i++) SLOT_STORE(p, t + i, ring_pop(first->n ? first : other));
+    gq_count(-(int32_t)k);
     STORE_REL(&p->runqtail, t + k);
     return g;
 }
@@ -541,7 +595,7 @@ G *loom__globrunq_pop_locked(void) {
     int l = -1;
     G *g;
     if (loom__sched.gq_n[PQ_HIGH]) g = loom__sched.gq_head[l = PQ_HIGH];
-    else if (loom__sched.runqn) g = globq_peek();
+    else if (globq_len()) g = globq_peek();
     else g = loom__sched.gq_head[l = PQ_LOW];
     if (!g || !g->lockedm) return NULL;
     if (l >= 0) return gq_pop(l);

@@ -1,0 +1,100 @@
+/*
+ * test_globq.c — the global run queue serves goroutines that have run before fresh ones
+ * (src/runq.c, "the global NORMAL queue"), and fresh ones still get their turns.  At one P,
+ * with a slice long enough that main is not switched out, main spawns 5000 fresh goroutines
+ * (most overflow the local queue into the global one), then closes a channel on which W
+ * goroutines wait, readying them all at once:
+ *  - W = 300: the woken run before all but a few fresh ones (one FIFO put those that
+ *    overflowed into the global queue behind all 5000);
+ *  - W = 3000, most of them overflowing into the global queue: while woken ones still wait
+ *    there, fresh ones get every 4th take (some run before the last woken one, but far
+ *    from all: with no turns none would, with one FIFO all would).
+ */
+#include "t.h"
+#include <pthread.h>
+
+enum { MAXWOKEN = 3000, NFRESH = 5000 };
+
+static int started;                       /* atomic: fresh goroutines that have started */
+static int seen[MAXWOKEN];                /* started, as each woken goroutine saw it */
+static loom_chan *gate;
+static loom_waitgroup wg;
+
+static void fresh(void *arg)
+{
+    (void)arg;
+    __atomic_add_fetch(&started, 1, __ATOMIC_RELAXED);
+    loom_wg_done(&wg);
+}
+
+static void woken(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    char c;
+    CHECK_ERR(loom_recv(gate, &c), EPIPE);    /* closed: the wakeup */
+    seen[i] = __atomic_load_n(&started, __ATOMIC_RELAXED);
+    loom_wg_done(&wg);
+}
+
+/* Runs the scene with nwoken waiting goroutines; returns the most fresh goroutines any
+ * woken one saw started. */
+static int scene(int nwoken)
+{
+    __atomic_store_n(&started, 0, __ATOMIC_RELAXED);
+    gate = loom_chan_new(1, 0);
+    CHECK(gate != NULL);
+    wg = (loom_waitgroup)LOOM_WAITGROUP_INIT;
+    CHECK_OK(loom_wg_add(&wg, nwoken + NFRESH));
+    for (int i = 0; i < nwoken; i++) CHECK(loom_go(woken, (void *)(intptr_t)i) != 0);
+    struct loom_stats st;
+    int64_t t0 = loom_now();
+    do {                                      /* they all run, and wait on the gate */
+        loom_sleep(10000000);
+        CHECK_OK(loom_stats(&st));
+    } while (st.waiting < (uint64_t)nwoken && loom_now() - t0 < 10000000000LL);
+    CHECK_EQ(st.waiting, (uint64_t)nwoken);
+    /* main keeps the P (a 1 s slice) while it spawns and while it closes the gate */
+    for (int i = 0; i < NFRESH; i++) CHECK(loom_go(fresh, NULL) != 0);
+    CHECK_EQ(__atomic_load_n(&started, __ATOMIC_RELAXED), 0);
+    CHECK_OK(loom_close(gate));
+    loom_wg_wait(&wg);
+    CHECK_EQ(__atomic_load_n(&started, __ATOMIC_RELAXED), NFRESH);
+    int worst = 0;
+    long sum = 0;
+    for (int i = 0; i < nwoken; i++) {
+        if (seen[i] > worst) worst = seen[i];
+        sum += seen[i];
+    }
+    printf("%d woken behind %d fresh goroutines at 1 P: they ran after %ld fresh ones on average, %d at most\n",
+           nwoken, NFRESH, sum / nwoken, worst);
+    loom_chan_free(gate);
+    return worst;
+}
+
+static int few_test(void *arg)
+{
+    (void)arg;
+    int worst = scene(300);
+    /* what may run first: a fresh turn's batch at most */
+    CHECK_MSG(worst < NFRESH / 2, "a woken goroutine waited behind %d of %d fresh ones", worst, NFRESH);
+    return 0;
+}
+
+static int many_test(void *arg)
+{
+    (void)arg;
+    int worst = scene(MAXWOKEN);
+    CHECK_MSG(worst > 0, "no fresh goroutine ran while %d woken ones waited in the global queue", MAXWOKEN);
+    CHECK_MSG(worst < NFRESH / 2, "the last woken goroutine waited behind %d of %d fresh ones", worst, NFRESH);
+    return 0;
+}
+
+int main(void)
+{
+    setenv("LOOM_PROCS", "1", 1);
+    setenv("LOOM_SLICE_US", "1000000", 1);
+    T_RUN(few_test, NULL);
+    T_RUN(many_test, NULL);
+    printf("test_globq: ok\n");
+    return 0;
+}
