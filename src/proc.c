@@ -17,10 +17,11 @@
  *
  * Finding work (schedule → findrunnable) follows Go: runnext and the local queue; the
  * global queue every 61st tick so it can't starve (in it, goroutines that have run go
- * before fresh ones, with a share kept for the fresh: runq.c); own due timers; then, as a spinning M,
- * other Ps' due timers and half of a random victim's queue (4 passes, random order, the
- * last one may take a running P's runnext); then release the P, re-check everything, and
- * block: one M in netpoll (epoll) until the next timer, the others on their futex.
+ * before fresh ones, with a share kept for the fresh: runq.c); own due timers; then, as a
+ * spinning M, other Ps' due timers and half of a random victim's queue (4 passes, random
+ * order, the last one may take a running P's runnext); then release the P, re-check
+ * everything, and block: one M in netpoll (epoll) until the next timer, the others on
+ * their futex.
  *
  * Spinning Ms and wakeups (the part with the lost-wakeup races, see Go's proc.go header
  * and golang/go#43997): a goroutine made ready goes to the readier's runnext, then

@@ -550,10 +550,7 @@ void loom__globrunqputbatch(G *head, G *tail, int n) {
     for (int i = 0; i < n; i++) {
         G *nx = g->schedlink;
         g->schedlink = NULL;
-        gring *r = &loom__sched.runq[gq_ring(g)];
-        ring_reserve(r, 1);
-        RING_SLOT(r, r->n) = g;
-        r->n++;
+        ring_putv(&loom__sched.runq[gq_ring(g)], &g, 1);
         g = nx;
     }
     gq_count(n);
