@@ -430,6 +430,7 @@ struct loom__sched {
     int        schedtrace_ms;   /* LOOM_DEBUG=schedtrace=MS (0: off) */
     bool       scheddetail;     /* LOOM_DEBUG=scheddetail=1 */
     bool       coopheld;        /* LOOM_DEBUG=coopheld=1 (proc.c, preempt_point) */
+    bool       runnextmb;       /* LOOM_DEBUG=runnextmb=1 (runq.c, loom__runnext_init) */
 };
 extern struct loom__sched loom__sched;
 

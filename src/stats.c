@@ -19,6 +19,7 @@ void loom__debug_init(void) {
     loom__sched.schedtrace_ms = 0;
     loom__sched.scheddetail = false;
     loom__sched.coopheld = false;
+    loom__sched.runnextmb = false;
     const char *e = getenv("LOOM_DEBUG");
     while (e && *e) {
         const char *end = strchr(e, ',');
@@ -26,6 +27,7 @@ void loom__debug_init(void) {
         if (len > 11 && strncmp(e, "schedtrace=", 11) == 0) loom__sched.schedtrace_ms = atoi(e + 11);
         else if (len > 12 && strncmp(e, "scheddetail=", 12) == 0) loom__sched.scheddetail = atoi(e + 12) != 0;
         else if (len > 9 && strncmp(e, "coopheld=", 9) == 0) loom__sched.coopheld = atoi(e + 9) != 0;
+        else if (len > 10 && strncmp(e, "runnextmb=", 10) == 0) loom__sched.runnextmb = atoi(e + 10) != 0;
         e = end ? end + 1 : NULL;
     }
     if (loom__sched.schedtrace_ms < 0) loom__sched.schedtrace_ms = 0;
