@@ -77,7 +77,7 @@ bool loom__runnext_asym;
  * Off unless LOOM_DEBUG=runnextmb=1: test_placement (8 Ps on 2 CPUs, fan-out trees, heavy
  * runnext stealing) switched to a goroutine that had already exited ("switch to goroutine
  * N in status 5", once a segfault) in about 1 run in 100 with it, on this session's code
- * and on session 8's alike, and in none of 300 runs with both sides using CAS.  The hole in
+ * and on session 8's alike, and in none of 600 runs with both sides using CAS.  The hole in
  * the argument above is not found yet; until it is, runnext is taken with CAS, as Go does
  * (pingpong at all Ps pays for it: ~76 ns with membarrier, see the README). */
 void loom__runnext_init(void) {
