@@ -543,8 +543,8 @@ void loom__globrunqput(G *g) {
         kick_lowest(g->prio);
         return;
     }
-    if (gq_ring(g) == GQ_FRESH) globq_putv(NULL, 0, &g, 1);
-    else globq_putv(&g, 1, NULL, 0);
+    ring_putv(&loom__sched.runq[gq_ring(g)], &g, 1);
+    gq_count(1);
     if (unlikely(LOAD_RLX(&loom__sched.prio_used))) kick_lowest(LOOM_PRIO_NORMAL);   /* Ps running LOW */
 }
 
@@ -583,16 +583,17 @@ G *loom__globrunqget(P *p, int max) {
     if (n > size) n = size;
     if (max > 0 && n > max) n = max;
     if (n > LOOM_RUNQ_SIZE / 2) n = LOOM_RUNQ_SIZE / 2;
+    /* one take (a turn, for FRESH_TURN): from the ring it starts with, then the other */
     gring *first = globq_first(), *other = &loom__sched.runq[first == &loom__sched.runq[GQ_RAN]];
-    G *g = globpop();
+    loom__sched.runqtakes++;
+    G *g = ring_pop(first);
     /* the rest straight into p's ring (only the owner writes its tail; the global NORMAL
-     * queue holds NORMAL goroutines only), as many as it has room for: from the ring this
-     * take started with, then the other */
+     * queue holds NORMAL goroutines only), as many as it has room for */
     uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_RLX(&p->runqtail);
     uint32_t room = LOOM_RUNQ_SIZE - (t - h), k = (uint32_t)n - 1;
     if (k > room) k = room;
     for (uint32_t i = 0; i < k; i++) SLOT_STORE(p, t + i, ring_pop(first->n ? first : other));
-    gq_count(-(int32_t)k);
+    gq_count(-(int32_t)(k + 1));
     STORE_REL(&p->runqtail, t + k);
     return g;
 }

@@ -15,6 +15,12 @@
  */
 #include "internal.h"
 
+/* The value of option `name` ("key=") if the LOOM_DEBUG item e[0..len) sets it, else NULL. */
+static const char *debug_opt(const char *e, size_t len, const char *name) {
+    size_t n = strlen(name);
+    return len > n && strncmp(e, name, n) == 0 ? e + n : NULL;
+}
+
 void loom__debug_init(void) {
     loom__sched.schedtrace_ms = 0;
     loom__sched.scheddetail = false;
@@ -24,10 +30,11 @@ void loom__debug_init(void) {
     while (e && *e) {
         const char *end = strchr(e, ',');
         size_t len = end ? (size_t)(end - e) : strlen(e);
-        if (len > 11 && strncmp(e, "schedtrace=", 11) == 0) loom__sched.schedtrace_ms = atoi(e + 11);
-        else if (len > 12 && strncmp(e, "scheddetail=", 12) == 0) loom__sched.scheddetail = atoi(e + 12) != 0;
-        else if (len > 9 && strncmp(e, "coopheld=", 9) == 0) loom__sched.coopheld = atoi(e + 9) != 0;
-        else if (len > 10 && strncmp(e, "runnextmb=", 10) == 0) loom__sched.runnextmb = atoi(e + 10) != 0;
+        const char *v;
+        if ((v = debug_opt(e, len, "schedtrace="))) loom__sched.schedtrace_ms = atoi(v);
+        else if ((v = debug_opt(e, len, "scheddetail="))) loom__sched.scheddetail = atoi(v) != 0;
+        else if ((v = debug_opt(e, len, "coopheld="))) loom__sched.coopheld = atoi(v) != 0;
+        else if ((v = debug_opt(e, len, "runnextmb="))) loom__sched.runnextmb = atoi(v) != 0;
         e = end ? end + 1 : NULL;
     }
     if (loom__sched.schedtrace_ms < 0) loom__sched.schedtrace_ms = 0;

@@ -35,9 +35,18 @@ static bool coop;                             /* the signal is off: LOOM_DEBUG=c
 static int stopped(void) { return __atomic_load_n(&stop, __ATOMIC_RELAXED); }
 static long gettid_now(void) { return syscall(SYS_gettid); }
 
-/* A plain loop (no loom call) that counts, and checks every 2^16 rounds that it is still
- * on the thread it started on.  In coop mode it passes a preemption point every 2^10
- * rounds (held there, it stays on its thread too). */
+/* In coop mode, a preemption point every 2^10 rounds of a spinner's loop (held there, a
+ * spinner stays on its thread as with the signal). */
+static void coop_point(uint64_t i)
+{
+    if (coop && (i & 0x3ff) == 0) {
+        loom_preempt_disable();
+        loom_preempt_enable();
+    }
+}
+
+/* A plain loop (no loom call but coop_point) that counts, and checks every 2^16 rounds
+ * that it is still on the thread it started on. */
 struct spin { uint64_t n; long tid; int moved; };
 
 static void spinner(void *arg)
@@ -48,10 +57,7 @@ static void spinner(void *arg)
     while (!stopped()) {
         if ((++i & 0xffff) == 0 && gettid_now() != s->tid)
             s->moved++;
-        if (coop && (i & 0x3ff) == 0) {
-            loom_preempt_disable();
-            loom_preempt_enable();
-        }
+        coop_point(i);
         __atomic_store_n(&s->n, i, __ATOMIC_RELAXED);
     }
 }
@@ -324,10 +330,7 @@ static void roaming_spinner(void *arg)
     uint64_t i = 0;
     while (!stopped()) {
         if ((++i & 0x3ffff) == 0 && __atomic_load_n(&roam, __ATOMIC_RELAXED)) loom_yield();
-        if (coop && (i & 0x3ff) == 0) {
-            loom_preempt_disable();
-            loom_preempt_enable();
-        }
+        coop_point(i);
         __atomic_store_n(n, i, __ATOMIC_RELAXED);
     }
 }
