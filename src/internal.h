@@ -407,9 +407,13 @@ struct loom__sched {
     G         *allg;            /* every G record, newest first: pushed with a CAS (gfget), never
                                    removed; readers load it with acquire and walk allnext */
     M         *allm;            /* under lock */
-    P        **allp;            /* nprocs Ps, then nprocs spares (P_OFF until lent) */
+    P        **allp;            /* nprocs Ps, then the spares made so far (P_OFF until lent):
+                                   room for maxprocs pointers, fixed for the run */
     int        nprocs;          /* LOOM_PROCS */
-    int        nallp;           /* slots in allp: 2 * nprocs */
+    int        nallp;           /* Ps made so far; grows (sysmon, under lock) as spares are
+                                   made, never shrinks; read it with loom__nallp() */
+    int        maxprocs;        /* LOOM_MAX_THREADS: Ps in service at most, spares included */
+    bool       spare_limit_said; /* the limit's warning is printed once a run; under lock */
     uint32_t   nactive;         /* Ps in use: nprocs + spares lent; atomic */
     uint64_t   goidgen;         /* ids handed to the Ps' caches, GOID_BATCH at a time; atomic */
     uint32_t   exiting;         /* loom_run's main returned; atomic */
@@ -433,6 +437,10 @@ struct loom__sched {
     bool       runnextmb;       /* LOOM_DEBUG=runnextmb=1 (runq.c, loom__runnext_init) */
 };
 extern struct loom__sched loom__sched;
+
+/* How many Ps exist (allp[0 .. loom__nallp()-1] are valid): acquire, so that a P made by
+ * sysmon is seen whole by whoever finds it through the count. */
+static inline int loom__nallp(void) { return __atomic_load_n(&loom__sched.nallp, __ATOMIC_ACQUIRE); }
 
 /* The current M: a thread-local pointer read through a non-inlined call, so no compiler
  * can cache its address across a goroutine switch (which may change the thread). */

@@ -371,21 +371,50 @@ static void handoffp(P *p) {
  * C code blocks in the kernel without telling loom (a plain read(), usleep, a library's
  * blocking I/O).  Its thread keeps its P, and taking the P away would race with the
  * thread using it the moment the call returns.  So sysmon lends the parallelism instead:
- * it puts one of the nprocs spare Ps (P_OFF until then) into service, with the blocked
- * P's timers, and its M steals the blocked P's queue as any idle P would.  When the blocked thread runs
+ * it puts a spare P (P_OFF until then) into service, with the blocked P's timers, and its
+ * M steals the blocked P's queue as any idle P would.  When the blocked thread runs
  * again — sysmon sees its CPU clock move, or its P schedule — the spare is retired at its
  * next schedule(): its queue goes to the global queue and its timers to the lender.  A
- * false alarm (a thread that was only slow) costs a short burst of extra parallelism. */
+ * false alarm (a thread that was only slow) costs a short burst of extra parallelism.
+ *
+ * A spare's own thread may block in turn: it gets a spare of its own, and so on, so any
+ * number of goroutines may sleep in plain calls while the rest run (Go's syscall handoff
+ * gives the same guarantee with a thread per blocked call).  Spares are made as needed and
+ * kept, P_OFF, for reuse; Ps in service are at most LOOM_MAX_THREADS (default 10000, Go's
+ * default thread limit), and past it loom says so once and lends no more until a spare
+ * comes back: ready goroutines then wait for a blocked call to return.  Retiring a spare
+ * that has a stand-in of its own hands the stand-in to the lender, to be retired too. */
+
+/* Go's default limit on threads (runtime/debug.SetMaxThreads). */
+#define MAX_THREADS_DEFAULT 10000
+
+/* A P record, zeroed, numbered i; NULL when out of memory. */
+static P *p_new(int i) {
+    P *p = aligned_alloc(64, (sizeof(P) + 63) & ~(size_t)63);
+    if (!p) return NULL;
+    memset(p, 0, sizeof *p);
+    p->id = i;
+    p->status = P_OFF;
+    p->sysmoncpu = -1;                   /* sysmon has no sample yet, */
+    p->sysmontick = UINT32_MAX;          /* and starts a slice at its first look */
+    return p;
+}
 
 /* Gives back spare P sp, which the caller owns (it holds it, or took it off the idle
- * list) and which nobody else will take: queue to the global queue, timers to the lender. */
+ * list) and which nobody else will take: queue to the global queue, timers to the lender;
+ * a stand-in of sp's own goes to the lender, retiring. */
 static void spare_off(P *sp) {
     G *head, *tail;
     int n = loom__runq_takeall(sp, &head, &tail);
     loom__lock_acquire(&loom__sched.lock);
     if (n) loom__globrunqputbatch(head, tail, n);
     P *lender = sp->lender;
-    if (lender) STORE(&lender->spare, NULL);
+    P *child = sp->spare;
+    if (child) {
+        child->lender = lender;
+        STORE(&sp->spare, NULL);
+    }
+    if (lender) STORE(&lender->spare, child);
     sp->lender = NULL;
     STORE(&sp->retire, 0);
     STORE_RLX(&sp->m, NULL);
@@ -393,11 +422,12 @@ static void spare_off(P *sp) {
     XADD(&loom__sched.nactive, -1);
     loom__lock_release(&loom__sched.lock);
     loom__timers_move(sp, lender ? lender : loom__sched.allp[0]);
+    if (child) loom__retire_spare(child);
     /* wake a P for what went to the global queue (ours, or what our owner queued there
      * just before giving us up: a yielding locked goroutine), and for timers that were
      * left to this spare's thread when others went idle (handoffp counted us awake) */
     bool work = LOAD(&loom__sched.runqsize) > 0;
-    for (int i = 0; i < loom__sched.nallp && !work; i++)
+    for (int i = 0; i < loom__nallp() && !work; i++)
         work = LOAD(&loom__sched.allp[i]->timer0_when) != 0;
     if (work) loom__wakep();
 }
@@ -422,17 +452,40 @@ void loom__retire_spare(P *sp) {
     if (idle) spare_off(sp);
 }
 
+/* A spare P not in service, made if none is and the limit allows; NULL otherwise (the
+ * limit's warning the first time).  sched.lock held; called by sysmon only, the one
+ * writer of nallp. */
+static P *spare_get(void) {
+    int nallp = loom__sched.nallp;
+    for (int i = loom__sched.nprocs; i < nallp; i++)
+        if (LOAD(&loom__sched.allp[i]->status) == P_OFF) return loom__sched.allp[i];
+    if (nallp < loom__sched.maxprocs) {
+        P *sp = p_new(nallp);
+        if (sp) {
+            loom__sched.allp[nallp] = sp;
+            STORE_REL(&loom__sched.nallp, nallp + 1);    /* published whole (loom__nallp) */
+            return sp;
+        }
+    }
+    if (!loom__sched.spare_limit_said) {
+        loom__sched.spare_limit_said = true;
+        fprintf(stderr, "loom: LOOM_MAX_THREADS=%d Ps are in service, spares standing in for threads "
+                        "blocked in calls loom was not told about (a plain read(), usleep, a library's "
+                        "blocking I/O): no more spare Ps; ready goroutines wait until such a call returns "
+                        "(loom_block_begin/end and loom_read do not take spares)\n", loom__sched.maxprocs);
+    }
+    return NULL;
+}
+
 /* Puts a spare P into service for p, whose thread sleeps in the kernel.  Returns false if
- * p has one already or none is free. */
+ * p has one already or none can be had. */
 bool loom__lend_spare(P *p) {
     loom__lock_acquire(&loom__sched.lock);
     if (p->spare || LOAD(&loom__sched.exiting)) {
         loom__lock_release(&loom__sched.lock);
         return false;
     }
-    P *sp = NULL;
-    for (int i = loom__sched.nprocs; i < loom__sched.nallp && !sp; i++)
-        if (LOAD(&loom__sched.allp[i]->status) == P_OFF) sp = loom__sched.allp[i];
+    P *sp = spare_get();
     if (!sp) {
         loom__lock_release(&loom__sched.lock);
         return false;
@@ -758,7 +811,7 @@ static G *globrunq_take(P *p) {
 static bool crowded(void) {
     uint32_t want = 2 * (uint32_t)loom__sched.nprocs;
     uint32_t n = (uint32_t)LOAD_RLX(&loom__sched.runqsize);
-    for (int i = 0; i < loom__sched.nallp && n < want; i++) {
+    for (int i = 0; i < loom__nallp() && n < want; i++) {
         P *q = loom__sched.allp[i];
         n += LOAD_RLX(&q->runqtail) - LOAD_RLX(&q->runqhead) + (LOAD_RLX(&q->runnext) != NULL) +
              LOAD_RLX(&q->pq_n[PQ_HIGH]) + LOAD_RLX(&q->pq_n[PQ_LOW]);
@@ -839,7 +892,7 @@ static ALWAYS_INLINE G *runq_next(M *m, P *p, bool *inherit) {
 static bool steal_blind;        /* LOOM_STEAL=random; set by schedinit */
 
 static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
-    int n = loom__sched.nallp;
+    int n = loom__nallp();
     int order[n];
     for (int pass = 0; pass < 4; pass++) {
         bool last = pass == 3;
@@ -950,7 +1003,7 @@ static G *findrunnable(M *m) {
             m->spinning = false;
             if ((int32_t)(XADD(&loom__sched.nmspinning, -1) - 1) < 0) loom__fatal("findrunnable: negative nmspinning");
             /* the re-check after dropping nmspinning (see the design story) */
-            for (int i = 0; i < loom__sched.nallp; i++) {
+            for (int i = 0; i < loom__nallp(); i++) {
                 P *v = loom__sched.allp[i];
                 if (!loom__runqempty(v)) {
                     P *np = pidleget_lock();
@@ -966,7 +1019,7 @@ static G *findrunnable(M *m) {
         }
         /* earliest timer anywhere */
         int64_t polluntil = 0;
-        for (int i = 0; i < loom__sched.nallp; i++) {
+        for (int i = 0; i < loom__nallp(); i++) {
             int64_t w = LOAD(&loom__sched.allp[i]->timer0_when);
             if (w != 0 && (polluntil == 0 || w < polluntil)) polluntil = w;
         }
@@ -1642,7 +1695,7 @@ void loom__checkdead(void) {
     if (LOAD(&loom__sched.lastpoll) == 0) return;        /* an M waits in the poller */
     if (loom__netpoll_has_waiters()) return;
     if (loom__sched.runqsize > 0) return;
-    for (int i = 0; i < loom__sched.nallp; i++) {
+    for (int i = 0; i < loom__nallp(); i++) {
         P *p = loom__sched.allp[i];
         if (LOAD(&p->timer0_when) != 0 || !loom__runqempty(p)) return;
     }
@@ -1726,20 +1779,18 @@ static int schedinit(void) {
     loom__sched.prio_age_ns = loom__env_long("LOOM_PRIO_AGE_MS", 20, 1, 60000) * 1000000;
     loom__debug_init();
     loom__stack_init();
-    loom__sched.nallp = 2 * n;
+    loom__sched.maxprocs = (int)loom__env_long("LOOM_MAX_THREADS", MAX_THREADS_DEFAULT, 1, 1000000);
+    if (loom__sched.maxprocs < n) loom__sched.maxprocs = n;
     loom__sched.nactive = (uint32_t)n;
-    loom__sched.allp = calloc((size_t)loom__sched.nallp, sizeof(P *));
+    loom__sched.allp = calloc((size_t)loom__sched.maxprocs, sizeof(P *));
     if (!loom__sched.allp) return -ENOMEM;
-    for (int i = 0; i < loom__sched.nallp; i++) {
-        P *p = aligned_alloc(64, (sizeof(P) + 63) & ~(size_t)63);
+    for (int i = 0; i < n; i++) {
+        P *p = p_new(i);
         if (!p) return -ENOMEM;
-        memset(p, 0, sizeof *p);
-        p->id = i;
-        p->status = i < n ? P_IDLE : P_OFF;
-        p->sysmoncpu = -1;                   /* sysmon has no sample yet, */
-        p->sysmontick = UINT32_MAX;          /* and starts a slice at its first look */
+        p->status = P_IDLE;
         loom__sched.allp[i] = p;
     }
+    loom__sched.nallp = n;
     /* every P but P0 starts idle; P0 goes to M0 */
     for (int i = n - 1; i >= 1; i--) pidleput(loom__sched.allp[i]);
     raise_fd_limit();
@@ -1760,7 +1811,7 @@ static void schedterm(void) {
     for (G *g = loom__sched.allg; g; g = g->allnext) loom__fiber_destroy(g);
     loom__stack_term();
     loom__globrunq_term();
-    for (int i = 0; i < loom__sched.nallp; i++) {
+    for (int i = 0; i < loom__sched.nallp; i++) {     /* every other thread has stopped */
         loom__timers_term(loom__sched.allp[i]);
         free(loom__sched.allp[i]);
     }

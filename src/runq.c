@@ -249,12 +249,12 @@ static inline int pq_level(G *g) { return g->prio > LOOM_PRIO_NORMAL ? PQ_HIGH :
  * finds it gone costs no switch, see loom__async_preempt). */
 static void kick_lowest(int prio) {
     int low = prio;
-    for (int i = 0; i < loom__sched.nallp; i++) {
+    for (int i = 0; i < loom__nallp(); i++) {
         P *v = loom__sched.allp[i];
         int rp = LOAD_RLX(&v->runprio);
         if (LOAD_RLX(&v->status) == P_RUNNING && rp != PRIO_IDLE && rp < low) low = rp;   /* (idle: choosing anyway) */
     }
-    for (int i = 0; i < loom__sched.nallp && low < prio; i++) {
+    for (int i = 0; i < loom__nallp() && low < prio; i++) {
         P *v = loom__sched.allp[i];
         if (LOAD_RLX(&v->status) == P_RUNNING && LOAD_RLX(&v->runprio) == low) loom__prio_kick(v);
     }

@@ -92,7 +92,7 @@ static void snapshot(struct loom_stats *st, uint64_t byreason[WAIT_COUNT]) {
     st->procs = LOAD(&loom__sched.nactive);
     st->idle_procs = LOAD(&loom__sched.npidle);
     st->spinning_threads = LOAD(&loom__sched.nmspinning);
-    for (int i = 0; i < loom__sched.nallp; i++) st->timers += (uint64_t)loom__timers_count(loom__sched.allp[i]);
+    for (int i = 0; i < loom__nallp(); i++) st->timers += (uint64_t)loom__timers_count(loom__sched.allp[i]);
 }
 
 int loom_stats(struct loom_stats *out) {
@@ -116,7 +116,7 @@ void loom__schedtrace(int64_t now) {
                      (unsigned long long)st.idle_procs, (unsigned long long)st.threads,
                      (unsigned long long)st.spinning_threads, (unsigned long long)st.idle_threads,
                      (unsigned long long)st.goroutines, (unsigned long long)st.global_runq);
-    for (int i = 0; i < loom__sched.nallp && n < (int)sizeof line - 32; i++) {
+    for (int i = 0; i < loom__nallp() && n < (int)sizeof line - 32; i++) {
         P *p = loom__sched.allp[i];
         if (i >= loom__sched.nprocs && LOAD(&p->status) == P_OFF) continue;
         n += snprintf(line + n, sizeof line - (size_t)n, "%s%u", i ? " " : "", runqlen(p));
@@ -128,7 +128,7 @@ void loom__schedtrace(int64_t now) {
             (unsigned long long)st.switches, (unsigned long long)st.steals, (unsigned long long)st.preemptions,
             (unsigned long long)st.async_preemptions, (unsigned long long)st.handoffs,
             (unsigned long long)st.spare_lends, (unsigned long long)st.timers);
-    for (int i = 0; i < loom__sched.nallp; i++) {
+    for (int i = 0; i < loom__nallp(); i++) {
         P *p = loom__sched.allp[i];
         uint32_t ps = LOAD(&p->status);
         if (ps == P_OFF) continue;

@@ -118,7 +118,7 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
          * (lend_spare lends no second one meanwhile) */
         if (!LOAD(&sp->retire)) return;
     }
-    bool asleep = !ran && p->id < loom__sched.nprocs && now - p->sysmonwhen >= BLOCKED_NS && thread_asleep(p);
+    bool asleep = !ran && now - p->sysmonwhen >= BLOCKED_NS && thread_asleep(p);
     p->sysmonasleep = asleep ? p->sysmonasleep + 1 : 0;
     if (asleep && p->sysmonasleep >= 2) {
         /* asleep in the kernel without having said so (a plain read(), usleep...), at two
@@ -186,7 +186,7 @@ static void idle_timers(P *p, int64_t now, bool *wake, int64_t *next) {
 
 static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int64_t *next) {
     bool wake = false;
-    for (int i = 0; i < loom__sched.nallp; i++) {
+    for (int i = 0; i < loom__nallp(); i++) {
         P *p = loom__sched.allp[i];
         uint32_t st = LOAD(&p->status);
         P *sp = LOAD(&p->spare);

@@ -293,7 +293,7 @@ void loom__trace_init(void) {
     loom__wbuf w = { .fd = fd, .cap = sizeof buf, .buf = buf };
     loom__wb_str(&w, "{\"traceEvents\":[\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"loom Ps\"}}");
     loom__wb_str(&w, ",\n{\"ph\":\"M\",\"pid\":2,\"name\":\"process_name\",\"args\":{\"name\":\"loom threads (Ms)\"}}");
-    for (int i = 0; i < loom__sched.nallp; i++) w_thread_name(&w, 1, i, "P");
+    for (int i = 0; i < loom__nallp(); i++) w_thread_name(&w, 1, i, "P");
     loom__wb_flush(&w);
     loom__trace_on = true;
 }
