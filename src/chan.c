@@ -33,7 +33,6 @@ loom_chan *loom_chan_new(size_t elem_size, size_t capacity) {
 void loom_chan_free(loom_chan *c) { free(c); }
 
 size_t loom_chan_len(loom_chan *c) {
-    if (!loom__getm()) loom__note_foreign();
     return c ? LOAD_RLX(&c->qcount) : 0;
 }
 size_t loom_chan_cap(loom_chan *c) { return c ? c->dataqsiz : 0; }
@@ -219,20 +218,15 @@ int loom_recv(loom_chan *c, void *elem) {
     return chanrecv(m, c, elem, true);
 }
 int loom_try_send(loom_chan *c, const void *elem) {
-    M *m = loom__getm();
-    if (!m) loom__note_foreign();
-    return chansend(m, c, elem, false);
+    return chansend(loom__getm(), c, elem, false);
 }
 int loom_try_recv(loom_chan *c, void *elem) {
-    M *m = loom__getm();
-    if (!m) loom__note_foreign();
-    return chanrecv(m, c, elem, false);
+    return chanrecv(loom__getm(), c, elem, false);
 }
 
 /* runtime.closechan */
 int loom_close(loom_chan *c) {
     if (!c) return -EINVAL;
-    if (!loom__getm()) loom__note_foreign();
     loom__spin_lock(&c->lock);
     if (c->closed) {
         loom__spin_unlock(&c->lock);

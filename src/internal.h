@@ -420,7 +420,9 @@ struct loom__sched {
     int        exit_code;
     int64_t    lastpoll;        /* 0 while an M blocks in netpoll; atomic */
     int64_t    polluntil;       /* that M's wake deadline; atomic */
-    uint32_t   foreign;         /* a thread outside the runtime called loom; atomic */
+    uint32_t   deadwait;        /* checkdead found only threads loom did not create to stop a
+                                   deadlock report: sysmon looks again; atomic */
+    int        sysmon_tid;      /* for census.c; atomic */
     uint32_t   sysmonwait;      /* sysmon sleeps on sysmonnote; atomic */
     loom__note sysmonnote;
     pthread_t  sysmon_thread;
@@ -467,7 +469,6 @@ void loom__wake_all_ms(void);
 bool loom__in_goroutine(void);                  /* a G (not g0, not a foreign thread) runs here */
 /* the same for M m (the current one, NULL on a foreign thread) */
 static inline bool loom__m_runs_g(M *m) { return m && m->curg != &m->g0 && m->p != NULL; }
-void loom__note_foreign(void);                  /* called from a thread outside the runtime? remember it */
 uint32_t loom__fastrand(M *m);
 uint32_t loom__fastrandn(M *m, uint32_t n);
 void loom__preempt_check(void);                 /* cooperative preemption point */
@@ -582,6 +583,10 @@ void loom__netpoll_break(void);
 bool loom__netpoll_has_waiters(void);
 int  loom__netpoll_verify(G **list);  /* sysmon: fd waiters to wake to re-register (netpoll.c) */
 int64_t loom__netpoll_verify_every(int64_t min_ns);
+
+/* ------------------------------------------------------------------ census.c */
+void loom__census_init(void);                    /* loom_run: its caller is loom's */
+bool loom__census_foreign(void);                 /* does a thread loom did not create exist? */
 
 /* ------------------------------------------------------------------ sysmon.c */
 int  loom__sysmon_start(void);

@@ -118,11 +118,6 @@ uint32_t loom__fastrandn(M *m, uint32_t n) {
     return (uint32_t)(((uint64_t)loom__fastrand(m) * n) >> 32);
 }
 
-void loom__note_foreign(void) {
-    if (!LOAD_RLX(&loom__sched.foreign) && LOAD(&loom__sched.running) && !loom__getm())
-        STORE(&loom__sched.foreign, 1);
-}
-
 bool loom__in_goroutine(void) { return loom__m_runs_g(loom__getm()); }
 
 /* ------------------------------------------------------------------ switching */
@@ -1686,9 +1681,8 @@ void loom__exitsyscall(M *m) {
 
 /* Called with sched.lock held when an M goes idle (runtime.checkdead). */
 void loom__checkdead(void) {
+    if (unlikely(LOAD_RLX(&loom__sched.deadwait))) STORE(&loom__sched.deadwait, 0);
     if (LOAD(&loom__sched.exiting) || !loom__sched.running) return;
-    /* a thread outside the runtime has called loom: it may wake a goroutine at any time */
-    if (LOAD(&loom__sched.foreign)) return;
     /* Ms in blocking calls count as running: their goroutines will come back */
     int run = loom__sched.mcount - loom__sched.nmidle - loom__sched.nmlockedidle;
     if (run > 0) return;
@@ -1698,6 +1692,13 @@ void loom__checkdead(void) {
     for (int i = 0; i < loom__nallp(); i++) {
         P *p = loom__sched.allp[i];
         if (LOAD(&p->timer0_when) != 0 || !loom__runqempty(p)) return;
+    }
+    /* a thread loom did not create may wake a goroutine at any time (census.c); sysmon
+     * looks again while that is all that stops the report */
+    if (loom__census_foreign()) {
+        STORE(&loom__sched.deadwait, 1);
+        loom__sysmon_wake();
+        return;
     }
     if (!loom__any_alive())
         loom__fatal("no goroutines (main called loom_exit) - deadlock!");
@@ -1839,6 +1840,7 @@ int loom_run(int (*main_fn)(void *), void *arg) {
     if (loom__getm() || LOAD(&loom__sched.running)) return -EPERM;   /* nested loom_run */
     int err = schedinit();
     if (err) return err;
+    loom__census_init();
     main_fn_ptr = main_fn;
     main_result = 0;
     loom__note_clear(&exit_note);

@@ -251,8 +251,12 @@ static void netpoll_check(int64_t now) {
  * for good.  (A program with many fds is looked at less often: netpoll.c.) */
 #define VERIFY_NS 5000000
 
+/* How often sysmon repeats a deadlock check that a thread loom did not create stopped. */
+#define DEADWAIT_NS 100000000
+
 static void *sysmon(void *arg) {
     (void)arg;
+    STORE(&loom__sched.sysmon_tid, (int)syscall(SYS_gettid));
     int64_t delay = 20000, sleep = delay, idle_since = 0, lastverify = 0;
     int idle = 0, unverified = 0;
     /* Once priority levels are in use, sysmon fires due timers and kicks the Ps that a
@@ -283,8 +287,18 @@ static void *sysmon(void *arg) {
         if (all_idle && t - idle_since >= IDLE_DEEP_NS && !unverified) {
             STORE(&loom__sched.sysmonwait, 1);
             if (LOAD(&loom__sched.npidle) == LOAD(&loom__sched.nactive) && !LOAD(&loom__sched.exiting)) {
-                if (trace_ns) loom__note_tsleep(&loom__sched.sysmonnote, trace_ns);   /* keep tracing */
-                else loom__note_sleep(&loom__sched.sysmonnote);
+                if (LOAD(&loom__sched.deadwait)) {
+                    /* only a thread loom did not create stopped a deadlock report: once it
+                     * is gone without waking anyone, the report follows (census.c) */
+                    loom__note_tsleep(&loom__sched.sysmonnote, DEADWAIT_NS);
+                    loom__lock_acquire(&loom__sched.lock);
+                    loom__checkdead();
+                    loom__lock_release(&loom__sched.lock);
+                } else if (trace_ns) {
+                    loom__note_tsleep(&loom__sched.sysmonnote, trace_ns);   /* keep tracing */
+                } else {
+                    loom__note_sleep(&loom__sched.sysmonnote);
+                }
             }
             STORE(&loom__sched.sysmonwait, 0);
             loom__note_clear(&loom__sched.sysmonnote);

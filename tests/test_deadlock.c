@@ -16,6 +16,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -132,6 +133,52 @@ static int child_exit_main(void *arg)
     return 0;
 }
 
+/* A thread the program starts just before main blocks fills the channel 20 ms later: not
+ * a deadlock (the thread could wake main, and does). */
+static void *fill_later(void *arg)
+{
+    loom_chan *c = arg;
+    usleep(20000);
+    int v = 42;
+    while (loom_try_send(c, &v) == -EAGAIN) usleep(1000);
+    return NULL;
+}
+
+static int child_foreign_late(void *arg)
+{
+    (void)arg;
+    loom_chan *c = loom_chan_new(sizeof(int), 0);
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, fill_later, c));
+    int v = 0;
+    CHECK_OK(loom_recv(c, &v));
+    CHECK_EQ(v, 42);
+    CHECK_OK(pthread_join(th, NULL));
+    fprintf(stderr, "child: woken by the thread\n");
+    return 0;
+}
+
+/* A thread that exits without waking anyone: once it is gone the report follows. */
+static void *exit_quietly(void *arg)
+{
+    usleep(150000);
+    return arg;
+}
+
+static int child_foreign_gone(void *arg)
+{
+    (void)arg;
+    nobody = loom_chan_new(sizeof(int), 0);
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, exit_quietly, NULL));
+    CHECK_OK(pthread_detach(th));
+    fprintf(stderr, "child: main blocks\n");
+    int v;
+    loom_recv(nobody, &v);
+    fprintf(stderr, "child: UNREACHABLE recv returned\n");
+    return 0;
+}
+
 static volatile int sink;
 
 __attribute__((noinline)) static int recurse(int depth)
@@ -178,6 +225,10 @@ static int run_child(const char *mode)
         fn = child_deadlock_sync;
     else if (strcmp(mode, "exit_main") == 0)
         fn = child_exit_main;
+    else if (strcmp(mode, "foreign_late") == 0)
+        fn = child_foreign_late;
+    else if (strcmp(mode, "foreign_gone") == 0)
+        fn = child_foreign_gone;
     else if (strcmp(mode, "overflow") == 0)
         fn = child_overflow;
     else {
@@ -318,6 +369,23 @@ static void test_exit_main(const char *self)
     free(r.out);
 }
 
+static void test_foreign_late(const char *self)
+{
+    result r = spawn(self, "foreign_late");
+    /* (run_child returns 100 + loom_run's result: here the run ends normally) */
+    CHECK_MSG(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 100 && strstr(r.out, "child: woken by the thread"),
+              "a thread that could wake main was not waited for: status %#x; output:\n%s", r.status, r.out);
+    free(r.out);
+}
+
+static void test_foreign_gone(const char *self)
+{
+    result r = spawn(self, "foreign_gone");
+    expect_abort(&r, "foreign_gone");
+    expect_deadlock_report(&r, "foreign_gone", "loom: fatal: all goroutines are asleep - deadlock!");
+    free(r.out);
+}
+
 static void test_overflow(const char *self)
 {
     result r = spawn(self, "overflow");
@@ -346,6 +414,8 @@ int main(int argc, char **argv)
     test_deadlock(self);
     test_deadlock_sync(self);
     test_exit_main(self);
+    test_foreign_late(self);
+    test_foreign_gone(self);
     if (!T_ASAN && !T_TSAN)
         test_overflow(self);
     else
