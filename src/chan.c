@@ -80,6 +80,7 @@ loom__sudog *loom__waitq_dequeue(loom__waitq *q) {
 /* m: this thread's M if the caller has it at hand, else NULL */
 static void wake(M *m, loom__sudog *sg, bool success) {
     G *g = sg->g;
+    LOOM__CHAOS(CH_LOCK);
     sg->success = success;
     g->param = sg;
     loom__ready_m(m ? m : loom__getm(), g);   /* sg lives on g's stack: no access after this */

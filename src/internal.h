@@ -55,6 +55,14 @@ static inline void loom__cpu_relax(void) {
 #endif
 }
 
+/* LOOM_CHAOS (chaos.c): a race window.  One branch on a read-mostly flag when off. */
+extern bool loom__chaos_on;
+enum { CH_PARK, CH_WAKE, CH_RUNNEXT, CH_RUNQ, CH_SPIN, CH_TIMER, CH_NETPOLL, CH_SPARE, CH_PREEMPT, CH_LOCK };
+#define LOOM__CHAOS(site) do { if (unlikely(loom__chaos_on)) loom__chaos_point(site); } while (0)
+void    loom__chaos_init(void);
+void    loom__chaos_point(int site);
+int64_t loom__chaos_slice(int64_t slice);
+
 typedef struct loom__g G;
 typedef struct loom__m M;
 typedef struct loom__p P;
@@ -437,6 +445,7 @@ struct loom__sched {
     bool       scheddetail;     /* LOOM_DEBUG=scheddetail=1 */
     bool       coopheld;        /* LOOM_DEBUG=coopheld=1 (proc.c, preempt_point) */
     bool       runnextmb;       /* LOOM_DEBUG=runnextmb=1 (runq.c, loom__runnext_init) */
+    bool       check;           /* LOOM_DEBUG=check=1, chaos and sanitizer builds: invariant checks */
 };
 extern struct loom__sched loom__sched;
 
@@ -503,6 +512,7 @@ static inline __attribute__((always_inline)) G *loom__runnext_check(P *p, G *tak
 static inline __attribute__((always_inline)) G *loom__runnext_take(P *p) {
     G *next = LOAD_RLX(&p->runnext);
     if (!next) return NULL;
+    LOOM__CHAOS(CH_RUNNEXT);
     if (unlikely(!loom__runnext_asym)) return CAS(&p->runnext, next, NULL) ? next : NULL;
     STORE_RLX(&p->runnext, NULL);
     return loom__runnext_check(p, next);
@@ -522,6 +532,7 @@ static inline __attribute__((always_inline)) G *loom__runqget_normal(P *p, bool 
         uint32_t t = LOAD_RLX(&p->runqtail);
         if (t == h) return NULL;
         G *g = __atomic_load_n(&p->runq[h % LOOM_RUNQ_SIZE], __ATOMIC_RELAXED);
+        LOOM__CHAOS(CH_RUNQ);
         if (CAS_REL(&p->runqhead, h, h + 1)) {
             if (t - h > 1) {
                 /* the next one is likely cold (skynet queues ~70,000 Gs): start fetching

@@ -183,6 +183,7 @@ static void pd_commit(G *g, void *arg) {
     uintptr_t *gpp[2] = { w->gpp[0], w->gpp[1] };
     int n = w->n;
     bool wake = false;
+    LOOM__CHAOS(CH_NETPOLL);
     for (int i = 0; i < n; i++)
         if (!CAS(gpp[i], PD_WAIT, (uintptr_t)g)) wake = true;
     if (!wake && LOAD(&pd->seq) != seq) wake = true;     /* closed while we parked */

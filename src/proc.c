@@ -188,11 +188,13 @@ static ALWAYS_INLINE void after_switch(G *self) {
 
 void loom__unlock_after(G *prev, void *lock) {
     (void)prev;
+    LOOM__CHAOS(CH_PARK);
     loom__lock_release((loom__lock *)lock);
 }
 
 void loom__spin_unlock_after(G *prev, void *lock) {
     (void)prev;
+    LOOM__CHAOS(CH_PARK);
     loom__spin_unlock((loom__spinlock *)lock);
 }
 
@@ -319,11 +321,13 @@ static void startm(P *p, bool spinning) {
     }
     nm->spinning = spinning;
     nm->nextp = p;
+    LOOM__CHAOS(CH_SPIN);
     loom__note_wakeup(&nm->park);
 }
 
 /* Tries to add one more spinning M to run goroutines (runtime.wakep). */
 void loom__wakep(void) {
+    LOOM__CHAOS(CH_WAKE);
     if (LOAD(&loom__sched.npidle) == 0) return;
     if (LOAD(&loom__sched.nmspinning) != 0 || !CAS(&loom__sched.nmspinning, 0, 1)) return;
     startm(NULL, true);
@@ -399,6 +403,7 @@ static P *p_new(int i) {
  * list) and which nobody else will take: queue to the global queue, timers to the lender;
  * a stand-in of sp's own goes to the lender, retiring. */
 static void spare_off(P *sp) {
+    LOOM__CHAOS(CH_SPARE);
     G *head, *tail;
     int n = loom__runq_takeall(sp, &head, &tail);
     loom__lock_acquire(&loom__sched.lock);
@@ -429,6 +434,7 @@ static void spare_off(P *sp) {
 
 /* Takes P p's stand-in off the idle list and retires it, or asks its owner to. */
 void loom__retire_spare(P *sp) {
+    LOOM__CHAOS(CH_SPARE);
     loom__lock_acquire(&loom__sched.lock);
     STORE(&sp->retire, 1);
     bool idle = LOAD(&sp->status) == P_IDLE;
@@ -496,6 +502,7 @@ bool loom__lend_spare(P *p) {
     STORE(&sp->status, P_IDLE);      /* startm hands it over and makes it P_RUNNING */
     loom__lock_release(&loom__sched.lock);
     /* the lender's thread will not run its timers while it sleeps: the spare does */
+    LOOM__CHAOS(CH_SPARE);
     loom__timers_move(p, sp);
     XADD(&loom__sched.nmspinning, 1);
     startm(sp, true);                /* a spinning M: it steals the lender's queue */
@@ -532,6 +539,7 @@ static bool stopm(M *m) {
     mput(m);
     loom__checkdead();
     loom__lock_release(&loom__sched.lock);
+    LOOM__CHAOS(CH_SPIN);
     return mpark(m);
 }
 
@@ -992,11 +1000,13 @@ static G *findrunnable(M *m) {
         releasep(m);
         pidleput(p);
         loom__lock_release(&loom__sched.lock);
+        LOOM__CHAOS(CH_SPIN);
 
         bool was_spinning = m->spinning;
         if (m->spinning) {
             m->spinning = false;
             if ((int32_t)(XADD(&loom__sched.nmspinning, -1) - 1) < 0) loom__fatal("findrunnable: negative nmspinning");
+            LOOM__CHAOS(CH_SPIN);
             /* the re-check after dropping nmspinning (see the design story) */
             for (int i = 0; i < loom__nallp(); i++) {
                 P *v = loom__sched.allp[i];
@@ -1210,6 +1220,7 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
 /* ------------------------------------------------------------------ park / ready */
 
 void loom__park(M *m, void (*after)(G *, void *), void *arg, int reason) {
+    LOOM__CHAOS(CH_PARK);
     G *g = m->curg;
     STORE_RLX(&g->waitreason, (uint32_t)reason);
     g->waitsince = LOAD_RLX(&loom__sched.coarse_now);   /* within a sysmon tick: no clock read */
@@ -1237,6 +1248,7 @@ void loom__ready_m(M *m, G *g) {
     uint32_t st = LOAD_RLX(&g->status);
     if (unlikely(st != G_WAITING)) loom__fatal("ready of goroutine %llu in status %u", (unsigned long long)g->id, st);
     STORE_RLX(&g->waitreason, WAIT_NONE);
+    LOOM__CHAOS(CH_WAKE);
     LOOM__TRACE(trace_ready(g));
     bool normal = g->prio == LOOM_PRIO_NORMAL;   /* once queued, g may run, exit and be reused */
     P *p = runqput_here(m, g, true);
@@ -1419,6 +1431,7 @@ static void hold_after(G *prev, void *arg) {
  * first, and a goroutine of a higher level they readied (or one readied earlier) runs
  * at once on this thread. */
 void loom__async_preempt(M *m) {
+    LOOM__CHAOS(CH_PREEMPT);
 again:;
     G *g = m->curg;
     P *p = m->p;
@@ -1629,6 +1642,7 @@ void loom__entersyscall(M *m) {
 /* Called by sysmon: takes P p from an M in a blocking call, if it is still there, and
  * hands it on (runtime.retake's syscall half).  Returns true if it did. */
 bool loom__retake_syscall(P *p) {
+    LOOM__CHAOS(CH_SPIN);
     if (!CAS(&p->status, P_SYSCALL, P_IDLE)) return false;
     XADD(&loom__sched.nhandoff, 1);
     handoffp(p);
@@ -1649,6 +1663,7 @@ void loom__exitsyscall(M *m) {
     G *g = m->curg;
     P *old = m->oldp;
     m->oldp = NULL;
+    LOOM__CHAOS(CH_SPIN);
     if (old && CAS(&old->status, P_SYSCALL, P_RUNNING)) {
         m->p = old;
         STORE_REL(&old->m, m);       /* as acquirep */
@@ -1779,6 +1794,8 @@ static int schedinit(void) {
     loom__sched.slice_us = (int)loom__env_long("LOOM_SLICE_US", 2000, 100, 1000000);
     loom__sched.prio_age_ns = loom__env_long("LOOM_PRIO_AGE_MS", 20, 1, 60000) * 1000000;
     loom__debug_init();
+    loom__chaos_init();                    /* after LOOM_DEBUG: chaos turns the checks on */
+    steal_blind |= loom__chaos_on;         /* chaos: Go's random victims, no tiers */
     loom__stack_init();
     loom__sched.maxprocs = (int)loom__env_long("LOOM_MAX_THREADS", MAX_THREADS_DEFAULT, 1, 1000000);
     if (loom__sched.maxprocs < n) loom__sched.maxprocs = n;

@@ -104,6 +104,7 @@ static G *runnext_steal(P *v, G *want) {
         errno = saved;
     }
     G *x = LOAD(&v->runnext);
+    LOOM__CHAOS(CH_RUNNEXT);
     if (fenced && x == want && CAS(&v->runnext, x, NULL)) {
         got = x;
         if (loom__runnext_asym) STORE_RLX(&v->rn_stolen, x);   /* before rn_thief clears */
@@ -502,6 +503,7 @@ static uint32_t runqgrab(P *victim, P *dst, uint32_t batchhead, bool stealrunnex
         }
         if (n > LOOM_RUNQ_SIZE / 2) continue;   /* read an inconsistent h and t */
         for (uint32_t i = 0; i < n; i++) SLOT_STORE(dst, batchhead + i, SLOT_LOAD(victim, h + i));
+        LOOM__CHAOS(CH_RUNQ);
         if (CAS_REL(&victim->runqhead, h, h + n)) return n;
     }
 }

@@ -143,6 +143,7 @@ int64_t loom__timers_run(P *p, int64_t now) {
         STORE(&t->pp, NULL);
         update0(p);
         loom__lock_release(&p->timers_lock);
+        LOOM__CHAOS(CH_TIMER);
         t->fn(t);
         /* the callback may have let the owner re-add it (state PENDING): leave that */
         CAS(&t->state, TIMER_FIRING, TIMER_IDLE);
