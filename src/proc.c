@@ -124,6 +124,32 @@ bool loom__in_goroutine(void) { return loom__m_runs_g(loom__getm()); }
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
+/* ------------------------------------------------------------------ invariant checks
+ * LOOM_DEBUG=check=1 (on in the sanitizer builds and under LOOM_CHAOS): every change of a
+ * goroutine's status is a compare-and-swap from the status it must have (Go's casgstatus),
+ * a P is acquired only when no M owns it, and a goroutine queued on a P must not be in that
+ * P's queue already.  A violation is a fatal error naming both states, with the dump: the
+ * interleaving that broke the invariant is caught where it happens.  Off, a status change is
+ * a plain store. */
+static const char *const gstatus_names[] = { "idle", "runnable", "running", "waiting", "syscall", "dead" };
+
+static const char *gstatus_name(uint32_t st) { return st < 6 ? gstatus_names[st] : "?"; }
+
+static __attribute__((noinline, noreturn, cold)) void bad_gstatus(G *g, uint32_t st, uint32_t old, uint32_t new) {
+    loom__fatal("casgstatus: goroutine %llu is %s, not %s, when it should become %s", (unsigned long long)g->id,
+                gstatus_name(st), gstatus_name(old), gstatus_name(new));
+}
+
+static ALWAYS_INLINE void casgstatus(G *g, uint32_t old, uint32_t new) {
+    if (likely(!loom__sched.check)) {
+        STORE_RLX(&g->status, new);
+        return;
+    }
+    uint32_t st = old;
+    if (!__atomic_compare_exchange_n(&g->status, &st, new, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        bad_gstatus(g, st, old, new);
+}
+
 static ALWAYS_INLINE void after_switch(G *self);
 
 static __attribute__((noreturn, noinline)) void stack_overflow(G *g) {
@@ -159,9 +185,13 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
     if (to != &m->g0) {
         if (unlikely(!to->stack_base)) start_stack(m, to);
         LOOM__COUNT(m, nswitch);
-        uint32_t st = LOAD_RLX(&to->status);
-        STORE_RLX(&to->status, G_RUNNING);
-        if (unlikely(st != G_RUNNABLE)) loom__fatal("switch to goroutine %llu in status %u", (unsigned long long)to->id, st);
+        if (unlikely(loom__sched.check)) {
+            casgstatus(to, G_RUNNABLE, G_RUNNING);
+        } else {
+            uint32_t st = LOAD_RLX(&to->status);
+            STORE_RLX(&to->status, G_RUNNING);
+            if (unlikely(st != G_RUNNABLE)) bad_gstatus(to, st, G_RUNNABLE, G_RUNNING);
+        }
     }
     from->saved_errno = errno_get(m);
     if (from != &m->g0 && !dying) {
@@ -226,10 +256,17 @@ static P *pidleget_lock(void) {
     return p;
 }
 
+/* A P being acquired by M m has no owner (invariant checks). */
+static __attribute__((noinline)) void check_unowned(P *p, M *m) {
+    M *was = LOAD(&p->m);
+    if (was && was != m) loom__fatal("P%d acquired by M%d while M%d owns it", p->id, m->id, was->id);
+}
+
 static void acquirep(M *m, P *p) {
     int cpu = loom__topo_cpu(p->id);
     if (unlikely(cpu != m->pin_cpu) && loom__topo_pin_self(p->id) == 0) m->pin_cpu = cpu;   /* LOOM_PIN=1 */
     m->p = p;
+    if (unlikely(loom__sched.check)) check_unowned(p, m);
     /* sysmon reads it to watch and signal the thread: release, so that it sees what
      * mstart wrote (m->tid; a plain mov on x86 all the same) */
     STORE_REL(&p->m, m);
@@ -560,7 +597,7 @@ static void resetspinning(M *m) {
 
 static void gfput(P *p, G *g) {
     loom__fiber_destroy(g);
-    STORE_RLX(&g->status, G_DEAD);
+    casgstatus(g, G_RUNNING, G_DEAD);
     loom__stack_put(p, g);
     g->schedlink = p->gfree;
     p->gfree = g;
@@ -708,7 +745,7 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
         g->named = false;
     }
     loom__fiber_create(g);
-    STORE_RLX(&g->status, G_RUNNABLE);
+    casgstatus(g, g->status == G_IDLE ? G_IDLE : G_DEAD, G_RUNNABLE);
     uint64_t id = g->id;                  /* once queued, g may run, exit and be reused */
     LOOM__TRACE(trace_spawn(id));         /* before it is queued: a thief may run it at once */
     loom__runqput(p, g, true);
@@ -946,7 +983,7 @@ static void trace_ready(G *g) {
 static G *take_polled(P *p, G *list) {
     LOOM__TRACE(for (G *x = list; x; x = x->schedlink) trace_ready(x));
     loom__ready_list(list->schedlink);
-    STORE_RLX(&list->status, G_RUNNABLE);
+    casgstatus(list, G_WAITING, G_RUNNABLE);
     ran(p, false);
     return list;
 }
@@ -1007,7 +1044,18 @@ static G *findrunnable(M *m) {
             m->spinning = false;
             if ((int32_t)(XADD(&loom__sched.nmspinning, -1) - 1) < 0) loom__fatal("findrunnable: negative nmspinning");
             LOOM__CHAOS(CH_SPIN);
-            /* the re-check after dropping nmspinning (see the design story) */
+            /* the re-check after dropping nmspinning (see the design story): the global
+             * queue first (as Go since 1.21): a thread without a P that queued a goroutine
+             * there (held_wait, a timer fired by sysmon) saw us spinning and woke nobody */
+            if (LOAD(&loom__sched.runqsize) != 0) {
+                P *np = pidleget_lock();
+                if (np) {
+                    acquirep(m, np);
+                    m->spinning = true;
+                    XADD(&loom__sched.nmspinning, 1);
+                    goto next;
+                }
+            }
             for (int i = 0; i < loom__nallp(); i++) {
                 P *v = loom__sched.allp[i];
                 if (!loom__runqempty(v)) {
@@ -1224,14 +1272,14 @@ void loom__park(M *m, void (*after)(G *, void *), void *arg, int reason) {
     G *g = m->curg;
     STORE_RLX(&g->waitreason, (uint32_t)reason);
     g->waitsince = LOAD_RLX(&loom__sched.coarse_now);   /* within a sysmon tick: no clock read */
-    STORE_RLX(&g->status, G_WAITING);
+    casgstatus(g, G_RUNNING, G_WAITING);
     schedule_from(m, g, after, arg);
 }
 
 /* Queues a runnable g: on this thread's P (runnext if `next`), or on the global queue from
  * a thread without a P.  Returns the P used, or NULL. */
 static P *runqput_here(M *m, G *g, bool next) {
-    STORE_RLX(&g->status, G_RUNNABLE);
+    casgstatus(g, G_WAITING, G_RUNNABLE);
     if (m && m->p) {
         loom__runqput(m->p, g, next);
         return m->p;
@@ -1268,10 +1316,10 @@ void loom__injectglist(G *list) {
     LOOM__TRACE(for (G *x = list; x; x = x->schedlink) trace_ready(x));
     G *tail = list;
     int cnt = 1;
-    STORE_RLX(&list->status, G_RUNNABLE);
+    casgstatus(list, G_WAITING, G_RUNNABLE);
     while (tail->schedlink) {
         tail = tail->schedlink;
-        STORE_RLX(&tail->status, G_RUNNABLE);
+        casgstatus(tail, G_WAITING, G_RUNNABLE);
         cnt++;
     }
     loom__lock_acquire(&loom__sched.lock);
@@ -1394,7 +1442,7 @@ static bool outranks_all(M *m, G *g) {
 static void yield_after(G *prev, void *arg) {
     (void)arg;
     M *m = prev->m;
-    STORE_RLX(&prev->status, G_RUNNABLE);
+    casgstatus(prev, G_RUNNING, G_RUNNABLE);
     if (prev->lockedm) {
         loom__lock_acquire(&loom__sched.lock);
         loom__globrunqput(prev);
@@ -1414,7 +1462,7 @@ void loom_yield(void) {
 
 static void hold_after(G *prev, void *arg) {
     (void)arg;
-    STORE_RLX(&prev->status, G_RUNNABLE);
+    casgstatus(prev, G_RUNNING, G_RUNNABLE);
     held_put(prev->m, prev, false);
 }
 
@@ -1590,7 +1638,7 @@ int loom_procs(void) {
  * queue, from which another thread takes it, while this M resumes the held goroutine. */
 static void move_after(G *prev, void *arg) {
     (void)arg;
-    STORE_RLX(&prev->status, G_RUNNABLE);
+    casgstatus(prev, G_RUNNING, G_RUNNABLE);
     loom__lock_acquire(&loom__sched.lock);
     loom__globrunqput(prev);
     loom__lock_release(&loom__sched.lock);
@@ -1628,7 +1676,7 @@ void loom_unlock_thread(void) {
  * (sysmon.c, runtime.retake), so a short call costs no thread wakeup at all. */
 void loom__entersyscall(M *m) {
     G *g = m->curg;
-    STORE_RLX(&g->status, G_SYSCALL);
+    casgstatus(g, G_RUNNING, G_SYSCALL);
     LOOM__TRACE(loom__trace_syscall(m, g, true));
     P *p = m->p;
     m->blocked = true;
@@ -1666,9 +1714,10 @@ void loom__exitsyscall(M *m) {
     LOOM__CHAOS(CH_SPIN);
     if (old && CAS(&old->status, P_SYSCALL, P_RUNNING)) {
         m->p = old;
+        if (unlikely(loom__sched.check)) check_unowned(old, m);
         STORE_REL(&old->m, m);       /* as acquirep */
         m->blocked = false;
-        STORE_RLX(&g->status, G_RUNNING);
+        casgstatus(g, G_SYSCALL, G_RUNNING);
         LOOM__TRACE(loom__trace_syscall(m, g, false));
         return;
     }
@@ -1677,7 +1726,7 @@ void loom__exitsyscall(M *m) {
         if (p) {
             acquirep(m, p);
             m->blocked = false;
-            STORE_RLX(&g->status, G_RUNNING);
+            casgstatus(g, G_SYSCALL, G_RUNNING);
             LOOM__TRACE(loom__trace_syscall(m, g, false));
             return;
         }
@@ -1687,7 +1736,7 @@ void loom__exitsyscall(M *m) {
         nanosleep(&ts, NULL);
     }
     m->blocked = false;
-    STORE_RLX(&g->status, G_RUNNABLE);
+    casgstatus(g, G_SYSCALL, G_RUNNABLE);
     LOOM__TRACE(loom__trace_syscall(m, g, false));
     gogo(m, g, &m->g0, exitsyscall_queue, NULL, false);
 }

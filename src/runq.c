@@ -352,7 +352,21 @@ bool loom__runq_outranked(P *p) {
     return rp != PRIO_IDLE && rp < LOOM_PRIO_HIGH && loom__runq_has_prio(p, rp + 1);
 }
 
+/* Invariant check (LOOM_DEBUG=check=1): g, about to be queued on p, is not queued there
+ * already (runnext, the ring, the level FIFOs). */
+static __attribute__((noinline)) void check_not_queued(P *p, G *g) {
+    bool dup = LOAD(&p->runnext) == g;
+    uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_ACQ(&p->runqtail);
+    for (uint32_t i = h; i != t && !dup && t - h <= LOOM_RUNQ_SIZE; i++) dup = SLOT_LOAD(p, i) == g;
+    loom__spin_lock(&p->pq_lock);
+    for (int l = 0; l < 2 && !dup; l++)
+        for (G *x = p->pq_head[l]; x && !dup; x = x->schedlink) dup = x == g;
+    loom__spin_unlock(&p->pq_lock);
+    if (dup) loom__fatal("goroutine %llu queued twice on P%d", (unsigned long long)g->id, p->id);
+}
+
 void loom__runqput(P *p, G *g, bool next) {
+    if (unlikely(loom__sched.check)) check_not_queued(p, g);
     int prio = g->prio;
     if (unlikely(prio != LOOM_PRIO_NORMAL)) {
         pq_push(p, g, pq_level(g), false);  /* published: a thief may run g from here on */
