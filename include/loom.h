@@ -106,6 +106,11 @@ struct loom_stats {
 };
 int      loom_stats(struct loom_stats *out);
 
+/* Deterministic mode (LOOM_SEED=N, see the README): a hash of the sequence of scheduling
+ * decisions so far (the goroutines picked to run, in order): the same program, input and
+ * seed give the same value.  0 when not in deterministic mode. */
+uint64_t loom_sched_hash(void);
+
 /* loom addition: the default stack size in bytes that loom_go uses. */
 size_t   loom_default_stack_size(void);
 

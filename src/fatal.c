@@ -127,6 +127,7 @@ void loom__fatal(const char *fmt, ...) {
     loom__wb_str(&d, buf);
     loom__wb_str(&d, "\n");
     loom__wb_flush(&d);
+    loom__det_say_seed();
     loom__dump_goroutines(2);
     abort();
 }
@@ -177,6 +178,7 @@ static void on_fault(int sig, siginfo_t *si, void *uctx) {
         write_str(" overflowed its stack (");
         write_str(kib);
         write_str(" KiB)\n");
+        loom__det_say_seed();
         loom__dump_goroutines(2);
         signal(SIGABRT, SIG_DFL);
         abort();

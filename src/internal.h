@@ -247,6 +247,7 @@ struct loom__g {
     /* line 3 */
     G        *allnext;         /* list of every G ever allocated; fixed once pushed (sched.allg) */
     char      name[32];        /* loom_attr.name, copied; shown in dumps */
+    uint64_t  detprio;         /* LOOM_SCHED=pct: its PCT priority (det.c); under det.lock */
 #if defined(LOOM_ASAN) || defined(LOOM_TSAN)
     void     *fiber;           /* TSan fiber */
     void     *asan_fake_stack;
@@ -618,6 +619,20 @@ void loom__async_preempt(M *m);                 /* proc.c: switch out, resume on
 /* ------------------------------------------------------------------ stats.c */
 #define LOOM__COUNT(m, field) STORE_RLX(&(m)->field, (m)->field + 1)   /* an M's own counter */
 void loom__debug_init(void);                    /* parses LOOM_DEBUG */
+
+/* LOOM_SEED (det.c): deterministic schedules.  One branch on a read-mostly flag when off. */
+extern bool loom__det_on;
+bool     loom__det_init(void);               /* schedinit: LOOM_SEED, LOOM_SCHED */
+G       *loom__det_next(P *p);               /* the next goroutine to run, or NULL */
+bool     loom__det_yield(P *p, G *self);     /* a scheduling point: true if another runs */
+void     loom__det_spawn(G *g);
+int64_t  loom__det_now(void);
+void     loom__det_advance(int64_t to);      /* virtual time jumps to `to` */
+uint32_t loom__det_waiting(void);            /* goroutines in the run set */
+uint32_t loom__det_rand32(void);
+void     loom__det_say_seed(void);           /* "loom: seed N" on stderr, once */
+/* The clock of timers and deadlines: virtual in deterministic mode, else CLOCK_MONOTONIC. */
+static inline int64_t loom__now(void) { return unlikely(loom__det_on) ? loom__det_now() : loom__nanotime(); }
 
 /* LOOM_TRACE (trace.c).  Hooks are called through LOOM__TRACE, one branch when off. */
 extern bool loom__trace_on;

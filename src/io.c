@@ -55,12 +55,12 @@ static int poll_once(int fd, int events, int ms) {
 /* The blocking path: poll() in a blocking section (a thread that runs no goroutine just
  * blocks; a goroutine lends its P out meanwhile). */
 static int wait_blocking(int fd, int events, int64_t timeout_ns) {
-    int64_t deadline = timeout_ns > 0 ? loom__nanotime() + timeout_ns : 0;
+    int64_t deadline = timeout_ns > 0 ? loom__now() + timeout_ns : 0;
     for (;;) {
         int ms = -1;
         if (timeout_ns == 0) ms = 0;
         else if (timeout_ns > 0) {
-            int64_t left = deadline - loom__nanotime();
+            int64_t left = deadline - loom__now();
             if (left <= 0) return -ETIMEDOUT;
             ms = (int)((left + 999999) / 1000000);
         }
@@ -109,7 +109,7 @@ int loom_fd_wait(int fd, int events, int64_t timeout_ns) {
     loom__pd *pd = poller_pd(fd, &err);
     if (err) return err;
     if (!pd) return wait_blocking(fd, events, timeout_ns);
-    int64_t deadline = timeout_ns > 0 ? loom__nanotime() + timeout_ns : 0;
+    int64_t deadline = timeout_ns > 0 ? loom__now() + timeout_ns : 0;
     for (;;) {
         /* the netpoller reports edges; the caller asked for a level: check it */
         int r = poll_once(fd, events, 0);
@@ -117,7 +117,7 @@ int loom_fd_wait(int fd, int events, int64_t timeout_ns) {
         if (timeout_ns == 0) return -EAGAIN;
         int64_t left = -1;
         if (timeout_ns > 0) {
-            left = deadline - loom__nanotime();
+            left = deadline - loom__now();
             if (left <= 0) return -ETIMEDOUT;
         }
         r = loom__netpoll_wait(pd, events, left);

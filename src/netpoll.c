@@ -209,7 +209,7 @@ int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
     bool counted = false;           /* parkseq bumped for this wait */
     if (modes & LOOM_READABLE) w.gpp[w.n++] = &pd->rg;
     if (modes & LOOM_WRITABLE) w.gpp[w.n++] = &pd->wg;
-    int64_t deadline = ns > 0 ? loom__nanotime() + ns : ns;
+    int64_t deadline = ns > 0 ? loom__now() + ns : ns;
     for (;;) {
         int ready = 0;
         for (int i = 0; i < w.n; i++)
@@ -219,7 +219,7 @@ int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
         if (deadline == 0) return -ETIMEDOUT;
         int64_t left = -1;
         if (deadline > 0) {
-            left = deadline - loom__nanotime();
+            left = deadline - loom__now();
             if (left <= 0) return -ETIMEDOUT;
         }
         if (!(LOAD_RLX(&pd->flags) & PD_REG)) {

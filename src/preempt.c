@@ -189,7 +189,8 @@ static const bool sanitized = false;
 
 void loom__preempt_init(void) {
     enabled = false;
-    if (sanitized || loom__env_long("LOOM_ASYNCPREEMPT", 1, 0, 1) == 0) return;
+    /* (deterministic mode preempts at loom calls only: det.c) */
+    if (sanitized || loom__det_on || loom__env_long("LOOM_ASYNCPREEMPT", 1, 0, 1) == 0) return;
     nranges = 0;
     dl_iterate_phdr(collect, NULL);
     struct sigaction sa;

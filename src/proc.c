@@ -93,7 +93,7 @@ int64_t loom__nanotime(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t loom_now(void) { return loom__nanotime(); }
+int64_t loom_now(void) { return loom__now(); }
 
 int64_t loom__nanotime_coarse(void) {
     struct timespec ts;
@@ -107,6 +107,7 @@ static inline __attribute__((always_inline)) int errno_get(M *m) { return *(vola
 static inline __attribute__((always_inline)) void errno_set(M *m, int v) { *(volatile int *)m->errnop = v; }
 
 uint32_t loom__fastrand(M *m) {
+    if (unlikely(loom__det_on)) return loom__det_rand32();    /* LOOM_SEED: one stream */
     /* xorshift64*, per M */
     uint64_t x = m->fastrand64;
     x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
@@ -378,7 +379,7 @@ static void handoffp(P *p) {
         spare_off(p);
         return;
     }
-    if (!loom__runqempty(p) || LOAD(&loom__sched.runqsize) != 0) {
+    if (!loom__runqempty(p) || LOAD(&loom__sched.runqsize) != 0 || (unlikely(loom__det_on) && loom__det_waiting())) {
         startm(p, false);
         return;
     }
@@ -745,6 +746,7 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
         g->named = false;
     }
     loom__fiber_create(g);
+    if (unlikely(loom__det_on)) loom__det_spawn(g);
     casgstatus(g, g->status == G_IDLE ? G_IDLE : G_DEAD, G_RUNNABLE);
     uint64_t id = g->id;                  /* once queued, g may run, exit and be reused */
     LOOM__TRACE(trace_spawn(id));         /* before it is queued: a thief may run it at once */
@@ -784,7 +786,7 @@ static ALWAYS_INLINE G *runq_first(P *p) {
         loom__lock_release(&loom__sched.lock);
         if (g) return g;
     }
-    if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
+    if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
     return NULL;
 }
 
@@ -923,6 +925,10 @@ static G *held_or_runq(M *m, P *p, bool *inherit) {
 
 /* The next goroutine for M m from its P p and its held ones, or NULL. */
 static ALWAYS_INLINE G *runq_next(M *m, P *p, bool *inherit) {
+    if (unlikely(loom__det_on)) {
+        *inherit = false;
+        return loom__det_next(p);
+    }
     if (likely(!m->heldq_head)) return runq_fast(p, inherit);
     return held_or_runq(m, p, inherit);
 }
@@ -988,6 +994,39 @@ static G *take_polled(P *p, G *list) {
     return list;
 }
 
+/* Deterministic mode's part of findrunnable (det.c): the run set, then fds that are ready,
+ * then virtual time jumps to the earliest timer.  While a blocking call is in flight on
+ * another thread (its P handed on, or a spare lent) time does not jump: the call may ready
+ * a goroutine first; the thread waits a millisecond of real time and looks again (*again).
+ * NULL without *again: nothing but fds or other threads can make work; findrunnable goes
+ * on as usual (the poller, or stopm and the deadlock check). */
+static G *det_findrunnable(P *p, bool *again) {
+    G *g = loom__det_next(p);
+    if (g) return g;
+    if (loom__netpoll_has_waiters()) {
+        G *list = loom__netpoll(0);
+        if (list) return take_polled(p, list);
+    }
+    bool others = LOAD(&loom__sched.nactive) > 1;
+    for (M *x = LOAD_ACQ(&loom__sched.allm); x && !others; x = x->alllink) others = LOAD_RLX(&x->blocked);
+    if (others) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+        *again = true;
+        return NULL;
+    }
+    int64_t next = 0;
+    for (int i = 0; i < loom__nallp(); i++) {
+        int64_t w = LOAD(&loom__sched.allp[i]->timer0_when);
+        if (w != 0 && (next == 0 || w < next)) next = w;
+    }
+    if (next == 0) return NULL;
+    loom__det_advance(next);
+    for (int i = 0; i < loom__nallp(); i++) loom__timers_run(loom__sched.allp[i], loom__now());
+    *again = true;
+    return NULL;
+}
+
 /* Blocks until there is work and returns it, with m->p set (runtime.findRunnable).
  * Returns NULL at runtime exit. */
 static G *findrunnable(M *m) {
@@ -999,7 +1038,13 @@ static G *findrunnable(M *m) {
             if (!stopm(m)) return NULL;
             continue;
         }
-        int64_t now = loom__nanotime();
+        if (unlikely(loom__det_on)) {
+            bool again = false;
+            G *g = det_findrunnable(p, &again);
+            if (g) { ran(p, false); return g; }
+            if (again) continue;
+        }
+        int64_t now = loom__now();
         if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, now);
         bool inh;
         G *g = loom__runqget(p, &inh);
@@ -1083,7 +1128,7 @@ static G *findrunnable(M *m) {
                 STORE(&loom__sched.polluntil, polluntil);
                 int64_t delay = -1;
                 if (polluntil != 0) {
-                    delay = polluntil - loom__nanotime();
+                    delay = polluntil - loom__now();
                     if (delay < 0) delay = 0;
                 }
                 G *list = loom__netpoll(delay);
@@ -1143,7 +1188,7 @@ static void startlockedm(M *m, G *g) {
 static bool stoplockedm(M *m) {
     P *p = m->p;
     /* what a thread taking p would do first: run its due timers (they may ready work) */
-    if (p && LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
+    if (p && LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
     p = releasep(m);
     G *next = NULL;
     if (p && !LOAD_RLX(&p->retire) && LOAD_RLX(&loom__sched.runqsize) != 0 && loom__runqempty(p)) {
@@ -1386,7 +1431,7 @@ bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64
     if (ns >= 0) {
         g->timer.fn = timed_fire;
         g->timer.arg = g;
-        tp.when = loom__nanotime() + ns;
+        tp.when = loom__now() + ns;
     }
     STORE_RLX(&g->parking, 1);
     loom__park(loom__getm(), timed_after, &tp, reason);
@@ -1421,7 +1466,7 @@ void loom_sleep(int64_t ns) {
     G *g = m->curg;
     g->timer.fn = sleep_fire;
     g->timer.arg = g;
-    int64_t when = loom__nanotime() + ns;
+    int64_t when = loom__now() + ns;
     loom__park(loom__getm(), sleep_after, &when, WAIT_SLEEP);
     /* the firing M may still be finishing with the timer (it readied us from inside the
      * callback): wait it out before the timer, or this G, can be reused */
@@ -1452,12 +1497,18 @@ static void yield_after(G *prev, void *arg) {
     }
 }
 
-void loom_yield(void) {
-    M *m = loom__getm();
+static void yield_m(M *m) {
     if (!loom__m_runs_g(m)) { sched_yield(); return; }
     G *g = m->curg;
     if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && outranks_all(m, g)) return;
     schedule_from(m, g, yield_after, NULL);
+}
+
+/* loom_yield: in deterministic mode the yielding goroutine is a candidate too (det.c). */
+void loom_yield(void) {
+    M *m = loom__getm();
+    if (unlikely(loom__det_on) && loom__m_runs_g(m) && !loom__det_yield(m->p, m->curg)) return;
+    yield_m(m);
 }
 
 static void hold_after(G *prev, void *arg) {
@@ -1487,7 +1538,7 @@ again:;
     G *next = NULL;
     if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
         /* the deadline timer's signal: the due timers may ready an outranking goroutine */
-        if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
+        if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
         if (outranks_all(m, g)) return;
         if (!locked && (next = loom__runqget_above(p, g->prio))) ran(p, false);
         if (!next && LOAD_RLX(&p->kick) && XCHG(&p->kick, 0) && !loom__runq_outranked(p)) {
@@ -1513,7 +1564,7 @@ again:;
         /* few goroutines ready: Go's way (runtime.stoplockedm), so that no two share this
          * thread and an idle P can take any of them (at one P there is no other P: hold).
          * (schedule_from, under loom_yield, gives back a retiring spare.) */
-        if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__nanotime());
+        if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
         if (!retire && loom__runqempty(p) && LOAD_RLX(&loom__sched.runqsize) == 0) {
             STORE(&p->preempt, 0);       /* nothing else to run: go on, a new slice */
             return;
@@ -1565,6 +1616,10 @@ again:;
  * counted and traced as asynchronous): the held goroutines' paths then run where the signal
  * is off, in the sanitizer builds' tests (tests/test_held.c), and from points a test picks. */
 static void preempt_point(M *m) {
+    if (unlikely(loom__det_on)) {             /* LOOM_SEED: a scheduling point (det.c) */
+        if (m->p && m->curg != &m->g0 && loom__det_yield(m->p, m->curg)) yield_m(m);
+        return;
+    }
     if (m->p && LOAD_RLX(&m->p->preempt) && m->curg != &m->g0) {
         if (unlikely(loom__sched.coopheld)) {
             loom__async_preempt(m);
@@ -1679,7 +1734,7 @@ void loom__entersyscall(M *m) {
     casgstatus(g, G_RUNNING, G_SYSCALL);
     LOOM__TRACE(loom__trace_syscall(m, g, true));
     P *p = m->p;
-    m->blocked = true;
+    STORE_RLX(&m->blocked, true);
     m->oldp = p;
     m->p = NULL;
     STORE_RLX(&p->m, NULL);
@@ -1716,7 +1771,7 @@ void loom__exitsyscall(M *m) {
         m->p = old;
         if (unlikely(loom__sched.check)) check_unowned(old, m);
         STORE_REL(&old->m, m);       /* as acquirep */
-        m->blocked = false;
+        STORE_RLX(&m->blocked, false);
         casgstatus(g, G_SYSCALL, G_RUNNING);
         LOOM__TRACE(loom__trace_syscall(m, g, false));
         return;
@@ -1725,7 +1780,7 @@ void loom__exitsyscall(M *m) {
         P *p = pidleget_lock();
         if (p) {
             acquirep(m, p);
-            m->blocked = false;
+            STORE_RLX(&m->blocked, false);
             casgstatus(g, G_SYSCALL, G_RUNNING);
             LOOM__TRACE(loom__trace_syscall(m, g, false));
             return;
@@ -1735,7 +1790,7 @@ void loom__exitsyscall(M *m) {
         struct timespec ts = { 0, 50000 };
         nanosleep(&ts, NULL);
     }
-    m->blocked = false;
+    STORE_RLX(&m->blocked, false);
     casgstatus(g, G_SYSCALL, G_RUNNABLE);
     LOOM__TRACE(loom__trace_syscall(m, g, false));
     gogo(m, g, &m->g0, exitsyscall_queue, NULL, false);
@@ -1752,7 +1807,7 @@ void loom__checkdead(void) {
     if (run > 0) return;
     if (LOAD(&loom__sched.lastpoll) == 0) return;        /* an M waits in the poller */
     if (loom__netpoll_has_waiters()) return;
-    if (loom__sched.runqsize > 0) return;
+    if (loom__sched.runqsize > 0 || loom__det_waiting()) return;
     for (int i = 0; i < loom__nallp(); i++) {
         P *p = loom__sched.allp[i];
         if (LOAD(&p->timer0_when) != 0 || !loom__runqempty(p)) return;
@@ -1833,6 +1888,7 @@ static void raise_fd_limit(void) {
 static int schedinit(void) {
     memset(&loom__sched, 0, sizeof loom__sched);
     int n = (int)loom__env_long("LOOM_PROCS", 0, 1, 1024);
+    if (loom__det_init()) n = 1;           /* LOOM_SEED: one P (det.c) */
     if (n <= 0) n = loom__cpu_count();
     if (n < 1) n = 1;
     loom__sched.nprocs = n;

@@ -50,9 +50,9 @@ static void lock_slow(loom_mutex *m) {
         if (CAS(&m->_state, old, new)) {
             if (!(old & (M_LOCKED | M_STARVING))) return;         /* got it */
             bool lifo = wait_start != 0;
-            if (!wait_start) wait_start = loom__nanotime();
+            if (!wait_start) wait_start = loom__now();
             loom__semacquire(&m->_sema, lifo, WAIT_MUTEX);
-            starving = starving || loom__nanotime() - wait_start > STARVATION_NS;
+            starving = starving || loom__now() - wait_start > STARVATION_NS;
             old = LOAD(&m->_state);
             if (old & M_STARVING) {
                 /* handed to us directly: fix up the state */

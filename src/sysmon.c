@@ -128,8 +128,9 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
         if (loom__lend_spare(p)) (*handoffs)++;
         return;
     }
-    if (asleep) {
-        *next = now;                    /* look again soon */
+    if (asleep || loom__det_on) {
+        /* look again soon; deterministic mode has no time slices (det.c) */
+        if (asleep) *next = now;
         return;
     }
     if (LOAD(&loom__sched.npidle) > 0 && LOAD(&loom__sched.nmspinning) == 0 && !loom__runqempty(p)) {
@@ -193,16 +194,18 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
         if (st == P_SYSCALL) retake_syscall(p, now, handoffs);
         if (st != P_RUNNING) {
             if (sp && !LOAD(&sp->retire)) loom__retire_spare(sp);
-            if (st == P_IDLE) idle_timers(p, now, &wake, next);
+            if (st == P_IDLE && !loom__det_on) idle_timers(p, now, &wake, next);   /* (det: virtual time) */
             continue;
         }
-        loom__runq_age(p, now);
         /* Once priority levels are in use, sysmon fires due timers itself, whatever the P
          * does (its goroutines may rotate every slice, or it may be between threads): the
          * goroutine readied goes to the global queue and, if it outranks a running one,
-         * kicks that P (runq.c). */
+         * kicks that P (runq.c).  Deterministic mode has neither levels nor real time. */
         int64_t t0 = LOAD_RLX(&p->timer0_when);
-        if (t0 != 0 && t0 <= now && LOAD_RLX(&loom__sched.prio_used)) loom__timers_run(p, now);
+        if (!loom__det_on) {
+            loom__runq_age(p, now);
+            if (t0 != 0 && t0 <= now && LOAD_RLX(&loom__sched.prio_used)) loom__timers_run(p, now);
+        }
         uint32_t t = LOAD_RLX(&p->schedtick);
         if (t != p->sysmontick) {
             p->sysmontick = t;
@@ -312,7 +315,7 @@ static void *sysmon(void *arg) {
         int64_t now = loom__nanotime(), next = INT64_MAX;
         STORE_RLX(&loom__sched.coarse_now, now);
         retake(now, &acted, &handoffs, &signalling, &next);
-        loom__globrunq_age(now);
+        if (!loom__det_on) loom__globrunq_age(now);
         netpoll_check(now);
         /* as Go, only handoffs reset the backoff (preempting a slice does not), from
          * 20 us up to a slice; while a preemption signal has not taken effect, come back
