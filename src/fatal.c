@@ -4,7 +4,8 @@
  * Every fatal condition prints one line "loom: fatal: <what>" and a dump of every goroutine
  * (state, wait reason and for how long, symbolized frames, where it was created; see
  * loom__dump_goroutines) to stderr, then aborts.  SIGQUIT prints the same dump and exits
- * with status 2, as Go does.  A SIGSEGV/SIGBUS on a goroutine's guard page is a stack overflow;
+ * with status 2, as Go does, unless the program installed a SIGQUIT handler of its own
+ * (see on_quit).  A SIGSEGV/SIGBUS on a goroutine's guard page is a stack overflow;
  * the handler runs on a per-thread alternate signal stack (the faulting stack is full)
  * and prints "loom: fatal: goroutine N overflowed its stack (S KiB)".  Other faults are
  * passed on to the previous handler or the default action.
@@ -70,11 +71,22 @@ static void d_duration(loom__wbuf *d, int64_t ns) {
     else { loom__wb_u64(d, (uint64_t)(ns / 60000000000LL)); loom__wb_str(d, " minutes"); }
 }
 
+#if defined(LOOM_TSAN)
+/* ThreadSanitizer's dynamic annotations (its runtime defines them; no header declares them) */
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#endif
+
 /* Every live goroutine: id, state, wait reason and for how long, name, the frames of a
  * goroutine that is not running (a running one's stack is in use on its thread), and
- * where it was created.  Nothing is stopped meanwhile: a goroutine that changes state
- * during the dump may show a stale picture, never a crash (the walk stays inside its stack). */
+ * where it was created.  Nothing is stopped meanwhile and no lock is taken (the SIGQUIT
+ * handler may have interrupted a holder): a goroutine that changes state during the dump
+ * may show a stale picture, never a crash (the walk stays inside its stack).  Those reads
+ * race with the goroutines' owners by design, so ThreadSanitizer is told to ignore them. */
 void loom__dump_goroutines(int fd) {
+#if defined(LOOM_TSAN)
+    AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
+#endif
     char buf[1024];
     loom__wbuf d = { .fd = fd, .cap = sizeof buf, .buf = buf };
     int64_t now = loom__nanotime_coarse();
@@ -113,6 +125,9 @@ void loom__dump_goroutines(int fd) {
         loom__wb_str(&d, " more goroutines\n");
     }
     loom__wb_flush(&d);
+#if defined(LOOM_TSAN)
+    AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
+#endif
 }
 
 void loom__fatal(const char *fmt, ...) {
@@ -132,8 +147,11 @@ void loom__fatal(const char *fmt, ...) {
     abort();
 }
 
-/* SIGQUIT (as in Go): print every goroutine and exit with status 2.  Installed only when
- * the program left SIGQUIT at its default action. */
+/* SIGQUIT (as in Go): print every goroutine and exit with status 2.  Installed over the
+ * default action and over SIG_IGN: a program started as a background job of a shell script
+ * inherits SIGQUIT ignored, and Go respects an inherited SIG_IGN only for SIGHUP and
+ * SIGINT.  A handler of the program's own (a function, or SA_SIGINFO) is left in place.
+ * loom__signals_term puts back whatever was there before. */
 static struct sigaction old_quit;
 static bool quit_installed;
 
@@ -208,7 +226,8 @@ void loom__signals_init(void) {
     sigaction(SIGBUS, &sa, &old_bus);
     handlers_installed = true;
     struct sigaction cur;
-    if (sigaction(SIGQUIT, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL) {
+    if (sigaction(SIGQUIT, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
+        (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN)) {
         struct sigaction q;
         memset(&q, 0, sizeof q);
         q.sa_handler = on_quit;
