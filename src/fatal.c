@@ -79,10 +79,11 @@ void AnnotateIgnoreReadsEnd(const char *file, int line);
 
 /* Every live goroutine: id, state, wait reason and for how long, name, the frames of a
  * goroutine that is not running (a running one's stack is in use on its thread), and
- * where it was created.  Nothing is stopped meanwhile and no lock is taken (the SIGQUIT
- * handler may have interrupted a holder): a goroutine that changes state during the dump
- * may show a stale picture, never a crash (the walk stays inside its stack).  Those reads
- * race with the goroutines' owners by design, so ThreadSanitizer is told to ignore them. */
+ * where it was created (not for goroutine 1, which loom_run creates: see there).  Nothing
+ * is stopped meanwhile and no lock is taken (the SIGQUIT handler may have interrupted a
+ * holder): a goroutine that changes state during the dump may show a stale picture, never
+ * a crash (the walk stays inside its stack).  Those reads race with the goroutines' owners
+ * by design, so ThreadSanitizer is told to ignore them. */
 void loom__dump_goroutines(int fd) {
 #if defined(LOOM_TSAN)
     AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
@@ -117,7 +118,7 @@ void loom__dump_goroutines(int fd) {
         if (g->name[0]) { loom__wb_str(&d, " "); loom__wb_str(&d, g->name); }
         loom__wb_str(&d, ":\n");
         if (st == G_WAITING || st == G_RUNNABLE) backtrace_g(&d, g);
-        if (g->created_pc) d_frame(&d, "created by ", (uintptr_t)g->created_pc, true);
+        if (g->created_pc) d_frame(&d, "created by ", (uintptr_t)g->created_pc, true);  /* not goroutine 1 */
     }
     if (hidden) {
         loom__wb_str(&d, "\n... and ");

@@ -226,7 +226,7 @@ struct loom__g {
     size_t    stack_size;      /* usable bytes from stack_lo to the slot header */
     uintptr_t stack_base;      /* start of the slot (the guard page), 0: no stack yet */
     size_t    slot_size;       /* size class of the slot it wants / has */
-    void     *created_pc;      /* where loom_go was called, for dumps */
+    void     *created_pc;      /* where loom_go was called, for dumps; NULL: goroutine 1 */
     M        *lockedm;         /* loom_lock_thread; owner: the G itself */
     void     *param;           /* wakeup parameter (a sudog, or NULL), set by the waker */
     uint32_t  waitreason;      /* WAIT_*, set before parking */

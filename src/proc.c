@@ -1969,7 +1969,11 @@ int loom_run(int (*main_fn)(void *), void *arg) {
     STORE(&loom__sched.running, true);
     if (loom__sysmon_start() != 0) loom__fatal("cannot start sysmon");
     P *p0 = loom__sched.allp[0];           /* schedinit left P0 out of the idle list */
-    if (newproc(p0, main_goroutine, arg, &(loom_attr){ .name = "main" }, __builtin_return_address(0)) != 1)
+    /* goroutine 1 has no creator pc, so dumps print no "created by" line for it, as Go
+     * prints none for the main goroutine: loom_run's return address would name its caller
+     * only when the call is not a tail call (`return loom_run(...)` in main leaves libc's
+     * start code there) */
+    if (newproc(p0, main_goroutine, arg, &(loom_attr){ .name = "main" }, NULL) != 1)
         loom__fatal("cannot create the main goroutine");
     newm(p0, false);
     loom__note_sleep(&exit_note);

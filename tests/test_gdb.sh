@@ -5,11 +5,13 @@
 # receive and send, sleep, mutex, select, waitgroup), each inside its own parked_in_*
 # function, and a spinner; it then calls gdb_target_ready(), where gdb stops it.
 #   1. LOOM_PROCS=2, LOOM_ASYNCPREEMPT=0: the spinner runs on another thread.  `info
-#      goroutines` must list every goroutine with its wait reason, `*` on goroutine 1 (the
-#      selected thread); `goroutine N bt` of each parked one must show its parked_in_*
-#      function, loom__park and a walk down to loom__ctx_trampoline; the spinner's and
-#      main's come from gdb's backtrace of their threads, and the selected frame is back
-#      afterwards; unknown ids and programs without loom give clear errors.
+#      goroutines` must list every goroutine with its wait reason and creator, `*` on
+#      goroutine 1 (the selected thread), whose creator is loom_run; `goroutine N bt` of
+#      each parked one must show its parked_in_* function, loom__park, a walk down to
+#      loom__ctx_trampoline and its creator; the spinner's and main's come from gdb's
+#      backtrace of their threads (main's with no "created by" line, as in loom's dump),
+#      and the selected frame is back afterwards; unknown ids and programs without loom
+#      give clear errors.
 #   2. LOOM_PROCS=1 (plain builds only: sanitizer builds have no preemption signal): the
 #      spinner was switched out by the preemption signal; its backtrace goes through the
 #      signal frame to spin_forever.
@@ -105,6 +107,7 @@ else
             "goroutine id_$w bt: no parked_in_$w frame"
         expect "$out" "$w" "^#[0-9]+ +0x[0-9a-f]+ in loom__ctx_trampoline" \
             "goroutine id_$w bt: the walk did not reach the bottom of the stack"
+        expect "$out" "$w" "^created by go_named" "goroutine id_$w bt: no 'created by go_named' line"
         if section "$out" "$w" | grep -q '^('; then
             fail "goroutine id_$w bt: the walk stopped early"
         fi
@@ -120,6 +123,10 @@ EOF
     expect "$out" select "in loom_select at " "goroutine id_select bt: no loom_select frame"
     expect "$out" mutex "in loom_mutex_lock" "goroutine id_mutex bt: no loom_mutex_lock frame"
     expect "$out" list '^\* +1 +running +thread [0-9]+ +main ' "info goroutines: goroutine 1 not running and marked '*'"
+    expect "$out" list '^\* +1 +.* main +loom_run$' "info goroutines: goroutine 1's creator is not loom_run"
+    if section "$out" main | grep -q '^created by'; then
+        fail "goroutine id_main bt: a 'created by' line for goroutine 1 (loom's dump prints none)"
+    fi
     expect "$out" list '^  +[0-9]+ +running +thread [0-9]+ +spinner ' "info goroutines: spinner not running on a thread"
     [ "$(section "$out" list | grep -c '^[* ] \+[0-9]')" -eq 8 ] \
         || fail "info goroutines: not 8 goroutines listed"

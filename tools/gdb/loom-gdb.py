@@ -1,8 +1,9 @@
 # loom-gdb.py — gdb commands for programs that use loom (goroutines in C).
 #
 #   info goroutines        one line per live goroutine: id, status, wait reason (or the
-#                          thread it runs on), name, and where it was created; `*` marks
-#                          the goroutine running on gdb's selected thread
+#                          thread it runs on), name, and where it was created (loom_run
+#                          for goroutine 1); `*` marks the goroutine running on gdb's
+#                          selected thread
 #   goroutine N bt         backtrace of goroutine N (N may be any expression: 3, $1, id_var)
 #   goroutine all bt       backtraces of every live goroutine
 #   $loom_g(N)             convenience function: the goroutine record (struct loom__g *),
@@ -277,8 +278,10 @@ def _print_frame(num, pc, is_return):
 
 
 def _created_by(gi):
+    """Where gi was created.  Goroutine 1 records no pc (src/proc.c, loom_run: the return
+    address of a tail call to loom_run is libc's start code): it was created by loom_run."""
     if gi.created_pc == 0:
-        return "?"
+        return "loom_run" if gi.id == 1 else "?"
     names, where = _describe(gi.created_pc, True)
     if len(names) > 1:
         return "%s (inlined in %s)%s" % (names[0], names[-1], where)
@@ -402,7 +405,8 @@ def _backtrace(gi):
         gdb.write("(being switched on its thread: no saved context to show)\n")
     else:
         _walk(gi)
-    gdb.write("created by %s\n" % _created_by(gi))
+    if gi.created_pc != 0:                    # as the dump: no line for goroutine 1
+        gdb.write("created by %s\n" % _created_by(gi))
 
 
 def _thread_backtrace(th):
