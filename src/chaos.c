@@ -55,6 +55,7 @@ void loom__chaos_point(int site) {
     uint64_t r = chaos_rand();
     if ((r & 3) != 0) return;                   /* three times in four: straight through */
     uint32_t what = (uint32_t)(r >> 8) % 16, amount = (uint32_t)(r >> 32);
+    int saved_errno = errno;                    /* the goroutine's (a sleep cut short: EINTR) */
     if (what < 10) {
         int64_t end = loom__nanotime() + amount % 3000;
         while (loom__nanotime() < end) loom__cpu_relax();
@@ -64,6 +65,7 @@ void loom__chaos_point(int site) {
         struct timespec ts = { 0, (long)(1000 + amount % 100000) };
         nanosleep(&ts, NULL);
     }
+    errno = saved_errno;
 }
 
 /* A time slice for sysmon: in chaos mode drawn between slice/10 and 2 * slice. */

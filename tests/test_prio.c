@@ -315,7 +315,9 @@ static int t_held(void *arg)
         loom_wg_wait(&held_wg);
         CHECK(atomic_load(&high_ran_early));
         CHECK(pthread_equal(low_thread_start, low_thread_end));
-        CHECK(pthread_equal(low_thread_start, high_thread_wake));     /* no thread handoff */
+        /* no thread handoff (chaos mode's sleeps in the kernel may have sysmon lend a spare P,
+         * on whose thread the HIGH goroutine then wakes: right, but not this fast path) */
+        if (!getenv("LOOM_CHAOS")) CHECK(pthread_equal(low_thread_start, high_thread_wake));
     }
     return 0;
 }
