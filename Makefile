@@ -1,8 +1,9 @@
 # loom — top-level entry points.  CMake does the building underneath.
 #   make demo     build and run the tour (examples/demo.c)
-#   make test     build and pass every test: plain, ThreadSanitizer, ASan+UBSan,
+#   make test     build and pass every test: plain, chaos seeds, ThreadSanitizer, ASan+UBSan,
 #                 a valgrind subset, and an out-of-tree build against the installed library
 #   make check    the plain test run only (quick)
+#   make soak     the plain suite and the suite under chaos seeds, N times each (not in test)
 #   make bench    loom beside Go on the same workloads (bench/run.sh)
 #   make install  PREFIX=/usr/local by default
 
@@ -12,7 +13,7 @@ CMAKE   ?= cmake
 BUILD   ?= build
 CC      ?= cc
 
-.PHONY: all build demo test check test-tsan test-asan test-valgrind test-install bench install clean
+.PHONY: all build demo test check test-chaos test-tsan test-asan test-valgrind test-install soak bench install clean
 
 all: build
 
@@ -29,6 +30,24 @@ CTEST_EXCLUDE ?= ^$$
 
 check: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 -E '$(CTEST_EXCLUDE)'
+
+# The plain suite again under chaos mode (LOOM_CHAOS=N, src/chaos.c): the runtime's race
+# windows stretched at random, with the invariant checks on.  A failure names its seed; rerun
+# it with LOOM_CHAOS=N ctest -R name.
+CHAOS_SEEDS ?= 1 2 3
+
+test-chaos: build
+	@for s in $(CHAOS_SEEDS); do \
+	    echo "---- chaos seed $$s"; \
+	    (cd $(BUILD) && LOOM_CHAOS=$$s ctest --output-on-failure -j 2 -E '$(CTEST_EXCLUDE)') || { echo "chaos seed $$s failed"; exit 1; }; \
+	done
+
+# Many runs of the plain suite and of the suite under chaos, each failure printed with its seed
+# and the tally kept in $(BUILD)/soak-tally.txt (tools/soak.sh).  SOAK_RUNS=N each.
+SOAK_RUNS ?= 20
+
+soak: build
+	tools/soak.sh $(BUILD) $(SOAK_RUNS)
 
 # ThreadSanitizer and ASan+UBSan builds run the same tests; clang understands the
 # fiber annotations in src/fiber.c.  LOOM_TEST_SCALE shrinks the million-goroutine tests.
@@ -48,7 +67,7 @@ test-valgrind: build
 test-install: build
 	@if [ -x tests/install.sh ]; then tests/install.sh $(BUILD); else echo "test-install: tests/install.sh not present yet, skipped"; fi
 
-test: check test-tsan test-asan test-valgrind test-install
+test: check test-chaos test-tsan test-asan test-valgrind test-install
 
 bench: build
 	bench/run.sh $(BUILD)

@@ -136,19 +136,27 @@ static const char *const gstatus_names[] = { "idle", "runnable", "running", "wai
 
 static const char *gstatus_name(uint32_t st) { return st < 6 ? gstatus_names[st] : "?"; }
 
-static __attribute__((noinline, noreturn, cold)) void bad_gstatus(G *g, uint32_t st, uint32_t old, uint32_t new) {
-    loom__fatal("casgstatus: goroutine %llu is %s, not %s, when it should become %s", (unsigned long long)g->id,
-                gstatus_name(st), gstatus_name(old), gstatus_name(new));
+static __attribute__((noinline, noreturn, cold)) void bad_gstatus(G *g, uint32_t st, uint32_t old, uint32_t new, int line) {
+    M *m = loom__getm();
+    loom__fatal("casgstatus: goroutine %llu is %s, not %s, when it should become %s (proc.c:%d, M%d); "
+                "it became %s at proc.c:%u on M%d", (unsigned long long)g->id, gstatus_name(st), gstatus_name(old),
+                gstatus_name(new), line, m ? m->id : -1, gstatus_name(st), LOAD_RLX(&g->statusline),
+                (int)LOAD_RLX(&g->statusm));
 }
 
-static ALWAYS_INLINE void casgstatus(G *g, uint32_t old, uint32_t new) {
+#define casgstatus(g, old, new) casgstatus_at(g, old, new, __LINE__)
+
+static ALWAYS_INLINE void casgstatus_at(G *g, uint32_t old, uint32_t new, int line) {
     if (likely(!loom__sched.check)) {
         STORE_RLX(&g->status, new);
         return;
     }
     uint32_t st = old;
     if (!__atomic_compare_exchange_n(&g->status, &st, new, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-        bad_gstatus(g, st, old, new);
+        bad_gstatus(g, st, old, new, line);
+    M *m = loom__getm();
+    STORE_RLX(&g->statusline, (uint32_t)line);
+    STORE_RLX(&g->statusm, m ? m->id : -1);
 }
 
 static ALWAYS_INLINE void after_switch(G *self);
@@ -191,7 +199,7 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
         } else {
             uint32_t st = LOAD_RLX(&to->status);
             STORE_RLX(&to->status, G_RUNNING);
-            if (unlikely(st != G_RUNNABLE)) bad_gstatus(to, st, G_RUNNABLE, G_RUNNING);
+            if (unlikely(st != G_RUNNABLE)) bad_gstatus(to, st, G_RUNNABLE, G_RUNNING, __LINE__);
         }
     }
     from->saved_errno = errno_get(m);

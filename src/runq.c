@@ -628,10 +628,16 @@ G *loom__globrunq_pop_locked(void) {
     return g;
 }
 
+/* The runtime's end: forget p's queued goroutines (they are abandoned, as in Go).  Thieves
+ * may still be at work on p, so the ring is emptied as a thief empties it — head moved up
+ * to tail with a CAS — never by setting both back to 0: a thief that read the new head and
+ * the old tail would take the stale slots below as goroutines (long dead ones). */
 void loom__runq_drain(P *p) {
-    STORE(&p->runqhead, 0);
-    STORE(&p->runqtail, 0);
-    STORE(&p->runnext, NULL);
+    for (;;) {
+        uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_ACQ(&p->runqtail);
+        if (h == t || CAS_REL(&p->runqhead, h, t)) break;
+    }
+    (void)XCHG(&p->runnext, NULL);
     STORE(&p->rn_stolen, NULL);
     loom__spin_lock(&p->pq_lock);             /* sysmon's aging may look meanwhile */
     for (int l = 0; l < 2; l++) {
