@@ -434,6 +434,7 @@ struct loom__sched {
     uint32_t   deadwait;        /* checkdead found only threads loom did not create to stop a
                                    deadlock report: sysmon looks again; atomic */
     int        sysmon_tid;      /* for census.c; atomic */
+    uint32_t   sysmon_busy;     /* sysmon is in its work (it may be readying goroutines); atomic */
     uint32_t   sysmonwait;      /* sysmon sleeps on sysmonnote; atomic */
     loom__note sysmonnote;
     pthread_t  sysmon_thread;

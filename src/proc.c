@@ -1820,6 +1820,15 @@ void loom__checkdead(void) {
         P *p = loom__sched.allp[i];
         if (LOAD(&p->timer0_when) != 0 || !loom__runqempty(p)) return;
     }
+    /* sysmon fires timers and polls without a P: a goroutine it took off a timer heap or
+     * the poller (after setting sysmon_busy, before the timer word or the poller's count
+     * changed, both read above) may be on its way to the global queue, blocked on
+     * sched.lock, which we hold: not dead.  It looks again once it is done (deadwait). */
+    if (LOAD(&loom__sched.sysmon_busy)) {
+        STORE(&loom__sched.deadwait, 1);
+        loom__sysmon_wake();
+        return;
+    }
     /* a thread loom did not create may wake a goroutine at any time (census.c); sysmon
      * looks again while that is all that stops the report */
     if (loom__census_foreign()) {

@@ -281,8 +281,10 @@ static void *sysmon(void *arg) {
         if (t - lastverify >= loom__netpoll_verify_every(VERIFY_NS)) {
             lastverify = t;
             G *list = NULL;
+            STORE(&loom__sched.sysmon_busy, 1);
             unverified = loom__netpoll_verify(&list);
             if (list) loom__injectglist(list);
+            STORE(&loom__sched.sysmon_busy, 0);
         }
         bool all_idle = LOAD(&loom__sched.npidle) == LOAD(&loom__sched.nactive);
         if (!all_idle) idle_since = 0;
@@ -314,9 +316,13 @@ static void *sysmon(void *arg) {
         int acted = 0, handoffs = 0, signalling = 0;
         int64_t now = loom__nanotime(), next = INT64_MAX;
         STORE_RLX(&loom__sched.coarse_now, now);
+        /* while sysmon may hold goroutines it took from a timer or the poller and has not
+         * queued yet, the deadlock check waits for it (checkdead) */
+        STORE(&loom__sched.sysmon_busy, 1);
         retake(now, &acted, &handoffs, &signalling, &next);
         if (!loom__det_on) loom__globrunq_age(now);
         netpoll_check(now);
+        STORE(&loom__sched.sysmon_busy, 0);
         /* as Go, only handoffs reset the backoff (preempting a slice does not), from
          * 20 us up to a slice; while a preemption signal has not taken effect, come back
          * in 50 us to repeat it; and never sleep past the next slice end or due timer */
