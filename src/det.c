@@ -62,9 +62,12 @@ static struct {
     G      **v;                 /* the run set */
     uint32_t n, cap;
     G       *chosen;            /* picked by det_yield, to run next */
+    uint32_t waiting;           /* n + (chosen != NULL), for readers without the lock
+                                   (checkdead holds sched.lock, which nests inside det.lock) */
     uint64_t hash;
 } det;
 
+static void count(void);
 static bool said_seed;
 static bool exit_hooks;
 
@@ -238,6 +241,7 @@ G *loom__det_next(P *p) {
         gather(p);
         if (det.n) g = take(choose(NULL));
     }
+    count();
     loom__lock_release(&det.lock);
     return g;
 }
@@ -262,12 +266,15 @@ bool loom__det_yield(P *p, G *self) {
             other = true;
         }
     }
+    count();
     loom__lock_release(&det.lock);
     return other;
 }
 
-/* Goroutines gathered but not run (checkdead, the end of a run). */
-uint32_t loom__det_waiting(void) { return LOAD_RLX(&det.n) + (LOAD_RLX(&det.chosen) != NULL); }
+/* Goroutines gathered but not run (checkdead, handoffp): relaxed, as runqsize is read. */
+uint32_t loom__det_waiting(void) { return LOAD(&det.waiting); }
+
+static void count(void) { STORE(&det.waiting, det.n + (det.chosen != NULL)); }
 
 uint64_t loom_sched_hash(void) {
     if (!loom__det_on) return 0;

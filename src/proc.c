@@ -1008,7 +1008,7 @@ static G *take_polled(P *p, G *list) {
  * a goroutine first; the thread waits a millisecond of real time and looks again (*again).
  * NULL without *again: nothing but fds or other threads can make work; findrunnable goes
  * on as usual (the poller, or stopm and the deadlock check). */
-static G *det_findrunnable(P *p, bool *again) {
+static G *det_findrunnable(M *m, P *p, bool *again) {
     G *g = loom__det_next(p);
     if (g) return g;
     if (loom__netpoll_has_waiters()) {
@@ -1018,6 +1018,10 @@ static G *det_findrunnable(P *p, bool *again) {
     bool others = LOAD(&loom__sched.nactive) > 1;
     for (M *x = LOAD_ACQ(&loom__sched.allm); x && !others; x = x->alllink) others = LOAD_RLX(&x->blocked);
     if (others) {
+        /* what a blocked thread's P (or a spare's) holds may be what its call waits for */
+        bool rantimers = false;
+        G *g = stealwork(m, p, loom__now(), &rantimers);
+        if (g) return g;
         struct timespec ts = { 0, 1000000 };
         nanosleep(&ts, NULL);
         *again = true;
@@ -1048,7 +1052,7 @@ static G *findrunnable(M *m) {
         }
         if (unlikely(loom__det_on)) {
             bool again = false;
-            G *g = det_findrunnable(p, &again);
+            G *g = det_findrunnable(m, p, &again);
             if (g) { ran(p, false); return g; }
             if (again) continue;
         }

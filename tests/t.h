@@ -245,4 +245,12 @@ static inline bool t_async_preempt(void)
         T_RUN(fn, NULL); \
     } while (0)
 
+/* Under chaos mode (LOOM_CHAOS: the suite run by `make test-chaos`) the runtime sleeps in its
+ * own race windows and draws random time slices: latency and share bounds do not apply
+ * there, only correctness does. */
+static inline bool t_chaos(void)
+{
+    return getenv("LOOM_CHAOS") != NULL;
+}
+
 #endif /* LOOM_TEST_T_H */

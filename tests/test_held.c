@@ -178,7 +178,7 @@ static int wake_test(void *arg)
     /* after the current slice (2 ms, a quarter of it once the timer is overdue): well
      * under the 4 ms that waiting behind the two held spinners' slices would add */
     /* (chaos mode draws slices up to twice as long and sleeps in the windows: no bound) */
-    if (!getenv("LOOM_CHAOS"))
+    if (!t_chaos())
         CHECK_MSG(d[ROUNDS / 2] < 3 * MS, "median wakeup %.2f ms late beside %d spinners", d[ROUNDS / 2] / 1e6, N);
     stop_spinners(s, N);
     return 0;
@@ -313,7 +313,7 @@ static int prio_global_test(void *arg)
     /* it outranks the spinners: it runs once the running one is switched out (a kick,
      * or the slice's end: 2 ms), not after the held ones get their turns on every 61st
      * tick (some 60 slices) */
-    if (!getenv("LOOM_CHAOS"))
+    if (!t_chaos())
         CHECK_MSG(d[FROUNDS / 2] < 10 * MS, "median wakeup %.2f ms behind LOW spinners", d[FROUNDS / 2] / 1e6);
     loom_chan_free(fchan);
     stop_spinners(s, N);

@@ -61,7 +61,7 @@ static int wakeup_test(void *arg)
     /* Without preemption the sleeper would not wake at all while the spinner runs.  The
      * 3 ms bar itself is measured by bench/preempt.c on a quiet machine; here another
      * test may share the two cores (ctest -j2), so allow the OS some 10 ms hiccups. */
-    CHECK_MSG(very_late <= rounds / 10, "%d of %d wakeups later than 10 ms (worst %.2f ms)", very_late, rounds, worst / 1e6);
+    if (!t_chaos()) CHECK_MSG(very_late <= rounds / 10, "%d of %d wakeups later than 10 ms (worst %.2f ms)", very_late, rounds, worst / 1e6);
     return 0;
 }
 

@@ -317,7 +317,7 @@ static int t_held(void *arg)
         CHECK(pthread_equal(low_thread_start, low_thread_end));
         /* no thread handoff (chaos mode's sleeps in the kernel may have sysmon lend a spare P,
          * on whose thread the HIGH goroutine then wakes: right, but not this fast path) */
-        if (!getenv("LOOM_CHAOS")) CHECK(pthread_equal(low_thread_start, high_thread_wake));
+        if (!t_chaos()) CHECK(pthread_equal(low_thread_start, high_thread_wake));
     }
     return 0;
 }
