@@ -336,12 +336,8 @@ struct loom__p {
     uint32_t   runqhead;
     uint32_t   runqtail;
     G         *runq[LOOM_RUNQ_SIZE];
-    G         *runnext;         /* written by the owner with plain (relaxed) stores; foreign
-                                   takers CAS it to NULL under rn_lock (runq.c, "runnext") */
-    uint32_t   rn_thief;        /* 1 while a foreign taker works on runnext; under rn_lock */
-    G         *rn_stolen;       /* the last G a foreign taker took from runnext, until the owner
-                                   has seen it; written under rn_lock */
-    loom__spinlock rn_lock;     /* serialises foreign takers, and the owner's settling */
+    G         *runnext;         /* filled by the owner only; the owner and foreign takers CAS
+                                   it to NULL (runq.c, "runnext") */
     /* priority levels other than NORMAL (runq.c): one FIFO per level (PQ_HIGH, PQ_LOW),
      * linked through schedlink, under pq_lock (owner, thieves and sysmon's aging take it);
      * pq_n[] counts them, atomic, read without the lock */
@@ -448,7 +444,6 @@ struct loom__sched {
     int        schedtrace_ms;   /* LOOM_DEBUG=schedtrace=MS (0: off) */
     bool       scheddetail;     /* LOOM_DEBUG=scheddetail=1 */
     bool       coopheld;        /* LOOM_DEBUG=coopheld=1 (proc.c, preempt_point) */
-    bool       runnextmb;       /* LOOM_DEBUG=runnextmb=1 (runq.c, loom__runnext_init) */
     bool       check;           /* LOOM_DEBUG=check=1, chaos and sanitizer builds: invariant checks */
 };
 extern struct loom__sched loom__sched;
@@ -496,30 +491,12 @@ int64_t loom__nanotime_coarse(void);            /* CLOCK_MONOTONIC_COARSE: ~ms r
 /* ------------------------------------------------------------------ runq.c */
 void loom__runqput(P *p, G *g, bool next);
 G   *loom__runqget_prio(P *p, bool *inherit);
-/* runnext, the owner's side (runq.c, "runnext"): the owner takes and replaces its runnext
- * with plain stores; a foreign taker announces itself (rn_thief) and runs membarrier before
- * it looks, so an owner that loaded the same G either sees the announcement or the record
- * (rn_stolen) when it checks after its store, and settles with the taker under rn_lock.
- * Without membarrier (loom__runnext_asym false) both sides CAS, as Go. */
-extern bool loom__runnext_asym;
-G   *loom__runnext_settle(P *p, G *taken);     /* the owner's slow path: taken, or NULL */
-void loom__runnext_forget(P *p);                /* the owner clears a stale rn_stolen */
-/* The owner has just stored over runnext, which held `taken`: is it still the owner's? */
-static inline __attribute__((always_inline)) G *loom__runnext_check(P *p, G *taken) {
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);    /* the store, then the checks: as written */
-    uint32_t thief = LOAD_ACQ(&p->rn_thief);    /* then rn_stolen, in this order: a taker */
-    G *stolen = LOAD_RLX(&p->rn_stolen);        /* writes rn_stolen before clearing rn_thief */
-    if (unlikely(thief | (stolen != NULL)))
-        return loom__runnext_settle(p, taken);
-    return taken;
-}
+/* runnext, the owner's take: a CAS to NULL, as the thieves' (runq.c, "runnext"). */
 static inline __attribute__((always_inline)) G *loom__runnext_take(P *p) {
     G *next = LOAD_RLX(&p->runnext);
     if (!next) return NULL;
     LOOM__CHAOS(CH_RUNNEXT);
-    if (unlikely(!loom__runnext_asym)) return CAS(&p->runnext, next, NULL) ? next : NULL;
-    STORE_RLX(&p->runnext, NULL);
-    return loom__runnext_check(p, next);
+    return CAS(&p->runnext, next, NULL) ? next : NULL;
 }
 
 /* runq.c's fast path, inline here for the switch: runnext, then the ring (the NORMAL level;
@@ -579,7 +556,6 @@ void loom__globrunqputbatch(G *head, G *tail, int n); /* sched.lock held */
 void loom__globrunq_term(void);                  /* loom_run's end: free the global ring */
 G   *loom__globrunqget(P *p, int max);           /* sched.lock held */
 void loom__runq_drain(P *p);                     /* runtime end: forget the queue */
-void loom__runnext_init(void);                   /* schedinit: can foreign takers use membarrier? */
 int  loom__runq_takeall(P *p, G **head, G **tail); /* every queued G of p as a list */
 enum { PQ_HIGH = 0, PQ_LOW = 1, PRIO_IDLE = -2 };
 void loom__runq_age(P *p, int64_t now);          /* sysmon: boost goroutines ready too long */

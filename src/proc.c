@@ -138,10 +138,13 @@ static const char *gstatus_name(uint32_t st) { return st < 6 ? gstatus_names[st]
 
 static __attribute__((noinline, noreturn, cold)) void bad_gstatus(G *g, uint32_t st, uint32_t old, uint32_t new, int line) {
     M *m = loom__getm();
-    loom__fatal("casgstatus: goroutine %llu is %s, not %s, when it should become %s (proc.c:%d, M%d); "
-                "it became %s at proc.c:%u on M%d", (unsigned long long)g->id, gstatus_name(st), gstatus_name(old),
-                gstatus_name(new), line, m ? m->id : -1, gstatus_name(st), LOAD_RLX(&g->statusline),
-                (int)LOAD_RLX(&g->statusm));
+    char where[64] = "";
+    if (loom__sched.check)            /* recorded only while the checks are on */
+        snprintf(where, sizeof where, "; it became %s at proc.c:%u on M%d", gstatus_name(st),
+                 LOAD_RLX(&g->statusline), (int)LOAD_RLX(&g->statusm));
+    loom__fatal("casgstatus: goroutine %llu is %s, not %s, when it should become %s (proc.c:%d, M%d)%s",
+                (unsigned long long)g->id, gstatus_name(st), gstatus_name(old), gstatus_name(new), line,
+                m ? m->id : -1, where);
 }
 
 #define casgstatus(g, old, new) casgstatus_at(g, old, new, __LINE__)
@@ -1104,27 +1107,14 @@ static G *findrunnable(M *m) {
             /* the re-check after dropping nmspinning (see the design story): the global
              * queue first (as Go since 1.21): a thread without a P that queued a goroutine
              * there (held_wait, a timer fired by sysmon) saw us spinning and woke nobody */
-            if (LOAD(&loom__sched.runqsize) != 0) {
-                P *np = pidleget_lock();
-                if (np) {
-                    acquirep(m, np);
-                    m->spinning = true;
-                    XADD(&loom__sched.nmspinning, 1);
-                    goto next;
-                }
-            }
-            for (int i = 0; i < loom__nallp(); i++) {
-                P *v = loom__sched.allp[i];
-                if (!loom__runqempty(v)) {
-                    P *np = pidleget_lock();
-                    if (np) {
-                        acquirep(m, np);
-                        m->spinning = true;
-                        XADD(&loom__sched.nmspinning, 1);
-                        goto next;
-                    }
-                    break;
-                }
+            bool work = LOAD(&loom__sched.runqsize) != 0;
+            for (int i = 0; i < loom__nallp() && !work; i++) work = !loom__runqempty(loom__sched.allp[i]);
+            P *np = work ? pidleget_lock() : NULL;
+            if (np) {                        /* spin again, on an idle P */
+                acquirep(m, np);
+                m->spinning = true;
+                XADD(&loom__sched.nmspinning, 1);
+                goto next;
             }
         }
         /* earliest timer anywhere */
@@ -1942,7 +1932,6 @@ static int schedinit(void) {
     loom__sched.start_time = loom__sched.lastpoll;
     loom__sched.coarse_now = loom__sched.lastpoll;
     loom__trace_init();
-    loom__runnext_init();
     int err = loom__netpoll_init();
     if (err) return err;
     loom__signals_init();

@@ -15,23 +15,8 @@
  * run it itself (Go sleeps 3 µs there: a channel handoff takes ~50 ns, so the owner is
  * likely about to run it, and stealing it would split the pair across cores).
  *
- * Unlike Go, the owner takes runnext without an atomic read-modify-write: every channel
- * handoff takes it once, and a locked instruction costs ~6-8 ns here, a tenth of a round
- * trip.  The owner loads it, stores NULL, then (in that order: a compiler fence) checks
- * rn_thief and rn_stolen (loom__runnext_take, internal.h).  A foreign taker (a thief, or
- * sysmon's aging) holds rn_lock, sets rn_thief, and runs membarrier(PRIVATE_EXPEDITED)
- * before it reads runnext; it CASes what it read to NULL, records a success in rn_stolen,
- * then clears rn_thief (runnext_steal).  membarrier puts a full barrier into the owner's
- * instruction stream somewhere during the call: if the owner's checks come after it they
- * see rn_thief, or (the taker has finished) rn_stolen, since the taker wrote that first;
- * if they come before it, the owner's NULL was visible by the time the taker read runnext.
- * So an owner and a taker that both got the same G always meet in loom__runnext_settle,
- * where the owner waits for rn_lock and gives the G up if rn_stolen names it.  The owner
- * clears rn_stolen before each store into runnext (loom__runnext_forget), so a record is
- * never about an earlier instance of a G that was readied again.  Replacing a non-empty
- * runnext is a take of the old one and checks the same way.  Costs: one membarrier
- * (~5 µs here) per runnext a thief takes; where membarrier is missing (old kernels,
- * valgrind), loom__runnext_asym is false and both sides CAS, as Go.
+ * The owner and foreign takers (thieves, sysmon's aging) all take runnext with a CAS to NULL,
+ * as Go; only the owner stores into it.
  *
  * Global queue: a growable ring of G pointers under sched.lock, filled when a local queue
  * overflows (half the queue moves in one batch) and by threads without a P; drained in
@@ -61,71 +46,17 @@
  * later, never never.  The goroutine keeps its own level.
  */
 #include "internal.h"
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #define SLOT_LOAD(p, i)     __atomic_load_n(&(p)->runq[(i) % LOOM_RUNQ_SIZE], __ATOMIC_RELAXED)
 #define SLOT_STORE(p, i, g) __atomic_store_n(&(p)->runq[(i) % LOOM_RUNQ_SIZE], (g), __ATOMIC_RELAXED)
 
 /* ---------------------------------------------------------------- runnext (see above) */
 
-bool loom__runnext_asym;
-
-/* Once per run: membarrier(PRIVATE_EXPEDITED) must be registered before it is used.
- *
- * Off unless LOOM_DEBUG=runnextmb=1: test_placement (8 Ps on 2 CPUs, fan-out trees, heavy
- * runnext stealing) switched to a goroutine that had already exited ("switch to goroutine
- * N in status 5", once a segfault) in about 1 run in 100 with it, on this session's code
- * and on session 8's alike, and in none of 600 runs with both sides using CAS.  The hole in
- * the argument above is not found yet; until it is, runnext is taken with CAS, as Go does
- * (pingpong at all Ps pays for it: ~76 ns with membarrier, see the README). */
-void loom__runnext_init(void) {
-    if (!loom__sched.runnextmb) {
-        loom__runnext_asym = false;
-        return;
-    }
-    long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    loom__runnext_asym = q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-                         syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
-}
-
 /* A foreign taker's claim on v's runnext, if it still holds `want`: returns it, or NULL. */
 static G *runnext_steal(P *v, G *want) {
-    G *got = NULL;
-    bool fenced = true;
-    loom__spin_lock(&v->rn_lock);
-    if (loom__runnext_asym) {
-        STORE(&v->rn_thief, 1);
-        int saved = errno;
-        /* registered at start, so it cannot fail; if it ever did, the owner's plain take
-         * could not be ordered against us: leave runnext to the owner */
-        fenced = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
-        errno = saved;
-    }
     G *x = LOAD(&v->runnext);
     LOOM__CHAOS(CH_RUNNEXT);
-    if (fenced && x == want && CAS(&v->runnext, x, NULL)) {
-        got = x;
-        if (loom__runnext_asym) STORE_RLX(&v->rn_stolen, x);   /* before rn_thief clears */
-    }
-    if (loom__runnext_asym) STORE_REL(&v->rn_thief, 0);
-    loom__spin_unlock(&v->rn_lock);
-    return got;
-}
-
-G *loom__runnext_settle(P *p, G *taken) {
-    loom__spin_lock(&p->rn_lock);                /* a taker at work finishes first */
-    G *s = LOAD_RLX(&p->rn_stolen);
-    STORE_RLX(&p->rn_stolen, NULL);
-    loom__spin_unlock(&p->rn_lock);
-    return s == taken ? NULL : taken;
-}
-
-void loom__runnext_forget(P *p) {
-    loom__spin_lock(&p->rn_lock);
-    STORE_RLX(&p->rn_stolen, NULL);
-    loom__spin_unlock(&p->rn_lock);
+    return x == want && CAS(&v->runnext, x, NULL) ? x : NULL;
 }
 
 /* ---------------------------------------------------------------- the global NORMAL queue
@@ -378,18 +309,12 @@ void loom__runqput(P *p, G *g, bool next) {
         /* Only the owner (us) makes runnext non-NULL; foreign takers only CAS it to NULL.
          * So an empty slot stays empty until we fill it: a release store will do (the
          * common case: a channel handoff readies into the slot its peer just left). */
-        if (unlikely(LOAD_RLX(&p->rn_stolen))) loom__runnext_forget(p);
         G *old = LOAD_RLX(&p->runnext);
         if (!old) {
             STORE_REL(&p->runnext, g);
             return;
         }
-        if (loom__runnext_asym) {     /* replacing old is a take of it: check as a take does */
-            STORE_REL(&p->runnext, g);
-            old = loom__runnext_check(p, old);
-        } else {
-            old = XCHG(&p->runnext, g);
-        }
+        old = XCHG(&p->runnext, g);   /* replacing old is a take of it: a thief may have won */
         if (!old) return;
         g = old;                      /* the previous runnext goes to the tail */
     }
@@ -638,7 +563,6 @@ void loom__runq_drain(P *p) {
         if (h == t || CAS_REL(&p->runqhead, h, t)) break;
     }
     (void)XCHG(&p->runnext, NULL);
-    STORE(&p->rn_stolen, NULL);
     loom__spin_lock(&p->pq_lock);             /* sysmon's aging may look meanwhile */
     for (int l = 0; l < 2; l++) {
         p->pq_head[l] = p->pq_tail[l] = NULL;

@@ -25,7 +25,6 @@ void loom__debug_init(void) {
     loom__sched.schedtrace_ms = 0;
     loom__sched.scheddetail = false;
     loom__sched.coopheld = false;
-    loom__sched.runnextmb = false;
 #if defined(LOOM_ASAN) || defined(LOOM_TSAN)
     loom__sched.check = true;            /* the sanitizer builds always check */
 #else
@@ -39,7 +38,6 @@ void loom__debug_init(void) {
         if ((v = debug_opt(e, len, "schedtrace="))) loom__sched.schedtrace_ms = atoi(v);
         else if ((v = debug_opt(e, len, "scheddetail="))) loom__sched.scheddetail = atoi(v) != 0;
         else if ((v = debug_opt(e, len, "coopheld="))) loom__sched.coopheld = atoi(v) != 0;
-        else if ((v = debug_opt(e, len, "runnextmb="))) loom__sched.runnextmb = atoi(v) != 0;
         else if ((v = debug_opt(e, len, "check="))) loom__sched.check = atoi(v) != 0;
         e = end ? end + 1 : NULL;
     }

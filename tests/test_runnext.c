@@ -1,9 +1,7 @@
 /*
  * test_runnext.c — the runnext slot and the thieves that take it (runq.c, "runnext").
  *
- * The owner of a P and thieves take its runnext with CAS, as Go; with LOOM_DEBUG=runnextmb=1
- * (the ctest entry test_runnext_mb) the owner uses plain stores and a thief announces itself
- * and runs membarrier first (off by default: runq.c says why).  Checked here:
+ * The owner of a P and thieves take its runnext with CAS, as Go.  Checked here:
  *  - an idle P steals a busy P's runnext: main spawns a goroutine (it lands in main's
  *    runnext) and then spins without any loom call and without preemption; the goroutine
  *    must run anyway, on another thread, while main still spins;
