@@ -1499,10 +1499,14 @@ static void yield_after(G *prev, void *arg) {
     }
 }
 
+/* With priority levels in use a goroutine that outranks every ready one keeps running.  Not
+ * in deterministic mode, which ignores levels: there det_yield has already picked the next
+ * goroutine (det.chosen, which det_next hands out), so the switch must happen, or the next
+ * pick would overwrite that choice and lose the goroutine. */
 static void yield_m(M *m) {
     if (!loom__m_runs_g(m)) { sched_yield(); return; }
     G *g = m->curg;
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && outranks_all(m, g)) return;
+    if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && !loom__det_on && outranks_all(m, g)) return;
     schedule_from(m, g, yield_after, NULL);
 }
 
