@@ -250,6 +250,8 @@ G *loom__det_next(P *p) {
  * picked (det_next hands it out next), false if self goes on. */
 bool loom__det_yield(P *p, G *self) {
     loom__lock_acquire(&det.lock);
+    /* invariant: a pick handed out before anything runs again (a lost one is a lost goroutine) */
+    if (unlikely(det.chosen)) loom__fatal("deterministic mode: goroutine %llu was picked and not run", (unsigned long long)det.chosen->id);
     gather(p);
     bool other = false;
     if (det.n) {

@@ -14,9 +14,18 @@
  * have the CPU, so they usually win: good throughput).  A waiter that has waited more
  * than 1 ms switches the mutex to starvation mode: unlock hands it straight to the
  * first waiter, newcomers queue at the tail; it goes back to normal when the last waiter
- * or one that waited < 1 ms gets it.  So no waiter is starved. */
+ * or one that waited < 1 ms gets it.  So no waiter is starved.  In deterministic mode
+ * (det.c) time stands still while goroutines run, so there a waiter starves after losing
+ * the race STARVATION_ROUNDS times instead: the same rule, counted in schedule steps. */
 enum { M_LOCKED = 1, M_WOKEN = 2, M_STARVING = 4, M_SHIFT = 3 };
 #define STARVATION_NS 1000000
+#define STARVATION_ROUNDS 3
+
+/* Deterministic mode: taking a lock or waiting is a scheduling point even when it would
+ * not block (det.c), so that lock-order bugs are in reach of the schedules it draws. */
+static inline void det_point(void) {
+    if (unlikely(loom__det_on)) loom__preempt_check();
+}
 
 static bool can_spin(int iter) {
     if (iter >= 4 || loom__sched.nprocs <= 1) return false;
@@ -31,7 +40,7 @@ static bool can_spin(int iter) {
 static void lock_slow(loom_mutex *m) {
     int64_t wait_start = 0;
     bool starving = false, awoke = false;
-    int iter = 0;
+    int iter = 0, lost = 0;
     int old = LOAD(&m->_state);
     for (;;) {
         if ((old & (M_LOCKED | M_STARVING)) == M_LOCKED && can_spin(iter)) {
@@ -52,7 +61,8 @@ static void lock_slow(loom_mutex *m) {
             bool lifo = wait_start != 0;
             if (!wait_start) wait_start = loom__now();
             loom__semacquire(&m->_sema, lifo, WAIT_MUTEX);
-            starving = starving || loom__now() - wait_start > STARVATION_NS;
+            starving = starving || (unlikely(loom__det_on) ? ++lost >= STARVATION_ROUNDS
+                                                           : loom__now() - wait_start > STARVATION_NS);
             old = LOAD(&m->_state);
             if (old & M_STARVING) {
                 /* handed to us directly: fix up the state */
@@ -71,6 +81,7 @@ static void lock_slow(loom_mutex *m) {
 
 void loom_mutex_lock(loom_mutex *m) {
     if (!m) return;
+    det_point();
     if (CAS(&m->_state, 0, M_LOCKED)) return;
     lock_slow(m);
 }
@@ -119,6 +130,7 @@ int loom_mutex_unlock(loom_mutex *m) {
 
 void loom_rwmutex_rlock(loom_rwmutex *m) {
     if (!m) return;
+    det_point();
     if (XADD(&m->_reader_count, 1) + 1 < 0)
         loom__semacquire(&m->_reader_sem, false, WAIT_RWMUTEX_R);
 }
@@ -226,6 +238,7 @@ void loom_wg_done(loom_waitgroup *wg) { (void)loom_wg_add(wg, -1); }
 
 void loom_wg_wait(loom_waitgroup *wg) {
     if (!wg) return;
+    det_point();
     unsigned long long old = LOAD(&wg->_state);
     for (;;) {
         if ((old >> 32) == 0) return;

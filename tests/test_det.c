@@ -35,12 +35,11 @@
  * Every child is short (the whole run takes seconds, under the sanitizers too), so the
  * counts are the same in every build: nothing is scaled by LOOM_TEST_SCALE.
  *
- * Two known gaps of deterministic mode have cases here that the run leaves out; each
- * fails today and passes once the gap is closed:
- *   test_det --known-bug=mutex-starve   a mutex waiter starves for good (src/sync.c's
- *                                       1 ms starvation threshold is virtual time)
- *   test_det --known-bug=lock-order     a lock-order deadlock no seed finds (locking a
- *                                       free mutex is no scheduling point)
+ *  - mutex_starve: a mutex waiter whose holder unlocks and relocks in a loop (yielding while
+ *    it holds it) gets the mutex: in deterministic mode a waiter starves after losing the
+ *    race a few times, since time stands still while goroutines run (src/sync.c);
+ *  - lock_order: the classic lock-order deadlock (A takes m1 then m2, B the reverse) is
+ *    found by random and pct:2 seeds: taking a free mutex is a scheduling point.
  */
 #include "t.h"
 
@@ -992,12 +991,10 @@ static void test_levels(void)
     printf("levels: priority levels in use: %d seeds ran to the end (random and pct:2), seed 1 replays\n", nseeds);
 }
 
-/* Not part of the run: `test_det --known-bug=mutex-starve`.  With LOOM_SEED set, a waiter
- * on a mutex whose holder unlocks and locks it again in a loop (yielding while it holds
- * it) never gets it: lock_slow (src/sync.c) measures the 1 ms starvation threshold with
- * loom__now(), which in deterministic mode stands still while the holder can run.
- * Without LOOM_SEED the same program ends after a millisecond or so. */
-static int known_bug_mutex_starve(void)
+/* A waiter on a mutex whose holder unlocks and locks it again in a loop (yielding while it
+ * holds it) gets it, with and without LOOM_SEED (lock_slow's starvation mode; in
+ * deterministic mode counted in lost races, as virtual time stands still). */
+static int test_mutex_starve(void)
 {
     bool late;
     result r = spawn_for("mutex_starve", 0, NULL, 20, &late);
@@ -1013,11 +1010,9 @@ static int known_bug_mutex_starve(void)
     return ok ? 0 : 1;
 }
 
-/* Not part of the run: `test_det --known-bug=lock-order`.  det.c lists lock among the
- * scheduling points, but loom_mutex_lock on a free mutex takes it without one (the fast
- * path in src/sync.c), so the lock-order deadlock above is found by no seed, random or
- * PCT. */
-static int known_bug_lock_order(void)
+/* The lock-order deadlock above is found by random and by PCT seeds: taking a free mutex is
+ * a scheduling point in deterministic mode (without it no seed found it). */
+static int test_lock_order(void)
 {
     int found[2] = { 0, 0 };
     const char *scheds[2] = { "random", "pct:2" };
@@ -1044,10 +1039,6 @@ int main(int argc, char **argv)
     CHECK(n > 0);
     self[n] = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (argc > 1 && strcmp(argv[1], "--known-bug=mutex-starve") == 0)
-        return known_bug_mutex_starve();
-    if (argc > 1 && strcmp(argv[1], "--known-bug=lock-order") == 0)
-        return known_bug_lock_order();
     if (argc > 1)
         return run_child(argv[1]);
 
@@ -1057,5 +1048,7 @@ int main(int argc, char **argv)
     test_replay();
     test_levels();
     test_pct();
+    CHECK_EQ(test_mutex_starve(), 0);
+    CHECK_EQ(test_lock_order(), 0);
     return 0;
 }
