@@ -217,7 +217,7 @@ struct loom__g {
     G        *schedlink;       /* run-queue / free-list link; owner: the queue holding it */
     uint64_t  id;              /* > 0; fixed while alive */
     uint32_t  status;          /* G_*; atomic, for dumps and assertions */
-    int       prio;            /* LOOM_PRIO_*; used by the priority work (issue 7) */
+    int       prio;            /* LOOM_PRIO_*: its priority level (runq.c) */
     void    (*fn)(void *);
     void     *arg;
     /* the stack (stack.c): attached at the first run, detached at exit; owner: the G's M */

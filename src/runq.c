@@ -1,8 +1,9 @@
 /*
  * runq.c — run queues: each P's bounded local queue with its runnext slot, and the global
  * queue.  The algorithms and names are Go's (runtime.runqput, runqget, runqgrab, runqsteal,
- * globrunqget in proc.go); this file is the one place where queueing policy lives, so the
- * priority levels and topology-aware stealing planned later replace these functions only.
+ * globrunqget in proc.go); this file is the one place where queueing policy lives: the
+ * priority levels (below) sit beside Go's queues here, and the steal order comes from
+ * topo.c.
  *
  * Local queue: a 256-slot ring.  Only the owner P writes runqtail and the slots between
  * tail and head+256; any M may take from the head with a CAS on runqhead (consumers are
@@ -28,7 +29,7 @@
  * that have run go before fresh ones that never ran, with a share of the takes kept for
  * the fresh (see "the global NORMAL queue" below).
  *
- * Priority levels (issue 7; loom_attr.priority, loom_set_priority).  NORMAL goroutines use
+ * Priority levels (loom_attr.priority, loom_set_priority).  NORMAL goroutines use
  * the structures above unchanged.  HIGH and LOW ones have a FIFO per level per P (pq_*,
  * under the P's pq_lock) and per level in the global queue (gq_*, under sched.lock); they
  * never sit in runnext.  Until the first goroutine leaves NORMAL (sched.prio_used) none of

@@ -1,10 +1,14 @@
 /*
  * sysmon.c — the monitor thread (runtime.sysmon).  It runs without a P.
  *
- * Today it watches time slices: for each running P it remembers schedtick and when it last
+ * It watches time slices: for each running P it remembers schedtick and when it last
  * changed; a P whose schedtick has not moved for a slice (LOOM_SLICE_US, default 2 ms) gets
  * p->preempt set, which makes its next schedule() stop a runnext ping-pong pair from
- * inheriting the slice, and makes loom's cooperative preemption points yield.
+ * inheriting the slice, and makes loom's cooperative preemption points yield (and the
+ * preemption signal for plain C code, preempt.c).  It also retakes Ps left in blocking
+ * calls, lends spare Ps for threads blocked without telling loom (proc.c, "spare Ps"),
+ * polls the network when nobody has for 10 ms, ages priority levels, and repeats a
+ * deadlock check that something might still have woken (census.c).
  * Sleep: 20 µs, doubling after 1 ms without anything to do, up to 10 ms (Go's backoff);
  * once every P has been idle for 20 ms it sleeps on sched.sysmonnote until a P starts
  * running again (pidleget wakes it), so an idle runtime costs no CPU.
@@ -84,7 +88,7 @@ static void retake_syscall(P *p, int64_t now, int *handoffs) {
  * slice in (and 200 µs after) if a timer of p is due — so sysmon sleeps until the next
  * moment it may have to act instead of polling. */
 static void deadline(P *p, int64_t now, int64_t *next) {
-    int64_t slice = (int64_t)loom__sched.slice_us * 1000;
+    int64_t slice = (int64_t)loom__sched.slice_us * 1000;      /* (the longest, under chaos) */
     int64_t d = p->sysmonwhen + slice;
     int64_t t0 = LOAD_RLX(&p->timer0_when);
     if (t0 != 0 && LOAD_RLX(&loom__sched.prio_used)) {
@@ -100,7 +104,7 @@ static void deadline(P *p, int64_t now, int64_t *next) {
 
 /* A P whose goroutine has not gone through schedule() since sysmon's last look. */
 static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *signalling, int64_t *next) {
-    int64_t slice = (int64_t)loom__sched.slice_us * 1000;
+    int64_t slice = loom__chaos_slice((int64_t)loom__sched.slice_us * 1000);   /* chaos: drawn */
     /* did its thread use the CPU since the last look?  (A blocked thread did not.) */
     int64_t cpu = thread_cpu(p);
     bool known = cpu >= 0 && p->sysmoncpu >= 0;      /* two samples to compare */
