@@ -154,6 +154,7 @@ static int child_foreign_late(void *arg)
     CHECK_OK(loom_recv(c, &v));
     CHECK_EQ(v, 42);
     CHECK_OK(pthread_join(th, NULL));
+    loom_chan_free(c);
     fprintf(stderr, "child: woken by the thread\n");
     return 0;
 }
