@@ -495,8 +495,7 @@ G   *loom__runqget_prio(P *p, bool *inherit);
 static inline __attribute__((always_inline)) G *loom__runnext_take(P *p) {
     G *next = LOAD_RLX(&p->runnext);
     if (!next) return NULL;
-    LOOM__CHAOS(CH_RUNNEXT);
-    return CAS(&p->runnext, next, NULL) ? next : NULL;
+    return CAS(&p->runnext, next, NULL) ? next : NULL;   /* (chaos stretches the thieves' side) */
 }
 
 /* runq.c's fast path, inline here for the switch: runnext, then the ring (the NORMAL level;
@@ -513,7 +512,6 @@ static inline __attribute__((always_inline)) G *loom__runqget_normal(P *p, bool 
         uint32_t t = LOAD_RLX(&p->runqtail);
         if (t == h) return NULL;
         G *g = __atomic_load_n(&p->runq[h % LOOM_RUNQ_SIZE], __ATOMIC_RELAXED);
-        LOOM__CHAOS(CH_RUNQ);
         if (CAS_REL(&p->runqhead, h, h + 1)) {
             if (t - h > 1) {
                 /* the next one is likely cold (skynet queues ~70,000 Gs): start fetching

@@ -785,6 +785,9 @@ uint64_t loom_go(void (*fn)(void *), void *arg) {
  * 61st tick (returned, if it had a goroutine), then due timers. */
 static ALWAYS_INLINE G *runq_first(P *p) {
     if (unlikely(LOAD_RLX(&p->preempt))) {
+        /* deterministic mode keeps p->preempt set (det.c): its picks branch off here, off
+         * the common path */
+        if (unlikely(loom__det_on)) return loom__det_next(p);
         /* the slice is used up: runnext loses its claim to the rest of it */
         STORE(&p->preempt, 0);
         if (LOAD_RLX(&p->kick)) STORE(&p->kick, 0);
@@ -936,10 +939,6 @@ static G *held_or_runq(M *m, P *p, bool *inherit) {
 
 /* The next goroutine for M m from its P p and its held ones, or NULL. */
 static ALWAYS_INLINE G *runq_next(M *m, P *p, bool *inherit) {
-    if (unlikely(loom__det_on)) {
-        *inherit = false;
-        return loom__det_next(p);
-    }
     if (likely(!m->heldq_head)) return runq_fast(p, inherit);
     return held_or_runq(m, p, inherit);
 }
@@ -1503,7 +1502,7 @@ static void yield_after(G *prev, void *arg) {
  * in deterministic mode, which ignores levels: there det_yield has already picked the next
  * goroutine (det.chosen, which det_next hands out), so the switch must happen, or the next
  * pick would overwrite that choice and lose the goroutine. */
-static void yield_m(M *m) {
+static ALWAYS_INLINE void yield_m(M *m) {
     if (!loom__m_runs_g(m)) { sched_yield(); return; }
     G *g = m->curg;
     if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && !loom__det_on && outranks_all(m, g)) return;
@@ -1622,11 +1621,11 @@ again:;
  * counted and traced as asynchronous): the held goroutines' paths then run where the signal
  * is off, in the sanitizer builds' tests (tests/test_held.c), and from points a test picks. */
 static void preempt_point(M *m) {
-    if (unlikely(loom__det_on)) {             /* LOOM_SEED: a scheduling point (det.c) */
-        if (m->p && m->curg != &m->g0 && loom__det_yield(m->p, m->curg)) yield_m(m);
-        return;
-    }
     if (m->p && LOAD_RLX(&m->p->preempt) && m->curg != &m->g0) {
+        if (unlikely(loom__det_on)) {         /* LOOM_SEED: a scheduling point (det.c) */
+            if (loom__det_yield(m->p, m->curg)) yield_m(m);
+            return;
+        }
         if (unlikely(loom__sched.coopheld)) {
             loom__async_preempt(m);
             return;
@@ -1931,6 +1930,7 @@ static int schedinit(void) {
     loom__sched.nallp = n;
     /* every P but P0 starts idle; P0 goes to M0 */
     for (int i = n - 1; i >= 1; i--) pidleput(loom__sched.allp[i]);
+    if (loom__det_on) loom__sched.allp[0]->preempt = 1;   /* det.c's picks start at once */
     raise_fd_limit();
     loom__sched.lastpoll = loom__nanotime();
     loom__sched.start_time = loom__sched.lastpoll;
