@@ -156,13 +156,12 @@ typedef struct loom_mutex {
 #define LOOM_MUTEX_INIT { 0, LOOM__SEMA_INIT }
 
 typedef struct loom_rwmutex {
-    loom_mutex        _w;           /* held by writers */
-    struct loom__sema _writer_sem;  /* writer waits for departing readers */
-    struct loom__sema _reader_sem;  /* readers wait for a writer */
-    int               _reader_count;
-    int               _reader_wait;
+    loom_mutex         _w;          /* held by writers */
+    struct loom__sema  _writer_sem; /* writer waits for departing readers */
+    struct loom__sema  _reader_sem; /* readers wait for a writer */
+    unsigned long long _state;      /* writer bit | readers it waits for << 32 | readers */
 } loom_rwmutex;
-#define LOOM_RWMUTEX_INIT { LOOM_MUTEX_INIT, LOOM__SEMA_INIT, LOOM__SEMA_INIT, 0, 0 }
+#define LOOM_RWMUTEX_INIT { LOOM_MUTEX_INIT, LOOM__SEMA_INIT, LOOM__SEMA_INIT, 0 }
 
 typedef struct loom_cond {
     unsigned int _lock;

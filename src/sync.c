@@ -2,8 +2,8 @@
  * sync.c — goroutine-level locks: mutex, rwmutex, cond, waitgroup, once.  All park
  * goroutines (never OS threads) through sema.c, and follow Go's sync package algorithms
  * (names kept: lockSlow, unlockSlow, rUnlockSlow).  Misuse that Go turns into a panic
- * (unlocking an unlocked mutex, a negative WaitGroup counter) returns -EPERM / -EINVAL
- * here and leaves the object as it was.
+ * (unlocking an unlocked mutex, a runlock with no reader in, a negative WaitGroup counter)
+ * returns -EPERM / -EINVAL here and leaves the object as it was, whatever else waits on it.
  */
 #include "internal.h"
 #include <sched.h>
@@ -122,46 +122,97 @@ int loom_mutex_unlock(loom_mutex *m) {
     return 0;
 }
 
-/* ---------------------------------------------------------------- rwmutex (Go's RWMutex)
- * _reader_count: readers holding or waiting; minus MAX_READERS while a writer is pending.
- * _reader_wait: readers the pending writer still waits for.  Writers are not starved:
- * once a writer announces itself, new readers wait behind it. */
-#define MAX_READERS (1 << 30)
+/* ---------------------------------------------------------------- rwmutex
+ * Go's RWMutex, with its readerCount and readerWait in one 64-bit word, _state, so that
+ * runlock reads both at once and tells the readers that are in from those waiting behind
+ * a writer.  (Go keeps them apart and counts both kinds in readerCount: its RUnlock cannot
+ * tell whether a reader is in, so a runlock without one while a reader waits would pass and
+ * take the waiting reader's count.)
+ *
+ *   bits  0..31  readerCount: readers between rlock and runlock, in or waiting.
+ *   bits 32..62  readerWait: while a writer is announced, the readers that are in, which
+ *                it waits for; 0 otherwise.
+ *   bit  63      rwmutexWriter: a writer announced itself: it waits for readerWait to
+ *                reach 0, then holds the lock until unlock.
+ *
+ * So the readers in are readerWait if rwmutexWriter is set, else readerCount; the others
+ * (readerCount - readerWait) wait on _reader_sem.  A reader is in from the moment the lock
+ * admits it: its own add when no writer is announced, or the unlock that releases it (which
+ * counts it in before it runs again); from then on a writer waits for it.
+ *
+ * Who changes _state:
+ *   rlock    adds 1 to readerCount (one atomic add).  If rwmutexWriter was clear the
+ *            reader is in; else it waits on _reader_sem.
+ *   runlock  takes 1 from readerCount, and from readerWait when rwmutexWriter is set,
+ *            in one CAS; it refuses (-EPERM, no change) when no reader is in:
+ *            readerCount 0 with no writer, readerWait 0 with one.  The runlock that
+ *            brings readerWait to 0 releases _writer_sem (rUnlockSlow).
+ *   lock     takes _w, so one writer at a time, then sets rwmutexWriter and readerWait =
+ *            readerCount in one CAS (every reader counted then is in), and waits on
+ *            _writer_sem unless that was 0.  New readers wait from then on: a stream of
+ *            readers cannot starve a writer.
+ *   unlock   only when a writer holds the lock (rwmutexWriter set, readerWait 0; else
+ *            -EPERM, no change): clears rwmutexWriter in one CAS, which lets in the
+ *            readerCount readers counted then (all were waiting), releases _reader_sem
+ *            once for each, then unlocks _w.
+ *
+ * Invariants: readerWait <= readerCount; readerWait == 0 while rwmutexWriter is clear;
+ * rwmutexWriter set implies _w is held by that writer.  _writer_sem is released once per
+ * lock that found readers in, _reader_sem once per reader that found rwmutexWriter set,
+ * so neither keeps a unit nobody waits for.  Each call checks and changes _state in one
+ * atomic operation, so a refusal is exact: at that instant no reader was in (runlock), or
+ * no writer held the lock (unlock); a call made while one is cannot be refused. */
+#define RW_READER     1ull                  /* readerCount's unit */
+#define RW_WAITER     (1ull << 32)          /* readerWait's unit */
+#define RW_WRITER     (1ull << 63)          /* rwmutexWriter */
+#define RW_MAX_READERS ((1u << 31) - 1)     /* readerWait's 31 bits hold at most this */
+
+static inline uint32_t rw_count(unsigned long long s) { return (uint32_t)s; }
+static inline uint32_t rw_wait(unsigned long long s) { return (uint32_t)(s >> 32) & 0x7fffffffu; }
 
 void loom_rwmutex_rlock(loom_rwmutex *m) {
     if (!m) return;
     det_point();
-    if (XADD(&m->_reader_count, 1) + 1 < 0)
+    unsigned long long old = XADD(&m->_state, RW_READER);
+    if (unlikely(rw_count(old) >= RW_MAX_READERS)) loom__fatal("rwmutex: too many readers");
+    if (old & RW_WRITER)
         loom__semacquire(&m->_reader_sem, false, WAIT_RWMUTEX_R);
 }
 
 int loom_rwmutex_runlock(loom_rwmutex *m) {
     if (!m) return -EINVAL;
-    int r = LOAD(&m->_reader_count);
-    for (;;) {
-        if (r == 0 || r == -MAX_READERS) return -EPERM;
-        if (__atomic_compare_exchange_n(&m->_reader_count, &r, r - 1, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-            break;
-    }
-    if (r - 1 < 0) {   /* rUnlockSlow: a writer is pending; the last reader lets it in */
-        if (XADD(&m->_reader_wait, -1) - 1 == 0) loom__semrelease(&m->_writer_sem, false);
-    }
+    unsigned long long old = LOAD(&m->_state), new;
+    do {
+        if (likely(!(old & RW_WRITER))) {
+            if (rw_count(old) == 0) return -EPERM;
+            new = old - RW_READER;
+        } else {
+            if (rw_wait(old) == 0) return -EPERM;
+            new = old - RW_READER - RW_WAITER;
+        }
+    } while (!__atomic_compare_exchange_n(&m->_state, &old, new, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    if (unlikely(new & RW_WRITER) && rw_wait(new) == 0)   /* rUnlockSlow: the last reader in */
+        loom__semrelease(&m->_writer_sem, false);
     return 0;
 }
 
 void loom_rwmutex_lock(loom_rwmutex *m) {
     if (!m) return;
     loom_mutex_lock(&m->_w);
-    int r = XADD(&m->_reader_count, -MAX_READERS);
-    if (r != 0 && XADD(&m->_reader_wait, r) + r != 0)
+    unsigned long long old = LOAD(&m->_state), new;
+    do new = old | RW_WRITER | (unsigned long long)rw_count(old) * RW_WAITER;
+    while (!__atomic_compare_exchange_n(&m->_state, &old, new, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    if (rw_count(old) != 0)
         loom__semacquire(&m->_writer_sem, false, WAIT_RWMUTEX_W);
 }
 
 int loom_rwmutex_unlock(loom_rwmutex *m) {
     if (!m) return -EINVAL;
-    if (!(LOAD(&m->_w._state) & M_LOCKED) || LOAD(&m->_reader_count) >= 0) return -EPERM;
-    int r = XADD(&m->_reader_count, MAX_READERS) + MAX_READERS;
-    for (int i = 0; i < r; i++) loom__semrelease(&m->_reader_sem, false);
+    unsigned long long old = LOAD(&m->_state);
+    do {
+        if (!(old & RW_WRITER) || rw_wait(old) != 0) return -EPERM;
+    } while (!__atomic_compare_exchange_n(&m->_state, &old, old & ~RW_WRITER, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    for (uint32_t r = rw_count(old); r > 0; r--) loom__semrelease(&m->_reader_sem, false);
     loom_mutex_unlock(&m->_w);
     return 0;
 }

@@ -3,6 +3,15 @@
  * misuse returns -EPERM without corrupting the lock, and a waiting writer is not
  * starved by a continuous stream of readers (as sync.RWMutex: a pending writer
  * holds back new readers).
+ *
+ * Misuse is checked in every state of the lock: a runlock with no reader in (none at
+ * all; a writer holding it while readers wait behind it; more runlocks than the readers
+ * a pending writer waits for) and an unlock with no writer holding it (readers in; a
+ * writer still waiting for them) return -EPERM and leave the waiting goroutines waiting
+ * and then getting in; and in a stress at LOOM_PROCS=2 every stray call from a goroutine
+ * holding nothing is refused while mutual exclusion holds.
+ *
+ * `test_rwmutex NAME...` runs only the named cases (see main_fn and main).
  */
 #include "t.h"
 
@@ -278,19 +287,386 @@ static void test_writer_not_starved(void)
     wait_count(&s_done, NR, 20, "stream readers to stop");
 }
 
-static int main_fn(void *arg)
+/* ---- 5. stray calls in the states where readers or a writer wait */
+static loom_rwmutex b_mu = LOOM_RWMUTEX_INIT;
+static int b_started;      /* atomic: goroutines about to call rlock / lock */
+static int b_reader_in;    /* atomic: readers that got in */
+static int b_reader_done;  /* atomic: readers that left again */
+static int b_writer_in;    /* atomic: 1 while the writer holds b_mu */
+static int b_writer_go;    /* atomic: the writer may unlock */
+static int b_writer_done;  /* atomic */
+
+enum { OP_RUNLOCK, OP_UNLOCK };
+
+/* A call made by a goroutine of its own, which holds nothing. */
+typedef struct { loom_rwmutex *mu; int op; int result; int done; } stray_call;
+
+static void stray_main(void *arg)
+{
+    stray_call *c = arg;
+    int r = c->op == OP_RUNLOCK ? loom_rwmutex_runlock(c->mu) : loom_rwmutex_unlock(c->mu);
+    c->result = r;
+    __atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
+}
+
+static int stray(loom_rwmutex *mu, int op)
+{
+    stray_call c = { mu, op, 1, 0 };
+    CHECK(loom_go(stray_main, &c) != 0);
+    wait_count(&c.done, 1, 10, "the stray goroutine");
+    return c.result;
+}
+
+static void b_reader(void *arg)
 {
     (void)arg;
-    test_misuse();
-    test_misuse_then_blocking();
-    test_readers_share();
-    test_exclusion();
-    test_writer_not_starved();
+    __atomic_add_fetch(&b_started, 1, __ATOMIC_SEQ_CST);
+    loom_rwmutex_rlock(&b_mu);
+    __atomic_add_fetch(&b_reader_in, 1, __ATOMIC_SEQ_CST);
+    CHECK_OK(loom_rwmutex_runlock(&b_mu));
+    __atomic_add_fetch(&b_reader_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void b_writer(void *arg)
+{
+    (void)arg;
+    __atomic_add_fetch(&b_started, 1, __ATOMIC_SEQ_CST);
+    loom_rwmutex_lock(&b_mu);
+    __atomic_store_n(&b_writer_in, 1, __ATOMIC_SEQ_CST);
+    wait_count(&b_writer_go, 1, 30, "leave to unlock");
+    __atomic_store_n(&b_writer_in, 0, __ATOMIC_SEQ_CST);
+    CHECK_OK(loom_rwmutex_unlock(&b_mu));
+    __atomic_store_n(&b_writer_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void b_reset(void)
+{
+    __atomic_store_n(&b_started, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&b_reader_in, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&b_reader_done, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&b_writer_in, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&b_writer_go, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&b_writer_done, 0, __ATOMIC_SEQ_CST);
+}
+
+/* start fn and give it the time to park in rlock / lock */
+static void b_start(void (*fn)(void *), int started)
+{
+    CHECK(loom_go(fn, NULL) != 0);
+    wait_count(&b_started, started, 10, "a goroutine to start");
+    loom_sleep(30000000);
+}
+
+/* once the readers started have left, b_mu is free again and works both ways */
+static void b_check_free(int readers)
+{
+    wait_count(&b_reader_done, readers, 10, "the readers to leave");
+    CHECK_ERR(loom_rwmutex_runlock(&b_mu), EPERM);
+    CHECK_ERR(loom_rwmutex_unlock(&b_mu), EPERM);
+    loom_rwmutex_lock(&b_mu);
+    CHECK_OK(loom_rwmutex_unlock(&b_mu));
+    loom_rwmutex_rlock(&b_mu);
+    loom_rwmutex_rlock(&b_mu);
+    CHECK_OK(loom_rwmutex_runlock(&b_mu));
+    CHECK_OK(loom_rwmutex_runlock(&b_mu));
+    CHECK_ERR(loom_rwmutex_runlock(&b_mu), EPERM);
+}
+
+/* A writer holds the lock and a reader waits behind it: a runlock by a goroutine that
+ * holds no read lock must be refused and must not eat the waiting reader's count, so that
+ * the reader gets in when the writer unlocks. */
+static void test_stray_runlock_reader_waits(void)
+{
+    b_reset();
+    loom_rwmutex_lock(&b_mu);
+    b_start(b_reader, 1);
+    CHECK_EQ(__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST), 0);
+    int by_other = stray(&b_mu, OP_RUNLOCK);       /* a goroutine that holds nothing */
+    int by_writer = loom_rwmutex_runlock(&b_mu);   /* the writer holds no read lock either */
+    CHECK_EQ(__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST), 0);
+    CHECK_OK(loom_rwmutex_unlock(&b_mu));
+    int64_t dl = deadline_in(10);
+    while (__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST) == 0) {
+        CHECK_MSG(t_clock_ns() < dl, "the waiting reader did not get in within 10 s of the "
+                  "writer's unlock (the stray runlocks returned %d and %d)", by_other, by_writer);
+        loom_sleep(200000);
+    }
+    CHECK_ERR(by_other, EPERM);
+    CHECK_ERR(by_writer, EPERM);
+    b_check_free(1);
+
+    /* the same with three readers waiting and a stray runlock for each */
+    b_reset();
+    loom_rwmutex_lock(&b_mu);
+    for (int i = 1; i <= 3; i++)
+        b_start(b_reader, i);
+    for (int i = 0; i < 3; i++)
+        CHECK_ERR(stray(&b_mu, OP_RUNLOCK), EPERM);
+    CHECK_EQ(__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST), 0);
+    CHECK_OK(loom_rwmutex_unlock(&b_mu));
+    CHECK_ERR(loom_rwmutex_unlock(&b_mu), EPERM);
+    wait_count(&b_reader_in, 3, 10, "the three waiting readers after the writer's unlock");
+    b_check_free(3);
+}
+
+/* Two readers in, a writer waiting for them, a reader waiting behind the writer. */
+static void b_writer_pending(void)
+{
+    b_reset();
+    loom_rwmutex_rlock(&b_mu);
+    loom_rwmutex_rlock(&b_mu);
+    b_start(b_writer, 1);
+    b_start(b_reader, 2);
+    CHECK_EQ(__atomic_load_n(&b_writer_in, __ATOMIC_SEQ_CST), 0);
+    CHECK_EQ(__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST), 0);
+}
+
+/* ... the writer only waits: an unlock is misuse, and lets nobody in */
+static void test_stray_unlock_writer_pending(void)
+{
+    b_writer_pending();
+    CHECK_ERR(stray(&b_mu, OP_UNLOCK), EPERM);
+    CHECK_ERR(loom_rwmutex_unlock(&b_mu), EPERM);
+    loom_sleep(10000000);
+    CHECK_MSG(!__atomic_load_n(&b_writer_in, __ATOMIC_SEQ_CST),
+              "a refused unlock let the writer in while readers were in");
+    CHECK_MSG(!__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST),
+              "a refused unlock let the waiting reader in");
+    CHECK_OK(loom_rwmutex_runlock(&b_mu));
+    CHECK_OK(loom_rwmutex_runlock(&b_mu));
+    wait_count(&b_writer_in, 1, 10, "the writer after the readers left");
+    CHECK_EQ(__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST), 0);
+    __atomic_store_n(&b_writer_go, 1, __ATOMIC_SEQ_CST);
+    wait_count(&b_writer_done, 1, 10, "the writer to unlock");
+    wait_count(&b_reader_in, 1, 10, "the waiting reader after the writer's unlock");
+    b_check_free(1);
+}
+
+/* ... two runlocks let the writer in; a third is misuse, by whoever: no reader is in any
+ * more (the one still counted waits behind the writer) */
+static void test_runlock_beyond_writer_pending(void)
+{
+    b_writer_pending();
+    CHECK_OK(loom_rwmutex_runlock(&b_mu));
+    loom_sleep(10000000);
+    CHECK_MSG(!__atomic_load_n(&b_writer_in, __ATOMIC_SEQ_CST),
+              "the writer got in with a reader still in");
+    CHECK_OK(stray(&b_mu, OP_RUNLOCK));     /* one reader in: any goroutine may release it */
+    wait_count(&b_writer_in, 1, 10, "the writer after the last reader left");
+    int by_writer_goroutine = loom_rwmutex_runlock(&b_mu);
+    int by_other = stray(&b_mu, OP_RUNLOCK);
+    loom_sleep(10000000);
+    CHECK_MSG(!__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST),
+              "the reader got in while the writer held the lock");
+    __atomic_store_n(&b_writer_go, 1, __ATOMIC_SEQ_CST);
+    wait_count(&b_writer_done, 1, 10, "the writer to unlock");
+    int64_t dl = deadline_in(10);
+    while (__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST) == 0) {
+        CHECK_MSG(t_clock_ns() < dl, "the waiting reader did not get in within 10 s of the "
+                  "writer's unlock (the runlocks beyond the readers in returned %d and %d)",
+                  by_writer_goroutine, by_other);
+        loom_sleep(200000);
+    }
+    CHECK_ERR(by_writer_goroutine, EPERM);
+    CHECK_ERR(by_other, EPERM);
+    b_check_free(1);
+}
+
+/* Readers in, no writer: unlock is misuse and runlocks beyond the readers in are too;
+ * then a writer still waits for the readers that are in. */
+static void test_stray_readers_in(void)
+{
+    b_reset();
+    loom_rwmutex_rlock(&b_mu);
+    loom_rwmutex_rlock(&b_mu);
+    CHECK_ERR(stray(&b_mu, OP_UNLOCK), EPERM);
+    CHECK_OK(stray(&b_mu, OP_RUNLOCK));
+    CHECK_OK(loom_rwmutex_runlock(&b_mu));
+    CHECK_ERR(stray(&b_mu, OP_RUNLOCK), EPERM);
+    CHECK_ERR(loom_rwmutex_runlock(&b_mu), EPERM);
+
+    loom_rwmutex_rlock(&b_mu);
+    b_start(b_writer, 1);
+    CHECK_MSG(!__atomic_load_n(&b_writer_in, __ATOMIC_SEQ_CST),
+              "the writer got in with a reader in");
+    CHECK_OK(loom_rwmutex_runlock(&b_mu));
+    wait_count(&b_writer_in, 1, 10, "the writer after the reader left");
+    __atomic_store_n(&b_writer_go, 1, __ATOMIC_SEQ_CST);
+    wait_count(&b_writer_done, 1, 10, "the writer to unlock");
+    b_check_free(0);
+}
+
+/* ---- 6. stress at LOOM_PROCS=2: readers and writers, and stray calls from goroutines
+ * holding nothing, made only when no caller could legitimately succeed: a runlock while a
+ * writer holds the lock (no reader is in), an unlock while a reader holds it (no writer
+ * holds it).  Every one must return -EPERM, and mutual exclusion must hold throughout. */
+static loom_rwmutex st_mu = LOOM_RWMUTEX_INIT;
+static int st_readers, st_writers;   /* atomic: inside */
+static long st_a, st_b;              /* written under the write lock; equal outside it */
+static long st_iters;
+static int st_done;                  /* atomic */
+static long st_strays;               /* atomic: stray calls made */
+static loom_chan *st_req;            /* st_request *: to the stray goroutines */
+static int st_flag;
+
+typedef struct { int op; loom_chan *reply; } st_request;
+
+static void st_stray(void *arg)
+{
+    (void)arg;
+    st_request *rq;
+    while (loom_recv(st_req, &rq) == 0) {
+        int r = rq->op == OP_RUNLOCK ? loom_rwmutex_runlock(&st_mu) : loom_rwmutex_unlock(&st_mu);
+        CHECK_OK(loom_send(rq->reply, &r));
+    }
+    __atomic_add_fetch(&st_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static int st_ask(loom_chan *reply, int op)
+{
+    st_request rq = { op, reply }, *p = &rq;
+    CHECK_OK(loom_send(st_req, &p));
+    int r = 1;
+    CHECK_OK(loom_recv(reply, &r));
+    __atomic_add_fetch(&st_strays, 1, __ATOMIC_SEQ_CST);
+    return r;
+}
+
+static void st_writer(void *arg)
+{
+    long id = (long)(intptr_t)arg;
+    loom_chan *reply = loom_chan_new(sizeof(int), 1);
+    CHECK(reply != NULL);
+    t_rng rng;
+    t_rng_seed(&rng, (uint64_t)id + 100);
+    for (long i = 0; i < st_iters; i++) {
+        loom_rwmutex_lock(&st_mu);
+        int w = __atomic_add_fetch(&st_writers, 1, __ATOMIC_SEQ_CST);
+        int r = __atomic_load_n(&st_readers, __ATOMIC_SEQ_CST);
+        CHECK_MSG(w == 1 && r == 0, "writer %ld inside with %d writers and %d readers", id, w, r);
+        long v = st_a + 1;
+        st_a = v;
+        uint64_t dice = t_rng_below(&rng, 8);
+        if (dice == 0) {
+            CHECK_ERR(st_ask(reply, OP_RUNLOCK), EPERM);    /* readers queue meanwhile */
+        } else if (dice == 1) {
+            CHECK_ERR(loom_rwmutex_runlock(&st_mu), EPERM);
+            loom_yield();
+        }
+        st_b = v;
+        __atomic_sub_fetch(&st_writers, 1, __ATOMIC_SEQ_CST);
+        CHECK_OK(loom_rwmutex_unlock(&st_mu));
+        if (t_rng_below(&rng, 2) == 0)
+            loom_yield();
+    }
+    loom_chan_free(reply);
+    __atomic_add_fetch(&st_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void st_reader(void *arg)
+{
+    long id = (long)(intptr_t)arg;
+    loom_chan *reply = loom_chan_new(sizeof(int), 1);
+    CHECK(reply != NULL);
+    t_rng rng;
+    t_rng_seed(&rng, (uint64_t)id + 200);
+    for (long i = 0; i < st_iters * 4; i++) {
+        loom_rwmutex_rlock(&st_mu);
+        __atomic_add_fetch(&st_readers, 1, __ATOMIC_SEQ_CST);
+        int w = __atomic_load_n(&st_writers, __ATOMIC_SEQ_CST);
+        CHECK_MSG(w == 0, "reader %ld inside with %d writers", id, w);
+        long a = st_a;
+        uint64_t dice = t_rng_below(&rng, 32);
+        if (dice == 0)
+            CHECK_ERR(st_ask(reply, OP_UNLOCK), EPERM);
+        else if (dice < 4)
+            loom_yield();
+        long b = st_b;
+        CHECK_MSG(a == b, "reader %ld saw a torn write: a=%ld b=%ld", id, a, b);
+        __atomic_sub_fetch(&st_readers, 1, __ATOMIC_SEQ_CST);
+        CHECK_OK(loom_rwmutex_runlock(&st_mu));
+        if (t_rng_below(&rng, 4) == 0)
+            loom_yield();
+    }
+    loom_chan_free(reply);
+    __atomic_add_fetch(&st_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static int stress_main(void *arg)
+{
+    (void)arg;
+    enum { NW = 3, NR = 5, NSTRAY = 2 };
+    CHECK_EQ(loom_procs(), 2);
+    st_iters = t_scale(100000);
+    st_req = loom_chan_new(sizeof(st_request *), 0);
+    CHECK(st_req != NULL);
+    for (long i = 0; i < NSTRAY; i++)
+        CHECK(loom_go(st_stray, NULL) != 0);
+    for (long i = 0; i < NW; i++)
+        CHECK(loom_go(st_writer, (void *)(intptr_t)i) != 0);
+    for (long i = 0; i < NR; i++)
+        CHECK(loom_go(st_reader, (void *)(intptr_t)i) != 0);
+    wait_count(&st_done, NW + NR, 240, "the stress's readers and writers");
+    CHECK_OK(loom_close(st_req));
+    wait_count(&st_done, NW + NR + NSTRAY, 10, "the stray goroutines");
+    loom_chan_free(st_req);
+    CHECK_EQ(st_a, NW * st_iters);
+    CHECK_EQ(st_b, NW * st_iters);
+    CHECK_GT(__atomic_load_n(&st_strays, __ATOMIC_SEQ_CST), 0);
+    /* the lock is free and whole */
+    CHECK_ERR(loom_rwmutex_runlock(&st_mu), EPERM);
+    CHECK_ERR(loom_rwmutex_unlock(&st_mu), EPERM);
+    loom_rwmutex_lock(&st_mu);
+    CHECK_OK(loom_rwmutex_unlock(&st_mu));
+    loom_rwmutex_rlock(&st_mu);
+    CHECK_OK(loom_rwmutex_runlock(&st_mu));
     return 0;
 }
 
-int main(void)
+static int t_argc;
+static char **t_argv;
+
+/* no names on the command line: every case */
+static bool want(const char *name)
 {
+    if (t_argc < 2)
+        return true;
+    for (int i = 1; i < t_argc; i++)
+        if (strcmp(t_argv[i], name) == 0)
+            return true;
+    return false;
+}
+
+static int main_fn(void *arg)
+{
+    (void)arg;
+    if (want("misuse"))
+        test_misuse();
+    if (want("misuse_then_blocking"))
+        test_misuse_then_blocking();
+    if (want("stray_runlock_reader_waits"))
+        test_stray_runlock_reader_waits();
+    if (want("stray_unlock_writer_pending"))
+        test_stray_unlock_writer_pending();
+    if (want("runlock_beyond_writer_pending"))
+        test_runlock_beyond_writer_pending();
+    if (want("stray_readers_in"))
+        test_stray_readers_in();
+    if (want("readers_share"))
+        test_readers_share();
+    if (want("exclusion"))
+        test_exclusion();
+    if (want("writer_not_starved"))
+        test_writer_not_starved();
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    t_argc = argc;
+    t_argv = argv;
     T_RUN(main_fn, NULL);
+    if (want("stress"))
+        T_RUN_AT(2, stress_main, &st_flag);
     return 0;
 }
