@@ -47,11 +47,12 @@ enum { LOOM_PRIO_LOW = -1, LOOM_PRIO_NORMAL = 0, LOOM_PRIO_HIGH = 1 };
  * at its next safe point (by the preemption signal if it is spinning); a yield with only
  * lower levels ready keeps running.  Aging: when a level has not been served for
  * LOOM_PRIO_AGE_MS (default 20 ms), its oldest ready goroutine runs next whatever the
- * levels (low means later, never never).  Channels, select and the mutex/rwmutex/waitgroup
- * semaphores wake the first waiter of the highest level (FIFO within a level); there is
- * no priority inheritance (aging bounds an inversion).  loom_set_priority changes the
- * calling goroutine's level and returns the previous one, or -EINVAL for another value,
- * -EPERM outside a goroutine; loom_priority returns the current level. */
+ * levels (low means later, never never).  Channels, select and the mutex/rwmutex
+ * semaphores wake the first waiter of the highest level (FIFO within a level; a waitgroup
+ * wakes all of its waiters at once); there is no priority inheritance (aging bounds an
+ * inversion).  loom_set_priority changes the calling goroutine's level and returns the
+ * previous one, or -EINVAL for another value, -EPERM outside a goroutine; loom_priority
+ * returns the current level. */
 int      loom_set_priority(int priority);
 int      loom_priority(void);
 
@@ -171,9 +172,10 @@ typedef struct loom_cond {
 
 typedef struct loom_waitgroup {
     unsigned long long _state;      /* counter << 32 | waiters, as sync.WaitGroup */
-    struct loom__sema  _sema;
+    unsigned int       _lock;
+    void              *_head, *_tail; /* FIFO of waiters */
 } loom_waitgroup;
-#define LOOM_WAITGROUP_INIT { 0, LOOM__SEMA_INIT }
+#define LOOM_WAITGROUP_INIT { 0, 0, 0, 0 }
 
 typedef struct loom_once {
     unsigned int _done;

@@ -1,6 +1,6 @@
 /*
  * sema.c — a counting semaphore that parks goroutines (runtime.semacquire/semrelease in
- * Go's runtime/sema.go), the building block of sync.c's mutex, rwmutex and waitgroup.
+ * Go's runtime/sema.go), the building block of sync.c's mutex and rwmutex.
  *
  * struct loom__sema lives inside the sync objects (complete types in loom.h so they can
  * be initialised statically).  _count is the semaphore value (atomic).  _lock guards the

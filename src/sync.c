@@ -1,6 +1,7 @@
 /*
  * sync.c — goroutine-level locks: mutex, rwmutex, cond, waitgroup, once.  All park
- * goroutines (never OS threads) through sema.c, and follow Go's sync package algorithms
+ * goroutines, never OS threads (mutex and rwmutex through sema.c, cond and waitgroup in
+ * FIFOs of their own), and follow Go's sync package algorithms
  * (names kept: lockSlow, unlockSlow, rUnlockSlow).  Misuse that Go turns into a panic
  * (unlocking an unlocked mutex, a runlock with no reader in, a negative WaitGroup counter)
  * returns -EPERM / -EINVAL here and leaves the object as it was, whatever else waits on it.
@@ -217,11 +218,34 @@ int loom_rwmutex_unlock(loom_rwmutex *m) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- waiter lists
+ * cond and waitgroup park goroutines in a FIFO of their own (_head/_tail under _lock);
+ * the nodes live on the waiters' stacks. */
+typedef struct lwaiter {
+    G              *g;       /* NULL: a thread that runs no goroutine, spinning on done */
+    struct lwaiter *next;
+    uint32_t        done;    /* set by the waker for such a thread (atomic) */
+} lwaiter;
+
+static void waiters_push(void **head, void **tail, lwaiter *w) {
+    if (*tail) ((lwaiter *)*tail)->next = w;
+    else *head = w;
+    *tail = w;
+}
+
+/* wakes a list taken off its object, with the object's _lock released */
+static void waiters_wake(lwaiter *w) {
+    while (w) {
+        lwaiter *next = w->next;   /* read before the wakeup: the node is on the waiter's stack */
+        if (w->g) loom__ready(w->g);
+        else STORE(&w->done, 1);
+        w = next;
+    }
+}
+
 /* ---------------------------------------------------------------- cond
  * A FIFO of waiters under _lock.  Wait enqueues itself before releasing the user's
  * mutex, so a signal sent after that release always finds it. */
-typedef struct cwaiter { G *g; struct cwaiter *next; } cwaiter;
-
 void loom_cond_wait(loom_cond *c, loom_mutex *m) {
     if (!c || !m) return;
     if (!loom__in_goroutine()) {          /* foreign thread: a spurious wakeup is allowed */
@@ -231,11 +255,9 @@ void loom_cond_wait(loom_cond *c, loom_mutex *m) {
         return;
     }
     loom__lock *lk = (loom__lock *)&c->_lock;
-    cwaiter me = { .g = loom__getg() };
+    lwaiter me = { .g = loom__getg() };
     loom__lock_acquire(lk);
-    if (c->_tail) ((cwaiter *)c->_tail)->next = &me;
-    else c->_head = &me;
-    c->_tail = &me;
+    waiters_push(&c->_head, &c->_tail, &me);
     loom_mutex_unlock(m);
     loom__park(loom__getm(), loom__unlock_after, lk, WAIT_COND);
     loom_mutex_lock(m);
@@ -245,7 +267,7 @@ static void cond_wake(loom_cond *c, bool all) {
     if (!c) return;
     loom__lock *lk = (loom__lock *)&c->_lock;
     loom__lock_acquire(lk);
-    cwaiter *list = c->_head;
+    lwaiter *list = c->_head;
     if (list && !all) {
         c->_head = list->next;
         if (!c->_head) c->_tail = NULL;
@@ -254,34 +276,59 @@ static void cond_wake(loom_cond *c, bool all) {
         c->_head = c->_tail = NULL;
     }
     loom__lock_release(lk);
-    while (list) {
-        cwaiter *next = list->next;   /* read before ready: the node is on its stack */
-        loom__ready(list->g);
-        list = next;
-    }
+    waiters_wake(list);
 }
 
 void loom_cond_signal(loom_cond *c) { cond_wake(c, false); }
 void loom_cond_broadcast(loom_cond *c) { cond_wake(c, true); }
 
 /* ---------------------------------------------------------------- waitgroup
- * _state: counter in the high 32 bits, waiters in the low 32 (as sync.WaitGroup). */
+ * _state: counter in the high 32 bits, waiters in the low 32 (as sync.WaitGroup).  The
+ * waiters wait in the FIFO _head/_tail under _lock.
+ *
+ * Invariants: waiters is the number of nodes in the FIFO and changes only under _lock;
+ * waiters > 0 implies counter > 0.  A waiter registers (waiters + 1) and enqueues itself
+ * in one _lock section, and only while the counter is above 0; the add that brings the
+ * counter to 0 with waiters takes _lock as well, sets the word to 0 and takes the whole
+ * FIFO in one section.  So the waiters released are exactly those that registered before
+ * the counter reached 0.  An add racing with that (Go's "Add called concurrently with
+ * Wait", a panic there) lands either before (the counter does not reach 0 then) or after
+ * (it starts a new round, whose waiters queue in a new FIFO): it is never lost, and it
+ * neither releases a later waiter nor strands an earlier one.
+ * The other adds (the counter stays above 0, or reaches 0 with no waiter) are one CAS
+ * without the lock: a waiter that registers meanwhile changes the word, so the CAS fails
+ * and the add looks again. */
 int loom_wg_add(loom_waitgroup *wg, long delta) {
     if (!wg) return -EINVAL;
+    if (delta > INT32_MAX || delta < -(long)INT32_MAX) return -EINVAL;   /* never in range */
+    loom__lock *lk = NULL;
     unsigned long long old = LOAD(&wg->_state), new;
     long v;
     for (;;) {
-        v = (long)(int32_t)(uint32_t)(old >> 32) + delta;
-        if (v < 0 || v > INT32_MAX) return -EINVAL;
-        new = ((unsigned long long)(uint32_t)v << 32) | (old & 0xffffffffull);
+        v = (long)(old >> 32) + delta;
+        if (v < 0 || v > INT32_MAX) {
+            if (lk) loom__lock_release(lk);
+            return -EINVAL;
+        }
+        uint32_t waiters = (uint32_t)old;
+        if (v == 0 && waiters != 0 && !lk) {   /* releasing waiters: under _lock */
+            lk = (loom__lock *)&wg->_lock;
+            loom__lock_acquire(lk);
+            old = LOAD(&wg->_state);
+            continue;
+        }
+        new = v == 0 ? 0 : ((unsigned long long)v << 32 | waiters);
         if (__atomic_compare_exchange_n(&wg->_state, &old, new, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
             break;
     }
-    uint32_t waiters = (uint32_t)new;
-    if (v > 0 || waiters == 0) return 0;
-    /* counter hit zero with waiters: reset and wake them all */
-    STORE(&wg->_state, 0ull);
-    for (uint32_t i = 0; i < waiters; i++) loom__semrelease(&wg->_sema, false);
+    if (!lk) return 0;
+    lwaiter *list = NULL;
+    if (v == 0) {
+        list = wg->_head;
+        wg->_head = wg->_tail = NULL;
+    }
+    loom__lock_release(lk);
+    waiters_wake(list);
     return 0;
 }
 
@@ -290,14 +337,25 @@ void loom_wg_done(loom_waitgroup *wg) { (void)loom_wg_add(wg, -1); }
 void loom_wg_wait(loom_waitgroup *wg) {
     if (!wg) return;
     det_point();
+    if ((LOAD(&wg->_state) >> 32) == 0) return;
+    bool in_g = loom__in_goroutine();
+    lwaiter me = { .g = in_g ? loom__getg() : NULL };
+    loom__lock *lk = (loom__lock *)&wg->_lock;
+    loom__lock_acquire(lk);
     unsigned long long old = LOAD(&wg->_state);
-    for (;;) {
-        if ((old >> 32) == 0) return;
-        if (__atomic_compare_exchange_n(&wg->_state, &old, old + 1, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-            loom__semacquire(&wg->_sema, false, WAIT_WAITGROUP);
+    do {
+        if ((old >> 32) == 0) {
+            loom__lock_release(lk);
             return;
         }
+    } while (!__atomic_compare_exchange_n(&wg->_state, &old, old + 1, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    waiters_push(&wg->_head, &wg->_tail, &me);
+    if (in_g) {
+        loom__park(loom__getm(), loom__unlock_after, lk, WAIT_WAITGROUP);
+        return;
     }
+    loom__lock_release(lk);               /* a foreign thread: no goroutine to park */
+    while (!LOAD(&me.done)) sched_yield();
 }
 
 /* ---------------------------------------------------------------- once */

@@ -1,9 +1,14 @@
 /*
  * test_waitgroup.c — loom_waitgroup: add/done/wait with many goroutines across Ps,
  * several waiters, reuse for several rounds, wait at zero, and misuse: a negative
- * counter is refused with -EINVAL and leaves the counter as it was.
+ * counter is refused with -EINVAL and leaves the counter as it was, and an add racing
+ * with the counter reaching zero under a waiter is neither lost nor loses the waiter;
+ * threads that run no goroutine may wait and may release goroutines.
+ * `test_waitgroup NAME...` runs only the named cases (see main_fn and main).
  */
 #include "t.h"
+#include <limits.h>
+#include <pthread.h>
 
 static loom_waitgroup g_wg = LOOM_WAITGROUP_INIT;   /* static initialisation */
 static int g_finished;        /* atomic */
@@ -122,6 +127,9 @@ static void test_misuse(void)
 
     CHECK_OK(loom_wg_add(&wg, 2));
     CHECK_ERR(loom_wg_add(&wg, -3), EINVAL);    /* 2 - 3 < 0: refused, counter stays 2 */
+    CHECK_ERR(loom_wg_add(&wg, LONG_MIN), EINVAL);
+    CHECK_ERR(loom_wg_add(&wg, LONG_MAX), EINVAL);
+    CHECK_ERR(loom_wg_add(&wg, INT32_MAX), EINVAL);   /* 2 + INT32_MAX is past the counter's range */
     __atomic_store_n(&z_flag, 0, __ATOMIC_SEQ_CST);
     CHECK(loom_go(flag_waiter, NULL) != 0);
     expect_blocked("with the counter at 2");
@@ -156,17 +164,158 @@ static void test_misuse(void)
     loom_wg_wait(&wg);
 }
 
+/* ---- a positive add racing with the counter reaching zero under a waiter (Go panics:
+ * "Add called concurrently with Wait"): at LOOM_PROCS=2, bumpers add 1 and take it back
+ * while waiters wait.  No add may be lost (each bumper's -1 must succeed) and no waiter
+ * may be left parked. */
+static loom_waitgroup r_wg = LOOM_WAITGROUP_INIT;
+static int r_stop;            /* atomic */
+static int r_done;            /* atomic */
+static long r_waits;          /* atomic: wg_wait calls that returned */
+static int r_flag;
+
+static void r_bumper(void *arg)
+{
+    long id = (long)(intptr_t)arg;
+    for (long i = 0; !__atomic_load_n(&r_stop, __ATOMIC_SEQ_CST); i++) {
+        int a = loom_wg_add(&r_wg, 1);
+        CHECK_MSG(a == 0, "bumper %ld: wg_add(1) returned %s", id, t_errname(a));
+        if ((i + id) % 64 == 0)
+            loom_yield();                     /* let a waiter register on this P */
+        int b = loom_wg_add(&r_wg, -1);
+        CHECK_MSG(b == 0, "bumper %ld: wg_add(-1) after its own wg_add(1) returned %s: an add "
+                  "racing with the counter reaching zero was lost", id, t_errname(b));
+    }
+    __atomic_add_fetch(&r_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void r_waiter(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&r_stop, __ATOMIC_SEQ_CST)) {
+        loom_wg_wait(&r_wg);
+        __atomic_add_fetch(&r_waits, 1, __ATOMIC_SEQ_CST);
+        loom_yield();
+    }
+    __atomic_add_fetch(&r_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static int race_main(void *arg)
+{
+    (void)arg;
+    enum { NB = 2, NW = 2 };
+    CHECK_EQ(loom_procs(), 2);
+    for (long i = 0; i < NB; i++)
+        CHECK(loom_go(r_bumper, (void *)(intptr_t)i) != 0);
+    for (long i = 0; i < NW; i++)
+        CHECK(loom_go(r_waiter, NULL) != 0);
+    loom_sleep(2000000000LL);   /* 2 s: the racing add must land within a few instructions */
+    __atomic_store_n(&r_stop, 1, __ATOMIC_SEQ_CST);
+    int64_t dl = t_clock_ns() + 20LL * 1000000000;
+    while (__atomic_load_n(&r_done, __ATOMIC_SEQ_CST) < NB + NW) {
+        CHECK_MSG(t_clock_ns() < dl, "only %d of %d bumpers and waiters finished: a waiter "
+                  "was left parked", __atomic_load_n(&r_done, __ATOMIC_SEQ_CST), NB + NW);
+        loom_sleep(1000000);
+    }
+    CHECK_GT(__atomic_load_n(&r_waits, __ATOMIC_SEQ_CST), 0);
+    CHECK_ERR(loom_wg_add(&r_wg, -1), EINVAL);  /* the counter is back to 0 */
+    loom_wg_wait(&r_wg);
+    return 0;
+}
+
+/* ---- a thread that runs no goroutine waits (it cannot park: it spins until released),
+ * and one that runs none is the last to call done, releasing a goroutine */
+static loom_waitgroup f_wg = LOOM_WAITGROUP_INIT;
+static int f_returned;        /* atomic */
+
+static void *f_waiter_thread(void *arg)
+{
+    (void)arg;
+    loom_wg_wait(&f_wg);
+    __atomic_store_n(&f_returned, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static void *f_done_thread(void *arg)
+{
+    (void)arg;
+    loom_wg_done(&f_wg);
+    return NULL;
+}
+
+static void f_goroutine_waiter(void *arg)
+{
+    (void)arg;
+    loom_wg_wait(&f_wg);
+    __atomic_store_n(&f_returned, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_foreign_threads(void)
+{
+    pthread_t t;
+    CHECK_OK(loom_wg_add(&f_wg, 2));
+    CHECK_OK(pthread_create(&t, NULL, f_waiter_thread, NULL));
+    loom_sleep(30000000);
+    CHECK_MSG(!__atomic_load_n(&f_returned, __ATOMIC_SEQ_CST), "a thread's wg_wait returned at 2");
+    loom_wg_done(&f_wg);
+    loom_sleep(30000000);
+    CHECK_MSG(!__atomic_load_n(&f_returned, __ATOMIC_SEQ_CST), "a thread's wg_wait returned at 1");
+    loom_wg_done(&f_wg);
+    int64_t dl = t_clock_ns() + 10LL * 1000000000;
+    while (!__atomic_load_n(&f_returned, __ATOMIC_SEQ_CST)) {
+        CHECK_MSG(t_clock_ns() < dl, "a thread's wg_wait not released at 0");
+        loom_sleep(200000);
+    }
+    CHECK_OK(pthread_join(t, NULL));
+
+    __atomic_store_n(&f_returned, 0, __ATOMIC_SEQ_CST);
+    CHECK_OK(loom_wg_add(&f_wg, 1));
+    CHECK(loom_go(f_goroutine_waiter, NULL) != 0);
+    loom_sleep(30000000);
+    CHECK(!__atomic_load_n(&f_returned, __ATOMIC_SEQ_CST));
+    CHECK_OK(pthread_create(&t, NULL, f_done_thread, NULL));
+    dl = t_clock_ns() + 10LL * 1000000000;
+    while (!__atomic_load_n(&f_returned, __ATOMIC_SEQ_CST)) {
+        CHECK_MSG(t_clock_ns() < dl, "a goroutine's wg_wait not released by a thread's done");
+        loom_sleep(200000);
+    }
+    CHECK_OK(pthread_join(t, NULL));
+    CHECK_ERR(loom_wg_add(&f_wg, -1), EINVAL);
+}
+
+static int t_argc;
+static char **t_argv;
+
+/* `test_waitgroup NAME...` runs only the named cases; no names: every case */
+static bool want(const char *name)
+{
+    if (t_argc < 2)
+        return true;
+    for (int i = 1; i < t_argc; i++)
+        if (strcmp(t_argv[i], name) == 0)
+            return true;
+    return false;
+}
+
 static int main_fn(void *arg)
 {
     (void)arg;
     loom_wg_wait(&g_wg);      /* static, counter 0 */
-    test_misuse();
-    test_rounds();
+    if (want("misuse"))
+        test_misuse();
+    if (want("foreign_threads"))
+        test_foreign_threads();
+    if (want("rounds"))
+        test_rounds();
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    t_argc = argc;
+    t_argv = argv;
     T_RUN(main_fn, NULL);
+    if (want("add_at_zero_race"))
+        T_RUN_AT(2, race_main, &r_flag);
     return 0;
 }
