@@ -1,8 +1,8 @@
 /*
  * test_mutex.c — loom_mutex: mutual exclusion across every P, trylock, misuse
- * (unlock of an unlocked mutex), static initialisation, and Go's starvation mode
- * (a waiter gets the lock within a bound even while another goroutine re-grabs it
- * in a loop).
+ * (unlock of an unlocked mutex, also while a woken waiter has not run yet), static
+ * initialisation, and Go's starvation mode (a waiter gets the lock within a bound even
+ * while another goroutine re-grabs it in a loop).
  */
 #include "t.h"
 
@@ -226,6 +226,66 @@ static void test_starvation(void)
     CHECK_OK(loom_mutex_unlock(&s_mu));
 }
 
+/* ---- misuse while waiters queue: on one P, an unlock wakes the first waiter, which
+ * cannot run before this goroutine parks; until then the mutex is unlocked with waiters
+ * queued (woken flag set), and another unlock must be refused without waking a second
+ * waiter or letting two goroutines in. */
+static loom_mutex q_mu = LOOM_MUTEX_INIT;
+static int q_inside;          /* atomic */
+static int q_done;            /* atomic */
+static long q_count;          /* under q_mu */
+
+static void q_waiter(void *arg)
+{
+    (void)arg;
+    loom_mutex_lock(&q_mu);
+    int in = __atomic_add_fetch(&q_inside, 1, __ATOMIC_SEQ_CST);
+    CHECK_MSG(in == 1, "%d goroutines inside after a refused unlock", in);
+    q_count++;
+    loom_yield();             /* hold it across a switch */
+    __atomic_sub_fetch(&q_inside, 1, __ATOMIC_SEQ_CST);
+    CHECK_OK(loom_mutex_unlock(&q_mu));
+    __atomic_add_fetch(&q_done, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_unlock_unlocked_with_waiters(void)
+{
+    enum { N = 3 };
+    CHECK_EQ(loom_procs(), 1);
+    for (int round = 0; round < 2; round++) {
+        __atomic_store_n(&q_done, 0, __ATOMIC_SEQ_CST);
+        q_count = 0;
+        loom_mutex_lock(&q_mu);
+        for (int i = 0; i < N; i++)
+            CHECK(loom_go(q_waiter, NULL) != 0);
+        /* round 0: the waiters park at once; round 1: they wait more than 1 ms, so the
+         * first one woken sets starvation mode if it loses the mutex again */
+        loom_sleep(round == 0 ? 100000 : 5000000);
+        CHECK_EQ(q_count, 0);
+        CHECK_OK(loom_mutex_unlock(&q_mu));           /* wakes the first waiter */
+        CHECK_ERR(loom_mutex_unlock(&q_mu), EPERM);   /* unlocked, waiters queued */
+        CHECK_ERR(loom_mutex_unlock(&q_mu), EPERM);
+        if (round == 1) {
+            /* take it back before the woken waiter runs: it finds the mutex locked
+             * and switches to starvation mode, so the next unlock hands it over (and
+             * yields to it: no unlock here could be checked as misuse after that) */
+            loom_mutex_lock(&q_mu);
+            loom_sleep(2000000);
+            CHECK_OK(loom_mutex_unlock(&q_mu));
+        }
+        int64_t deadline = t_clock_ns() + 10LL * 1000000000;
+        while (__atomic_load_n(&q_done, __ATOMIC_SEQ_CST) < N) {
+            CHECK_MSG(t_clock_ns() < deadline, "round %d: %d of %d waiters got the mutex after "
+                      "refused unlocks", round, __atomic_load_n(&q_done, __ATOMIC_SEQ_CST), N);
+            loom_sleep(100000);
+        }
+        CHECK_EQ(q_count, N);
+        CHECK_OK(loom_mutex_trylock(&q_mu));
+        CHECK_OK(loom_mutex_unlock(&q_mu));
+        CHECK_ERR(loom_mutex_unlock(&q_mu), EPERM);
+    }
+}
+
 static int main_all(void *arg)
 {
     (void)arg;
@@ -240,6 +300,7 @@ static int main_starvation_only(void *arg)
 {
     (void)arg;
     CHECK_EQ(loom_procs(), 1);
+    test_unlock_unlocked_with_waiters();
     test_starvation();
     /* exclusion on one P: the lock is held across yields */
     test_exclusion();
