@@ -2,7 +2,8 @@
 # tools/soak.sh BUILD [RUNS] — the plain suite RUNS times and the suite under chaos mode RUNS
 # times (LOOM_CHAOS seeds drawn afresh each run), alternated.  Each failing test is printed
 # with its seed and its output kept in BUILD/soak/; the counts are added to
-# BUILD/soak-tally.txt, one line per soak, so runs spread over days add up.
+# BUILD/soak-tally.txt, a line per suite run, so runs spread over days add up.  Chaos runs
+# scale the million-goroutine tests down, as make test-chaos does.
 set -u
 build=${1:?usage: tools/soak.sh BUILD [RUNS]}
 runs=${2:-20}
@@ -14,7 +15,7 @@ run_suite() {   # $1: label, $2: LOOM_CHAOS seed or empty; returns ctest's statu
     local label=$1 seed=$2 log
     log="$build/soak/$label.log"
     if [ -n "$seed" ]; then
-        (cd "$build" && LOOM_CHAOS=$seed ctest -j 2 --output-on-failure >"soak/$label.log" 2>&1)
+        (cd "$build" && LOOM_CHAOS=$seed LOOM_TEST_SCALE=5 ctest -j 2 --output-on-failure >"soak/$label.log" 2>&1)
     else
         (cd "$build" && ctest -j 2 --output-on-failure >"soak/$label.log" 2>&1)
     fi
@@ -28,13 +29,18 @@ run_suite() {   # $1: label, $2: LOOM_CHAOS seed or empty; returns ctest's statu
     return $rc
 }
 
+commit=$(git -C "$(dirname "$0")/.." rev-parse --short HEAD 2>/dev/null || echo '?')
+# one tally line per suite run, written as it ends: a soak cut short still counts
+tally_line() { echo "$(date -u +%Y-%m-%dT%H:%MZ) $commit plain $1 chaos $2" >>"$tally"; }
+
 for i in $(seq 1 "$runs"); do
-    if run_suite "plain-$i" ""; then plain_ok=$((plain_ok + 1)); else plain_bad=$((plain_bad + 1)); fi
+    if run_suite "plain-$i" ""; then plain_ok=$((plain_ok + 1)); tally_line 1/1 0/0
+    else plain_bad=$((plain_bad + 1)); tally_line 0/1 0/0; fi
     seed=$(( (RANDOM << 15 | RANDOM) % 1000000 + 1 ))
-    if run_suite "chaos-$i-seed$seed" "$seed"; then chaos_ok=$((chaos_ok + 1)); else chaos_bad=$((chaos_bad + 1)); fi
+    if run_suite "chaos-$i-seed$seed" "$seed"; then chaos_ok=$((chaos_ok + 1)); tally_line 0/0 1/1
+    else chaos_bad=$((chaos_bad + 1)); tally_line 0/0 0/1; fi
     echo "soak $i/$runs: plain $plain_ok passed, $plain_bad failed; chaos $chaos_ok passed, $chaos_bad failed"
 done
-echo "$(date -u +%Y-%m-%dT%H:%MZ) $(git -C "$(dirname "$0")/.." rev-parse --short HEAD 2>/dev/null || echo '?') plain $plain_ok/$((plain_ok + plain_bad)) chaos $chaos_ok/$((chaos_ok + chaos_bad))" >>"$tally"
 awk '{ split($4, p, "/"); split($6, c, "/"); pp += p[1]; pt += p[2]; cp += c[1]; ct += c[2] }
      END { printf "tally (%s): plain suite %d of %d runs passed, chaos %d of %d\n", FILENAME, pp, pt, cp, ct }' "$tally"
 echo "$((plain_ok + chaos_ok)) passed, $((plain_bad + chaos_bad)) failed"
