@@ -55,12 +55,13 @@ static int poll_once(int fd, int events, int ms) {
 /* The blocking path: poll() in a blocking section (a thread that runs no goroutine just
  * blocks; a goroutine lends its P out meanwhile). */
 static int wait_blocking(int fd, int events, int64_t timeout_ns) {
-    int64_t deadline = timeout_ns > 0 ? loom__now() + timeout_ns : 0;
+    /* real time: a blocking call's timeout passes in the kernel, also in deterministic mode */
+    int64_t deadline = timeout_ns > 0 ? loom__nanotime() + timeout_ns : 0;
     for (;;) {
         int ms = -1;
         if (timeout_ns == 0) ms = 0;
         else if (timeout_ns > 0) {
-            int64_t left = deadline - loom__now();
+            int64_t left = deadline - loom__nanotime();
             if (left <= 0) return -ETIMEDOUT;
             ms = (int)((left + 999999) / 1000000);
         }

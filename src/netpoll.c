@@ -46,6 +46,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+/* How long a waiter looks again at a word another waiter is parking on (PD_WAIT) before
+ * calling the fd busy: its thread may lose the CPU for milliseconds here. */
+#define BUSY_WAIT_NS 100000000
+
 #define PD_READY ((uintptr_t)1)
 #define PD_WAIT  ((uintptr_t)2)
 
@@ -186,7 +190,12 @@ static void pd_commit(G *g, void *arg) {
     LOOM__CHAOS(CH_NETPOLL);
     for (int i = 0; i < n; i++)
         if (!CAS(gpp[i], PD_WAIT, (uintptr_t)g)) wake = true;
-    if (!wake && LOAD(&pd->seq) != seq) wake = true;     /* closed while we parked */
+    if (LOAD(&pd->seq) != seq) {
+        /* closed while we parked: the number may already belong to a new file, whose
+         * waiter must find these words free, not us in them until we run again */
+        for (int i = 0; i < n; i++) CAS(gpp[i], (uintptr_t)g, 0);
+        wake = true;
+    }
     if (wake && CAS(&g->selectdone, 0, 1)) {
         g->param = pd;
         loom__ready(g);
@@ -207,6 +216,7 @@ static int pd_ready(loom__pd *pd, int ready) {
 int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
     struct pdwait w = { .pd = pd, .n = 0, .seq = LOAD(&pd->seq) };
     bool counted = false;           /* parkseq bumped for this wait */
+    int64_t busy_since = 0;         /* real time: the other waiter's park is not virtual */
     if (modes & LOOM_READABLE) w.gpp[w.n++] = &pd->rg;
     if (modes & LOOM_WRITABLE) w.gpp[w.n++] = &pd->wg;
     int64_t deadline = ns > 0 ? loom__now() + ns : ns;
@@ -235,8 +245,23 @@ int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
         if (claimed < w.n) {
             uintptr_t v = LOAD(w.gpp[claimed]);
             for (int i = 0; i < claimed; i++) CAS(w.gpp[i], PD_WAIT, 0);
-            if (v == PD_READY) continue;          /* an edge arrived meanwhile */
+            if (v == PD_READY || v == 0) continue;   /* an edge arrived, or the holder left */
+            /* PD_WAIT is another waiter between claiming the word and parking, a passing
+             * state: if the fd was closed under it (the number reused for our file) it lets
+             * go within its park (pd_commit); if not, it parks and the fd is busy.  Look
+             * again until it is one or the other (its thread may be off the CPU a while). */
+            if (v == PD_WAIT) {
+                if (!busy_since) busy_since = loom__nanotime();
+                if (loom__nanotime() - busy_since < BUSY_WAIT_NS) {
+                    loom_yield();
+                    continue;
+                }
+            }
             return -EBUSY;
+        }
+        if (LOAD(&pd->seq) != w.seq) {            /* closed as we claimed: let go */
+            for (int i = 0; i < w.n; i++) CAS(w.gpp[i], PD_WAIT, 0);
+            return -ECANCELED;
         }
         G *g = loom__getm()->curg;      /* a goroutine: poller_pd checked */
         STORE(&g->selectdone, 0);

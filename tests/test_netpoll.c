@@ -169,6 +169,21 @@ static void blocked_writer(void *arg)
     __atomic_store_n(&c->result, (long)loom_write(c->fd, big, sizeof big), __ATOMIC_SEQ_CST);
 }
 
+/* Until n goroutines are parked (a reader's loom_read has reached its park, not just
+ * started): the cases below close an fd under a parked reader, and must not race with a
+ * reader that has not got there yet. */
+static void wait_parked(uint64_t n)
+{
+    int64_t dl = t_clock_ns() + 10000 * MS;
+    for (;;) {
+        struct loom_stats st;
+        CHECK_OK(loom_stats(&st));
+        if (st.waiting >= n) return;
+        CHECK_MSG(t_clock_ns() < dl, "the reader never parked");
+        loom_sleep(MS / 4);
+    }
+}
+
 static void wait_result(struct closer *c)
 {
     int64_t dl = t_clock_ns() + 10000 * MS;
@@ -235,7 +250,7 @@ static void test_reuse_after_fd_close(void)
         struct closer old = { a[0], 1, 0 };
         loom_go(blocked_reader, &old);
         while (!__atomic_load_n(&old.started, __ATOMIC_SEQ_CST)) loom_yield();
-        loom_sleep(MS);                            /* let it park */
+        wait_parked(1);
         CHECK_OK(loom_fd_close(a[0]));             /* readies it */
         CHECK_OK(pipe(b));
         if (b[0] != a[0]) {                        /* another thread took the number */
