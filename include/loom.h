@@ -2,8 +2,8 @@
  * loom.h — Go's runtime scheduler for C programs.
  *
  * Goroutines multiplexed M:N over OS threads, channels, select, timers and sync
- * primitives that park goroutines, never threads.  The contract for every name here
- * is ../shared/API.md (shipped as docs/API.md); loom-specific additions carry the
+ * primitives that park goroutines, never threads.  Each name here means what its comment
+ * says, and what the project's API contract fixes; loom-specific additions carry the
  * `loom_` prefix and are documented beside their declaration.
  *
  * Errors: calls that can fail return a negative errno value (-EINVAL, -EPIPE,
