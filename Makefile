@@ -4,7 +4,7 @@
 #                 a valgrind subset, and an out-of-tree build against the installed library
 #   make check    the plain test run only (quick)
 #   make soak     the plain suite and the suite under chaos seeds, N times each (not in test)
-#   make bench    loom beside Go on the same workloads (bench/run.sh)
+#   make bench    loom beside Go on the same workloads (bench/run.py)
 #   make install  PREFIX=/usr/local by default
 
 PREFIX  ?= /usr/local
@@ -71,7 +71,7 @@ test-install: build
 test: check test-chaos test-tsan test-asan test-valgrind test-install
 
 bench: build
-	bench/run.sh $(BUILD)
+	bench/run.py $(BUILD)
 
 install: build
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)

@@ -113,7 +113,7 @@ static inline void bench_result(const char *metric, double value, const char *un
     fflush(stdout);
 }
 
-/* Informational line on stderr (ignored by run.sh). */
+/* Informational line on stderr (ignored by run.py). */
 __attribute__((format(printf, 1, 2)))
 static inline void bench_note(const char *fmt, ...)
 {

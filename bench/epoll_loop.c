@@ -5,7 +5,7 @@
  * examples/httpd.c sends (same headers, a Date formatted once a second) and parses just
  * enough to count requests (each ends with an empty line).  Per request it makes one
  * recv that gets the request, one send, and its share of epoll_wait: the fewest system
- * calls a server can make.  bench/run.sh drives it with wrk like the real servers, so the
+ * calls a server can make.  bench/run.py drives it with wrk like the real servers, so the
  * table shows what this machine can serve to a wrk client that shares its two CPUs.
  *
  *   bench_epoll_loop [PORT]     listens on 127.0.0.1:PORT (else $PORT, else 8080)

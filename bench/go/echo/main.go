@@ -1,6 +1,6 @@
 // echo: the Go twin of examples/echo.c, a TCP echo server (a goroutine per
 // connection).  Usage: echo [PORT] (else env PORT, else 7000).
-// Driven by bench_netclient (a loom client) from run.sh.
+// Driven by bench_netclient (a loom client) from run.py.
 package main
 
 import (

@@ -1,6 +1,6 @@
 // httpd: the Go twin of examples/httpd.c, a net/http "hello" server: GET / (and HEAD /)
 // answers "Hello, World!\n", other paths 404, other methods 405.
-// Usage: httpd [PORT] (else env PORT, else 8080).  Driven by wrk from run.sh.
+// Usage: httpd [PORT] (else env PORT, else 8080).  Driven by wrk from run.py.
 package main
 
 import (

@@ -1,4 +1,4 @@
-// pingpong: unbuffered channel round trip (ns per round trip); run by run.sh at
+// pingpong: unbuffered channel round trip (ns per round trip); run by run.py at
 // one P and at all Ps (GOMAXPROCS).  Twin of bench/pingpong.c.
 package main
 

@@ -45,7 +45,7 @@ func Fail(format string, args ...interface{}) {
 	os.Exit(1)
 }
 
-// Note prints an informational line on stderr (ignored by run.sh).
+// Note prints an informational line on stderr (ignored by run.py).
 func Note(format string, args ...interface{}) {
 	fmt.Fprintf(os.Stderr, "%s: %s\n", name, fmt.Sprintf(format, args...))
 }
