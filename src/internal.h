@@ -248,6 +248,7 @@ struct loom__g {
     G        *allnext;         /* list of every G ever allocated; fixed once pushed (sched.allg) */
     char      name[32];        /* loom_attr.name, copied; shown in dumps */
     uint64_t  detprio;         /* LOOM_SCHED=pct: its PCT priority (det.c); under det.lock */
+    uint32_t  waitseq;         /* fd wait: the pd's seq when the wait began (netpoll.c); atomic */
     uint32_t  statusline;      /* invariant checks: the proc.c line of the last status change, */
     int32_t   statusm;         /* and the M that made it (-1: none); for the fatal message */
 #if defined(LOOM_ASAN) || defined(LOOM_TSAN)

@@ -10,8 +10,9 @@
  * Each direction has a wait word, rg (read) and wg (write), as Go's pollDesc:
  *   0         nothing happened, nobody waits
  *   PD_READY  an edge arrived that no waiter consumed yet
- *   PD_WAIT   a goroutine is about to park here (it owns the word until it publishes)
- *   a G*      that goroutine is parked here
+ *   PD_WAIT   a goroutine is about to park here (it owns the word until it publishes),
+ *             tagged with pd->seq as it was when its wait began (pd_wait(seq))
+ *   a G*      that goroutine is parked here (g->waitseq: the seq its wait began with)
  * The poller (netpollunblock) turns 0 into PD_READY, or takes a parked G out (leaving
  * PD_READY for it to find) and readies it.  A parked G may also be woken by its deadline
  * timer or by loom_fd_close; all wakers claim the G with CAS(&g->selectdone, 0, 1) first,
@@ -21,7 +22,11 @@
  *
  * Closing: loom_fd_close bumps pd->seq, then takes any parked G out of both words; a waiter
  * compares the seq it started with after publishing itself (Dekker with the closer's
- * order: seq first, then the words) and after waking, and returns -ECANCELED.
+ * order: seq first, then the words) and after waking, and returns -ECANCELED.  The number
+ * may belong to a new file at once, with a new waiter: what an old wait left in a word
+ * (PD_WAIT or a G with an older seq) is on its way out, and the new waiter takes it out
+ * itself (a claimed PD_WAIT makes its owner's publish fail, so it wakes and sees the close;
+ * a stale G is claimed and readied as the closer would), so it never reads as busy.
  *
  * The fd-kind cache (pd->flags) remembers whether an fd is a socket, another pollable fd
  * (pipe, tty), or a regular file that takes the blocking path, and whether loom has
@@ -46,12 +51,12 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-/* How long a waiter looks again at a word another waiter is parking on (PD_WAIT) before
- * calling the fd busy: its thread may lose the CPU for milliseconds here. */
-#define BUSY_WAIT_NS 100000000
-
 #define PD_READY ((uintptr_t)1)
-#define PD_WAIT  ((uintptr_t)2)
+#define PD_WAIT  ((uintptr_t)2)          /* with the low two bits: pd_wait(seq) */
+
+static inline uintptr_t pd_wait(uint32_t seq) { return PD_WAIT | (uintptr_t)seq << 2; }
+static inline bool is_wait(uintptr_t v) { return (v & 3) == PD_WAIT; }
+static inline bool is_g(uintptr_t v) { return v > PD_WAIT && !is_wait(v); }   /* Gs are 64-byte aligned */
 
 #define PD_CHUNK_BITS 12
 #define PD_CHUNK      (1 << PD_CHUNK_BITS)
@@ -132,9 +137,9 @@ static G *netpollunblock(uintptr_t *gpp, bool ioready) {
         if (old == PD_READY) return NULL;
         if (old == 0 && !ioready) return NULL;
         uintptr_t nw = ioready ? PD_READY : 0;
-        if (old == PD_WAIT) nw = ioready ? PD_READY : PD_WAIT;   /* the waiter sees READY before parking */
+        if (is_wait(old)) nw = ioready ? PD_READY : old;   /* the waiter sees READY before parking */
         if (!CAS(gpp, old, nw)) continue;
-        if (old == 0 || old == PD_WAIT) return NULL;
+        if (!is_g(old)) return NULL;
         G *g = (G *)old;
         /* claim it: its deadline or the other direction may have got there first */
         if (!CAS(&g->selectdone, 0, 1)) return NULL;
@@ -189,14 +194,12 @@ static void pd_commit(G *g, void *arg) {
     bool wake = false;
     LOOM__CHAOS(CH_NETPOLL);
     for (int i = 0; i < n; i++)
-        if (!CAS(gpp[i], PD_WAIT, (uintptr_t)g)) wake = true;
-    if (LOAD(&pd->seq) != seq) {
-        /* closed while we parked: the number may already belong to a new file, whose
-         * waiter must find these words free, not us in them until we run again */
-        for (int i = 0; i < n; i++) CAS(gpp[i], (uintptr_t)g, 0);
-        wake = true;
-    }
+        if (!CAS(gpp[i], pd_wait(seq), (uintptr_t)g)) wake = true;   /* an edge, or a close's new waiter */
+    if (LOAD(&pd->seq) != seq) wake = true;     /* closed while we parked */
     if (wake && CAS(&g->selectdone, 0, 1)) {
+        /* claimed first, then out of the words: a new file's waiter that finds us there
+         * before we are out sees us claimed and on our way (unstale) */
+        for (int i = 0; i < n; i++) CAS(gpp[i], (uintptr_t)g, 0);
         g->param = pd;
         loom__ready(g);
     }
@@ -208,6 +211,29 @@ static int pd_ready(loom__pd *pd, int ready) {
     return ready;
 }
 
+/* A wait word of pd, read as v, that a waiter of seq `seq` could not claim: if v is what a
+ * wait begun before the fd was last closed left there, take it out and return true (the
+ * caller claims again); false if v is a live waiter of this file (the fd is busy).
+ *  - PD_WAIT of an older seq: its owner has not published yet; emptying the word makes its
+ *    publish fail, so it wakes at once and sees the close (pd_commit).
+ *  - a G whose wait began with an older seq: claim it and ready it, as the closer would
+ *    have had it been there in time, or, if someone already claimed it, just take it out:
+ *    its own clean-up finds the word changed and leaves it. */
+static bool clear_stale(loom__pd *pd, uintptr_t *gpp, uintptr_t v, uint32_t seq) {
+    if (is_wait(v)) {
+        if ((uint32_t)(v >> 2) == seq) return false;       /* this file's: busy */
+        CAS(gpp, v, 0);
+        return true;
+    }
+    G *g = (G *)v;
+    if (LOAD_RLX(&g->waitseq) == seq) return false;
+    if (CAS(gpp, v, 0) && CAS(&g->selectdone, 0, 1)) {
+        g->param = pd;
+        loom__ready(g);
+    }
+    return true;
+}
+
 /* Parks the calling goroutine until fd is ready in any of `modes` (LOOM_READABLE/WRITABLE),
  * the deadline passes (ns < 0: none) or the fd is closed with loom_fd_close.
  * Returns the modes seen ready (> 0; may be spurious, the caller retries its I/O),
@@ -216,7 +242,7 @@ static int pd_ready(loom__pd *pd, int ready) {
 int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
     struct pdwait w = { .pd = pd, .n = 0, .seq = LOAD(&pd->seq) };
     bool counted = false;           /* parkseq bumped for this wait */
-    int64_t busy_since = 0;         /* real time: the other waiter's park is not virtual */
+    uintptr_t mine = pd_wait(w.seq);
     if (modes & LOOM_READABLE) w.gpp[w.n++] = &pd->rg;
     if (modes & LOOM_WRITABLE) w.gpp[w.n++] = &pd->wg;
     int64_t deadline = ns > 0 ? loom__now() + ns : ns;
@@ -239,31 +265,22 @@ int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
             if (r < 0 && r != -EEXIST) return r;
             pd_registered(pd);
         }
+        G *g = loom__getm()->curg;      /* a goroutine: poller_pd checked */
+        STORE_RLX(&g->waitseq, w.seq);
         int claimed = 0;
         for (; claimed < w.n; claimed++)
-            if (!CAS(w.gpp[claimed], 0, PD_WAIT)) break;
+            if (!CAS(w.gpp[claimed], 0, mine)) break;
         if (claimed < w.n) {
             uintptr_t v = LOAD(w.gpp[claimed]);
-            for (int i = 0; i < claimed; i++) CAS(w.gpp[i], PD_WAIT, 0);
+            for (int i = 0; i < claimed; i++) CAS(w.gpp[i], mine, 0);
             if (v == PD_READY || v == 0) continue;   /* an edge arrived, or the holder left */
-            /* PD_WAIT is another waiter between claiming the word and parking, a passing
-             * state: if the fd was closed under it (the number reused for our file) it lets
-             * go within its park (pd_commit); if not, it parks and the fd is busy.  Look
-             * again until it is one or the other (its thread may be off the CPU a while). */
-            if (v == PD_WAIT) {
-                if (!busy_since) busy_since = loom__nanotime();
-                if (loom__nanotime() - busy_since < BUSY_WAIT_NS) {
-                    loom_yield();
-                    continue;
-                }
-            }
-            return -EBUSY;
+            if (!clear_stale(pd, w.gpp[claimed], v, w.seq)) return -EBUSY;   /* a live waiter */
+            continue;                             /* an old wait's leftover, taken out */
         }
         if (LOAD(&pd->seq) != w.seq) {            /* closed as we claimed: let go */
-            for (int i = 0; i < w.n; i++) CAS(w.gpp[i], PD_WAIT, 0);
+            for (int i = 0; i < w.n; i++) CAS(w.gpp[i], mine, 0);
             return -ECANCELED;
         }
-        G *g = loom__getm()->curg;      /* a goroutine: poller_pd checked */
         STORE(&g->selectdone, 0);
         g->param = NULL;
         XADD(&nwaiters, 1);
@@ -309,7 +326,7 @@ int loom__netpoll_verify(G **list) {
         loom__pd *chunk = LOAD_ACQ(&pdtab[fd >> PD_CHUNK_BITS]);
         if (!chunk) { fd |= PD_CHUNK - 1; continue; }
         loom__pd *pd = &chunk[fd & (PD_CHUNK - 1)];
-        if (LOAD(&pd->rg) <= PD_WAIT && LOAD(&pd->wg) <= PD_WAIT) continue;     /* no G parked */
+        if (!is_g(LOAD(&pd->rg)) && !is_g(LOAD(&pd->wg))) continue;     /* no G parked */
         uint32_t s = LOAD(&pd->parkseq);
         if (s == pd->sm_verified) continue;
         if (s != pd->sm_seen) { pd->sm_seen = s; pending++; continue; }
