@@ -13,14 +13,20 @@
 #endif
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <loom.h>
 
@@ -251,6 +257,175 @@ static inline bool t_async_preempt(void)
 static inline bool t_chaos(void)
 {
     return getenv("LOOM_CHAOS") != NULL;
+}
+
+/* T_RUN_CHAOS(first, n, fn, arg, want): run fn(arg) under loom_run once for each chaos seed
+ * first .. first+n-1 (LOOM_CHAOS, left set to the last one), requiring each run to return
+ * want. */
+static inline void t_run_chaos(const char *file, int line, const char *name, int first, int n,
+                               int (*fn)(void *), void *arg, int want)
+{
+    char seed[16];
+    for (int r = 0; r < n; r++) {
+        snprintf(seed, sizeof seed, "%d", first + r);
+        setenv("LOOM_CHAOS", seed, 1);
+        int rc = loom_run(fn, arg);
+        if (rc != want)
+            t_fail(file, line, "loom_run(%s) under LOOM_CHAOS=%s returned %d, not %d", name, seed,
+                   rc, want);
+    }
+}
+
+#define T_RUN_CHAOS(first, n, fn, arg, want) \
+    t_run_chaos(__FILE__, __LINE__, #fn, (first), (n), (fn), (arg), (want))
+
+/* Case selection: `test_x NAME...` runs only the cases named on the command line, no names
+ * every case.  main calls t_cases(argc, argv); t_want(name) says whether case name runs. */
+static struct { int argc; char **argv; } t__cases __attribute__((unused));
+
+static inline void t_cases(int argc, char **argv)
+{
+    t__cases.argc = argc;
+    t__cases.argv = argv;
+}
+
+static inline bool t_want(const char *name)
+{
+    if (t__cases.argc < 2)
+        return true;
+    for (int i = 1; i < t__cases.argc; i++)
+        if (strcmp(t__cases.argv[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* ---- child processes: a test that runs a program (itself, as a rule, with a mode argument)
+ * and checks what it printed and how it ended. */
+
+/* How t_child_start runs the child; all zero (or a NULL pointer) for the defaults. */
+typedef struct t_child_opts {
+    const char *path;            /* the program; NULL: this one (/proc/self/exe, resolved) */
+    const char *const *env;      /* NULL-terminated: "NAME=value" sets NAME, "NAME" unsets it */
+    bool stdout_apart;           /* the child's stdout on a pipe of its own (out_fd) */
+    void (*before_exec)(void);   /* called in the child just before exec */
+} t_child_opts;
+
+typedef struct t_child {
+    pid_t pid;
+    int fd;          /* read end of the child's stderr, and of its stdout unless apart */
+    int out_fd;      /* read end of the child's stdout with stdout_apart; else -1 */
+    char *out;       /* after t_child_wait: all read from fd, NUL-terminated; free() it */
+    size_t len;
+    int status;      /* after t_child_wait: the wait status; 0 when late */
+    bool late;       /* after t_child_wait: still running at the deadline, so killed */
+} t_child;
+
+/* Starts path with argv[0] = path and the NULL-terminated args after it. */
+static inline t_child t_child_start(const char *const args[], const t_child_opts *o)
+{
+    static const t_child_opts defaults;
+    if (!o)
+        o = &defaults;
+    char self[4096];
+    const char *path = o->path;
+    if (!path) {
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        CHECK(n > 0);
+        self[n] = 0;
+        path = self;
+    }
+    const char *argv[16];
+    int argc = 0;
+    argv[argc++] = path;
+    for (int i = 0; args && args[i]; i++) {
+        CHECK(argc < 15);
+        argv[argc++] = args[i];
+    }
+    argv[argc] = NULL;
+
+    int p[2], q[2] = { -1, -1 };
+    CHECK_OK(pipe2(p, O_CLOEXEC));
+    if (o->stdout_apart)
+        CHECK_OK(pipe2(q, O_CLOEXEC));
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        for (const char *const *e = o->env; e && *e; e++) {
+            const char *eq = strchr(*e, '=');
+            if (eq) {
+                char name[128];
+                snprintf(name, sizeof name, "%.*s", (int)(eq - *e), *e);
+                setenv(name, eq + 1, 1);
+            } else {
+                unsetenv(*e);
+            }
+        }
+        if (o->before_exec)
+            o->before_exec();
+        dup2(p[1], 2);
+        dup2(o->stdout_apart ? q[1] : p[1], 1);
+        execv(path, (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    if (q[1] >= 0)
+        close(q[1]);
+    return (t_child){ .pid = pid, .fd = p[0], .out_fd = q[0] };
+}
+
+/* Reads the child's fd to its end and reaps the child.  A child still running limit_s
+ * seconds from now is killed (SIGKILL) and reaped, with late set and out what it printed
+ * so far; the caller says what that means. */
+static inline void t_child_wait(t_child *c, int limit_s)
+{
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    CHECK(buf != NULL);
+    int64_t dl = t_clock_ns() + limit_s * 1000000000LL;
+    c->late = false;
+    c->status = 0;
+    for (;;) {
+        int64_t left = (dl - t_clock_ns()) / 1000000;
+        if (left <= 0) {
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, NULL, 0);
+            c->late = true;
+            break;
+        }
+        struct pollfd pfd = { c->fd, POLLIN, 0 };
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        if (len + 4096 + 1 > cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            CHECK(buf != NULL);
+        }
+        ssize_t n = read(c->fd, buf + len, cap - len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = 0;
+    c->out = buf;
+    c->len = len;
+    close(c->fd);
+    c->fd = -1;
+    if (c->out_fd >= 0) {
+        close(c->out_fd);
+        c->out_fd = -1;
+    }
+    if (!c->late)
+        CHECK_EQ(waitpid(c->pid, &c->status, 0), c->pid);
+}
+
+/* t_child_start, then t_child_wait. */
+static inline t_child t_child_run(const char *const args[], const t_child_opts *o, int limit_s)
+{
+    t_child c = t_child_start(args, o);
+    t_child_wait(&c, limit_s);
+    return c;
 }
 
 #endif /* LOOM_TEST_T_H */

@@ -14,8 +14,6 @@
  */
 #include "t.h"
 
-#include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -243,57 +241,13 @@ static int run_child(const char *mode)
 
 /* ================================================================ parent */
 
-typedef struct {
-    char *out;       /* child's stderr (and stdout) */
-    int status;
-} result;
-
-static result spawn(const char *self, const char *mode)
+/* Runs this program with `mode`; fails if it is still running after 60 s (and kills it). */
+static t_child spawn(const char *mode)
 {
-    int p[2];
-    CHECK_OK(pipe2(p, O_CLOEXEC));
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        dup2(p[1], 1);
-        execl(self, self, mode, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    CHECK(buf != NULL);
-    int64_t dl = t_clock_ns() + 60LL * 1000000000;
-    for (;;) {
-        int64_t left = (dl - t_clock_ns()) / 1000000;
-        if (left <= 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            buf[len] = 0;
-            FAIL("child '%s' still running after 60 s; its output so far:\n%s", mode, buf);
-        }
-        struct pollfd pfd = { p[0], POLLIN, 0 };
-        int r = poll(&pfd, 1, (int)left);
-        if (r <= 0)
-            continue;
-        if (len + 4096 + 1 > cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            CHECK(buf != NULL);
-        }
-        ssize_t n = read(p[0], buf + len, cap - len - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = 0;
-    close(p[0]);
-    result res = { buf, 0 };
-    CHECK_EQ(waitpid(pid, &res.status, 0), pid);
-    return res;
+    t_child r = t_child_run((const char *[]){ mode, NULL }, NULL, 60);
+    if (r.late)
+        FAIL("child '%s' still running after 60 s; its output so far:\n%s", mode, r.out);
+    return r;
 }
 
 /* the line starting with prefix, or NULL */
@@ -310,7 +264,7 @@ static const char *find_line(const char *out, const char *prefix)
     return NULL;
 }
 
-static void expect_abort(const result *r, const char *mode)
+static void expect_abort(const t_child *r, const char *mode)
 {
     CHECK_MSG(WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT,
               "child '%s' should die of SIGABRT; status %#x (%s %d); output:\n%s", mode,
@@ -320,7 +274,7 @@ static void expect_abort(const result *r, const char *mode)
               mode, r->out);
 }
 
-static void expect_deadlock_report(const result *r, const char *mode, const char *line)
+static void expect_deadlock_report(const t_child *r, const char *mode, const char *line)
 {
     const char *l = find_line(r->out, line);
     CHECK_MSG(l != NULL, "child '%s': no line starting '%s' on stderr; output:\n%s", mode, line,
@@ -331,18 +285,18 @@ static void expect_deadlock_report(const result *r, const char *mode, const char
               "child '%s': no goroutine dump after the fatal line; output:\n%s", mode, r->out);
 }
 
-static void test_deadlock(const char *self)
+static void test_deadlock(void)
 {
-    result r = spawn(self, "deadlock");
+    t_child r = spawn("deadlock");
     CHECK_MSG(strstr(r.out, "child: main blocks") != NULL, "child did not start:\n%s", r.out);
     expect_abort(&r, "deadlock");
     expect_deadlock_report(&r, "deadlock", "loom: fatal: all goroutines are asleep - deadlock!");
     free(r.out);
 }
 
-static void test_deadlock_sync(const char *self)
+static void test_deadlock_sync(void)
 {
-    result r = spawn(self, "deadlock_sync");
+    t_child r = spawn("deadlock_sync");
     CHECK_MSG(strstr(r.out, "child: main blocks") != NULL, "child did not start:\n%s", r.out);
     expect_abort(&r, "deadlock_sync");
     expect_deadlock_report(&r, "deadlock_sync",
@@ -350,9 +304,9 @@ static void test_deadlock_sync(const char *self)
     free(r.out);
 }
 
-static void test_exit_main(const char *self)
+static void test_exit_main(void)
 {
-    result r = spawn(self, "exit_main");
+    t_child r = spawn("exit_main");
     expect_abort(&r, "exit_main");
     const char *ran = strstr(r.out, "child: other goroutine ran on");
     CHECK_MSG(ran != NULL, "after loom_exit in goroutine 1 the other goroutine did not run:\n%s",
@@ -370,26 +324,26 @@ static void test_exit_main(const char *self)
     free(r.out);
 }
 
-static void test_foreign_late(const char *self)
+static void test_foreign_late(void)
 {
-    result r = spawn(self, "foreign_late");
+    t_child r = spawn("foreign_late");
     /* (run_child returns 100 + loom_run's result: here the run ends normally) */
     CHECK_MSG(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 100 && strstr(r.out, "child: woken by the thread"),
               "a thread that could wake main was not waited for: status %#x; output:\n%s", r.status, r.out);
     free(r.out);
 }
 
-static void test_foreign_gone(const char *self)
+static void test_foreign_gone(void)
 {
-    result r = spawn(self, "foreign_gone");
+    t_child r = spawn("foreign_gone");
     expect_abort(&r, "foreign_gone");
     expect_deadlock_report(&r, "foreign_gone", "loom: fatal: all goroutines are asleep - deadlock!");
     free(r.out);
 }
 
-static void test_overflow(const char *self)
+static void test_overflow(void)
 {
-    result r = spawn(self, "overflow");
+    t_child r = spawn("overflow");
     expect_abort(&r, "overflow");
     unsigned long long id = 0;
     const char *s = strstr(r.out, "child: overflow goroutine ");
@@ -407,18 +361,13 @@ int main(int argc, char **argv)
     if (argc > 1)
         return run_child(argv[1]);
 
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    CHECK(n > 0);
-    self[n] = 0;
-
-    test_deadlock(self);
-    test_deadlock_sync(self);
-    test_exit_main(self);
-    test_foreign_late(self);
-    test_foreign_gone(self);
+    test_deadlock();
+    test_deadlock_sync();
+    test_exit_main();
+    test_foreign_late();
+    test_foreign_gone();
     if (!T_ASAN && !T_TSAN)
-        test_overflow(self);
+        test_overflow();
     else
         fprintf(stderr, "test_deadlock: stack overflow case skipped under ASan\n");
     return 0;

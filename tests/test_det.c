@@ -43,8 +43,6 @@
  */
 #include "t.h"
 
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -662,94 +660,35 @@ static int run_child(const char *mode)
 
 /* ================================================================ parent */
 
-static char self[4096];
-
-typedef struct {
-    char *out;    /* the child's stdout and stderr */
-    int status;
-} result;
-
 /* Runs this program with `mode`, LOOM_SEED=seed (0: unset) and LOOM_SCHED=sched (NULL:
- * unset); kills it after limit_s seconds, and then fails, or with *late (if given) set
- * returns what it printed (status 0). */
-static result spawn_for(const char *mode, long seed, const char *sched, int limit_s, bool *late)
+ * unset), LOOM_CHAOS unset; kills it after limit_s seconds, and then fails, or with *late
+ * (if given) set returns what it printed (status 0). */
+static t_child spawn_for(const char *mode, long seed, const char *sched, int limit_s, bool *late)
 {
-    int p[2];
-    CHECK_OK(pipe2(p, O_CLOEXEC));
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        dup2(p[1], 1);
-        char s[32];
-        snprintf(s, sizeof s, "%ld", seed);
-        if (seed)
-            setenv("LOOM_SEED", s, 1);
-        else
-            unsetenv("LOOM_SEED");
-        if (sched)
-            setenv("LOOM_SCHED", sched, 1);
-        else
-            unsetenv("LOOM_SCHED");
-        unsetenv("LOOM_CHAOS");
-        execl(self, self, mode, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    CHECK(buf != NULL);
-    int64_t dl = t_clock_ns() + limit_s * SEC;
+    char s[32], sc[64];
+    snprintf(s, sizeof s, "LOOM_SEED=%ld", seed);
+    snprintf(sc, sizeof sc, "LOOM_SCHED=%s", sched ? sched : "");
+    const char *env[] = { seed ? s : "LOOM_SEED", sched ? sc : "LOOM_SCHED", "LOOM_CHAOS", NULL };
+    t_child r = t_child_run((const char *[]){ mode, NULL }, &(t_child_opts){ .env = env }, limit_s);
     if (late)
-        *late = false;
-    for (;;) {
-        int64_t left = (dl - t_clock_ns()) / MS;
-        if (left <= 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            buf[len] = 0;
-            close(p[0]);
-            if (late) {
-                *late = true;
-                return (result){ buf, 0 };
-            }
-            FAIL("child '%s' (seed %ld, %s) still running after %d s; its output so far:\n%s",
-                 mode, seed, sched ? sched : "-", limit_s, buf);
-        }
-        struct pollfd pfd = { p[0], POLLIN, 0 };
-        int r = poll(&pfd, 1, (int)left);
-        if (r <= 0)
-            continue;
-        if (len + 4096 + 1 > cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            CHECK(buf != NULL);
-        }
-        ssize_t n = read(p[0], buf + len, cap - len - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = 0;
-    close(p[0]);
-    result res = { buf, 0 };
-    CHECK_EQ(waitpid(pid, &res.status, 0), pid);
-    return res;
+        *late = r.late;
+    else if (r.late)
+        FAIL("child '%s' (seed %ld, %s) still running after %d s; its output so far:\n%s", mode,
+             seed, sched ? sched : "-", limit_s, r.out);
+    return r;
 }
 
-static result spawn(const char *mode, long seed, const char *sched)
+static t_child spawn(const char *mode, long seed, const char *sched)
 {
     return spawn_for(mode, seed, sched, 60, NULL);
 }
 
-static bool exited(const result *r, int code)
+static bool exited(const t_child *r, int code)
 {
     return WIFEXITED(r->status) && WEXITSTATUS(r->status) == code;
 }
 
-static bool killed(const result *r, int sig)
+static bool killed(const t_child *r, int sig)
 {
     return WIFSIGNALED(r->status) && WTERMSIG(r->status) == sig;
 }
@@ -764,7 +703,7 @@ static int count(const char *out, const char *s)
 }
 
 /* "loom: seed N" exactly once, as a line of its own */
-static void expect_seed_line(const result *r, const char *what, long seed)
+static void expect_seed_line(const t_child *r, const char *what, long seed)
 {
     char want[64];
     snprintf(want, sizeof want, "loom: seed %ld\n", seed);
@@ -797,7 +736,7 @@ typedef struct {
 
 static void run_replay(long seed, const char *sched, replay_out *o)
 {
-    result r = spawn("replay", seed, sched);
+    t_child r = spawn("replay", seed, sched);
     CHECK_MSG(exited(&r, 0), "replay child (seed %ld, %s): status %#x; output:\n%s", seed,
               sched ? sched : "-", r.status, r.out);
     CHECK_MSG(field(r.out, "log: ", o->log, sizeof o->log) && field(r.out, "hash: ", o->hash, sizeof o->hash),
@@ -866,7 +805,7 @@ static void test_replay(void)
 
 static void test_vtime(void)
 {
-    result r = spawn("vtime", 3, NULL);
+    t_child r = spawn("vtime", 3, NULL);
     CHECK_MSG(exited(&r, 0) && strstr(r.out, "vtime: ok"), "vtime child: status %#x; output:\n%s", r.status,
               r.out);
     fputs(r.out, stdout);
@@ -876,7 +815,7 @@ static void test_vtime(void)
 /* One PCT/random child: 1 if it hit the planted bug (and *at gets B's a_step), 0 if not. */
 static int pct_run(long seed, const char *sched, int *at)
 {
-    result r = spawn("pct", seed, sched);
+    t_child r = spawn("pct", seed, sched);
     int hit = 0;
     const char *b = strstr(r.out, "child: BUG: B ran at a_step=");
     if (b) {
@@ -928,7 +867,7 @@ static void test_pct(void)
 
 static void test_deadlock(void)
 {
-    result r = spawn("deadlock", 5, NULL);
+    t_child r = spawn("deadlock", 5, NULL);
     CHECK_MSG(strstr(r.out, "child: main blocks") != NULL, "deadlock child did not start:\n%s", r.out);
     CHECK_MSG(killed(&r, SIGABRT), "deadlock child: status %#x; output:\n%s", r.status, r.out);
     CHECK_MSG(strstr(r.out, "\nloom: fatal: all goroutines are asleep - deadlock!\n") != NULL,
@@ -940,7 +879,7 @@ static void test_deadlock(void)
 
 static void test_exits(void)
 {
-    result r = spawn("exit3", 11, NULL);
+    t_child r = spawn("exit3", 11, NULL);
     CHECK_MSG(exited(&r, 3), "exit3 child: status %#x; output:\n%s", r.status, r.out);
     expect_seed_line(&r, "exit3 child", 11);
     free(r.out);
@@ -973,7 +912,7 @@ static void test_levels(void)
     int nseeds = 5;
     for (int s = 1; s <= nseeds; s++) {
         for (int rep = 0; rep < 2; rep++) {
-            result r = spawn("levels", s, rep ? "pct:2" : NULL);
+            t_child r = spawn("levels", s, rep ? "pct:2" : NULL);
             char h[32];
             CHECK_MSG(exited(&r, 0) && strstr(r.out, "levels: ok") && field(r.out, "hash: ", h, sizeof h),
                       "levels child (seed %d, %s): status %#x; output:\n%s", s, rep ? "pct:2" : "random",
@@ -983,7 +922,7 @@ static void test_levels(void)
             free(r.out);
         }
     }
-    result r = spawn("levels", 1, NULL);
+    t_child r = spawn("levels", 1, NULL);
     char h[32];
     CHECK(field(r.out, "hash: ", h, sizeof h));
     CHECK_MSG(strcmp(h, first) == 0, "levels, seed 1: hash %s, then %s", first, h);
@@ -997,7 +936,7 @@ static void test_levels(void)
 static int test_mutex_starve(void)
 {
     bool late;
-    result r = spawn_for("mutex_starve", 0, NULL, 20, &late);
+    t_child r = spawn_for("mutex_starve", 0, NULL, 20, &late);
     printf("without LOOM_SEED: %s%s", late ? "still running after 20 s\n" : "", r.out);
     bool ok = !late && exited(&r, 0);
     free(r.out);
@@ -1018,7 +957,7 @@ static int test_lock_order(void)
     const char *scheds[2] = { "random", "pct:2" };
     for (int k = 0; k < 2; k++) {
         for (int s = 1; s <= 100; s++) {
-            result r = spawn("lock_order", s, scheds[k]);
+            t_child r = spawn("lock_order", s, scheds[k]);
             if (killed(&r, SIGABRT) && strstr(r.out, "loom: fatal: all goroutines are asleep - deadlock!")) {
                 expect_seed_line(&r, "lock_order child", s);
                 found[k]++;
@@ -1035,9 +974,6 @@ static int test_lock_order(void)
 
 int main(int argc, char **argv)
 {
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    CHECK(n > 0);
-    self[n] = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1)
         return run_child(argv[1]);

@@ -82,45 +82,33 @@ static int child_deadlock_now(void *arg)
 static char out[1 << 16];
 
 /* Runs this program in `mode`; returns the wait status, stderr in out.  With `quit`, waits
- * for "ready" on the child's stdout, then sends SIGQUIT. */
+ * for "ready" on the child's stdout, then sends SIGQUIT.  The guard is 60 s without output
+ * on stderr (not t_child_wait's deadline for the whole run). */
 static int run_child(const char *self, const char *mode, bool quit)
 {
-    int errp[2], outp[2];
-    CHECK_OK(pipe(errp));
-    CHECK_OK(pipe(outp));
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(errp[1], 2);
-        dup2(outp[1], 1);
-        close(errp[0]);
-        close(outp[0]);
-        execl(self, self, mode, (char *)NULL);
-        _exit(127);
-    }
-    close(errp[1]);
-    close(outp[1]);
+    t_child c = t_child_start((const char *[]){ mode, NULL },
+                              &(t_child_opts){ .path = self, .stdout_apart = true });
     if (quit) {
         char buf[16] = { 0 };
-        ssize_t n = read(outp[0], buf, sizeof buf - 1);
+        ssize_t n = read(c.out_fd, buf, sizeof buf - 1);
         CHECK_MSG(n > 0 && strncmp(buf, "ready", 5) == 0, "child did not get ready");
         usleep(50 * 1000);
-        CHECK_OK(kill(pid, SIGQUIT));
+        CHECK_OK(kill(c.pid, SIGQUIT));
     }
     size_t len = 0;
     for (;;) {
-        struct pollfd pf = { errp[0], POLLIN, 0 };
+        struct pollfd pf = { c.fd, POLLIN, 0 };
         int r = poll(&pf, 1, 60000);
         CHECK_MSG(r > 0, "child %s: no output for 60 s", mode);
-        ssize_t n = read(errp[0], out + len, sizeof out - 1 - len);
+        ssize_t n = read(c.fd, out + len, sizeof out - 1 - len);
         if (n <= 0) break;
         len += (size_t)n;
     }
     out[len] = 0;
-    close(errp[0]);
-    close(outp[0]);
+    close(c.fd);
+    close(c.out_fd);
     int st;
-    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK_EQ(waitpid(c.pid, &st, 0), c.pid);
     return st;
 }
 

@@ -43,13 +43,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1) {                              /* a child: runs under the seeds it is given */
         alarm(120);
-        int first = atoi(argv[1]), n = atoi(argv[2]);
-        char seed[32];
-        for (int r = 0; r < n; r++) {
-            snprintf(seed, sizeof seed, "%d", first + r);
-            setenv("LOOM_CHAOS", seed, 1);
-            CHECK_EQ(loom_run(main_run, NULL), 7);
-        }
+        T_RUN_CHAOS(atoi(argv[1]), atoi(argv[2]), main_run, NULL, 7);
         return 0;
     }
     int per = (int)t_scale(60);

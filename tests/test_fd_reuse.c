@@ -79,12 +79,7 @@ int main(void)
     setenv("LOOM_PROCS", "2", 1);
     rounds = (int)t_scale(200);
     if (rounds < 20) rounds = 20;
-    char seed[16];
-    for (int s = 0; s < 12; s++) {
-        snprintf(seed, sizeof seed, "%d", 300 + s);
-        setenv("LOOM_CHAOS", seed, 1);
-        CHECK_EQ(loom_run(main_reuse, NULL), 0);
-    }
+    T_RUN_CHAOS(300, 12, main_reuse, NULL, 0);
     printf("test_fd_reuse: ok\n");
     return 0;
 }

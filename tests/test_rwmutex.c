@@ -623,50 +623,35 @@ static int stress_main(void *arg)
     return 0;
 }
 
-static int t_argc;
-static char **t_argv;
-
-/* no names on the command line: every case */
-static bool want(const char *name)
-{
-    if (t_argc < 2)
-        return true;
-    for (int i = 1; i < t_argc; i++)
-        if (strcmp(t_argv[i], name) == 0)
-            return true;
-    return false;
-}
-
 static int main_fn(void *arg)
 {
     (void)arg;
-    if (want("misuse"))
+    if (t_want("misuse"))
         test_misuse();
-    if (want("misuse_then_blocking"))
+    if (t_want("misuse_then_blocking"))
         test_misuse_then_blocking();
-    if (want("stray_runlock_reader_waits"))
+    if (t_want("stray_runlock_reader_waits"))
         test_stray_runlock_reader_waits();
-    if (want("stray_unlock_writer_pending"))
+    if (t_want("stray_unlock_writer_pending"))
         test_stray_unlock_writer_pending();
-    if (want("runlock_beyond_writer_pending"))
+    if (t_want("runlock_beyond_writer_pending"))
         test_runlock_beyond_writer_pending();
-    if (want("stray_readers_in"))
+    if (t_want("stray_readers_in"))
         test_stray_readers_in();
-    if (want("readers_share"))
+    if (t_want("readers_share"))
         test_readers_share();
-    if (want("exclusion"))
+    if (t_want("exclusion"))
         test_exclusion();
-    if (want("writer_not_starved"))
+    if (t_want("writer_not_starved"))
         test_writer_not_starved();
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    t_argc = argc;
-    t_argv = argv;
+    t_cases(argc, argv);
     T_RUN(main_fn, NULL);
-    if (want("stress"))
+    if (t_want("stress"))
         T_RUN_AT(2, stress_main, &st_flag);
     return 0;
 }

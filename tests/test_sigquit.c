@@ -104,41 +104,31 @@ static void set_quit(void (*handler)(int), void (*action)(int, siginfo_t *, void
 
 /* ================================================================ parent */
 
-static char out[1 << 16];
+static char *out;                   /* the last child's stderr */
+
+static void ignore_quit(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGQUIT, &sa, NULL);   /* kept across exec, as a shell's background job */
+}
 
 /* Runs this program in `mode`, with SIGQUIT ignored if `ignore`; once it is ready sends
  * SIGQUIT and returns the wait status, stderr in out.  A child still alive 20 s after the
  * signal is killed and the test fails. */
 static int run_child(const char *self, const char *mode, bool ignore)
 {
-    int errp[2], outp[2];
-    CHECK_OK(pipe(errp));
-    CHECK_OK(pipe(outp));
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        if (ignore) {
-            struct sigaction sa;
-            memset(&sa, 0, sizeof sa);
-            sa.sa_handler = SIG_IGN;
-            sigaction(SIGQUIT, &sa, NULL);   /* kept across exec, as a shell's background job */
-        }
-        dup2(errp[1], 2);
-        dup2(outp[1], 1);
-        close(errp[0]);
-        close(outp[0]);
-        execl(self, self, mode, (char *)NULL);
-        _exit(127);
-    }
-    close(errp[1]);
-    close(outp[1]);
+    t_child c = t_child_start((const char *[]){ mode, NULL },
+                              &(t_child_opts){ .path = self, .stdout_apart = true,
+                                               .before_exec = ignore ? ignore_quit : NULL });
 
     char line[64] = { 0 };
     size_t got = 0;
     while (got < sizeof line - 1 && !strchr(line, '\n')) {
-        struct pollfd pf = { outp[0], POLLIN, 0 };
+        struct pollfd pf = { c.out_fd, POLLIN, 0 };
         CHECK_MSG(poll(&pf, 1, 60000) > 0, "child %s: not ready after 60 s", mode);
-        ssize_t n = read(outp[0], line + got, sizeof line - 1 - got);
+        ssize_t n = read(c.out_fd, line + got, sizeof line - 1 - got);
         CHECK_MSG(n > 0, "child %s: ended before it was ready", mode);
         got += (size_t)n;
     }
@@ -146,32 +136,17 @@ static int run_child(const char *self, const char *mode, bool ignore)
     CHECK_MSG(sscanf(line, "ready %d", &tid) == 1 && tid > 0, "child %s said \"%s\"", mode, line);
     usleep(50 * 1000);
 #if defined(LOOM_TSAN)
-    CHECK_OK(syscall(SYS_tgkill, pid, tid, SIGQUIT));
+    CHECK_OK(syscall(SYS_tgkill, c.pid, tid, SIGQUIT));
 #else
-    CHECK_OK(kill(pid, SIGQUIT));
+    CHECK_OK(kill(c.pid, SIGQUIT));
 #endif
 
-    size_t len = 0;
-    int64_t deadline = t_clock_ns() + 20 * 1000000000LL;
-    for (;;) {
-        int left = (int)((deadline - t_clock_ns()) / 1000000);
-        struct pollfd pf = { errp[0], POLLIN, 0 };
-        if (left <= 0 || poll(&pf, 1, left) <= 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            out[len] = 0;
-            FAIL("child %s: still running 20 s after SIGQUIT; stderr:\n%s", mode, out);
-        }
-        ssize_t n = read(errp[0], out + len, sizeof out - 1 - len);
-        if (n <= 0) break;
-        len += (size_t)n;
-    }
-    out[len] = 0;
-    close(errp[0]);
-    close(outp[0]);
-    int st;
-    CHECK_EQ(waitpid(pid, &st, 0), pid);
-    return st;
+    t_child_wait(&c, 20);
+    free(out);
+    out = c.out;
+    if (c.late)
+        FAIL("child %s: still running 20 s after SIGQUIT; stderr:\n%s", mode, out);
+    return c.status;
 }
 
 static void check_has(const char *what)

@@ -20,12 +20,7 @@ static int main_sleep(void *arg)
 int main(void)
 {
     alarm(250);
-    char seed[16];
-    for (int r = 0; r < 100; r++) {
-        snprintf(seed, sizeof seed, "%d", 40 + r);
-        setenv("LOOM_CHAOS", seed, 1);
-        CHECK_EQ(loom_run(main_sleep, NULL), 5);
-    }
+    T_RUN_CHAOS(40, 100, main_sleep, NULL, 5);
     printf("test_sleep_alone: ok\n");
     return 0;
 }

@@ -283,39 +283,24 @@ static void test_foreign_threads(void)
     CHECK_ERR(loom_wg_add(&f_wg, -1), EINVAL);
 }
 
-static int t_argc;
-static char **t_argv;
-
-/* `test_waitgroup NAME...` runs only the named cases; no names: every case */
-static bool want(const char *name)
-{
-    if (t_argc < 2)
-        return true;
-    for (int i = 1; i < t_argc; i++)
-        if (strcmp(t_argv[i], name) == 0)
-            return true;
-    return false;
-}
-
 static int main_fn(void *arg)
 {
     (void)arg;
     loom_wg_wait(&g_wg);      /* static, counter 0 */
-    if (want("misuse"))
+    if (t_want("misuse"))
         test_misuse();
-    if (want("foreign_threads"))
+    if (t_want("foreign_threads"))
         test_foreign_threads();
-    if (want("rounds"))
+    if (t_want("rounds"))
         test_rounds();
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    t_argc = argc;
-    t_argv = argv;
+    t_cases(argc, argv);
     T_RUN(main_fn, NULL);
-    if (want("add_at_zero_race"))
+    if (t_want("add_at_zero_race"))
         T_RUN_AT(2, race_main, &r_flag);
     return 0;
 }
