@@ -250,8 +250,13 @@ G *loom__det_next(P *p) {
  * picked (det_next hands it out next), false if self goes on. */
 bool loom__det_yield(P *p, G *self) {
     loom__lock_acquire(&det.lock);
-    /* invariant: a pick handed out before anything runs again (a lost one is a lost goroutine) */
-    if (unlikely(det.chosen)) loom__fatal("deterministic mode: goroutine %llu was picked and not run", (unsigned long long)det.chosen->id);
+    /* A pick that no det_next handed out: the yield it was made for went another way (a
+     * goroutine locked to its thread resumed at once in stoplockedm, a spare P being given
+     * back went to g0): back into the run set, never lost. */
+    if (unlikely(det.chosen)) {
+        set_add(det.chosen);
+        det.chosen = NULL;
+    }
     gather(p);
     bool other = false;
     if (det.n) {

@@ -411,6 +411,11 @@ static void handoffp(P *p) {
         startm(p, false);
         return;
     }
+    if (unlikely(LOAD(&p->retire))) {        /* asked back since the look above */
+        loom__lock_release(&loom__sched.lock);
+        spare_off(p);
+        return;
+    }
     pidleput(p);
     loom__lock_release(&loom__sched.lock);
 }
@@ -448,6 +453,20 @@ static P *p_new(int i) {
     return p;
 }
 
+/* Asks spare sp back (sched.lock held): true if it was idle, now taken off the idle list and
+ * the caller's to give back (spare_off, after the lock); else its owner sees retire at its
+ * next look, which it takes under sched.lock before it would make the P idle. */
+static bool retire_locked(P *sp) {
+    STORE(&sp->retire, 1);
+    if (LOAD(&sp->status) != P_IDLE) return false;
+    P **pp = &loom__sched.pidle;
+    while (*pp && *pp != sp) pp = &(*pp)->link;
+    if (!*pp) return false;              /* someone took it meanwhile: its owner will see retire */
+    *pp = sp->link;
+    XADD(&loom__sched.npidle, -1);
+    return true;
+}
+
 /* Gives back spare P sp, which the caller owns (it holds it, or took it off the idle
  * list) and which nobody else will take: queue to the global queue, timers to the lender;
  * a stand-in of sp's own goes to the lender, retiring. */
@@ -459,9 +478,11 @@ static void spare_off(P *sp) {
     if (n) loom__globrunqputbatch(head, tail, n);
     P *lender = sp->lender;
     P *child = sp->spare;
+    bool child_idle = false;
     if (child) {
         child->lender = lender;
         STORE(&sp->spare, NULL);
+        child_idle = retire_locked(child);
     }
     if (lender) STORE(&lender->spare, child);
     sp->lender = NULL;
@@ -470,8 +491,12 @@ static void spare_off(P *sp) {
     STORE(&sp->status, P_OFF);
     XADD(&loom__sched.nactive, -1);
     loom__lock_release(&loom__sched.lock);
-    loom__timers_move(sp, lender ? lender : loom__sched.allp[0]);
-    if (child) loom__retire_spare(child);
+    /* (after the lock: moving timers may wake a thread) if the lender went off meanwhile
+     * itself, before our timers got there, they go on to P0, which is never off */
+    P *to = lender ? lender : loom__sched.allp[0];
+    loom__timers_move(sp, to);
+    if (LOAD(&to->status) == P_OFF) loom__timers_move(to, loom__sched.allp[0]);
+    if (child_idle) spare_off(child);
     /* wake a P for what went to the global queue (ours, or what our owner queued there
      * just before giving us up: a yielding locked goroutine), and for timers that were
      * left to this spare's thread when others went idle (handoffp counted us awake) */
@@ -485,19 +510,7 @@ static void spare_off(P *sp) {
 void loom__retire_spare(P *sp) {
     LOOM__CHAOS(CH_SPARE);
     loom__lock_acquire(&loom__sched.lock);
-    STORE(&sp->retire, 1);
-    bool idle = LOAD(&sp->status) == P_IDLE;
-    if (idle) {
-        /* unlink it from the idle list: nobody can take it after this */
-        P **pp = &loom__sched.pidle;
-        while (*pp && *pp != sp) pp = &(*pp)->link;
-        if (*pp) {
-            *pp = sp->link;
-            XADD(&loom__sched.npidle, -1);
-        } else {
-            idle = false;        /* someone took it meanwhile: its owner will see retire */
-        }
-    }
+    bool idle = retire_locked(sp);
     loom__lock_release(&loom__sched.lock);
     if (idle) spare_off(sp);
 }
@@ -1025,7 +1038,9 @@ static G *det_findrunnable(M *m, P *p, bool *again) {
         G *g = stealwork(m, p, loom__now(), &rantimers);
         if (g) return g;
         struct timespec ts = { 0, 1000000 };
+        STORE_RLX(&m->lockwait, 1);          /* not a blocked call: sysmon lends no spare */
         nanosleep(&ts, NULL);
+        STORE_RLX(&m->lockwait, 0);
         *again = true;
         return NULL;
     }
@@ -1094,8 +1109,13 @@ static G *findrunnable(M *m) {
             continue;
         }
         releasep(m);
-        pidleput(p);
-        loom__lock_release(&loom__sched.lock);
+        if (unlikely(LOAD(&p->retire))) {   /* a spare asked back since our look: give it back */
+            loom__lock_release(&loom__sched.lock);
+            spare_off(p);
+        } else {
+            pidleput(p);
+            loom__lock_release(&loom__sched.lock);
+        }
         LOOM__CHAOS(CH_SPIN);
 
         bool was_spinning = m->spinning;
@@ -1192,7 +1212,8 @@ static bool stoplockedm(M *m) {
     if (p && LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
     p = releasep(m);
     G *next = NULL;
-    if (p && !LOAD_RLX(&p->retire) && LOAD_RLX(&loom__sched.runqsize) != 0 && loom__runqempty(p)) {
+    /* (not in deterministic mode: det.c picks what runs next, handoffp wakes it) */
+    if (p && !LOAD_RLX(&p->retire) && !loom__det_on && LOAD_RLX(&loom__sched.runqsize) != 0 && loom__runqempty(p)) {
         loom__lock_acquire(&loom__sched.lock);
         next = loom__globrunq_pop_locked();
         loom__lock_release(&loom__sched.lock);

@@ -546,6 +546,56 @@ static int child_levels(void *arg)
     return 0;
 }
 
+/* ================================================================ locked / blocking children */
+
+/* A goroutine locked to its thread yields while others can run: the pick made for the
+ * yield goes back to the run set when the locked goroutine resumes at once (stoplockedm). */
+static void locked_spinner(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 50; i++) loom_yield();
+    __atomic_add_fetch(&ldone, 1, __ATOMIC_SEQ_CST);
+    loom_wg_done(&lwg);
+}
+
+static int child_locked(void *arg)
+{
+    (void)arg;
+    loom_wg_add(&lwg, 2);
+    loom_lock_thread();
+    for (int i = 0; i < 2; i++) CHECK(loom_go(locked_spinner, NULL) != 0);
+    for (int i = 0; i < 50; i++) loom_yield();
+    loom_unlock_thread();
+    loom_wg_wait(&lwg);
+    CHECK_EQ(ldone, 2);
+    printf("locked: ok\n");
+    return 0;
+}
+
+/* A plain blocking call (usleep) while others yield: sysmon may lend a spare P, so two Ps
+ * run for a while; no pick is lost when the spare is given back. */
+static void block_yielder(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20000; i++) loom_yield();
+    __atomic_add_fetch(&ldone, 1, __ATOMIC_SEQ_CST);
+    loom_wg_done(&lwg);
+}
+
+static int child_blocking(void *arg)
+{
+    (void)arg;
+    loom_wg_add(&lwg, 3);
+    for (int i = 0; i < 3; i++) CHECK(loom_go(block_yielder, NULL) != 0);
+    loom_yield();
+    usleep(30000);
+    for (int i = 0; i < 20000; i++) loom_yield();
+    loom_wg_wait(&lwg);
+    CHECK_EQ(ldone, 3);
+    printf("blocking: ok\n");
+    return 0;
+}
+
 /* ================================================================ mutex starvation child */
 
 /* A holder that unlocks and locks again in a loop (yielding while it holds the mutex) and
@@ -650,6 +700,7 @@ static int run_child(const char *mode)
         { "deadlock", child_deadlock }, { "exit3", child_exit3 },   { "exit0", child_exit0 },
         { "sigterm", child_sigterm },   { "overflow", child_overflow }, { "levels", child_levels },
         { "mutex_starve", child_mutex_starve }, { "lock_order", child_lock_order },
+        { "locked", child_locked },     { "blocking", child_blocking },
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(mode, modes[i].name) == 0)
@@ -930,6 +981,24 @@ static void test_levels(void)
     printf("levels: priority levels in use: %d seeds ran to the end (random and pct:2), seed 1 replays\n", nseeds);
 }
 
+/* A locked goroutine's yield, and a plain blocking call that gets a spare P lent, lose no
+ * goroutine: each child ends with every goroutine done, on several seeds. */
+static void test_locked_and_blocking(void)
+{
+    for (int s = 1; s <= 6; s++) {
+        const char *modes[2] = { "locked", "blocking" };
+        for (int k = 0; k < 2; k++) {
+            t_child r = spawn(modes[k], s, NULL);
+            char want[32];
+            snprintf(want, sizeof want, "%s: ok", modes[k]);
+            CHECK_MSG(exited(&r, 0) && strstr(r.out, want), "%s child (seed %d): status %#x; output:\n%s",
+                      modes[k], s, r.status, r.out);
+            free(r.out);
+        }
+    }
+    printf("locked, blocking: 6 seeds each ran to the end\n");
+}
+
 /* A waiter on a mutex whose holder unlocks and locks it again in a loop (yielding while it
  * holds it) gets it, with and without LOOM_SEED (lock_slow's starvation mode; in
  * deterministic mode counted in lost races, as virtual time stands still). */
@@ -984,6 +1053,7 @@ int main(int argc, char **argv)
     test_replay();
     test_levels();
     test_pct();
+    test_locked_and_blocking();
     CHECK_EQ(test_mutex_starve(), 0);
     CHECK_EQ(test_lock_order(), 0);
     return 0;
