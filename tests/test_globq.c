@@ -55,7 +55,9 @@ static int scene(int nwoken)
     CHECK_EQ(st.waiting, (uint64_t)nwoken);
     /* main keeps the P (a 1 s slice) while it spawns and while it closes the gate */
     for (int i = 0; i < NFRESH; i++) CHECK(loom_go(fresh, NULL) != 0);
-    CHECK_EQ(__atomic_load_n(&started, __ATOMIC_RELAXED), 0);
+    /* (chaos mode draws slices down to a tenth and sleeps in its windows: main may lose the
+     * P while it spawns, so there only the goroutines' all running is checked) */
+    if (!t_chaos()) CHECK_EQ(__atomic_load_n(&started, __ATOMIC_RELAXED), 0);
     CHECK_OK(loom_close(gate));
     loom_wg_wait(&wg);
     CHECK_EQ(__atomic_load_n(&started, __ATOMIC_RELAXED), NFRESH);
@@ -75,8 +77,9 @@ static int few_test(void *arg)
 {
     (void)arg;
     int worst = scene(300);
-    /* what may run first: a fresh turn's batch at most */
-    CHECK_MSG(worst < NFRESH / 2, "a woken goroutine waited behind %d of %d fresh ones", worst, NFRESH);
+    /* what may run first: a fresh turn's batch at most (the order is the real runtime's:
+     * not under chaos, see scene) */
+    if (!t_chaos()) CHECK_MSG(worst < NFRESH / 2, "a woken goroutine waited behind %d of %d fresh ones", worst, NFRESH);
     return 0;
 }
 
@@ -84,6 +87,7 @@ static int many_test(void *arg)
 {
     (void)arg;
     int worst = scene(MAXWOKEN);
+    if (t_chaos()) return 0;                  /* (the order is the real runtime's: see scene) */
     CHECK_MSG(worst > 0, "no fresh goroutine ran while %d woken ones waited in the global queue", MAXWOKEN);
     CHECK_MSG(worst < NFRESH / 2, "the last woken goroutine waited behind %d of %d fresh ones", worst, NFRESH);
     return 0;

@@ -264,7 +264,9 @@ static int t_preempt(void *arg)
     loom_sleep(5 * 1000000);
     long ns = atomic_load(&spin_ns);
     /* a 1 s slice: only the priority kick can have stopped it this early */
-    CHECK_MSG(ns > 0 && ns < 500L * 1000000, "the spinner ran %ld ns", ns);
+    /* (chaos mode's sleeps in its windows may let the sleeper's 1 ms pass before the spinner
+     * even starts, and draw slices down to a tenth: the bound is for the real runtime) */
+    if (!t_chaos()) CHECK_MSG(ns > 0 && ns < 500L * 1000000, "the spinner ran %ld ns", ns);
     return 0;
 }
 
