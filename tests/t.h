@@ -299,6 +299,62 @@ static inline bool t_want(const char *name)
     return false;
 }
 
+/* ---- waiting for a condition */
+
+/* One pause between two looks at a condition: inside a goroutine it parks (loom_sleep), so
+ * the runtime keeps running; outside one (loom_id() == 0) it is a plain nanosleep. */
+static inline void t_wait_pause(void)
+{
+    if (loom_id() != 0) {
+        loom_sleep(200 * 1000);
+    } else {
+        struct timespec ts = { 0, 200 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+__attribute__((noreturn, format(printf, 5, 6)))
+static inline void t_wait_fail(const char *file, int line, const char *cond, double timeout_s,
+                               const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s:%d: FAIL: timed out after %g s waiting for %s: ", file, line, timeout_s,
+            cond);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    abort();
+}
+
+/* T_WAIT_UNTIL(cond, timeout_s, fmt, ...): look at cond until it is true, pausing between
+ * looks (t_wait_pause); when it is still false timeout_s seconds on, fail with cond's text,
+ * the caller's file:line and the printf-style message (its arguments evaluated then).  The
+ * timeout is a guard against a hang, never a bound on how soon cond comes true: make it
+ * generous.  T_WAIT_UNTIL_THEN runs the statement on_timeout first (to print more state). */
+#define T_WAIT_UNTIL_THEN(cond, timeout_s, on_timeout, ...) \
+    do { \
+        double t__to = (double)(timeout_s); \
+        int64_t t__dl = t_clock_ns() + (int64_t)(t__to * 1e9); \
+        while (!(cond)) { \
+            if (t_clock_ns() > t__dl) { \
+                on_timeout; \
+                t_wait_fail(__FILE__, __LINE__, #cond, t__to, __VA_ARGS__); \
+            } \
+            t_wait_pause(); \
+        } \
+    } while (0)
+
+#define T_WAIT_UNTIL(cond, timeout_s, ...) T_WAIT_UNTIL_THEN(cond, timeout_s, (void)0, __VA_ARGS__)
+
+/* The value of the int *p, loaded with SEQ_CST ordering: for T_WAIT_UNTIL on a counter or
+ * flag that goroutines set. */
+static inline int t_get(const int *p)
+{
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+}
+
 /* ---- child processes: a test that runs a program (itself, as a rule, with a mode argument)
  * and checks what it printed and how it ended. */
 

@@ -10,6 +10,7 @@
  */
 #include "t.h"
 #include <stdbool.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define MS 1000000LL
@@ -19,6 +20,7 @@ static int done;            /* atomics: goroutines on different threads share th
 static uint64_t count;
 
 static int inside_call;      /* the blocker is about to enter its blocking call */
+static long blocker_tid;     /* atomic: the thread it makes that call on */
 
 static void counter(void *arg)
 {
@@ -35,6 +37,7 @@ static void blocker(void *arg)
 {
     int how = *(int *)arg;
     char c = 0;
+    __atomic_store_n(&blocker_tid, (long)syscall(SYS_gettid), __ATOMIC_SEQ_CST);
     __atomic_store_n(&inside_call, 1, __ATOMIC_SEQ_CST);
     if (how == PLAIN_SLEEP) {
         usleep(600000);
@@ -52,6 +55,27 @@ static void blocker(void *arg)
     __atomic_store_n(&done, 1, __ATOMIC_SEQ_CST);
 }
 
+/* Whether thread tid of this process is asleep in the kernel ('S' in /proc: its read or
+ * usleep). */
+struct tstate { long tid; bool asleep; };
+
+static bool see_state(long tid, char *stat, void *arg)
+{
+    struct tstate *t = arg;
+    if (tid != t->tid)
+        return true;
+    char *e = strrchr(stat, ')');
+    t->asleep = e && e[1] == ' ' && e[2] == 'S';
+    return false;
+}
+
+static bool thread_asleep(long tid)
+{
+    struct tstate t = { tid, false };
+    CHECK(t_each_thread_stat(see_state, &t));
+    return t.asleep;
+}
+
 /* The counter must move while the blocker is inside its call.  The read cases block
  * until main sees that (so a slow, loaded machine only makes the test slower); the sleep
  * case sleeps 600 ms, time enough for sysmon to notice on any machine. */
@@ -64,8 +88,10 @@ static int one_case(void *arg)
     __atomic_store_n(&inside_call, 0, __ATOMIC_SEQ_CST);
     loom_go(blocker, &how);
     loom_go(counter, NULL);
-    while (!__atomic_load_n(&inside_call, __ATOMIC_SEQ_CST)) loom_sleep(MS);
-    loom_sleep(5 * MS);                  /* it is inside its call by now */
+    T_WAIT_UNTIL(t_get(&inside_call), 30, "case %d: the blocker never reached its call", how);
+    /* it is inside its call: its thread sleeps in the kernel (or the sleep is over) */
+    T_WAIT_UNTIL(thread_asleep(__atomic_load_n(&blocker_tid, __ATOMIC_SEQ_CST)) || t_get(&done), 30,
+                 "case %d: the blocker's thread never fell asleep", how);
     uint64_t c0 = __atomic_load_n(&count, __ATOMIC_RELAXED);
     int64_t deadline = loom_now() + 5000 * MS;
     bool moved = false;
@@ -75,7 +101,7 @@ static int one_case(void *arg)
     }
     if (how != PLAIN_SLEEP) CHECK_EQ(write(pfd[1], "x", 1), 1);    /* release the reader */
     CHECK_MSG(moved, "case %d: nothing ran while a goroutine blocked in the kernel at one P", how);
-    while (!__atomic_load_n(&done, __ATOMIC_SEQ_CST)) loom_sleep(5 * MS);
+    T_WAIT_UNTIL(t_get(&done), 30, "case %d: the blocker never returned", how);
     close(pfd[0]);
     close(pfd[1]);
     return 0;
@@ -83,7 +109,7 @@ static int one_case(void *arg)
 
 /* After a spare was lent and given back, two spinners at one P must take turns, never
  * run at the same time. */
-static int inside, overlap, stop_spin;
+static int inside, overlap, stop_spin, spinners_out;
 
 static void exclusive_spinner(void *arg)
 {
@@ -94,6 +120,15 @@ static void exclusive_spinner(void *arg)
         __atomic_sub_fetch(&inside, 1, __ATOMIC_SEQ_CST);
         loom_yield();
     }
+    __atomic_add_fetch(&spinners_out, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Ps in use now. */
+static uint64_t procs_now(void)
+{
+    struct loom_stats st;
+    CHECK_OK(loom_stats(&st));
+    return st.procs;
 }
 
 static int spare_returned(void *arg)
@@ -101,7 +136,9 @@ static int spare_returned(void *arg)
     (void)arg;
     int how = PLAIN_SLEEP;
     one_case(&how);
-    loom_sleep(20 * MS);                 /* sysmon retires the spare */
+    /* sysmon retires the spare */
+    T_WAIT_UNTIL(procs_now() == 1, 30, "%llu Ps in use after the blocking call returned",
+                 (unsigned long long)procs_now());
     /* A window counts only if sysmon lent no spare P during it: on a loaded machine it may
      * take a thread that waits in the kernel briefly for a blocked one (a false alarm the
      * design allows, costing brief extra parallelism).  Up to 5 windows for a clean one. */
@@ -110,11 +147,12 @@ static int spare_returned(void *arg)
         CHECK(loom_stats(&st0) == 0);
         __atomic_store_n(&overlap, 0, __ATOMIC_SEQ_CST);
         __atomic_store_n(&stop_spin, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&spinners_out, 0, __ATOMIC_SEQ_CST);
         loom_go(exclusive_spinner, NULL);
         loom_go(exclusive_spinner, NULL);
         loom_sleep(100 * MS);
         __atomic_store_n(&stop_spin, 1, __ATOMIC_SEQ_CST);
-        loom_sleep(10 * MS);
+        T_WAIT_UNTIL(t_get(&spinners_out) == 2, 30, "%d of 2 spinners returned", t_get(&spinners_out));
         CHECK(loom_stats(&st1) == 0);
         bool lent = st1.spare_lends != st0.spare_lends;
         if (!lent) {

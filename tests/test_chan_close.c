@@ -15,23 +15,13 @@
 
 #include <stdatomic.h>
 
-#define DEADLINE_NS (10LL * 1000000000LL)
+#define DEADLINE_S 10
 
 typedef struct val {
     uint64_t a, b, c;
 } val;
 
 static int is_zero(const val *v) { return v->a == 0 && v->b == 0 && v->c == 0; }
-
-static void wait_count(atomic_int *n, int want)
-{
-    int64_t end = loom_now() + DEADLINE_NS;
-    while (atomic_load(n) < want) {
-        if (loom_now() > end)
-            FAIL("timed out waiting for %d goroutines (have %d)", want, atomic_load(n));
-        loom_sleep(100 * 1000);
-    }
-}
 
 /* ------------------------------------------------- drain after close */
 
@@ -182,11 +172,13 @@ static void test_close_wakes_receivers(size_t cap)
                                 .use_select = i % 2 };
         CHECK(loom_go(recv_waiter, &w[i]) != 0);
     }
-    wait_count(&started, NW);
+    T_WAIT_UNTIL(atomic_load(&started) >= NW, DEADLINE_S, "%d goroutines (have %d)", NW,
+                 atomic_load(&started));
     loom_sleep(20 * 1000 * 1000); /* let them all park */
     CHECK_EQ(atomic_load(&finished), 0);
     CHECK_OK(loom_close(c));
-    wait_count(&finished, NW);
+    T_WAIT_UNTIL(atomic_load(&finished) >= NW, DEADLINE_S, "%d goroutines (have %d)", NW,
+                 atomic_load(&finished));
     for (int i = 0; i < NW; i++) {
         if (w[i].use_select) {
             CHECK_EQ(w[i].rc, 1);
@@ -218,12 +210,14 @@ static void test_close_wakes_senders(size_t cap)
                                 .use_select = i % 2 };
         CHECK(loom_go(send_waiter, &w[i]) != 0);
     }
-    wait_count(&started, NW);
+    T_WAIT_UNTIL(atomic_load(&started) >= NW, DEADLINE_S, "%d goroutines (have %d)", NW,
+                 atomic_load(&started));
     loom_sleep(20 * 1000 * 1000);
     CHECK_EQ(atomic_load(&finished), 0);
     CHECK_EQ(loom_chan_len(c), cap);
     CHECK_OK(loom_close(c));
-    wait_count(&finished, NW);
+    T_WAIT_UNTIL(atomic_load(&finished) >= NW, DEADLINE_S, "%d goroutines (have %d)", NW,
+                 atomic_load(&finished));
     for (int i = 0; i < NW; i++) {
         if (w[i].use_select) {
             CHECK_EQ(w[i].rc, 0);
@@ -316,7 +310,8 @@ static void test_close_while_busy(void)
         CHECK_OK(loom_close(c));
         long x = 1;
         CHECK_ERR(loom_send(c, &x), EPIPE);
-        wait_count(&done, 4);
+        T_WAIT_UNTIL(atomic_load(&done) >= 4, DEADLINE_S, "%d goroutines (have %d)", 4,
+                     atomic_load(&done));
         CHECK_EQ(atomic_load(&received), sent);
         loom_chan_free(c);
     }

@@ -26,7 +26,7 @@
 #define ND 2      /* drainers */
 #define NPROD (NW + NF)
 #define US 1000LL
-#define DEADLINE_NS (60LL * 1000000000LL)
+#define DEADLINE_S 60
 
 typedef struct msg {
     uint64_t id;   /* producer (1..NPROD) << 32 | seq */
@@ -261,19 +261,13 @@ static void drainer_fn(void *arg)
     atomic_fetch_add(&drainers_done, 1);
 }
 
-static void wait_count(atomic_int *n, int want, const char *what)
+/* What each worker was doing: printed when a wait for the goroutines times out. */
+static void dump_workers(void)
 {
-    int64_t end = loom_now() + DEADLINE_NS;
-    while (atomic_load(n) < want) {
-        if (loom_now() > end) {
-            for (int p = 1; p <= NW; p++)
-                fprintf(stderr, "worker %d: op %ld kind %d (0 send, 1-2 try_send, 3 recv, 4-5 try_recv, "
-                        "6+ select) chan %d%s\n", p, atomic_load(&cur_op[p]), atomic_load(&cur_kind[p]),
-                        atomic_load(&cur_chan[p]), atomic_load(&cur_kind[p]) < 0 ? " (done)" : "");
-            FAIL("timed out waiting for %s: %d of %d", what, atomic_load(n), want);
-        }
-        loom_sleep(1000 * 1000);
-    }
+    for (int p = 1; p <= NW; p++)
+        fprintf(stderr, "worker %d: op %ld kind %d (0 send, 1-2 try_send, 3 recv, 4-5 try_recv, "
+                "6+ select) chan %d%s\n", p, atomic_load(&cur_op[p]), atomic_load(&cur_kind[p]),
+                atomic_load(&cur_chan[p]), atomic_load(&cur_kind[p]) < 0 ? " (done)" : "");
 }
 
 static int main_fn(void *arg)
@@ -307,9 +301,12 @@ static int main_fn(void *arg)
         CHECK(loom_go(worker_fn, &wk[i]) != 0);
     }
 
-    wait_count(&workers_done, NW, "workers");
+    T_WAIT_UNTIL_THEN(atomic_load(&workers_done) >= NW, DEADLINE_S, dump_workers(),
+
+                      "workers: %d of %d", atomic_load(&workers_done), NW);
     CHECK_OK(loom_close(quit));
-    wait_count(&feeders_done, NF, "feeders");
+    T_WAIT_UNTIL_THEN(atomic_load(&feeders_done) >= NF, DEADLINE_S, dump_workers(),
+                      "feeders: %d of %d", atomic_load(&feeders_done), NF);
     /* workers 1 and 2 closed channels 1 and 5 mid-way, unless they ran out of
      * time first */
     for (int i = 0; i < NCH; i++) {
@@ -321,7 +318,8 @@ static int main_fn(void *arg)
             CHECK_OK(rc);
         }
     }
-    wait_count(&drainers_done, ND, "drainers");
+    T_WAIT_UNTIL_THEN(atomic_load(&drainers_done) >= ND, DEADLINE_S, dump_workers(),
+                      "drainers: %d of %d", atomic_load(&drainers_done), ND);
 
     long lost = 0, dup = 0, ghost = 0;
     for (int p = 1; p <= NPROD; p++) {

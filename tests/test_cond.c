@@ -6,16 +6,6 @@
  */
 #include "t.h"
 
-static void wait_count(int *p, int want, double secs, const char *what)
-{
-    int64_t dl = t_clock_ns() + (int64_t)(secs * 1e9);
-    while (__atomic_load_n(p, __ATOMIC_SEQ_CST) < want) {
-        CHECK_MSG(t_clock_ns() < dl, "timed out waiting for %s (%d of %d)", what,
-                  __atomic_load_n(p, __ATOMIC_SEQ_CST), want);
-        loom_sleep(200000);
-    }
-}
-
 /* ---- 1. producer/consumer over a ring of 4 slots */
 #define QCAP 4
 #define NPROD 4
@@ -83,8 +73,10 @@ static void test_queue(void)
         CHECK(loom_go(consumer, (void *)(intptr_t)i) != 0);
     for (long i = 0; i < NPROD; i++)
         CHECK(loom_go(producer, (void *)(intptr_t)i) != 0);
-    wait_count(&q_prod_done, NPROD, 120, "producers");
-    wait_count(&q_cons_done, NCONS, 120, "consumers");
+    T_WAIT_UNTIL(t_get(&q_prod_done) >= NPROD, 120,
+                 "producers (%d of %d)", t_get(&q_prod_done), NPROD);
+    T_WAIT_UNTIL(t_get(&q_cons_done) >= NCONS, 120,
+                 "consumers (%d of %d)", t_get(&q_cons_done), NCONS);
     loom_mutex_lock(&q_mu);
     CHECK_EQ(q_consumed, total);
     CHECK_EQ(q_len, 0);
@@ -138,7 +130,8 @@ static void test_broadcast(void)
     loom_mutex_lock(&w_mu);
     loom_cond_broadcast(&w_cond);
     CHECK_OK(loom_mutex_unlock(&w_mu));
-    wait_count(&w_woken, N, 10, "broadcast to wake every waiter");
+    T_WAIT_UNTIL(t_get(&w_woken) >= N, 10,
+                 "broadcast to wake every waiter (%d of %d)", t_get(&w_woken), N);
     loom_sleep(10000000);
     CHECK_EQ(__atomic_load_n(&w_woken, __ATOMIC_SEQ_CST), N);
 
@@ -148,7 +141,8 @@ static void test_broadcast(void)
         CHECK(loom_go(once_waiter, NULL) != 0);
     wait_waiting(5);
     loom_cond_broadcast(&w_cond);
-    wait_count(&w_woken, 5, 10, "unlocked broadcast to wake every waiter");
+    T_WAIT_UNTIL(t_get(&w_woken) >= 5, 10,
+                 "unlocked broadcast to wake every waiter (%d of %d)", t_get(&w_woken), 5);
 }
 
 static void test_signal(void)
@@ -162,7 +156,8 @@ static void test_signal(void)
         loom_mutex_lock(&w_mu);
         loom_cond_signal(&w_cond);
         CHECK_OK(loom_mutex_unlock(&w_mu));
-        wait_count(&w_woken, k, 10, "a signal to wake one waiter");
+        T_WAIT_UNTIL(t_get(&w_woken) >= k, 10,
+                     "a signal to wake one waiter (%d of %d)", t_get(&w_woken), k);
         loom_sleep(30000000);        /* give any extra wakeup time to show */
         CHECK_MSG(__atomic_load_n(&w_woken, __ATOMIC_SEQ_CST) == k,
                   "after %d signals %d waiters woke", k, __atomic_load_n(&w_woken, __ATOMIC_SEQ_CST));
@@ -181,7 +176,7 @@ static void test_signal(void)
     CHECK_MSG(__atomic_load_n(&w_woken, __ATOMIC_SEQ_CST) == 0,
               "cond_wait returned on a signal sent before it waited");
     loom_cond_signal(&w_cond);
-    wait_count(&w_woken, 1, 10, "the late waiter");
+    T_WAIT_UNTIL(t_get(&w_woken) >= 1, 10, "the late waiter (%d of %d)", t_get(&w_woken), 1);
 }
 
 /* ---- 3. a cond used by waiters on several Ps with a counter predicate
@@ -213,7 +208,8 @@ static void test_pingpong(void)
     p_rounds = t_scale(30000);
     for (long i = 0; i < 3; i++)
         CHECK(loom_go(pinger, (void *)(intptr_t)i) != 0);
-    wait_count(&p_done, 3, 120, "three-way cond ping-pong");
+    T_WAIT_UNTIL(t_get(&p_done) >= 3, 120,
+                 "three-way cond ping-pong (%d of %d)", t_get(&p_done), 3);
     CHECK_EQ(p_turn, p_rounds);
 }
 

@@ -47,7 +47,7 @@ static void coop_point(uint64_t i)
 
 /* A plain loop (no loom call but coop_point) that counts, and checks every 2^16 rounds
  * that it is still on the thread it started on. */
-struct spin { uint64_t n; long tid; int moved; };
+struct spin { uint64_t n; long tid; int moved; int done; };
 
 static void spinner(void *arg)
 {
@@ -60,6 +60,7 @@ static void spinner(void *arg)
         coop_point(i);
         __atomic_store_n(&s->n, i, __ATOMIC_RELAXED);
     }
+    __atomic_store_n(&s->done, 1, __ATOMIC_SEQ_CST);
 }
 
 static void start_spinners(struct spin *s, int n)
@@ -69,13 +70,33 @@ static void start_spinners(struct spin *s, int n)
         CHECK(loom_go(spinner, &s[i]) != 0);
 }
 
-/* Each spinner made progress between two snapshots. */
+/* The first spinner that made no progress since before (NULL: since it started), or -1. */
+static int stalled(struct spin *s, int n, const uint64_t *before)
+{
+    for (int i = 0; i < n; i++)
+        if (__atomic_load_n(&s[i].n, __ATOMIC_RELAXED) <= (before ? before[i] : 0))
+            return i;
+    return -1;
+}
+
+/* Each spinner makes progress after a snapshot (the timeout is a hang guard). */
 static void check_progress(const char *when, struct spin *s, int n, const uint64_t *before)
 {
-    for (int i = 0; i < n; i++) {
-        uint64_t now = __atomic_load_n(&s[i].n, __ATOMIC_RELAXED);
-        CHECK_MSG(now > before[i], "%s: spinner %d made no progress", when, i);
-    }
+    T_WAIT_UNTIL(stalled(s, n, before) < 0, 30, "%s: spinner %d made no progress", when,
+                 stalled(s, n, before));
+}
+
+/* Until every spinner has run. */
+static void await_started(struct spin *s, int n)
+{
+    T_WAIT_UNTIL(stalled(s, n, NULL) < 0, 30, "spinner %d never ran", stalled(s, n, NULL));
+}
+
+static int running(struct spin *s, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) k += !__atomic_load_n(&s[i].done, __ATOMIC_SEQ_CST);
+    return k;
 }
 
 static void snapshot(struct spin *s, int n, uint64_t *out)
@@ -86,7 +107,7 @@ static void snapshot(struct spin *s, int n, uint64_t *out)
 static void stop_spinners(struct spin *s, int n)
 {
     __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
-    loom_sleep(20 * MS);
+    T_WAIT_UNTIL(running(s, n) == 0, 30, "%d of %d spinners still running after stop", running(s, n), n);
     for (int i = 0; i < n; i++)
         CHECK_MSG(s[i].moved == 0, "spinner %d resumed on another thread %d times", i, s[i].moved);
 }
@@ -101,9 +122,8 @@ static int threads_test(void *arg)
     struct spin s[NMANY];
     uint64_t before[NMANY];
     start_spinners(s, NMANY);
-    loom_sleep(200 * MS);                     /* every spinner has been preempted by now */
+    await_started(s, NMANY);                  /* all but two have been preempted */
     snapshot(s, NMANY, before);
-    loom_sleep(400 * MS);
     check_progress("16 spinners at 2 Ps", s, NMANY, before);
     struct loom_stats st;
     CHECK_OK(loom_stats(&st));
@@ -127,7 +147,7 @@ static int share_test(void *arg)
     struct spin s[N];
     uint64_t a[N], b[N];
     start_spinners(s, N);
-    loom_sleep(100 * MS);
+    await_started(s, N);
     snapshot(s, N, a);
     loom_sleep(900 * MS);
     snapshot(s, N, b);
@@ -165,7 +185,7 @@ static int wake_test(void *arg)
     enum { N = 3, ROUNDS = 60 };
     struct spin s[N];
     start_spinners(s, N);
-    loom_sleep(20 * MS);                      /* the spinners have all run and been held */
+    await_started(s, N);                      /* they have all run: two were held */
     int64_t d[ROUNDS];
     for (int i = 0; i < ROUNDS; i++) {
         int64_t t0 = loom_now();
@@ -216,7 +236,7 @@ static int blocking_test(void *arg)
     struct spin s[N];
     uint64_t before[N];
     start_spinners(s, N);
-    loom_sleep(20 * MS);
+    await_started(s, N);
     snapshot(s, N, before);
     loom_waitgroup wg = LOOM_WAITGROUP_INIT;
     CHECK_OK(loom_wg_add(&wg, 1));
@@ -229,7 +249,6 @@ static int blocking_test(void *arg)
     CHECK_OK(loom_stats(&st));
     printf("20 blocking calls beside %d spinners and a yielder at 1 P: %.0f ms, %llu handoffs\n", N, took / 1e6,
            (unsigned long long)st.handoffs);
-    loom_sleep(50 * MS);
     check_progress("after blocking calls", s, N, before);
     CHECK_GT(__atomic_load_n(&yields, __ATOMIC_RELAXED), 0);
     stop_spinners(s, N);
@@ -245,7 +264,7 @@ static int lock_test(void *arg)
     struct spin s[N];
     uint64_t before[N];
     start_spinners(s, N);
-    loom_sleep(20 * MS);                      /* main's thread may hold some of them now */
+    await_started(s, N);                      /* main's thread may hold some of them now */
     loom_lock_thread();
     long mine = gettid_now();
     snapshot(s, N, before);
@@ -255,7 +274,6 @@ static int lock_test(void *arg)
         loom_sleep(MS);
         CHECK_EQ(gettid_now(), mine);
     }
-    loom_sleep(20 * MS);
     check_progress("while main is locked", s, N, before);
     for (int i = 0; i < N; i++)
         CHECK_MSG(__atomic_load_n(&s[i].tid, __ATOMIC_RELAXED) != mine,
@@ -295,7 +313,7 @@ static int prio_global_test(void *arg)
     memset(s, 0, sizeof s);
     for (int i = 0; i < N; i++)
         CHECK(loom_go_attr(spinner, &s[i], &(loom_attr){ .priority = LOOM_PRIO_LOW }) != 0);
-    loom_sleep(20 * MS);                      /* the spinners are held now */
+    await_started(s, N);                      /* they have all run: two are held */
     fchan = loom_chan_new(sizeof(int64_t), 0);
     CHECK(fchan != NULL);
     pthread_t th;
@@ -350,6 +368,13 @@ static void plain_blocker(void *arg)
     loom_wg_done(wg);
 }
 
+/* Ps in use now (st is filled in too). */
+static uint64_t procs_now(struct loom_stats *st)
+{
+    CHECK_OK(loom_stats(st));
+    return st->procs;
+}
+
 static int spare_test(void *arg)
 {
     (void)arg;
@@ -366,14 +391,12 @@ static int spare_test(void *arg)
      * goes back within a few slices once nothing blocks */
     struct loom_stats st;
     int64_t t0 = loom_now();
-    do {
-        loom_sleep(10 * MS);
-        CHECK_OK(loom_stats(&st));
-    } while (st.procs > 1 && loom_now() - t0 < 2000 * MS);
+    T_WAIT_UNTIL(procs_now(&st) == 1, 30,
+                 "a spare P still in use %.0f ms after the last blocking call (%llu Ps)",
+                 (loom_now() - t0) / 1e6, (unsigned long long)st.procs);
     printf("30 plain blocking calls beside %d roaming spinners at 1 P: %llu spare Ps lent, %llu in use after %.0f ms\n",
            N, (unsigned long long)st.spare_lends, (unsigned long long)st.procs, (loom_now() - t0) / 1e6);
     CHECK_GT(st.spare_lends, 0);
-    CHECK_MSG(st.procs == 1, "a spare P still in use %.0f ms after the last blocking call", (loom_now() - t0) / 1e6);
     for (int i = 0; i < N; i++) CHECK_GT(__atomic_load_n(&n[i], __ATOMIC_RELAXED), 0);
     __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
     loom_sleep(20 * MS);

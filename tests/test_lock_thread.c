@@ -154,17 +154,6 @@ static void locked(void *arg)
     __atomic_add_fetch(&g_locked_done, 1, __ATOMIC_SEQ_CST);
 }
 
-static void wait_count(int *p, int want, double secs, const char *what)
-{
-    int64_t dl = t_clock_ns() + (int64_t)(secs * 1e9);
-    while (__atomic_load_n(p, __ATOMIC_SEQ_CST) < want) {
-        CHECK_MSG(t_clock_ns() < dl, "timed out waiting for %s (%d of %d)", what,
-                  __atomic_load_n(p, __ATOMIC_SEQ_CST), want);
-        loom_sleep(500000);
-        check_not_on_locked(-1, "main");
-    }
-}
-
 static int main_fn(void *arg)
 {
     (void)arg;
@@ -194,10 +183,13 @@ static int main_fn(void *arg)
         CHECK_MSG(t_clock_ns() < dl, "locked goroutines did not start");
         loom_sleep(100000);
     }
-    wait_count(&g_locked_done, NLOCKED, 120, "locked goroutines");
-    wait_count(&g_partner_done, NLOCKED, 20, "partners");
+    T_WAIT_UNTIL((check_not_on_locked(-1, "main"), t_get(&g_locked_done) >= NLOCKED), 120,
+                 "locked goroutines (%d of %d)", t_get(&g_locked_done), NLOCKED);
+    T_WAIT_UNTIL((check_not_on_locked(-1, "main"), t_get(&g_partner_done) >= NLOCKED), 20,
+                 "partners (%d of %d)", t_get(&g_partner_done), NLOCKED);
     __atomic_store_n(&g_stop, 1, __ATOMIC_SEQ_CST);
-    wait_count(&g_busy_done, nbusy, 20, "busy goroutines");
+    T_WAIT_UNTIL((check_not_on_locked(-1, "main"), t_get(&g_busy_done) >= nbusy), 20,
+                 "busy goroutines (%d of %d)", t_get(&g_busy_done), nbusy);
     CHECK(__atomic_load_n(&g_checks, __ATOMIC_SEQ_CST) > 0);
 
     /* goroutine 1 itself can lock its thread too */

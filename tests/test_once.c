@@ -39,16 +39,6 @@ static void caller(void *arg)
     __atomic_add_fetch(&g_returned, 1, __ATOMIC_SEQ_CST);
 }
 
-static void wait_count(int *p, int want, const char *what)
-{
-    int64_t dl = t_clock_ns() + 30LL * 1000000000;
-    while (__atomic_load_n(p, __ATOMIC_SEQ_CST) < want) {
-        CHECK_MSG(t_clock_ns() < dl, "timed out waiting for %s (%d of %d)", what,
-                  __atomic_load_n(p, __ATOMIC_SEQ_CST), want);
-        loom_sleep(200000);
-    }
-}
-
 /* independent once objects, each with its own counter */
 typedef struct { loom_once once; int calls; } slot;
 static slot g_slots[16];
@@ -83,9 +73,11 @@ static int main_fn(void *arg)
     (void)arg;
     for (int i = 0; i < NCALLERS; i++)
         CHECK(loom_go(caller, NULL) != 0);
-    wait_count(&g_ready, NCALLERS, "callers at the gate");
+    T_WAIT_UNTIL(t_get(&g_ready) >= NCALLERS, 30,
+                 "callers at the gate (%d of %d)", t_get(&g_ready), NCALLERS);
     __atomic_store_n(&g_go, 1, __ATOMIC_SEQ_CST);
-    wait_count(&g_returned, NCALLERS, "callers to return from loom_once_do");
+    T_WAIT_UNTIL(t_get(&g_returned) >= NCALLERS, 30,
+                 "callers to return from loom_once_do (%d of %d)", t_get(&g_returned), NCALLERS);
     CHECK_EQ(__atomic_load_n(&g_calls, __ATOMIC_SEQ_CST), 1);
 
     /* done: later calls return at once without calling fn */
@@ -100,7 +92,7 @@ static int main_fn(void *arg)
     }
     for (long i = 0; i < 32; i++)
         CHECK(loom_go(slot_caller, (void *)(intptr_t)i) != 0);
-    wait_count(&g_slot_done, 32, "slot callers");
+    T_WAIT_UNTIL(t_get(&g_slot_done) >= 32, 30, "slot callers (%d of %d)", t_get(&g_slot_done), 32);
     for (int i = 0; i < 16; i++)
         CHECK_EQ(g_slots[i].calls, 1);
 

@@ -42,7 +42,7 @@ static int wakeup_test(void *arg)
     (void)arg;
     volatile uint64_t spins = 0;
     loom_go(plain_spinner, (void *)&spins);
-    loom_sleep(5 * MS);              /* the spinner has the P now */
+    T_WAIT_UNTIL(spins > 0, 30, "the spinner never ran");   /* it shares the P from now on */
     int rounds = 300, late = 0, very_late = 0;
     int64_t worst = 0;
     for (int i = 0; i < rounds; i++) {
@@ -57,7 +57,6 @@ static int wakeup_test(void *arg)
     loom_sleep(5 * MS);
     printf("wakeups beside a spinner: %d rounds, %d later than 3 ms, worst %.2f ms, spinner %llu iterations\n",
            rounds, late, worst / 1e6, (unsigned long long)spins);
-    CHECK_GT(spins, 0);
     /* Without preemption the sleeper would not wake at all while the spinner runs.  The
      * 3 ms bar itself is measured by bench/preempt.c on a quiet machine; here another
      * test may share the two cores (ctest -j2), so allow the OS some 10 ms hiccups. */
@@ -67,7 +66,7 @@ static int wakeup_test(void *arg)
 
 /* ---- four spinners at two Ps: progress, same thread, FP and errno intact */
 
-struct spin { uint64_t n; int tid; int moved; int fp_bad; int errno_bad; int mask_bad; int id; };
+struct spin { uint64_t n; int tid; int moved; int fp_bad; int errno_bad; int mask_bad; int id; int done; };
 
 static void state_spinner(void *arg)
 {
@@ -99,6 +98,23 @@ static void state_spinner(void *arg)
     }
     pthread_sigmask(SIG_UNBLOCK, &mine, NULL);
     fesetround(FE_TONEAREST);
+    __atomic_store_n(&s->done, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The first spinner that made no progress since before (NULL: since it started), or -1. */
+static int stalled(struct spin *s, int n, const uint64_t *before)
+{
+    for (int i = 0; i < n; i++)
+        if (__atomic_load_n(&s[i].n, __ATOMIC_RELAXED) <= (before ? before[i] : 0))
+            return i;
+    return -1;
+}
+
+static int running(struct spin *s, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) k += !__atomic_load_n(&s[i].done, __ATOMIC_SEQ_CST);
+    return k;
 }
 
 static int spinners_test(void *arg)
@@ -112,15 +128,14 @@ static int spinners_test(void *arg)
         loom_go(state_spinner, &s[i]);
     }
     uint64_t before[N];
-    loom_sleep(100 * MS);
+    T_WAIT_UNTIL(stalled(s, N, NULL) < 0, 30, "spinner %d never ran", stalled(s, N, NULL));
     for (int i = 0; i < N; i++) before[i] = __atomic_load_n(&s[i].n, __ATOMIC_RELAXED);
-    loom_sleep(400 * MS);
-    for (int i = 0; i < N; i++) {
-        uint64_t after = __atomic_load_n(&s[i].n, __ATOMIC_RELAXED);
-        CHECK_MSG(after > before[i], "spinner %d made no progress in 400 ms", i);
-    }
+    /* each one runs again: all four make progress, two Ps time-sliced among them */
+    T_WAIT_UNTIL(stalled(s, N, before) < 0, 30, "spinner %d made no progress",
+                 stalled(s, N, before));
     __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
-    loom_sleep(20 * MS);
+    T_WAIT_UNTIL(running(s, N) == 0, 30, "%d of %d spinners still running after stop",
+                 running(s, N), N);
     for (int i = 0; i < N; i++) {
         CHECK_EQ(s[i].fp_bad, 0);
         CHECK_EQ(s[i].errno_bad, 0);
@@ -131,6 +146,8 @@ static int spinners_test(void *arg)
 }
 
 /* ---- libc in tight loops under preemption */
+
+static int libc_done;                     /* atomic: workers that returned */
 
 static void libc_worker(void *arg)
 {
@@ -153,6 +170,7 @@ static void libc_worker(void *arg)
         fprintf(devnull, "%s %p\n", buf, (void *)p);
         free(p);
     }
+    __atomic_add_fetch(&libc_done, 1, __ATOMIC_SEQ_CST);
 }
 
 static int libc_test(void *arg)
@@ -160,10 +178,12 @@ static int libc_test(void *arg)
     (void)arg;
     FILE *devnull = fopen("/dev/null", "w");
     CHECK(devnull != NULL);
+    __atomic_store_n(&libc_done, 0, __ATOMIC_SEQ_CST);
     for (int i = 0; i < 8; i++) loom_go(libc_worker, devnull);
     loom_sleep(t_scale(10) * 100 * MS);
     __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
-    loom_sleep(50 * MS);
+    /* no worker still writes to devnull when it is closed */
+    T_WAIT_UNTIL(t_get(&libc_done) == 8, 30, "%d of 8 workers returned", t_get(&libc_done));
     fclose(devnull);
     return 0;
 }

@@ -17,16 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void wait_count(int *p, int want, double secs, const char *what)
-{
-    int64_t dl = t_clock_ns() + (int64_t)(secs * 1e9);
-    while (__atomic_load_n(p, __ATOMIC_SEQ_CST) < want) {
-        CHECK_MSG(t_clock_ns() < dl, "timed out waiting for %s (%d of %d)", what,
-                  __atomic_load_n(p, __ATOMIC_SEQ_CST), want);
-        loom_sleep(200000);
-    }
-}
-
 static void set_procs_env(const char *v)
 {
     if (v)
@@ -67,7 +57,7 @@ static void test_ids(void)
             CHECK_MSG(id_given[i] != id_given[j], "loom_go gave id %" PRIu64 " twice (spawns %ld and %ld)",
                       id_given[i], j, i);
     }
-    wait_count(&id_done, NIDS, 20, "id goroutines");
+    T_WAIT_UNTIL(t_get(&id_done) >= NIDS, 20, "id goroutines (%d of %d)", t_get(&id_done), NIDS);
     for (long i = 0; i < NIDS; i++) {
         uint64_t s = __atomic_load_n(&id_seen[i], __ATOMIC_SEQ_CST);
         CHECK_MSG(s == id_given[i], "goroutine %ld: loom_id() %" PRIu64 " but loom_go returned %"
@@ -136,7 +126,8 @@ static void test_attr(void)
     uint64_t id = loom_go_attr(big_stack, NULL, &a);
     CHECK(id > 0);
     memset(name, 'X', sizeof name - 1);   /* the name was copied; clobbering ours is fine */
-    wait_count(&big_ok, 1, 20, "the 1 MiB-stack goroutine");
+    T_WAIT_UNTIL(t_get(&big_ok) >= 1, 20,
+                 "the 1 MiB-stack goroutine (%d of %d)", t_get(&big_ok), 1);
 
     loom_attr lo = { 0, LOOM_PRIO_LOW, "low" };
     loom_attr hi = { 0, LOOM_PRIO_HIGH, NULL };
@@ -144,7 +135,8 @@ static void test_attr(void)
     CHECK(loom_go_attr(prio_fn, NULL, &lo) > 0);
     CHECK(loom_go_attr(prio_fn, NULL, &hi) > 0);
     CHECK(loom_go_attr(prio_fn, NULL, &def) > 0);
-    wait_count(&prio_ran, 3, 20, "goroutines with priorities");
+    T_WAIT_UNTIL(t_get(&prio_ran) >= 3, 20,
+                 "goroutines with priorities (%d of %d)", t_get(&prio_ran), 3);
 }
 
 /* ---- loom_exit */
@@ -198,13 +190,14 @@ static void test_exit(void)
 {
     CHECK(loom_go(observer, NULL) != 0);
     CHECK(loom_go(exiter, NULL) != 0);
-    wait_count(&ex_observed, 1, 30, "the loom_exit observer");
+    T_WAIT_UNTIL(t_get(&ex_observed) >= 1, 30,
+                 "the loom_exit observer (%d of %d)", t_get(&ex_observed), 1);
     CHECK(!__atomic_load_n(&ex_after, __ATOMIC_SEQ_CST));
     /* many goroutines ending through loom_exit: their stacks are recycled properly */
     int n = (int)t_scale(2000);
     for (int i = 0; i < n; i++)
         CHECK(loom_go(many_exit, NULL) != 0);
-    wait_count(&ex_many, n, 30, "loom_exit goroutines");
+    T_WAIT_UNTIL(t_get(&ex_many) >= n, 30, "loom_exit goroutines (%d of %d)", t_get(&ex_many), n);
     loom_sleep(10000000);
 }
 

@@ -17,16 +17,6 @@
 
 static int64_t deadline_in(double s) { return t_clock_ns() + (int64_t)(s * 1e9); }
 
-static void wait_count(int *p, int want, double secs, const char *what)
-{
-    int64_t dl = deadline_in(secs);
-    while (__atomic_load_n(p, __ATOMIC_SEQ_CST) < want) {
-        CHECK_MSG(t_clock_ns() < dl, "timed out waiting for %s (%d of %d)", what,
-                  __atomic_load_n(p, __ATOMIC_SEQ_CST), want);
-        loom_sleep(200000);
-    }
-}
-
 /* ---- 1. readers share the lock: N readers all inside at once */
 #define NREADERS 8
 static loom_rwmutex r_mu = LOOM_RWMUTEX_INIT;
@@ -76,7 +66,8 @@ static void test_readers_share(void)
 {
     for (int i = 0; i < NREADERS; i++)
         CHECK(loom_go(sharing_reader, NULL) != 0);
-    wait_count(&r_done, NREADERS, 30, "sharing readers");
+    T_WAIT_UNTIL(t_get(&r_done) >= NREADERS, 30,
+                 "sharing readers (%d of %d)", t_get(&r_done), NREADERS);
 
     int nprocs = loom_procs();
     int nr = nprocs < 2 ? 2 : nprocs * 2;
@@ -86,7 +77,7 @@ static void test_readers_share(void)
     while (__atomic_load_n(&c_max, __ATOMIC_SEQ_CST) < 2 && t_clock_ns() < dl)
         loom_sleep(1000000);
     __atomic_store_n(&c_stop, 1, __ATOMIC_SEQ_CST);
-    wait_count(&c_done, nr, 30, "concurrent readers");
+    T_WAIT_UNTIL(t_get(&c_done) >= nr, 30, "concurrent readers (%d of %d)", t_get(&c_done), nr);
     CHECK_GE(__atomic_load_n(&c_max, __ATOMIC_SEQ_CST), 2);
     /* the lock is free now */
     loom_rwmutex_lock(&r_mu);
@@ -152,7 +143,8 @@ static void test_exclusion(void)
         CHECK(loom_go(x_writer, (void *)(intptr_t)i) != 0);
     for (long i = 0; i < NR; i++)
         CHECK(loom_go(x_reader, (void *)(intptr_t)i) != 0);
-    wait_count(&x_done, NW + NR, 120, "writers and readers");
+    T_WAIT_UNTIL(t_get(&x_done) >= NW + NR, 120,
+                 "writers and readers (%d of %d)", t_get(&x_done), NW + NR);
     loom_rwmutex_rlock(&x_mu);
     CHECK_EQ(x_writes, NW * x_iters);
     CHECK_EQ(x_a, NW * x_iters);
@@ -232,7 +224,8 @@ static void test_misuse_then_blocking(void)
     CHECK_MSG(!__atomic_load_n(&mm_writer_in, __ATOMIC_SEQ_CST),
               "writer got the lock while a reader held it");
     CHECK_OK(loom_rwmutex_runlock(&mm));
-    wait_count(&mm_writer_in, 1, 10, "writer after the reader left");
+    T_WAIT_UNTIL(t_get(&mm_writer_in) >= 1, 10,
+                 "writer after the reader left (%d of %d)", t_get(&mm_writer_in), 1);
 
     loom_rwmutex_lock(&mm);
     CHECK_ERR(loom_rwmutex_runlock(&mm), EPERM);
@@ -241,7 +234,8 @@ static void test_misuse_then_blocking(void)
     CHECK_MSG(!__atomic_load_n(&mm_reader_in, __ATOMIC_SEQ_CST),
               "reader got the lock while a writer held it");
     CHECK_OK(loom_rwmutex_unlock(&mm));
-    wait_count(&mm_reader_in, 1, 10, "reader after the writer left");
+    T_WAIT_UNTIL(t_get(&mm_reader_in) >= 1, 10,
+                 "reader after the writer left (%d of %d)", t_get(&mm_reader_in), 1);
 }
 
 /* ---- 4. a writer is not starved by a continuous stream of overlapping readers */
@@ -269,7 +263,8 @@ static void test_writer_not_starved(void)
     enum { NR = 6 };
     for (long i = 0; i < NR; i++)
         CHECK(loom_go(stream_reader, (void *)(intptr_t)i) != 0);
-    wait_count(&s_reads, 3 * NR, 20, "readers to get going");
+    T_WAIT_UNTIL(t_get(&s_reads) >= 3 * NR, 20,
+                 "readers to get going (%d of %d)", t_get(&s_reads), 3 * NR);
     for (int round = 0; round < 10; round++) {
         int64_t t0 = t_clock_ns();
         loom_rwmutex_lock(&s_mu);
@@ -284,7 +279,7 @@ static void test_writer_not_starved(void)
         loom_sleep(3000000);          /* readers back in */
     }
     __atomic_store_n(&s_stop, 1, __ATOMIC_SEQ_CST);
-    wait_count(&s_done, NR, 20, "stream readers to stop");
+    T_WAIT_UNTIL(t_get(&s_done) >= NR, 20, "stream readers to stop (%d of %d)", t_get(&s_done), NR);
 }
 
 /* ---- 5. stray calls in the states where readers or a writer wait */
@@ -313,7 +308,7 @@ static int stray(loom_rwmutex *mu, int op)
 {
     stray_call c = { mu, op, 1, 0 };
     CHECK(loom_go(stray_main, &c) != 0);
-    wait_count(&c.done, 1, 10, "the stray goroutine");
+    T_WAIT_UNTIL(t_get(&c.done) >= 1, 10, "the stray goroutine (%d of %d)", t_get(&c.done), 1);
     return c.result;
 }
 
@@ -333,7 +328,8 @@ static void b_writer(void *arg)
     __atomic_add_fetch(&b_started, 1, __ATOMIC_SEQ_CST);
     loom_rwmutex_lock(&b_mu);
     __atomic_store_n(&b_writer_in, 1, __ATOMIC_SEQ_CST);
-    wait_count(&b_writer_go, 1, 30, "leave to unlock");
+    T_WAIT_UNTIL(t_get(&b_writer_go) >= 1, 30,
+                 "leave to unlock (%d of %d)", t_get(&b_writer_go), 1);
     __atomic_store_n(&b_writer_in, 0, __ATOMIC_SEQ_CST);
     CHECK_OK(loom_rwmutex_unlock(&b_mu));
     __atomic_store_n(&b_writer_done, 1, __ATOMIC_SEQ_CST);
@@ -353,14 +349,16 @@ static void b_reset(void)
 static void b_start(void (*fn)(void *), int started)
 {
     CHECK(loom_go(fn, NULL) != 0);
-    wait_count(&b_started, started, 10, "a goroutine to start");
+    T_WAIT_UNTIL(t_get(&b_started) >= started, 10,
+                 "a goroutine to start (%d of %d)", t_get(&b_started), started);
     loom_sleep(30000000);
 }
 
 /* once the readers started have left, b_mu is free again and works both ways */
 static void b_check_free(int readers)
 {
-    wait_count(&b_reader_done, readers, 10, "the readers to leave");
+    T_WAIT_UNTIL(t_get(&b_reader_done) >= readers, 10,
+                 "the readers to leave (%d of %d)", t_get(&b_reader_done), readers);
     CHECK_ERR(loom_rwmutex_runlock(&b_mu), EPERM);
     CHECK_ERR(loom_rwmutex_unlock(&b_mu), EPERM);
     loom_rwmutex_lock(&b_mu);
@@ -405,7 +403,8 @@ static void test_stray_runlock_reader_waits(void)
     CHECK_EQ(__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST), 0);
     CHECK_OK(loom_rwmutex_unlock(&b_mu));
     CHECK_ERR(loom_rwmutex_unlock(&b_mu), EPERM);
-    wait_count(&b_reader_in, 3, 10, "the three waiting readers after the writer's unlock");
+    T_WAIT_UNTIL(t_get(&b_reader_in) >= 3, 10,
+                 "the three waiting readers after the writer's unlock (%d of %d)", t_get(&b_reader_in), 3);
     b_check_free(3);
 }
 
@@ -434,11 +433,14 @@ static void test_stray_unlock_writer_pending(void)
               "a refused unlock let the waiting reader in");
     CHECK_OK(loom_rwmutex_runlock(&b_mu));
     CHECK_OK(loom_rwmutex_runlock(&b_mu));
-    wait_count(&b_writer_in, 1, 10, "the writer after the readers left");
+    T_WAIT_UNTIL(t_get(&b_writer_in) >= 1, 10,
+                 "the writer after the readers left (%d of %d)", t_get(&b_writer_in), 1);
     CHECK_EQ(__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST), 0);
     __atomic_store_n(&b_writer_go, 1, __ATOMIC_SEQ_CST);
-    wait_count(&b_writer_done, 1, 10, "the writer to unlock");
-    wait_count(&b_reader_in, 1, 10, "the waiting reader after the writer's unlock");
+    T_WAIT_UNTIL(t_get(&b_writer_done) >= 1, 10,
+                 "the writer to unlock (%d of %d)", t_get(&b_writer_done), 1);
+    T_WAIT_UNTIL(t_get(&b_reader_in) >= 1, 10,
+                 "the waiting reader after the writer's unlock (%d of %d)", t_get(&b_reader_in), 1);
     b_check_free(1);
 }
 
@@ -452,14 +454,16 @@ static void test_runlock_beyond_writer_pending(void)
     CHECK_MSG(!__atomic_load_n(&b_writer_in, __ATOMIC_SEQ_CST),
               "the writer got in with a reader still in");
     CHECK_OK(stray(&b_mu, OP_RUNLOCK));     /* one reader in: any goroutine may release it */
-    wait_count(&b_writer_in, 1, 10, "the writer after the last reader left");
+    T_WAIT_UNTIL(t_get(&b_writer_in) >= 1, 10,
+                 "the writer after the last reader left (%d of %d)", t_get(&b_writer_in), 1);
     int by_writer_goroutine = loom_rwmutex_runlock(&b_mu);
     int by_other = stray(&b_mu, OP_RUNLOCK);
     loom_sleep(10000000);
     CHECK_MSG(!__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST),
               "the reader got in while the writer held the lock");
     __atomic_store_n(&b_writer_go, 1, __ATOMIC_SEQ_CST);
-    wait_count(&b_writer_done, 1, 10, "the writer to unlock");
+    T_WAIT_UNTIL(t_get(&b_writer_done) >= 1, 10,
+                 "the writer to unlock (%d of %d)", t_get(&b_writer_done), 1);
     int64_t dl = deadline_in(10);
     while (__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST) == 0) {
         CHECK_MSG(t_clock_ns() < dl, "the waiting reader did not get in within 10 s of the "
@@ -490,9 +494,11 @@ static void test_stray_readers_in(void)
     CHECK_MSG(!__atomic_load_n(&b_writer_in, __ATOMIC_SEQ_CST),
               "the writer got in with a reader in");
     CHECK_OK(loom_rwmutex_runlock(&b_mu));
-    wait_count(&b_writer_in, 1, 10, "the writer after the reader left");
+    T_WAIT_UNTIL(t_get(&b_writer_in) >= 1, 10,
+                 "the writer after the reader left (%d of %d)", t_get(&b_writer_in), 1);
     __atomic_store_n(&b_writer_go, 1, __ATOMIC_SEQ_CST);
-    wait_count(&b_writer_done, 1, 10, "the writer to unlock");
+    T_WAIT_UNTIL(t_get(&b_writer_done) >= 1, 10,
+                 "the writer to unlock (%d of %d)", t_get(&b_writer_done), 1);
     b_check_free(0);
 }
 
@@ -606,9 +612,11 @@ static int stress_main(void *arg)
         CHECK(loom_go(st_writer, (void *)(intptr_t)i) != 0);
     for (long i = 0; i < NR; i++)
         CHECK(loom_go(st_reader, (void *)(intptr_t)i) != 0);
-    wait_count(&st_done, NW + NR, 240, "the stress's readers and writers");
+    T_WAIT_UNTIL(t_get(&st_done) >= NW + NR, 240,
+                 "the stress's readers and writers (%d of %d)", t_get(&st_done), NW + NR);
     CHECK_OK(loom_close(st_req));
-    wait_count(&st_done, NW + NR + NSTRAY, 10, "the stray goroutines");
+    T_WAIT_UNTIL(t_get(&st_done) >= NW + NR + NSTRAY, 10,
+                 "the stray goroutines (%d of %d)", t_get(&st_done), NW + NR + NSTRAY);
     loom_chan_free(st_req);
     CHECK_EQ(st_a, NW * st_iters);
     CHECK_EQ(st_b, NW * st_iters);

@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 
 #define DEADLINE_NS (30LL * 1000000000LL)
+#define DEADLINE_S 30
 
 /* ------------------------------------------------------- doubleselect */
 
@@ -208,16 +209,6 @@ static void sr_fn(void *arg)
     atomic_fetch_add(s->finished, 1);
 }
 
-static void wait_count(atomic_int *n, int want)
-{
-    int64_t end = loom_now() + DEADLINE_NS;
-    while (atomic_load(n) < want) {
-        if (loom_now() > end)
-            FAIL("timed out: %d of %d goroutines finished", atomic_load(n), want);
-        loom_sleep(100 * 1000);
-    }
-}
-
 static void sendrecv_two(void)
 {
     long n = t_scale(20000);
@@ -233,7 +224,8 @@ static void sendrecv_two(void)
     }
     for (int i = 0; i < 2; i++)
         CHECK(loom_go(sr_fn, &s[i]) != 0);
-    wait_count(&finished, 2);
+    T_WAIT_UNTIL(atomic_load(&finished) >= 2, DEADLINE_S, "%d of %d goroutines finished",
+                 atomic_load(&finished), 2);
     for (int i = 0; i < 2; i++) {
         struct sr *me = &s[i], *other = &s[1 - i];
         CHECK_EQ(me->sent + me->recvd, n);
@@ -270,7 +262,8 @@ static void sendrecv_many(void)
     }
     for (int i = 0; i < G; i++)
         CHECK(loom_go(sr_fn, &s[i]) != 0);
-    wait_count(&finished, G);
+    T_WAIT_UNTIL(atomic_load(&finished) >= G, DEADLINE_S, "%d of %d goroutines finished",
+                 atomic_load(&finished), G);
     long sent = 0, recvd = 0;
     long next[G + 1] = { 0 };
     for (int i = 0; i < G; i++) {

@@ -12,16 +12,6 @@
 
 #define MS 1000000LL
 
-static void wait_count(int *p, int want, double secs, const char *what)
-{
-    int64_t dl = t_clock_ns() + (int64_t)(secs * 1e9);
-    while (__atomic_load_n(p, __ATOMIC_SEQ_CST) < want) {
-        CHECK_MSG(t_clock_ns() < dl, "timed out waiting for %s (%d of %d)", what,
-                  __atomic_load_n(p, __ATOMIC_SEQ_CST), want);
-        loom_sleep(MS / 5);
-    }
-}
-
 static void test_basic(void)
 {
     for (int i = 0; i < 3; i++) {
@@ -98,7 +88,7 @@ static void test_many(void)
     int n = NSLEEPERS;
     for (int i = 0; i < n; i++)
         CHECK(loom_go(sleeper, (void *)(uintptr_t)(i + 1)) != 0);
-    wait_count(&s_done, n, 60, "sleepers");
+    T_WAIT_UNTIL(t_get(&s_done) >= n, 60, "sleepers (%d of %d)", t_get(&s_done), n);
 }
 
 /* ---- loom_now monotonic, across Ps */
@@ -132,7 +122,7 @@ static void test_monotonic(void)
     int n = loom_procs() * 2;
     for (int i = 0; i < n; i++)
         CHECK(loom_go(mono, NULL) != 0);
-    wait_count(&mono_done, n, 60, "loom_now checkers");
+    T_WAIT_UNTIL(t_get(&mono_done) >= n, 60, "loom_now checkers (%d of %d)", t_get(&mono_done), n);
 }
 
 /* ---- sleeping goroutines don't block the thread (LOOM_PROCS=1) */
@@ -170,15 +160,18 @@ static void test_not_blocking(void)
     CHECK(loom_go(busy, NULL) != 0);
     for (int i = 0; i < 100; i++)
         CHECK(loom_go(long_sleeper, NULL) != 0);
-    wait_count(&b_sleeping, 100, 20, "sleepers to start");
+    T_WAIT_UNTIL(t_get(&b_sleeping) >= 100, 20,
+                 "sleepers to start (%d of %d)", t_get(&b_sleeping), 100);
     long p0 = __atomic_load_n(&b_progress, __ATOMIC_SEQ_CST);
     /* main sleeps as well: 101 goroutines asleep, one runnable */
     loom_sleep(50 * MS);
     long p1 = __atomic_load_n(&b_progress, __ATOMIC_SEQ_CST);
     CHECK_MSG(p1 > p0, "no progress by the busy goroutine during main's 50 ms sleep");
-    wait_count(&b_sleepers_done, 100, 30, "sleepers to wake");
+    T_WAIT_UNTIL(t_get(&b_sleepers_done) >= 100, 30,
+                 "sleepers to wake (%d of %d)", t_get(&b_sleepers_done), 100);
     __atomic_store_n(&b_stop, 1, __ATOMIC_SEQ_CST);
-    wait_count(&b_busy_done, 1, 10, "busy goroutine to stop");
+    T_WAIT_UNTIL(t_get(&b_busy_done) >= 1, 10,
+                 "busy goroutine to stop (%d of %d)", t_get(&b_busy_done), 1);
 }
 
 static int main_all(void *arg)

@@ -34,15 +34,6 @@ static int64_t now_ns(void)
 
 /* Waits (sleeping, so the goroutine being waited for can run on any P) until *flag is set;
  * fails after 3 s, saying `what` hangs. */
-static void await_flag(int *flag, const char *what)
-{
-    int64_t t0 = now_ns();
-    while (!__atomic_load_n(flag, __ATOMIC_SEQ_CST)) {
-        CHECK_MSG(now_ns() - t0 < 3000 * MS, "%s hangs", what);
-        loom_sleep(MS);
-    }
-}
-
 /* A connected loopback pair, made with plain calls: c[0] the accepted end, c[1] the client. */
 static void tcp_pair(int c[2])
 {
@@ -145,7 +136,7 @@ static void test_wait_then_read(void)
         while (!__atomic_load_n(&w.parked, __ATOMIC_SEQ_CST)) loom_yield();
         loom_sleep(MS);                           /* it parks in loom_fd_wait */
         CHECK_EQ(loom_write(c[1], "y", 1), 1);
-        await_flag(&w.result, "the read after loom_fd_wait");
+        T_WAIT_UNTIL(t_get(&w.result), 30, "the read after loom_fd_wait hangs");
         CHECK_OK(loom_fd_close(c[0]));
         CHECK_OK(loom_fd_close(c[1]));
     }
@@ -197,7 +188,7 @@ static void test_eof(void)
     while (!__atomic_load_n(&w.parked, __ATOMIC_SEQ_CST)) loom_yield();
     loom_sleep(MS);
     CHECK_OK(shutdown(c[1], SHUT_WR));
-    await_flag(&w.result, "the read after FIN");
+    T_WAIT_UNTIL(t_get(&w.result), 30, "the read after FIN hangs");
     CHECK_OK(loom_fd_close(c[0]));
     CHECK_OK(loom_fd_close(c[1]));
 }
