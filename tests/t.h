@@ -484,4 +484,19 @@ static inline t_child t_child_run(const char *const args[], const t_child_opts *
     return c;
 }
 
+/* Gives fd `fresh` the number `want`, just closed (another thread may have taken it for
+ * a moment: dup2 then fails with EBUSY, and is tried again), and closes fresh's own
+ * number if it differs.  Returns want, or -1 (errno set). */
+static inline int t_fd_onto(int fresh, int want)
+{
+    if (fresh == want)
+        return want;
+    int r;
+    while ((r = dup2(fresh, want)) < 0 && errno == EBUSY) {}
+    if (r < 0)
+        return -1;
+    close(fresh);
+    return want;
+}
+
 #endif /* LOOM_TEST_T_H */

@@ -52,13 +52,8 @@ static int main_reuse(void *arg)
         for (int k = i % 4; k > 0; k--) loom_yield();
         CHECK_OK(loom_fd_close(a[0]));
         CHECK_OK(pipe(b));
-        if (b[0] != a[0]) {                               /* another thread took the number */
-            int r;
-            while ((r = dup2(b[0], a[0])) < 0 && errno == EBUSY) {}   /* racing another thread's open */
-            CHECK_EQ(r, a[0]);
-            close(b[0]);
-            b[0] = a[0];
-        }
+        b[0] = t_fd_onto(b[0], a[0]);                     /* (another thread took the number) */
+        CHECK_EQ(b[0], a[0]);
         struct rd nw = { b[0], 1, 0 };
         CHECK_NE(loom_go(reader, &nw), 0);
         wait_done(&old);

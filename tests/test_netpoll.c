@@ -253,13 +253,8 @@ static void test_reuse_after_fd_close(void)
         wait_parked(1);
         CHECK_OK(loom_fd_close(a[0]));             /* readies it */
         CHECK_OK(pipe(b));
-        if (b[0] != a[0]) {                        /* another thread took the number */
-            int r;
-            while ((r = dup2(b[0], a[0])) < 0 && errno == EBUSY) {}   /* racing another thread's open */
-            CHECK_EQ(r, a[0]);
-            close(b[0]);
-            b[0] = a[0];
-        }
+        b[0] = t_fd_onto(b[0], a[0]);              /* (another thread took the number) */
+        CHECK_EQ(b[0], a[0]);
         struct closer nw = { b[0], 1, 0 };
         loom_go(blocked_reader, &nw);
         loom_sleep(MS);                            /* the new reader parks, then the old runs */
