@@ -566,6 +566,16 @@ bool loom__lend_spare(P *p) {
     /* the lender's thread will not run its timers while it sleeps: the spare does */
     LOOM__CHAOS(CH_SPARE);
     loom__timers_move(p, sp);
+    /* nor its queue: a spare whose own goroutine never runs out of work (a spinner beside
+     * the plain read) would never steal it, so it goes to the global queue now, taken as
+     * a thief takes (the owner may only have been slow), where every P looks */
+    G *head, *tail;
+    int n = loom__runq_takeall(p, &head, &tail);
+    if (n) {
+        loom__lock_acquire(&loom__sched.lock);
+        loom__globrunqputbatch(head, tail, n);
+        loom__lock_release(&loom__sched.lock);
+    }
     XADD(&loom__sched.nmspinning, 1);
     startm(sp, true);                /* a spinning M: it steals the lender's queue */
     return true;

@@ -572,15 +572,34 @@ void loom__runq_drain(P *p) {
     loom__spin_unlock(&p->pq_lock);
 }
 
-/* Every goroutine queued on p (all levels), as a schedlink list; the caller owns p. */
+/* Every goroutine queued on p (all levels), as a schedlink list.  Taken as a thief takes
+ * (CAS on runnext and the ring's head, the level FIFOs under their lock), so the caller
+ * need not own p (sysmon empties a lender's queue). */
+/* One goroutine off p's NORMAL level as a thief takes it: runnext by CAS, then the ring's
+ * head by CAS after acquire loads of head and tail (the owner published what it queued
+ * with a release store of the tail or runnext). */
+static G *take_normal(P *p) {
+    for (;;) {
+        G *next = LOAD(&p->runnext);
+        if (!next) break;
+        if (CAS(&p->runnext, next, NULL)) return next;
+    }
+    for (;;) {
+        uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_ACQ(&p->runqtail);
+        if (t == h) return NULL;
+        if (t - h > LOOM_RUNQ_SIZE) continue;       /* read an inconsistent h and t */
+        G *g = SLOT_LOAD(p, h);
+        if (CAS_REL(&p->runqhead, h, h + 1)) return g;
+    }
+}
+
 int loom__runq_takeall(P *p, G **headp, G **tailp) {
     G *head = NULL, *tail = NULL, *g;
     int n = 0;
-    bool inh;
     uint32_t k;
     for (int pass = 0; pass < 3; pass++) {
         for (;;) {
-            if (pass == 1) g = loom__runqget_normal(p, &inh);
+            if (pass == 1) g = take_normal(p);
             else g = pq_take(p, pass == 0 ? PQ_HIGH : PQ_LOW, 1, &k);
             if (!g) break;
             g->schedlink = NULL;
