@@ -1027,6 +1027,16 @@ static G *take_polled(P *p, G *list) {
     return list;
 }
 
+/* The earliest timer of any P (0: none). */
+static int64_t earliest_timer(void) {
+    int64_t next = 0;
+    for (int i = 0; i < loom__nallp(); i++) {
+        int64_t w = LOAD(&loom__sched.allp[i]->timer0_when);
+        if (w != 0 && (next == 0 || w < next)) next = w;
+    }
+    return next;
+}
+
 /* Deterministic mode's part of findrunnable (det.c): the run set, then fds that are ready,
  * then virtual time jumps to the earliest timer.  While a blocking call is in flight on
  * another thread (its P handed on, or a spare lent) time does not jump: the call may ready
@@ -1054,11 +1064,7 @@ static G *det_findrunnable(M *m, P *p, bool *again) {
         *again = true;
         return NULL;
     }
-    int64_t next = 0;
-    for (int i = 0; i < loom__nallp(); i++) {
-        int64_t w = LOAD(&loom__sched.allp[i]->timer0_when);
-        if (w != 0 && (next == 0 || w < next)) next = w;
-    }
+    int64_t next = earliest_timer();
     if (next == 0) return NULL;
     loom__det_advance(next);
     for (int i = 0; i < loom__nallp(); i++) loom__timers_run(loom__sched.allp[i], loom__now());
@@ -1147,11 +1153,7 @@ static G *findrunnable(M *m) {
             }
         }
         /* earliest timer anywhere */
-        int64_t polluntil = 0;
-        for (int i = 0; i < loom__nallp(); i++) {
-            int64_t w = LOAD(&loom__sched.allp[i]->timer0_when);
-            if (w != 0 && (polluntil == 0 || w < polluntil)) polluntil = w;
-        }
+        int64_t polluntil = earliest_timer();
         if ((loom__netpoll_has_waiters() || polluntil != 0)) {
             int64_t lp = LOAD(&loom__sched.lastpoll);
             if (lp != 0 && CAS(&loom__sched.lastpoll, lp, 0)) {

@@ -56,17 +56,23 @@ static inline const char *t_errname(long long v)
     return buf;
 }
 
+/* "file:line: FAIL: " lead, then the message; aborts (t_fail and t_wait_fail). */
+__attribute__((noreturn))
+static inline void t_vfail(const char *file, int line, const char *lead, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s:%d: FAIL: %s", file, line, lead);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    abort();
+}
+
 __attribute__((noreturn, format(printf, 3, 4)))
 static inline void t_fail(const char *file, int line, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "%s:%d: FAIL: ", file, line);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-    abort();
+    t_vfail(file, line, "", fmt, ap);
 }
 
 #define FAIL(...) t_fail(__FILE__, __LINE__, __VA_ARGS__)
@@ -317,15 +323,11 @@ __attribute__((noreturn, format(printf, 5, 6)))
 static inline void t_wait_fail(const char *file, int line, const char *cond, double timeout_s,
                                const char *fmt, ...)
 {
+    char lead[1024];
+    snprintf(lead, sizeof lead, "timed out after %g s waiting for %s: ", timeout_s, cond);
     va_list ap;
-    fprintf(stderr, "%s:%d: FAIL: timed out after %g s waiting for %s: ", file, line, timeout_s,
-            cond);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-    abort();
+    t_vfail(file, line, lead, fmt, ap);
 }
 
 /* T_WAIT_UNTIL(cond, timeout_s, fmt, ...): look at cond until it is true, pausing between
