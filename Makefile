@@ -44,11 +44,13 @@ test-chaos: build
 	done
 
 # Many runs of the plain suite and of the suite under chaos, each failure printed with its seed
-# and the tally kept in $(BUILD)/soak-tally.txt (tools/soak.sh).  SOAK_RUNS=N each.
+# and the tally kept in $(BUILD)/soak-tally.txt (tools/soak.sh).  SOAK_RUNS=N plain runs,
+# SOAK_CHAOS_RUNS=M chaos runs (default N), interleaved.
 SOAK_RUNS ?= 20
+SOAK_CHAOS_RUNS ?= $(SOAK_RUNS)
 
 soak: build
-	tools/soak.sh $(BUILD) $(SOAK_RUNS)
+	tools/soak.sh $(BUILD) $(SOAK_RUNS) $(SOAK_CHAOS_RUNS)
 
 # ThreadSanitizer and ASan+UBSan builds run the same tests; clang understands the
 # fiber annotations in src/fiber.c.  LOOM_TEST_SCALE shrinks the million-goroutine tests.
