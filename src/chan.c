@@ -62,7 +62,7 @@ loom__sudog *loom__waitq_dequeue(loom__waitq *q) {
     for (;;) {
         loom__sudog *sg = q->first;
         if (!sg) return NULL;
-        if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
+        if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
             /* priority order where Go leaves the choice free: the first waiter of the
              * highest level (FIFO within a level) */
             for (loom__sudog *x = sg->next; x; x = x->next)

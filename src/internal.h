@@ -63,6 +63,13 @@ void    loom__chaos_init(void);
 void    loom__chaos_point(int site);
 int64_t loom__chaos_slice(int64_t slice);
 
+/* Priority levels: a level is a LOOM_PRIO_* value (loom.h) everywhere — g->prio, the level
+ * running on a P, the argument of every function that takes one — and per-level arrays are
+ * indexed by LVL(level).  LOOM__PRIO_NONE: no goroutine runs on the P. */
+#define LOOM__NLEVELS   (LOOM_PRIO_HIGH - LOOM_PRIO_LOW + 1)
+#define LVL(prio)       ((prio) - LOOM_PRIO_LOW)
+#define LOOM__PRIO_NONE (LOOM_PRIO_LOW - 1)
+
 typedef struct loom__g G;
 typedef struct loom__m M;
 typedef struct loom__p P;
@@ -278,14 +285,15 @@ struct loom__m {
     G         *lockedg;        /* goroutine locked to this thread */
     G         *pending_g;      /* locked goroutine handed back with a P (startlockedm); set before park wakeup */
     G         *nextg;          /* picked to run next but without a stack yet: g0 starts it; this M only */
-    /* goroutines this M switched out by the preemption signal (proc.c, "held goroutines"):
-     * each locked here (g->alocked), runnable, in no shared queue, oldest first, linked
-     * through schedlink; this M only. */
-    G         *heldq_head, *heldq_tail;
-    uint32_t   nheldlvl[3];    /* how many, per level (index prio + 1); written by this M,
-                                  read by others (relaxed: loom__m_nheld) */
-    int64_t    held_since;     /* when a held goroutine last ran, or the first was held (aging) */
-    G         *held_aged;      /* the held goroutine resumed by aging, until it has resumed */
+    /* goroutines this M switched out by the preemption signal (held.c): each locked here
+     * (g->alocked), runnable, in no shared queue, oldest first, linked through schedlink.
+     * This M only; n[] is also read by others (relaxed: loom__m_nheld). */
+    struct {
+        G       *head, *tail;
+        uint32_t n[LOOM__NLEVELS];  /* how many, per level */
+        int64_t  since;             /* when a held goroutine last ran, or the first was held */
+        G       *aged;              /* the one resumed by aging, until it has resumed */
+    } held;
     /* the "after switch" hook: set by the context switching away, run by the one switched to */
     void     (*after_fn)(G *prev, void *arg);
     void      *after_arg;
@@ -318,8 +326,9 @@ struct loom__m {
 
 /* How many goroutines M m holds (a racy read from another thread: dumps, estimates). */
 static inline uint32_t loom__m_nheld(M *m) {
-    return __atomic_load_n(&m->nheldlvl[0], __ATOMIC_RELAXED) + __atomic_load_n(&m->nheldlvl[1], __ATOMIC_RELAXED) +
-           __atomic_load_n(&m->nheldlvl[2], __ATOMIC_RELAXED);
+    uint32_t n = 0;
+    for (int l = 0; l < LOOM__NLEVELS; l++) n += __atomic_load_n(&m->held.n[l], __ATOMIC_RELAXED);
+    return n;
 }
 
 /* Local run queue size, as Go's 256-slot ring. */
@@ -339,16 +348,19 @@ struct loom__p {
     G         *runq[LOOM_RUNQ_SIZE];
     G         *runnext;         /* filled by the owner only; the owner and foreign takers CAS
                                    it to NULL (runq.c, "runnext") */
-    /* priority levels other than NORMAL (runq.c): one FIFO per level (PQ_HIGH, PQ_LOW),
-     * linked through schedlink, under pq_lock (owner, thieves and sysmon's aging take it);
-     * pq_n[] counts them, atomic, read without the lock */
-    loom__spinlock pq_lock;
-    G         *pq_head[2], *pq_tail[2];
-    uint32_t   pq_n[2];
-    int32_t    runprio;         /* level of the goroutine running here (PRIO_IDLE: none);
+    /* priority levels (prio.c): a FIFO per level but NORMAL, which uses the ring above,
+     * linked through schedlink, under lock (the owner, thieves and sysmon's aging take it);
+     * n[] counts them, atomic, read without the lock */
+    struct {
+        loom__spinlock lock;
+        G       *head[LOOM__NLEVELS], *tail[LOOM__NLEVELS];
+        uint32_t n[LOOM__NLEVELS];
+        int32_t  running;       /* level of the goroutine running here (LOOM__PRIO_NONE: none);
                                    stored by the owner at each switch, read by readiers */
-    G         *age_g[3];        /* sysmon's aging watch (runq.c): the head seen per level, */
-    int64_t    age_since[3];    /* and since when; sysmon only */
+        uint32_t kick;          /* preempt was set by a priority kick (loom__prio_kick); atomic */
+        G       *age_g[3];      /* sysmon's aging watch: the head seen at each AGE_* place, */
+        int64_t  age_since[3];  /* and since when; sysmon only */
+    } prio;
     /* free G records (no stack), LIFO; and free stack slots of the default class (slot
      * header addresses, stack.c), LIFO for warm reuse; owner only */
     G         *gfree;
@@ -363,24 +375,27 @@ struct loom__p {
     loom__timer **timers;
     int        ntimers, timers_cap;
     int64_t    timer0_when;     /* heap[0]->when or 0; atomic, read without the lock */
-    /* preemption of a runnext ping-pong pair: set by sysmon when a slice ran too long */
+    /* the slice is used up (sysmon), or a priority kick: yield at the next chance; atomic */
     uint32_t   preempt;
-    uint32_t   kick;            /* preempt was set by a priority kick (loom__prio_kick); atomic */
-    uint32_t   sysmontick;      /* sysmon's view of schedtick; sysmon only */
-    int64_t    sysmonwhen;      /* when sysmon saw schedtick change; sysmon only */
-    int64_t    sysmonsignal;    /* when sysmon last sent the preemption signal; sysmon only */
-    int64_t    sysmoncpu;       /* the owner thread's CPU time at sysmon's last look; sysmon only */
-    int64_t    sysmoncpu0;      /* ... at its first look in this slice; sysmon only */
-    int        sysmonasleep;    /* looks in a row that found its thread asleep; sysmon only */
-    uint64_t   sysmonswitch;    /* the owner M's switch count at sysmon's last look; sysmon only */
-    /* spare Ps (sysmon.c, "blocked without telling us"): a P whose thread sleeps in the
-     * kernel lends parallelism through a spare P, retired once the thread runs again */
-    P         *spare;           /* the spare active on our behalf; under sched.lock */
-    P         *lender;          /* for a spare: the P it stands in for; under sched.lock */
-    uint32_t   retire;          /* for a spare: give it back at the next schedule(); atomic */
     uint32_t   syscalltick;     /* bumped at each entersyscall; by the M, before P_SYSCALL */
-    uint32_t   sysmonsyscalltick; /* sysmon's view of syscalltick; sysmon only */
-    int64_t    sysmonsyscallwhen; /* when sysmon first saw this syscall; sysmon only */
+    /* spare Ps (spare.c): a P whose thread sleeps in the kernel has a spare P stand in */
+    struct {
+        P       *standin;       /* the spare in service on our behalf; under sched.lock */
+        P       *lender;        /* for a spare: the P it stands in for; under sched.lock */
+        uint32_t retire;        /* for a spare: give it back at the next schedule(); atomic */
+    } spare;
+    /* sysmon's view of this P (sysmon.c): sysmon only */
+    struct {
+        uint32_t tick;          /* schedtick at the last look */
+        int64_t  when;          /* when schedtick was seen to change */
+        int64_t  signal;        /* when the preemption signal was last sent */
+        int64_t  cpu;           /* the owner thread's CPU time at the last look */
+        int64_t  cpu0;          /* ... at the first look in this slice */
+        int      asleep;        /* looks in a row that found its thread asleep */
+        uint64_t nswitch;       /* the owner M's switch count at the last look */
+        uint32_t syscalltick;   /* syscalltick at the last look */
+        int64_t  syscallwhen;   /* when this syscall was first seen */
+    } sysmon;
 };
 /* P status: P_IDLE in the idle list (under sched.lock); P_RUNNING owned by p->m;
  * P_SYSCALL left by an M in a blocking call (m->oldp): the M takes it back with
@@ -404,12 +419,15 @@ struct loom__sched {
     struct loom__gring { G **v; uint32_t cap, first, n; } runq[2];
     uint32_t   runqtakes;       /* takes from the global NORMAL queue (the fresh ring's turns) */
     int32_t    runqsize;        /* goroutines in the global queues of all levels; atomic reads allowed */
-    G         *gq_head[2], *gq_tail[2];   /* global queues of PQ_HIGH and PQ_LOW */
-    uint32_t   gq_n[2];         /* their lengths; atomic reads allowed */
-    uint32_t   prio_used;       /* a goroutine left NORMAL once: the level checks are on; atomic */
-    int64_t    prio_age_ns;     /* LOOM_PRIO_AGE_MS */
-    G         *gage_g[2];       /* aging watch on the global NORMAL and LOW heads; sysmon only */
-    int64_t    gage_since[2];
+    /* priority levels (prio.c) */
+    struct {
+        uint32_t used;          /* a goroutine left NORMAL once: the level checks are on; atomic */
+        int64_t  age_ns;        /* LOOM_PRIO_AGE_MS */
+        G       *gq_head[LOOM__NLEVELS], *gq_tail[LOOM__NLEVELS]; /* global FIFOs but NORMAL; sched.lock */
+        uint32_t gq_n[LOOM__NLEVELS];   /* their lengths; atomic reads allowed */
+        G       *gage_g[LOOM__NLEVELS]; /* aging watch on the global NORMAL and LOW heads; */
+        int64_t  gage_since[LOOM__NLEVELS];  /* sysmon only */
+    } prio;
     G         *gfree;           /* batches of free Gs of any stack size (proc.c gfput); under gfree_lock */
     loom__lock gfree_lock;
     G         *allg;            /* every G record, newest first: pushed with a CAS (gfget), never
@@ -542,7 +560,7 @@ static inline __attribute__((always_inline)) bool loom__stack_ok(G *g, void *sp)
 }
 /* The next goroutine from p's own queues, by level (runtime.runqget). */
 static inline __attribute__((always_inline)) G *loom__runqget(P *p, bool *inherit) {
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) return loom__runqget_prio(p, inherit);
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) return loom__runqget_prio(p, inherit);
     return loom__runqget_normal(p, inherit);
 }
 G   *loom__runqget_above(P *p, int prio);
@@ -556,7 +574,6 @@ void loom__globrunq_term(void);                  /* loom_run's end: free the glo
 G   *loom__globrunqget(P *p, int max);           /* sched.lock held */
 void loom__runq_drain(P *p);                     /* runtime end: forget the queue */
 int  loom__runq_takeall(P *p, G **head, G **tail); /* every queued G of p as a list */
-enum { PQ_HIGH = 0, PQ_LOW = 1, PRIO_IDLE = -2 };
 void loom__runq_age(P *p, int64_t now);          /* sysmon: boost goroutines ready too long */
 void loom__globrunq_age(int64_t now);            /* sysmon: the same for the global queues */
 bool loom__runq_outranked(P *p);                 /* a ready goroutine outranks p's running one */

@@ -118,7 +118,7 @@ static bool pc_preemptible(uintptr_t pc) {
 /* A timer of p is due while priority levels are in use (the deadline timer's case). */
 static bool timer_due(P *p) {
     int64_t w = LOAD_RLX(&p->timer0_when);
-    return w != 0 && LOAD_RLX(&loom__sched.prio_used) && w <= loom__nanotime();
+    return w != 0 && LOAD_RLX(&loom__sched.prio.used) && w <= loom__nanotime();
 }
 
 /* The M's deadline timer (see above): created at thread start, armed in gogo. */
@@ -226,7 +226,7 @@ void loom__preempt_kick(P *p) {
 void loom__preempt_signal(P *p, int64_t now) {
     M *m = LOAD(&p->m);
     if (!enabled || !m || !m->tid) return;
-    p->sysmonsignal = now;
+    p->sysmon.signal = now;
     loom__preempt_kick(p);
 }
 

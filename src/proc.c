@@ -174,7 +174,7 @@ static void start_stack(M *m, G *g);
 /* Priority levels in use: the thread's own deadline timer follows the earliest timer of
  * its P (preempt.c), so a HIGH sleeper's wakeup does not wait for sysmon to get a CPU. */
 static ALWAYS_INLINE void rearm(M *m) {
-    if (likely(!LOAD_RLX(&loom__sched.prio_used)) || !m->dtimer_ok || !m->p) return;
+    if (likely(!LOAD_RLX(&loom__sched.prio.used)) || !m->dtimer_ok || !m->p) return;
     int64_t w = LOAD_RLX(&m->p->timer0_when);
     if (w != m->dtimer_when) loom__preempt_arm(m, w);
 }
@@ -191,7 +191,7 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
     m->curg = to;
     to->m = m;
     if (m->p) {
-        STORE_RLX(&m->p->runprio, to != &m->g0 ? to->prio : PRIO_IDLE);
+        STORE_RLX(&m->p->prio.running, to != &m->g0 ? to->prio : LOOM__PRIO_NONE);
         if (to != &m->g0) rearm(m);
     }
     if (to != &m->g0) {
@@ -386,7 +386,7 @@ static void spare_off(P *sp);
 
 /* Hands off P from an M that is about to block or sleep (runtime.handoffp). */
 static void handoffp(P *p) {
-    if (unlikely(LOAD(&p->retire))) {     /* a spare being given back */
+    if (unlikely(LOAD(&p->spare.retire))) {     /* a spare being given back */
         spare_off(p);
         return;
     }
@@ -411,7 +411,7 @@ static void handoffp(P *p) {
         startm(p, false);
         return;
     }
-    if (unlikely(LOAD(&p->retire))) {        /* asked back since the look above */
+    if (unlikely(LOAD(&p->spare.retire))) {        /* asked back since the look above */
         loom__lock_release(&loom__sched.lock);
         spare_off(p);
         return;
@@ -448,8 +448,8 @@ static P *p_new(int i) {
     memset(p, 0, sizeof *p);
     p->id = i;
     p->status = P_OFF;
-    p->sysmoncpu = -1;                   /* sysmon has no sample yet, */
-    p->sysmontick = UINT32_MAX;          /* and starts a slice at its first look */
+    p->sysmon.cpu = -1;                   /* sysmon has no sample yet, */
+    p->sysmon.tick = UINT32_MAX;          /* and starts a slice at its first look */
     return p;
 }
 
@@ -457,7 +457,7 @@ static P *p_new(int i) {
  * the caller's to give back (spare_off, after the lock); else its owner sees retire at its
  * next look, which it takes under sched.lock before it would make the P idle. */
 static bool retire_locked(P *sp) {
-    STORE(&sp->retire, 1);
+    STORE(&sp->spare.retire, 1);
     if (LOAD(&sp->status) != P_IDLE) return false;
     P **pp = &loom__sched.pidle;
     while (*pp && *pp != sp) pp = &(*pp)->link;
@@ -476,17 +476,17 @@ static void spare_off(P *sp) {
     int n = loom__runq_takeall(sp, &head, &tail);
     loom__lock_acquire(&loom__sched.lock);
     if (n) loom__globrunqputbatch(head, tail, n);
-    P *lender = sp->lender;
-    P *child = sp->spare;
+    P *lender = sp->spare.lender;
+    P *child = sp->spare.standin;
     bool child_idle = false;
     if (child) {
-        child->lender = lender;
-        STORE(&sp->spare, NULL);
+        child->spare.lender = lender;
+        STORE(&sp->spare.standin, NULL);
         child_idle = retire_locked(child);
     }
-    if (lender) STORE(&lender->spare, child);
-    sp->lender = NULL;
-    STORE(&sp->retire, 0);
+    if (lender) STORE(&lender->spare.standin, child);
+    sp->spare.lender = NULL;
+    STORE(&sp->spare.retire, 0);
     STORE_RLX(&sp->m, NULL);
     STORE(&sp->status, P_OFF);
     XADD(&loom__sched.nactive, -1);
@@ -544,7 +544,7 @@ static P *spare_get(void) {
  * p has one already or none can be had. */
 bool loom__lend_spare(P *p) {
     loom__lock_acquire(&loom__sched.lock);
-    if (p->spare || LOAD(&loom__sched.exiting)) {
+    if (p->spare.standin || LOAD(&loom__sched.exiting)) {
         loom__lock_release(&loom__sched.lock);
         return false;
     }
@@ -553,11 +553,11 @@ bool loom__lend_spare(P *p) {
         loom__lock_release(&loom__sched.lock);
         return false;
     }
-    STORE(&p->spare, sp);
-    sp->lender = p;
-    sp->sysmoncpu = -1;                  /* fresh sysmon state for its new life */
-    sp->sysmontick = sp->schedtick - 1;
-    STORE(&sp->retire, 0);
+    STORE(&p->spare.standin, sp);
+    sp->spare.lender = p;
+    sp->sysmon.cpu = -1;                  /* fresh sysmon state for its new life */
+    sp->sysmon.tick = sp->schedtick - 1;
+    STORE(&sp->spare.retire, 0);
     XADD(&loom__sched.nactive, 1);
     XADD(&loom__sched.nhandoff, 1);
     XADD(&loom__sched.nlend, 1);
@@ -581,7 +581,7 @@ bool loom__lend_spare(P *p) {
     return true;
 }
 
-/* The owner of P p sees p->retire: gives the spare back and drops it (m->p = NULL). */
+/* The owner of P p sees p->spare.retire: gives the spare back and drops it (m->p = NULL). */
 static void retirep(M *m) {
     P *p = releasep(m);
     if (m->spinning) {
@@ -767,7 +767,7 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     g->waitreason = WAIT_NONE;
     g->selectdone = 0;
     g->prio = attr ? attr->priority : LOOM_PRIO_NORMAL;
-    if (g->prio != LOOM_PRIO_NORMAL && !LOAD_RLX(&loom__sched.prio_used)) STORE(&loom__sched.prio_used, 1);
+    if (g->prio != LOOM_PRIO_NORMAL && !LOAD_RLX(&loom__sched.prio.used)) STORE(&loom__sched.prio.used, 1);
     g->timer.pp = NULL;
     STORE_RLX(&g->timer.state, TIMER_IDLE);   /* g is ours alone until runqput publishes it */
     g->created_pc = pc;
@@ -813,7 +813,7 @@ static ALWAYS_INLINE G *runq_first(P *p) {
         if (unlikely(loom__det_on)) return loom__det_next(p);
         /* the slice is used up: runnext loses its claim to the rest of it */
         STORE(&p->preempt, 0);
-        if (LOAD_RLX(&p->kick)) STORE(&p->kick, 0);
+        if (LOAD_RLX(&p->prio.kick)) STORE(&p->prio.kick, 0);
         G *next = loom__runnext_take(p);
         if (next) loom__runqput(p, next, false);
     }
@@ -893,7 +893,7 @@ static bool crowded(void) {
     for (int i = 0; i < loom__nallp() && n < want; i++) {
         P *q = loom__sched.allp[i];
         n += LOAD_RLX(&q->runqtail) - LOAD_RLX(&q->runqhead) + (LOAD_RLX(&q->runnext) != NULL) +
-             LOAD_RLX(&q->pq_n[PQ_HIGH]) + LOAD_RLX(&q->pq_n[PQ_LOW]);
+             LOAD_RLX(&q->prio.n[LVL(LOOM_PRIO_HIGH)]) + LOAD_RLX(&q->prio.n[LVL(LOOM_PRIO_LOW)]);
     }
     for (M *x = LOAD_ACQ(&loom__sched.allm); x && n < want; x = x->alllink) n += loom__m_nheld(x);
     return n >= want;
@@ -901,44 +901,44 @@ static bool crowded(void) {
 
 /* Holds g on M m: at the tail, or at the head (it runs next). */
 static void held_put(M *m, G *g, bool front) {
-    if (!m->heldq_head) m->held_since = LOAD_RLX(&loom__sched.coarse_now);
+    if (!m->held.head) m->held.since = LOAD_RLX(&loom__sched.coarse_now);
     if (front) {
-        g->schedlink = m->heldq_head;
-        m->heldq_head = g;
-        if (!m->heldq_tail) m->heldq_tail = g;
+        g->schedlink = m->held.head;
+        m->held.head = g;
+        if (!m->held.tail) m->held.tail = g;
     } else {
         g->schedlink = NULL;
-        if (m->heldq_tail) m->heldq_tail->schedlink = g;
-        else m->heldq_head = g;
-        m->heldq_tail = g;
+        if (m->held.tail) m->held.tail->schedlink = g;
+        else m->held.head = g;
+        m->held.tail = g;
     }
-    STORE_RLX(&m->nheldlvl[g->prio + 1], m->nheldlvl[g->prio + 1] + 1);
+    STORE_RLX(&m->held.n[LVL(g->prio)], m->held.n[LVL(g->prio)] + 1);
 }
 
 static G *held_get(M *m) {
-    G *g = m->heldq_head;
+    G *g = m->held.head;
     if (!g) return NULL;
-    m->heldq_head = g->schedlink;
-    if (!m->heldq_head) m->heldq_tail = NULL;
+    m->held.head = g->schedlink;
+    if (!m->held.head) m->held.tail = NULL;
     g->schedlink = NULL;
-    m->held_since = LOAD_RLX(&loom__sched.coarse_now);
-    STORE_RLX(&m->nheldlvl[g->prio + 1], m->nheldlvl[g->prio + 1] - 1);
+    m->held.since = LOAD_RLX(&loom__sched.coarse_now);
+    STORE_RLX(&m->held.n[LVL(g->prio)], m->held.n[LVL(g->prio)] - 1);
     return g;
 }
 
 /* Does M m hold a goroutine of level prio or higher? */
 static bool held_has_prio(M *m, int prio) {
-    for (int l = prio + 1; l < 3; l++)
-        if (m->nheldlvl[l]) return true;
+    for (int l = LVL(prio); l < LOOM__NLEVELS; l++)
+        if (m->held.n[l]) return true;
     return false;
 }
 
 /* Has the turn of M m's oldest held goroutine come, on its P p? */
 static bool held_due(M *m, P *p) {
-    G *h = m->heldq_head;
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
-        if (LOAD_RLX(&loom__sched.coarse_now) - m->held_since >= loom__sched.prio_age_ns) {
-            m->held_aged = h;            /* it gets its turn whatever waits (no "again") */
+    G *h = m->held.head;
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
+        if (LOAD_RLX(&loom__sched.coarse_now) - m->held.since >= loom__sched.prio.age_ns) {
+            m->held.aged = h;            /* it gets its turn whatever waits (no "again") */
             return true;
         }
         if (h->prio < LOOM_PRIO_HIGH && loom__runq_has_prio(p, h->prio + 1)) return false;
@@ -962,7 +962,7 @@ static G *held_or_runq(M *m, P *p, bool *inherit) {
 
 /* The next goroutine for M m from its P p and its held ones, or NULL. */
 static ALWAYS_INLINE G *runq_next(M *m, P *p, bool *inherit) {
-    if (likely(!m->heldq_head)) return runq_fast(p, inherit);
+    if (likely(!m->held.head)) return runq_fast(p, inherit);
     return held_or_runq(m, p, inherit);
 }
 
@@ -1078,7 +1078,7 @@ static G *findrunnable(M *m) {
     for (;;) {
         P *p = m->p;
         if (LOAD(&loom__sched.exiting)) return NULL;
-        if (unlikely(LOAD_RLX(&p->retire))) {      /* a spare P to give back */
+        if (unlikely(LOAD_RLX(&p->spare.retire))) {      /* a spare P to give back */
             retirep(m);
             if (!stopm(m)) return NULL;
             continue;
@@ -1125,7 +1125,7 @@ static G *findrunnable(M *m) {
             continue;
         }
         releasep(m);
-        if (unlikely(LOAD(&p->retire))) {   /* a spare asked back since our look: give it back */
+        if (unlikely(LOAD(&p->spare.retire))) {   /* a spare asked back since our look: give it back */
             loom__lock_release(&loom__sched.lock);
             spare_off(p);
         } else {
@@ -1225,7 +1225,7 @@ static bool stoplockedm(M *m) {
     p = releasep(m);
     G *next = NULL;
     /* (not in deterministic mode: det.c picks what runs next, handoffp wakes it) */
-    if (p && !LOAD_RLX(&p->retire) && !loom__det_on && LOAD_RLX(&loom__sched.runqsize) != 0 && loom__runqempty(p)) {
+    if (p && !LOAD_RLX(&p->spare.retire) && !loom__det_on && LOAD_RLX(&loom__sched.runqsize) != 0 && loom__runqempty(p)) {
         loom__lock_acquire(&loom__sched.lock);
         next = loom__globrunq_pop_locked();
         loom__lock_release(&loom__sched.lock);
@@ -1275,7 +1275,7 @@ static void movelock_handoff(M *m, G *g) {
 static void schedule(M *m) {
     for (;;) {
         if (LOAD(&loom__sched.exiting)) return;
-        if (m->p && unlikely(LOAD_RLX(&m->p->retire))) {   /* a spare P to give back */
+        if (m->p && unlikely(LOAD_RLX(&m->p->spare.retire))) {   /* a spare P to give back */
             if (m->nextg) {                  /* with the goroutine picked to start here */
                 loom__runqput(m->p, m->nextg, true);
                 m->nextg = NULL;
@@ -1283,7 +1283,7 @@ static void schedule(M *m) {
             retirep(m);
         }
         if (!m->p && !m->lockedg) {         /* back from a blocking call without a P */
-            if (!(m->heldq_head ? held_wait(m) : stopm(m))) return;
+            if (!(m->held.head ? held_wait(m) : stopm(m))) return;
             continue;
         }
         G *g;
@@ -1309,7 +1309,7 @@ static void schedule(M *m) {
                 startlockedm(m, g);
                 continue;
             }
-            if (unlikely(g->movelock) && m->heldq_head) {
+            if (unlikely(g->movelock) && m->held.head) {
                 movelock_handoff(m, g);
                 continue;
             }
@@ -1322,14 +1322,14 @@ static void schedule(M *m) {
  * work, else through g0's schedule().  `after` runs once g is switched out. */
 static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), void *arg) {
     P *p = m->p;
-    if (!m->lockedg && !LOAD_RLX(&loom__sched.exiting) && !LOAD_RLX(&p->retire)) {
+    if (!m->lockedg && !LOAD_RLX(&loom__sched.exiting) && !LOAD_RLX(&p->spare.retire)) {
         bool inherit;
         G *next = runq_next(m, p, &inherit);
         if (next) {
             /* a goroutine's first run on a fresh stack faults in a page (~10 µs here):
              * not while `after` still holds the lock g parked under — go through g0;
              * a warm stack from the P's cache costs nothing: switch straight to it */
-            if (likely(next->lockedm == NULL) ? likely(!m->heldq_head) || !next->movelock : next->lockedm == m) {
+            if (likely(next->lockedm == NULL) ? likely(!m->held.head) || !next->movelock : next->lockedm == m) {
                 ran(p, inherit);
                 if (likely(next->stack_base != 0) || loom__stack_cached(p, next)) {
                     gogo(m, g, next, after, arg, false);
@@ -1511,9 +1511,9 @@ void loom_sleep(int64_t ns) {
  * aging moves starved goroutines up).  Clears the slice's preemption request.  Never on a
  * spare P being given back: only a switch gives it back, and its lender waits for it. */
 static bool outranks_all(M *m, G *g) {
-    if (!LOAD_RLX(&loom__sched.prio_used) || loom__runq_has_prio(m->p, g->prio)) return false;
-    if (LOAD_RLX(&m->p->retire)) return false;
-    if (m->heldq_head && held_has_prio(m, g->prio)) return false;
+    if (!LOAD_RLX(&loom__sched.prio.used) || loom__runq_has_prio(m->p, g->prio)) return false;
+    if (LOAD_RLX(&m->p->spare.retire)) return false;
+    if (m->held.head && held_has_prio(m, g->prio)) return false;
     if (LOAD_RLX(&m->p->preempt)) STORE(&m->p->preempt, 0);
     return true;
 }
@@ -1538,7 +1538,7 @@ static void yield_after(G *prev, void *arg) {
 static ALWAYS_INLINE void yield_m(M *m) {
     if (!loom__m_runs_g(m)) { sched_yield(); return; }
     G *g = m->curg;
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && !loom__det_on && outranks_all(m, g)) return;
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && !loom__det_on && outranks_all(m, g)) return;
     schedule_from(m, g, yield_after, NULL);
 }
 
@@ -1574,12 +1574,12 @@ again:;
     P *p = m->p;
     bool locked = g->lockedm != NULL;
     G *next = NULL;
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
         /* the deadline timer's signal: the due timers may ready an outranking goroutine */
         if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
         if (outranks_all(m, g)) return;
         if (!locked && (next = loom__runqget_above(p, g->prio))) ran(p, false);
-        if (!next && LOAD_RLX(&p->kick) && XCHG(&p->kick, 0) && !loom__runq_outranked(p)) {
+        if (!next && LOAD_RLX(&p->prio.kick) && XCHG(&p->prio.kick, 0) && !loom__runq_outranked(p)) {
             /* a priority kick whose goroutine another P took first (kick_lowest kicks
              * every P of the lowest level): no switch.  A slice's end that came too is
              * asked for again at sysmon's next look. */
@@ -1597,8 +1597,8 @@ again:;
     /* a spare P being given back (see "spare Ps"): schedule() on g0 gives it back, and
      * sysmon leaves its lender's goroutine alone until it has.  Rotating held goroutines
      * here, from one to the next, would keep it for good. */
-    bool retire = LOAD_RLX(&p->retire);
-    if (!next && !m->heldq_head && loom__sched.nprocs > 1 && !crowded()) {
+    bool retire = LOAD_RLX(&p->spare.retire);
+    if (!next && !m->held.head && loom__sched.nprocs > 1 && !crowded()) {
         /* few goroutines ready: Go's way (runtime.stoplockedm), so that no two share this
          * thread and an idle P can take any of them (at one P there is no other P: hold).
          * (schedule_from, under loom_yield, gives back a retiring spare.) */
@@ -1627,7 +1627,7 @@ again:;
         if (!next) return;               /* nothing else to run here: go on */
         ran(p, inherit);
     }
-    if ((next->lockedm && next->lockedm != m) || (next->movelock && m->heldq_head)) {
+    if ((next->lockedm && next->lockedm != m) || (next->movelock && m->held.head)) {
         loom__runqput(p, next, true);    /* schedule() on g0 hands it on */
         next = &m->g0;
     }
@@ -1641,11 +1641,11 @@ again:;
      * goroutine (so nobody was kicked) may outrank g: go round once more rather than spin
      * on until sysmon, itself waiting for a CPU, notices */
     m = loom__getm();
-    if (m->held_aged == g) {
-        m->held_aged = NULL;             /* resumed by aging: a turn whatever waits */
+    if (m->held.aged == g) {
+        m->held.aged = NULL;             /* resumed by aging: a turn whatever waits */
         return;
     }
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used)) && m->p && !g->nopreempt && loom__runq_outranked(m->p))
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && m->p && !g->nopreempt && loom__runq_outranked(m->p))
         goto again;
 }
 
@@ -1705,10 +1705,10 @@ int loom_set_priority(int prio) {
     if (prio < LOOM_PRIO_LOW || prio > LOOM_PRIO_HIGH) return -EINVAL;
     M *m = loom__getm();
     if (!loom__m_runs_g(m)) return -EPERM;
-    if (prio != LOOM_PRIO_NORMAL && !LOAD_RLX(&loom__sched.prio_used)) STORE(&loom__sched.prio_used, 1);
+    if (prio != LOOM_PRIO_NORMAL && !LOAD_RLX(&loom__sched.prio.used)) STORE(&loom__sched.prio.used, 1);
     int old = m->curg->prio;
     m->curg->prio = prio;
-    STORE_RLX(&m->p->runprio, prio);
+    STORE_RLX(&m->p->prio.running, prio);
     if (prio < old && loom__runq_outranked(m->p)) loom_yield();   /* lowered below waiting work */
     return old;
 }
@@ -1717,7 +1717,7 @@ int loom_set_priority(int prio) {
  * its next loom call, and by the preemption signal if it runs plain code.  If the signal
  * lands somewhere unsafe, sysmon repeats it (retake_running: loom__runq_outranked). */
 void loom__prio_kick(P *p) {
-    if (!LOAD_RLX(&p->kick)) STORE(&p->kick, 1);
+    if (!LOAD_RLX(&p->prio.kick)) STORE(&p->prio.kick, 1);
     if (!LOAD_RLX(&p->preempt)) STORE(&p->preempt, 1);
     M *m = LOAD(&p->m);
     if (m && m != loom__getm()) loom__preempt_kick(p);
@@ -1744,7 +1744,7 @@ void loom_lock_thread(void) {
     G *g = m->curg;
     if (g->lockedm == m) return;
     /* this thread holds preempted goroutines that must resume here: lock elsewhere */
-    while (m->heldq_head) {
+    while (m->held.head) {
         g->movelock = true;
         gogo(m, g, &m->g0, move_after, NULL, false);
         m = loom__getm();
@@ -1944,7 +1944,7 @@ static int schedinit(void) {
     const char *ss = getenv("LOOM_STEAL");
     steal_blind = ss && !strcmp(ss, "random");
     loom__sched.slice_us = (int)loom__env_long("LOOM_SLICE_US", 2000, 100, 1000000);
-    loom__sched.prio_age_ns = loom__env_long("LOOM_PRIO_AGE_MS", 20, 1, 60000) * 1000000;
+    loom__sched.prio.age_ns = loom__env_long("LOOM_PRIO_AGE_MS", 20, 1, 60000) * 1000000;
     loom__debug_init();
     loom__chaos_init();                    /* after LOOM_DEBUG: chaos turns the checks on */
     steal_blind |= loom__chaos_on;         /* chaos: Go's random victims, no tiers */

@@ -174,7 +174,6 @@ static bool runqputslow(P *p, G *g, uint32_t h, uint32_t t) {
     return true;
 }
 
-static inline int pq_level(G *g) { return g->prio > LOOM_PRIO_NORMAL ? PQ_HIGH : PQ_LOW; }
 
 /* A goroutine of level prio went to the global queue: kick the Ps running the lowest level
  * below it (readers race with switches: a hint).  All of them, not one: a P's thread may be
@@ -184,12 +183,12 @@ static void kick_lowest(int prio) {
     int low = prio;
     for (int i = 0; i < loom__nallp(); i++) {
         P *v = loom__sched.allp[i];
-        int rp = LOAD_RLX(&v->runprio);
-        if (LOAD_RLX(&v->status) == P_RUNNING && rp != PRIO_IDLE && rp < low) low = rp;   /* (idle: choosing anyway) */
+        int rp = LOAD_RLX(&v->prio.running);
+        if (LOAD_RLX(&v->status) == P_RUNNING && rp != LOOM__PRIO_NONE && rp < low) low = rp;   /* (idle: choosing anyway) */
     }
     for (int i = 0; i < loom__nallp() && low < prio; i++) {
         P *v = loom__sched.allp[i];
-        if (LOAD_RLX(&v->status) == P_RUNNING && LOAD_RLX(&v->runprio) == low) loom__prio_kick(v);
+        if (LOAD_RLX(&v->status) == P_RUNNING && LOAD_RLX(&v->prio.running) == low) loom__prio_kick(v);
     }
 }
 
@@ -218,48 +217,48 @@ static G *fifo_get(G **head, G **tail) {
 }
 
 static void pq_push(P *p, G *g, int l, bool front) {
-    loom__spin_lock(&p->pq_lock);
-    fifo_put(&p->pq_head[l], &p->pq_tail[l], g, front);
-    STORE(&p->pq_n[l], p->pq_n[l] + 1);
-    loom__spin_unlock(&p->pq_lock);
+    loom__spin_lock(&p->prio.lock);
+    fifo_put(&p->prio.head[l], &p->prio.tail[l], g, front);
+    STORE(&p->prio.n[l], p->prio.n[l] + 1);
+    loom__spin_unlock(&p->prio.lock);
 }
 
 /* Takes up to max goroutines from the head of p's FIFO l; returns the first, the others
  * linked behind it.  *n gets the count. */
 static G *pq_take(P *p, int l, uint32_t max, uint32_t *n) {
     *n = 0;
-    if (!LOAD(&p->pq_n[l])) return NULL;
-    loom__spin_lock(&p->pq_lock);
-    G *head = p->pq_head[l], *last = NULL;
+    if (!LOAD(&p->prio.n[l])) return NULL;
+    loom__spin_lock(&p->prio.lock);
+    G *head = p->prio.head[l], *last = NULL;
     uint32_t k = 0;
     for (G *g = head; g && k < max; g = g->schedlink) { last = g; k++; }
     if (k) {
-        p->pq_head[l] = last->schedlink;
-        if (!p->pq_head[l]) p->pq_tail[l] = NULL;
+        p->prio.head[l] = last->schedlink;
+        if (!p->prio.head[l]) p->prio.tail[l] = NULL;
         last->schedlink = NULL;
-        STORE(&p->pq_n[l], p->pq_n[l] - k);
+        STORE(&p->prio.n[l], p->prio.n[l] - k);
     }
-    loom__spin_unlock(&p->pq_lock);
+    loom__spin_unlock(&p->prio.lock);
     *n = k;
     return k ? head : NULL;
 }
 
 static void gq_push(G *g, int l, bool front) {      /* sched.lock held */
-    fifo_put(&loom__sched.gq_head[l], &loom__sched.gq_tail[l], g, front);
-    STORE(&loom__sched.gq_n[l], loom__sched.gq_n[l] + 1);
+    fifo_put(&loom__sched.prio.gq_head[l], &loom__sched.prio.gq_tail[l], g, front);
+    STORE(&loom__sched.prio.gq_n[l], loom__sched.prio.gq_n[l] + 1);
     STORE(&loom__sched.runqsize, loom__sched.runqsize + 1);
 }
 
 static G *gq_pop(int l) {                            /* sched.lock held */
-    G *g = fifo_get(&loom__sched.gq_head[l], &loom__sched.gq_tail[l]);
+    G *g = fifo_get(&loom__sched.prio.gq_head[l], &loom__sched.prio.gq_tail[l]);
     if (!g) return NULL;
-    STORE(&loom__sched.gq_n[l], loom__sched.gq_n[l] - 1);
+    STORE(&loom__sched.prio.gq_n[l], loom__sched.prio.gq_n[l] - 1);
     STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
     return g;
 }
 
 static G *gq_pop_lock(int l) {
-    if (!LOAD(&loom__sched.gq_n[l])) return NULL;
+    if (!LOAD(&loom__sched.prio.gq_n[l])) return NULL;
     loom__lock_acquire(&loom__sched.lock);
     G *g = gq_pop(l);
     loom__lock_release(&loom__sched.lock);
@@ -269,9 +268,9 @@ static G *gq_pop_lock(int l) {
 /* Is a goroutine of level prio or higher ready, locally or globally?  (A yield with only
  * lower ones ready keeps running: strict priority; aging moves starved ones up.) */
 bool loom__runq_has_prio(P *p, int prio) {
-    if (LOAD_RLX(&p->pq_n[PQ_HIGH]) || LOAD_RLX(&loom__sched.gq_n[PQ_HIGH])) return true;
+    if (LOAD_RLX(&p->prio.n[LVL(LOOM_PRIO_HIGH)]) || LOAD_RLX(&loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)])) return true;
     if (prio >= LOOM_PRIO_HIGH) return false;
-    if (LOAD_RLX(&loom__sched.runqsize) > (int32_t)(LOAD_RLX(&loom__sched.gq_n[PQ_HIGH]) + LOAD_RLX(&loom__sched.gq_n[PQ_LOW])))
+    if (LOAD_RLX(&loom__sched.runqsize) > (int32_t)(LOAD_RLX(&loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)]) + LOAD_RLX(&loom__sched.prio.gq_n[LVL(LOOM_PRIO_LOW)])))
         return true;
     if (LOAD_RLX(&p->runqtail) != LOAD_RLX(&p->runqhead) || LOAD_RLX(&p->runnext)) return true;
     if (prio >= LOOM_PRIO_NORMAL) return false;
@@ -279,9 +278,9 @@ bool loom__runq_has_prio(P *p, int prio) {
 }
 
 bool loom__runq_outranked(P *p) {
-    if (!LOAD_RLX(&loom__sched.prio_used)) return false;
-    int rp = LOAD_RLX(&p->runprio);
-    return rp != PRIO_IDLE && rp < LOOM_PRIO_HIGH && loom__runq_has_prio(p, rp + 1);
+    if (!LOAD_RLX(&loom__sched.prio.used)) return false;
+    int rp = LOAD_RLX(&p->prio.running);
+    return rp != LOOM__PRIO_NONE && rp < LOOM_PRIO_HIGH && loom__runq_has_prio(p, rp + 1);
 }
 
 /* Invariant check (LOOM_DEBUG=check=1): g, about to be queued on p, is not queued there
@@ -290,10 +289,10 @@ static __attribute__((noinline)) void check_not_queued(P *p, G *g) {
     bool dup = LOAD(&p->runnext) == g;
     uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_ACQ(&p->runqtail);
     for (uint32_t i = h; i != t && !dup && t - h <= LOOM_RUNQ_SIZE; i++) dup = SLOT_LOAD(p, i) == g;
-    loom__spin_lock(&p->pq_lock);
-    for (int l = 0; l < 2 && !dup; l++)
-        for (G *x = p->pq_head[l]; x && !dup; x = x->schedlink) dup = x == g;
-    loom__spin_unlock(&p->pq_lock);
+    loom__spin_lock(&p->prio.lock);
+    for (int l = 0; l < LOOM__NLEVELS && !dup; l++)
+        for (G *x = p->prio.head[l]; x && !dup; x = x->schedlink) dup = x == g;
+    loom__spin_unlock(&p->prio.lock);
     if (dup) loom__fatal("goroutine %llu queued twice on P%d", (unsigned long long)g->id, p->id);
 }
 
@@ -301,9 +300,9 @@ void loom__runqput(P *p, G *g, bool next) {
     if (unlikely(loom__sched.check)) check_not_queued(p, g);
     int prio = g->prio;
     if (unlikely(prio != LOOM_PRIO_NORMAL)) {
-        pq_push(p, g, pq_level(g), false);  /* published: a thief may run g from here on */
-        int rp = LOAD_RLX(&p->runprio);     /* PRIO_IDLE: p is choosing, by level anyway */
-        if (prio > rp && rp != PRIO_IDLE && LOAD_RLX(&p->status) == P_RUNNING) loom__prio_kick(p);
+        pq_push(p, g, LVL(g->prio), false);  /* published: a thief may run g from here on */
+        int rp = LOAD_RLX(&p->prio.running);     /* LOOM__PRIO_NONE: p is choosing, by level anyway */
+        if (prio > rp && rp != LOOM__PRIO_NONE && LOAD_RLX(&p->status) == P_RUNNING) loom__prio_kick(p);
         return;
     }
     if (next) {
@@ -336,13 +335,13 @@ void loom__runqput(P *p, G *g, bool next) {
 G *loom__runqget_prio(P *p, bool *inherit) {
     uint32_t n;
     *inherit = false;
-    G *g = pq_take(p, PQ_HIGH, 1, &n);
-    if (!g) g = gq_pop_lock(PQ_HIGH);
+    G *g = pq_take(p, LVL(LOOM_PRIO_HIGH), 1, &n);
+    if (!g) g = gq_pop_lock(LVL(LOOM_PRIO_HIGH));
     if (!g) g = loom__runqget_normal(p, inherit);
-    if (!g && LOAD(&loom__sched.runqsize) == (int32_t)LOAD(&loom__sched.gq_n[PQ_LOW])) {
+    if (!g && LOAD(&loom__sched.runqsize) == (int32_t)LOAD(&loom__sched.prio.gq_n[LVL(LOOM_PRIO_LOW)])) {
         /* no NORMAL goroutine waits globally (else the caller takes it first) */
-        g = pq_take(p, PQ_LOW, 1, &n);
-        if (!g) g = gq_pop_lock(PQ_LOW);
+        g = pq_take(p, LVL(LOOM_PRIO_LOW), 1, &n);
+        if (!g) g = gq_pop_lock(LVL(LOOM_PRIO_LOW));
     }
     return g;
 }
@@ -368,16 +367,16 @@ static G *fifo_high(G **head, G **tail, bool take) {
  * not, the result only says whether there is one: it may run and exit at once). */
 static G *find_high(P *p, bool take) {
     G *g = NULL;
-    if (LOAD(&p->pq_n[PQ_HIGH])) {
-        loom__spin_lock(&p->pq_lock);
-        if ((g = fifo_high(&p->pq_head[PQ_HIGH], &p->pq_tail[PQ_HIGH], take)) && take)
-            STORE(&p->pq_n[PQ_HIGH], p->pq_n[PQ_HIGH] - 1);
-        loom__spin_unlock(&p->pq_lock);
+    if (LOAD(&p->prio.n[LVL(LOOM_PRIO_HIGH)])) {
+        loom__spin_lock(&p->prio.lock);
+        if ((g = fifo_high(&p->prio.head[LVL(LOOM_PRIO_HIGH)], &p->prio.tail[LVL(LOOM_PRIO_HIGH)], take)) && take)
+            STORE(&p->prio.n[LVL(LOOM_PRIO_HIGH)], p->prio.n[LVL(LOOM_PRIO_HIGH)] - 1);
+        loom__spin_unlock(&p->prio.lock);
     }
-    if (!g && LOAD(&loom__sched.gq_n[PQ_HIGH])) {     /* readied by sysmon or a thread without a P */
+    if (!g && LOAD(&loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)])) {     /* readied by sysmon or a thread without a P */
         loom__lock_acquire(&loom__sched.lock);
-        if ((g = fifo_high(&loom__sched.gq_head[PQ_HIGH], &loom__sched.gq_tail[PQ_HIGH], take)) && take) {
-            STORE(&loom__sched.gq_n[PQ_HIGH], loom__sched.gq_n[PQ_HIGH] - 1);
+        if ((g = fifo_high(&loom__sched.prio.gq_head[LVL(LOOM_PRIO_HIGH)], &loom__sched.prio.gq_tail[LVL(LOOM_PRIO_HIGH)], take)) && take) {
+            STORE(&loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)], loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)] - 1);
             STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
         }
         loom__lock_release(&loom__sched.lock);
@@ -388,9 +387,9 @@ static G *find_high(P *p, bool take) {
 /* Does a goroutine of HIGH level (not an aged one) wait on p or globally while p runs a
  * lower level?  (sysmon: kick at once, loom__async_preempt runs it on p's thread.) */
 bool loom__runq_high_waits(P *p) {
-    if (!LOAD_RLX(&loom__sched.prio_used)) return false;
-    int rp = LOAD_RLX(&p->runprio);
-    return rp != PRIO_IDLE && rp < LOOM_PRIO_HIGH && find_high(p, false) != NULL;
+    if (!LOAD_RLX(&loom__sched.prio.used)) return false;
+    int rp = LOAD_RLX(&p->prio.running);
+    return rp != LOOM__PRIO_NONE && rp < LOOM_PRIO_HIGH && find_high(p, false) != NULL;
 }
 
 /* A HIGH goroutine from p's own queue or the global one, when prio is lower, or NULL: the
@@ -409,7 +408,7 @@ bool loom__runqempty(P *p) {
         uint32_t t = LOAD(&p->runqtail);
         G *next = LOAD(&p->runnext);
         if (LOAD(&p->runqtail) == t)
-            return h == t && next == NULL && (LOAD(&p->pq_n[PQ_HIGH]) | LOAD(&p->pq_n[PQ_LOW])) == 0;
+            return h == t && next == NULL && (LOAD(&p->prio.n[LVL(LOOM_PRIO_HIGH)]) | LOAD(&p->prio.n[LVL(LOOM_PRIO_LOW)])) == 0;
     }
 }
 
@@ -450,7 +449,7 @@ static uint32_t runqgrab(P *victim, P *dst, uint32_t batchhead, bool stealrunnex
 
 /* Steals half of victim's FIFO l into p's own; returns one to run. */
 static G *pq_steal(P *p, P *victim, int l) {
-    uint32_t avail = LOAD(&victim->pq_n[l]), n;
+    uint32_t avail = LOAD(&victim->prio.n[l]), n;
     if (!avail) return NULL;
     G *g = pq_take(victim, l, avail - avail / 2, &n);
     if (!g) return NULL;
@@ -463,13 +462,13 @@ static G *pq_steal(P *p, P *victim, int l) {
 }
 
 G *loom__runqsteal(P *p, P *victim, bool stealrunnext) {
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
-        G *g = pq_steal(p, victim, PQ_HIGH);
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
+        G *g = pq_steal(p, victim, LVL(LOOM_PRIO_HIGH));
         if (g) return g;
     }
     uint32_t t = LOAD_RLX(&p->runqtail);
     uint32_t n = runqgrab(victim, p, t, stealrunnext);
-    if (n == 0) return unlikely(LOAD_RLX(&loom__sched.prio_used)) ? pq_steal(p, victim, PQ_LOW) : NULL;
+    if (n == 0) return unlikely(LOAD_RLX(&loom__sched.prio.used)) ? pq_steal(p, victim, LVL(LOOM_PRIO_LOW)) : NULL;
     n--;
     G *g = SLOT_LOAD(p, t + n);
     if (n == 0) return g;
@@ -481,17 +480,17 @@ G *loom__runqsteal(P *p, P *victim, bool stealrunnext) {
 
 void loom__globrunqput(G *g) {
     if (unlikely(g->prio != LOOM_PRIO_NORMAL)) {
-        gq_push(g, pq_level(g), false);
+        gq_push(g, LVL(g->prio), false);
         kick_lowest(g->prio);
         return;
     }
     ring_putv(&loom__sched.runq[gq_ring(g)], &g, 1);
     gq_count(1);
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) kick_lowest(LOOM_PRIO_NORMAL);   /* Ps running LOW */
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) kick_lowest(LOOM_PRIO_NORMAL);   /* Ps running LOW */
 }
 
 void loom__globrunqputbatch(G *head, G *tail, int n) {
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
         for (G *g = head, *nx; g; g = nx) {         /* mixed levels: one by one */
             nx = g == tail ? NULL : g->schedlink;
             loom__globrunqput(g);
@@ -511,14 +510,14 @@ void loom__globrunqputbatch(G *head, G *tail, int n) {
 
 G *loom__globrunqget(P *p, int max) {
     int size = (int)globq_len();   /* NORMAL */
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
-        G *g = gq_pop(PQ_HIGH);
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
+        G *g = gq_pop(LVL(LOOM_PRIO_HIGH));
         if (g) return g;
         /* never a lower level than p has locally (the fairness look every 61st tick
          * must not run a global LOW goroutine before a local HIGH one) */
-        if (LOAD_RLX(&p->pq_n[PQ_HIGH])) return NULL;
+        if (LOAD_RLX(&p->prio.n[LVL(LOOM_PRIO_HIGH)])) return NULL;
         bool local_normal = LOAD_RLX(&p->runqtail) != LOAD_RLX(&p->runqhead) || LOAD_RLX(&p->runnext);
-        if (size == 0) return local_normal ? NULL : gq_pop(PQ_LOW);
+        if (size == 0) return local_normal ? NULL : gq_pop(LVL(LOOM_PRIO_LOW));
     }
     if (size == 0) return NULL;
     int n = size / loom__sched.nprocs + 1;
@@ -545,9 +544,9 @@ G *loom__globrunqget(P *p, int max) {
 G *loom__globrunq_pop_locked(void) {
     int l = -1;
     G *g;
-    if (loom__sched.gq_n[PQ_HIGH]) g = loom__sched.gq_head[l = PQ_HIGH];
+    if (loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)]) g = loom__sched.prio.gq_head[l = LVL(LOOM_PRIO_HIGH)];
     else if (globq_len()) g = globq_peek();
-    else g = loom__sched.gq_head[l = PQ_LOW];
+    else g = loom__sched.prio.gq_head[l = LVL(LOOM_PRIO_LOW)];
     if (!g || !g->lockedm) return NULL;
     if (l >= 0) return gq_pop(l);
     globpop();
@@ -564,12 +563,12 @@ void loom__runq_drain(P *p) {
         if (h == t || CAS_REL(&p->runqhead, h, t)) break;
     }
     (void)XCHG(&p->runnext, NULL);
-    loom__spin_lock(&p->pq_lock);             /* sysmon's aging may look meanwhile */
-    for (int l = 0; l < 2; l++) {
-        p->pq_head[l] = p->pq_tail[l] = NULL;
-        STORE(&p->pq_n[l], 0);
+    loom__spin_lock(&p->prio.lock);             /* sysmon's aging may look meanwhile */
+    for (int l = 0; l < LOOM__NLEVELS; l++) {
+        p->prio.head[l] = p->prio.tail[l] = NULL;
+        STORE(&p->prio.n[l], 0);
     }
-    loom__spin_unlock(&p->pq_lock);
+    loom__spin_unlock(&p->prio.lock);
 }
 
 /* Every goroutine queued on p (all levels), as a schedlink list.  Taken as a thief takes
@@ -600,7 +599,7 @@ int loom__runq_takeall(P *p, G **headp, G **tailp) {
     for (int pass = 0; pass < 3; pass++) {
         for (;;) {
             if (pass == 1) g = take_normal(p);
-            else g = pq_take(p, pass == 0 ? PQ_HIGH : PQ_LOW, 1, &k);
+            else g = pq_take(p, pass == 0 ? LVL(LOOM_PRIO_HIGH) : LVL(LOOM_PRIO_LOW), 1, &k);
             if (!g) break;
             g->schedlink = NULL;
             if (tail) tail->schedlink = g;
@@ -623,48 +622,48 @@ static bool aged(G **seen, int64_t *since, G *g, int64_t now) {
         *since = now;
         return false;
     }
-    return g && now - *since >= loom__sched.prio_age_ns;
+    return g && now - *since >= loom__sched.prio.age_ns;
 }
 
 void loom__runq_age(P *p, int64_t now) {
-    if (!LOAD_RLX(&loom__sched.prio_used)) return;
+    if (!LOAD_RLX(&loom__sched.prio.used)) return;
     /* 0: runnext; 1: the ring's head; 2: the LOW FIFO's head */
     G *next = LOAD(&p->runnext);
-    if (aged(&p->age_g[0], &p->age_since[0], next, now) && runnext_steal(p, next) == next) {
-        pq_push(p, next, PQ_HIGH, true);
-        p->age_g[0] = NULL;
+    if (aged(&p->prio.age_g[0], &p->prio.age_since[0], next, now) && runnext_steal(p, next) == next) {
+        pq_push(p, next, LVL(LOOM_PRIO_HIGH), true);
+        p->prio.age_g[0] = NULL;
     }
     uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_ACQ(&p->runqtail);
     G *head = t != h ? SLOT_LOAD(p, h) : NULL;
-    if (aged(&p->age_g[1], &p->age_since[1], head, now) && CAS_REL(&p->runqhead, h, h + 1)) {
-        pq_push(p, head, PQ_HIGH, true);                 /* sysmon consumed it, as a thief would */
-        p->age_g[1] = NULL;
+    if (aged(&p->prio.age_g[1], &p->prio.age_since[1], head, now) && CAS_REL(&p->runqhead, h, h + 1)) {
+        pq_push(p, head, LVL(LOOM_PRIO_HIGH), true);                 /* sysmon consumed it, as a thief would */
+        p->prio.age_g[1] = NULL;
     }
-    loom__spin_lock(&p->pq_lock);
-    G *low = p->pq_head[PQ_LOW];
-    if (aged(&p->age_g[2], &p->age_since[2], low, now)) {
-        fifo_get(&p->pq_head[PQ_LOW], &p->pq_tail[PQ_LOW]);
-        STORE(&p->pq_n[PQ_LOW], p->pq_n[PQ_LOW] - 1);
-        fifo_put(&p->pq_head[PQ_HIGH], &p->pq_tail[PQ_HIGH], low, true);
-        STORE(&p->pq_n[PQ_HIGH], p->pq_n[PQ_HIGH] + 1);
-        p->age_g[2] = NULL;
+    loom__spin_lock(&p->prio.lock);
+    G *low = p->prio.head[LVL(LOOM_PRIO_LOW)];
+    if (aged(&p->prio.age_g[2], &p->prio.age_since[2], low, now)) {
+        fifo_get(&p->prio.head[LVL(LOOM_PRIO_LOW)], &p->prio.tail[LVL(LOOM_PRIO_LOW)]);
+        STORE(&p->prio.n[LVL(LOOM_PRIO_LOW)], p->prio.n[LVL(LOOM_PRIO_LOW)] - 1);
+        fifo_put(&p->prio.head[LVL(LOOM_PRIO_HIGH)], &p->prio.tail[LVL(LOOM_PRIO_HIGH)], low, true);
+        STORE(&p->prio.n[LVL(LOOM_PRIO_HIGH)], p->prio.n[LVL(LOOM_PRIO_HIGH)] + 1);
+        p->prio.age_g[2] = NULL;
     }
-    loom__spin_unlock(&p->pq_lock);
+    loom__spin_unlock(&p->prio.lock);
 }
 
 void loom__globrunq_age(int64_t now) {
-    G **seen = loom__sched.gage_g;
-    int64_t *since = loom__sched.gage_since;
-    if (!LOAD_RLX(&loom__sched.prio_used)) return;
+    G **seen = loom__sched.prio.gage_g;
+    int64_t *since = loom__sched.prio.gage_since;
+    if (!LOAD_RLX(&loom__sched.prio.used)) return;
     loom__lock_acquire(&loom__sched.lock);
     if (aged(&seen[0], &since[0], globq_peek(), now)) {
         G *g = globpop();
-        gq_push(g, PQ_HIGH, true);        /* queued as HIGH; its own level is unchanged */
+        gq_push(g, LVL(LOOM_PRIO_HIGH), true);        /* queued as HIGH; its own level is unchanged */
         seen[0] = NULL;
     }
-    if (aged(&seen[1], &since[1], loom__sched.gq_head[PQ_LOW], now)) {
-        G *g = gq_pop(PQ_LOW);
-        gq_push(g, PQ_HIGH, true);
+    if (aged(&seen[1], &since[1], loom__sched.prio.gq_head[LVL(LOOM_PRIO_LOW)], now)) {
+        G *g = gq_pop(LVL(LOOM_PRIO_LOW));
+        gq_push(g, LVL(LOOM_PRIO_HIGH), true);
         seen[1] = NULL;
     }
     loom__lock_release(&loom__sched.lock);

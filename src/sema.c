@@ -74,7 +74,7 @@ void loom__semrelease(struct loom__sema *s, bool handoff) {
         loom__lock_release(lk);
         return;
     }
-    if (unlikely(LOAD_RLX(&loom__sched.prio_used))) {
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
         /* priority order: the first waiter of the highest level (FIFO within a level) */
         for (waiter *prev = w, *x = w->next; x; prev = x, x = x->next)
             if (x->g->prio > w->g->prio) { w = x; wprev = prev; }

@@ -139,7 +139,7 @@ void loom__schedtrace(int64_t now) {
         M *pm = LOAD(&p->m);
         fprintf(stderr, "  P%d: status=%s schedtick=%u syscalltick=%u m=%d runqsize=%u high=%u low=%u timers=%d%s\n", p->id,
                 pstatus_names[ps < 4 ? ps : 0], LOAD_RLX(&p->schedtick), LOAD_RLX(&p->syscalltick),
-                pm ? pm->id : -1, runqlen(p), LOAD_RLX(&p->pq_n[PQ_HIGH]), LOAD_RLX(&p->pq_n[PQ_LOW]),
+                pm ? pm->id : -1, runqlen(p), LOAD_RLX(&p->prio.n[LVL(LOOM_PRIO_HIGH)]), LOAD_RLX(&p->prio.n[LVL(LOOM_PRIO_LOW)]),
                 loom__timers_count(p), i >= loom__sched.nprocs ? " (spare)" : "");
     }
     loom__lock_acquire(&loom__sched.lock);

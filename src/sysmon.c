@@ -73,13 +73,13 @@ static bool thread_asleep(P *p) {
  * up to 10 ms (as Go). */
 static void retake_syscall(P *p, int64_t now, int *handoffs) {
     uint32_t t = LOAD_RLX(&p->syscalltick);
-    if (t != p->sysmonsyscalltick) {
-        p->sysmonsyscalltick = t;
-        p->sysmonsyscallwhen = now;
+    if (t != p->sysmon.syscalltick) {
+        p->sysmon.syscalltick = t;
+        p->sysmon.syscallwhen = now;
         return;
     }
     if (loom__runqempty(p) && LOAD(&loom__sched.nmspinning) + LOAD(&loom__sched.npidle) > 0 &&
-        now - p->sysmonsyscallwhen < 10000000)
+        now - p->sysmon.syscallwhen < 10000000)
         return;
     if (loom__retake_syscall(p)) (*handoffs)++;
 }
@@ -89,13 +89,13 @@ static void retake_syscall(P *p, int64_t now, int *handoffs) {
  * moment it may have to act instead of polling. */
 static void deadline(P *p, int64_t now, int64_t *next) {
     int64_t slice = (int64_t)loom__sched.slice_us * 1000;      /* (the longest, under chaos) */
-    int64_t d = p->sysmonwhen + slice;
+    int64_t d = p->sysmon.when + slice;
     int64_t t0 = LOAD_RLX(&p->timer0_when);
-    if (t0 != 0 && LOAD_RLX(&loom__sched.prio_used)) {
+    if (t0 != 0 && LOAD_RLX(&loom__sched.prio.used)) {
         if (t0 < d) d = t0;            /* sysmon fires it (retake_running) */
     } else if (t0 != 0) {
         int64_t td = t0 + 200000;
-        if (td < p->sysmonwhen + slice / 4) td = p->sysmonwhen + slice / 4;
+        if (td < p->sysmon.when + slice / 4) td = p->sysmon.when + slice / 4;
         if (td < d) d = td;
     }
     if (d < now) d = now;
@@ -107,28 +107,28 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     int64_t slice = loom__chaos_slice((int64_t)loom__sched.slice_us * 1000);   /* chaos: drawn */
     /* did its thread use the CPU since the last look?  (A blocked thread did not.) */
     int64_t cpu = thread_cpu(p);
-    bool known = cpu >= 0 && p->sysmoncpu >= 0;      /* two samples to compare */
-    bool ran = !known || cpu != p->sysmoncpu;
-    if (p->sysmoncpu < 0) p->sysmoncpu0 = cpu;       /* the first sample of this slice */
-    p->sysmoncpu = cpu;
+    bool known = cpu >= 0 && p->sysmon.cpu >= 0;      /* two samples to compare */
+    bool ran = !known || cpu != p->sysmon.cpu;
+    if (p->sysmon.cpu < 0) p->sysmon.cpu0 = cpu;       /* the first sample of this slice */
+    p->sysmon.cpu = cpu;
     /* it used the CPU during this slice (on a loaded machine a running thread may well
      * not have between two looks 20 us apart: it waits for a CPU, in state R) */
-    bool ran_slice = cpu >= 0 && p->sysmoncpu0 >= 0 && cpu != p->sysmoncpu0;
-    P *sp = LOAD(&p->spare);
+    bool ran_slice = cpu >= 0 && p->sysmon.cpu0 >= 0 && cpu != p->sysmon.cpu0;
+    P *sp = LOAD(&p->spare.standin);
     if (sp) {
-        if (known && ran && !LOAD(&sp->retire)) loom__retire_spare(sp);   /* it runs again */
+        if (known && ran && !LOAD(&sp->spare.retire)) loom__retire_spare(sp);   /* it runs again */
         /* while the thread sleeps its spare stands in; once it runs again its goroutine
          * gets slices as usual, whenever the spare's thread gets round to giving it back
          * (lend_spare lends no second one meanwhile) */
-        if (!LOAD(&sp->retire)) return;
+        if (!LOAD(&sp->spare.retire)) return;
     }
-    bool asleep = !ran && now - p->sysmonwhen >= BLOCKED_NS && thread_asleep(p);
-    p->sysmonasleep = asleep ? p->sysmonasleep + 1 : 0;
-    if (asleep && p->sysmonasleep >= 2) {
+    bool asleep = !ran && now - p->sysmon.when >= BLOCKED_NS && thread_asleep(p);
+    p->sysmon.asleep = asleep ? p->sysmon.asleep + 1 : 0;
+    if (asleep && p->sysmon.asleep >= 2) {
         /* asleep in the kernel without having said so (a plain read(), usleep...), at two
          * looks in a row (one can catch a thread in a brief wait, e.g. a page fault that
          * waits for reclaim): lend a spare P meanwhile (proc.c, "spare Ps") */
-        p->sysmonasleep = 0;
+        p->sysmon.asleep = 0;
         if (loom__lend_spare(p)) (*handoffs)++;
         return;
     }
@@ -151,7 +151,7 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     /* a ready goroutine of a higher level waits behind this one (runq.c): now */
     bool outranked = loom__runq_outranked(p);
     if (outranked) *next = now;
-    if (now - p->sysmonwhen >= slice || (timer_late && now - p->sysmonwhen >= slice / 4) || outranked) {
+    if (now - p->sysmon.when >= slice || (timer_late && now - p->sysmon.when >= slice / 4) || outranked) {
         /* a slice without a schedule(): ask for a yield at the next loom call, and
          * signal the thread in case it runs plain C code (preempt.c) - only while it
          * uses the CPU, so as not to cut short a sleep in the kernel */
@@ -166,11 +166,11 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
          * is at loom calls anyway and yields at the next one */
         M *m = LOAD(&p->m);
         uint64_t sw = m ? LOAD_RLX(&m->nswitch) : 0;
-        bool same_g = sw == p->sysmonswitch;
-        p->sysmonswitch = sw;
+        bool same_g = sw == p->sysmon.nswitch;
+        p->sysmon.nswitch = sw;
         if (ran_slice && same_g && loom__preempt_enabled()) {
             (*signalling)++;
-            if (now - p->sysmonsignal >= 50000 && thread_state(p) == 'R') loom__preempt_signal(p, now);
+            if (now - p->sysmon.signal >= 50000 && thread_state(p) == 'R') loom__preempt_signal(p, now);
         }
     }
 }
@@ -194,10 +194,10 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
     for (int i = 0; i < loom__nallp(); i++) {
         P *p = loom__sched.allp[i];
         uint32_t st = LOAD(&p->status);
-        P *sp = LOAD(&p->spare);
+        P *sp = LOAD(&p->spare.standin);
         if (st == P_SYSCALL) retake_syscall(p, now, handoffs);
         if (st != P_RUNNING) {
-            if (sp && !LOAD(&sp->retire)) loom__retire_spare(sp);
+            if (sp && !LOAD(&sp->spare.retire)) loom__retire_spare(sp);
             if (st == P_IDLE && !loom__det_on) idle_timers(p, now, &wake, next);   /* (det: virtual time) */
             continue;
         }
@@ -208,15 +208,15 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
         int64_t t0 = LOAD_RLX(&p->timer0_when);
         if (!loom__det_on) {
             loom__runq_age(p, now);
-            if (t0 != 0 && t0 <= now && LOAD_RLX(&loom__sched.prio_used)) loom__timers_run(p, now);
+            if (t0 != 0 && t0 <= now && LOAD_RLX(&loom__sched.prio.used)) loom__timers_run(p, now);
         }
         uint32_t t = LOAD_RLX(&p->schedtick);
-        if (t != p->sysmontick) {
-            p->sysmontick = t;
-            p->sysmonwhen = now;
-            p->sysmoncpu = -1;
-            p->sysmonasleep = 0;
-            if (sp && !LOAD(&sp->retire)) loom__retire_spare(sp);
+        if (t != p->sysmon.tick) {
+            p->sysmon.tick = t;
+            p->sysmon.when = now;
+            p->sysmon.cpu = -1;
+            p->sysmon.asleep = 0;
+            if (sp && !LOAD(&sp->spare.retire)) loom__retire_spare(sp);
             deadline(p, now, next);
             /* a HIGH goroutine waits while this P runs a new, lower one (one aged into the
              * HIGH FIFO, which runs first): kick now, not a slice later */
