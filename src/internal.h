@@ -213,6 +213,12 @@ extern const char *const loom__wait_names[WAIT_COUNT];
 
 typedef struct loom__sudog loom__sudog;
 
+/* A FIFO of goroutines linked through schedlink (the priority levels' queues, an M's held
+ * goroutines); the caller owns or locks it.  g goes at the tail, or at the head (it runs
+ * next); get takes the head off. */
+static inline void loom__glist_put(G **head, G **tail, G *g, bool front);
+static inline G *loom__glist_get(G **head, G **tail);
+
 /* Field order is cache-line order (G records are 64-byte aligned, 256 bytes in plain
  * builds): line 0 holds what queueing, stealing and switching touch, line 1 the rest of
  * what newproc and the first run write, so a goroutine that waited long in a queue costs
@@ -224,7 +230,7 @@ struct loom__g {
     G        *schedlink;       /* run-queue / free-list link; owner: the queue holding it */
     uint64_t  id;              /* > 0; fixed while alive */
     uint32_t  status;          /* G_*; atomic, for dumps and assertions */
-    int       prio;            /* LOOM_PRIO_*: its priority level (runq.c) */
+    int       prio;            /* LOOM_PRIO_*: its priority level (prio.c) */
     void    (*fn)(void *);
     void     *arg;
     /* the stack (stack.c): attached at the first run, detached at exit; owner: the G's M */
@@ -267,6 +273,28 @@ struct loom__g {
 };
 _Static_assert(offsetof(struct loom__g, stack_size) == 64 && offsetof(struct loom__g, waitsince) == 128 &&
                offsetof(struct loom__g, allnext) == 192, "G fields moved off their cache lines");
+
+static inline void loom__glist_put(G **head, G **tail, G *g, bool front) {
+    if (front) {
+        g->schedlink = *head;
+        *head = g;
+        if (!*tail) *tail = g;
+    } else {
+        g->schedlink = NULL;
+        if (*tail) (*tail)->schedlink = g;
+        else *head = g;
+        *tail = g;
+    }
+}
+
+static inline G *loom__glist_get(G **head, G **tail) {
+    G *g = *head;
+    if (!g) return NULL;
+    *head = g->schedlink;
+    if (!*head) *tail = NULL;
+    g->schedlink = NULL;
+    return g;
+}
 
 /* An M is an OS thread.  Fields are owned by the M itself unless noted. */
 struct loom__m {
@@ -507,9 +535,41 @@ void loom__unlock_after(G *prev, void *lock);   /* an "after switch" hook: relea
 void loom__spin_unlock_after(G *prev, void *lock); /* the same for a loom__spinlock */
 int64_t loom__nanotime_coarse(void);            /* CLOCK_MONOTONIC_COARSE: ~ms resolution, cheap */
 
+/* ------------------------------------------------------------------ prio.c
+ * Priority levels.  The FIFOs of the levels but NORMAL, reached from runq.c: */
+void loom__prio_runqput(P *p, G *g);
+void loom__prio_globrunqput(G *g);               /* sched.lock held */
+G   *loom__prio_globpop(int prio);               /* sched.lock held */
+bool loom__prio_globrunqget(P *p, int nnormal, G **g); /* sched.lock held */
+G   *loom__prio_runqget(P *p, bool *inherit);    /* loom__runqget once levels are in use */
+G   *loom__prio_take(P *p, int prio);            /* one off the head, as a thief */
+G   *loom__prio_steal(P *p, P *victim, int prio);
+bool loom__prio_holds(P *p, G *g);               /* invariant checks */
+void loom__prio_drain(P *p);
+/* ...and the policy, reached from the scheduler, each call behind a check of prio.used: */
+void loom__prio_use(void);                       /* a goroutine left NORMAL: levels in use */
+bool loom__prio_ready(P *p, int prio);           /* a goroutine of level >= prio is ready */
+bool loom__prio_outranked(P *p);                 /* a ready goroutine outranks p's running one */
+bool loom__prio_keeps(M *m, G *g);               /* g outranks every ready one: it keeps the P */
+G   *loom__prio_runqget_above(P *p, int prio);   /* a HIGH goroutine, if prio is lower */
+void loom__prio_kick(P *p);                      /* switch p's goroutine out soon */
+void loom__prio_queued(P *p, int prio);          /* level prio queued on p: kick if it outranks */
+void loom__prio_queued_global(int prio);         /* ...queued globally: kick the lowest Ps */
+bool loom__prio_kick_high(P *p);                 /* sysmon: a HIGH one waits behind p's */
+void loom__prio_rearm(M *m);                     /* the deadline timer follows p's timers */
+void loom__prio_sysmon(P *p, int64_t now);       /* sysmon: aging, due timers */
+void loom__prio_sysmon_global(int64_t now);      /* sysmon: aging of the global queues */
+
+/* held.c */
+bool loom__held_has(M *m, int prio);             /* m holds a goroutine of level >= prio */
+
 /* ------------------------------------------------------------------ runq.c */
 void loom__runqput(P *p, G *g, bool next);
-G   *loom__runqget_prio(P *p, bool *inherit);
+G   *loom__runnext_steal(P *v, G *want);         /* a foreign taker's CAS, if it still holds want */
+G   *loom__runq_peek(P *p, uint32_t *h);           /* the ring's head and its index */
+bool loom__runq_take_head(P *p, uint32_t h);       /* ...taken as a thief takes */
+G   *loom__globrunq_peek(void);                    /* sched.lock held: the next global NORMAL take */
+G   *loom__globrunq_pop(void);                     /* sched.lock held: ...taken */
 /* runnext, the owner's take: a CAS to NULL, as the thieves' (runq.c, "runnext"). */
 static inline __attribute__((always_inline)) G *loom__runnext_take(P *p) {
     G *next = LOAD_RLX(&p->runnext);
@@ -560,11 +620,9 @@ static inline __attribute__((always_inline)) bool loom__stack_ok(G *g, void *sp)
 }
 /* The next goroutine from p's own queues, by level (runtime.runqget). */
 static inline __attribute__((always_inline)) G *loom__runqget(P *p, bool *inherit) {
-    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) return loom__runqget_prio(p, inherit);
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) return loom__prio_runqget(p, inherit);
     return loom__runqget_normal(p, inherit);
 }
-G   *loom__runqget_above(P *p, int prio);
-bool  loom__runq_high_waits(P *p);
 G   *loom__globrunq_pop_locked(void);
 bool loom__runqempty(P *p);
 G   *loom__runqsteal(P *p, P *victim, bool stealrunnext);
@@ -574,11 +632,7 @@ void loom__globrunq_term(void);                  /* loom_run's end: free the glo
 G   *loom__globrunqget(P *p, int max);           /* sched.lock held */
 void loom__runq_drain(P *p);                     /* runtime end: forget the queue */
 int  loom__runq_takeall(P *p, G **head, G **tail); /* every queued G of p as a list */
-void loom__runq_age(P *p, int64_t now);          /* sysmon: boost goroutines ready too long */
-void loom__globrunq_age(int64_t now);            /* sysmon: the same for the global queues */
-bool loom__runq_outranked(P *p);                 /* a ready goroutine outranks p's running one */
-bool loom__runq_has_prio(P *p, int prio);        /* a goroutine of level >= prio is ready */
-void loom__prio_kick(P *p);                      /* proc.c: switch p's goroutine out soon */
+
 
 /* ------------------------------------------------------------------ netpoll.c
  * The core's view of the poller (backend: netpoll_epoll.c).  loom__netpoll blocks up to ns

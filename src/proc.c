@@ -171,13 +171,6 @@ static __attribute__((noreturn, noinline)) void stack_overflow(G *g) {
 
 static void start_stack(M *m, G *g);
 
-/* Priority levels in use: the thread's own deadline timer follows the earliest timer of
- * its P (preempt.c), so a HIGH sleeper's wakeup does not wait for sysmon to get a CPU. */
-static ALWAYS_INLINE void rearm(M *m) {
-    if (likely(!LOAD_RLX(&loom__sched.prio.used)) || !m->dtimer_ok || !m->p) return;
-    int64_t w = LOAD_RLX(&m->p->timer0_when);
-    if (w != m->dtimer_when) loom__preempt_arm(m, w);
-}
 static void goroutine_entry(void);
 
 /* Switches from `from` (the running context of M m) to `to`.  `after` runs on `to`'s side
@@ -192,7 +185,7 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
     to->m = m;
     if (m->p) {
         STORE_RLX(&m->p->prio.running, to != &m->g0 ? to->prio : LOOM__PRIO_NONE);
-        if (to != &m->g0) rearm(m);
+        if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && to != &m->g0) loom__prio_rearm(m);
     }
     if (to != &m->g0) {
         if (unlikely(!to->stack_base)) start_stack(m, to);
@@ -238,6 +231,33 @@ void loom__spin_unlock_after(G *prev, void *lock) {
     (void)prev;
     LOOM__CHAOS(CH_PARK);
     loom__spin_unlock((loom__spinlock *)lock);
+}
+
+/* ------------------------------------------------------------------ queueing
+ * runq.c's queues, and with priority levels in use the kick for a goroutine that outranks
+ * a running one (prio.c).  The level is read before g is queued: once queued, g may run,
+ * exit and be reused. */
+
+static ALWAYS_INLINE void runqput(P *p, G *g, bool next) {
+    int prio = g->prio;
+    loom__runqput(p, g, next);
+    if (unlikely(prio != LOOM_PRIO_NORMAL)) loom__prio_queued(p, prio);
+}
+
+static void globrunqput(G *g) {          /* sched.lock held */
+    int prio = g->prio;
+    loom__globrunqput(g);
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) loom__prio_queued_global(prio);
+}
+
+static void globrunqputbatch(G *head, G *tail, int n) {    /* sched.lock held */
+    bool levels[LOOM__NLEVELS] = { false };
+    bool used = LOAD_RLX(&loom__sched.prio.used);
+    if (unlikely(used))
+        for (G *g = head; g; g = g == tail ? NULL : g->schedlink) levels[LVL(g->prio)] = true;
+    loom__globrunqputbatch(head, tail, n);
+    for (int prio = LOOM_PRIO_LOW; unlikely(used) && prio <= LOOM_PRIO_HIGH; prio++)
+        if (levels[LVL(prio)]) loom__prio_queued_global(prio);
 }
 
 /* ------------------------------------------------------------------ Ps and Ms */
@@ -475,7 +495,7 @@ static void spare_off(P *sp) {
     G *head, *tail;
     int n = loom__runq_takeall(sp, &head, &tail);
     loom__lock_acquire(&loom__sched.lock);
-    if (n) loom__globrunqputbatch(head, tail, n);
+    if (n) globrunqputbatch(head, tail, n);
     P *lender = sp->spare.lender;
     P *child = sp->spare.standin;
     bool child_idle = false;
@@ -573,7 +593,7 @@ bool loom__lend_spare(P *p) {
     int n = loom__runq_takeall(p, &head, &tail);
     if (n) {
         loom__lock_acquire(&loom__sched.lock);
-        loom__globrunqputbatch(head, tail, n);
+        globrunqputbatch(head, tail, n);
         loom__lock_release(&loom__sched.lock);
     }
     XADD(&loom__sched.nmspinning, 1);
@@ -767,7 +787,7 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     g->waitreason = WAIT_NONE;
     g->selectdone = 0;
     g->prio = attr ? attr->priority : LOOM_PRIO_NORMAL;
-    if (g->prio != LOOM_PRIO_NORMAL && !LOAD_RLX(&loom__sched.prio.used)) STORE(&loom__sched.prio.used, 1);
+    if (unlikely(g->prio != LOOM_PRIO_NORMAL)) loom__prio_use();
     g->timer.pp = NULL;
     STORE_RLX(&g->timer.state, TIMER_IDLE);   /* g is ours alone until runqput publishes it */
     g->created_pc = pc;
@@ -784,7 +804,7 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     casgstatus(g, g->status == G_IDLE ? G_IDLE : G_DEAD, G_RUNNABLE);
     uint64_t id = g->id;                  /* once queued, g may run, exit and be reused */
     LOOM__TRACE(trace_spawn(id));         /* before it is queued: a thief may run it at once */
-    loom__runqput(p, g, true);
+    runqput(p, g, true);
     return id;
 }
 
@@ -815,7 +835,7 @@ static ALWAYS_INLINE G *runq_first(P *p) {
         STORE(&p->preempt, 0);
         if (LOAD_RLX(&p->prio.kick)) STORE(&p->prio.kick, 0);
         G *next = loom__runnext_take(p);
-        if (next) loom__runqput(p, next, false);
+        if (next) runqput(p, next, false);
     }
     if (p->schedtick % 61 == 0 && LOAD_RLX(&loom__sched.runqsize) > 0) {
         loom__lock_acquire(&loom__sched.lock);
@@ -927,7 +947,7 @@ static G *held_get(M *m) {
 }
 
 /* Does M m hold a goroutine of level prio or higher? */
-static bool held_has_prio(M *m, int prio) {
+bool loom__held_has(M *m, int prio) {
     for (int l = LVL(prio); l < LOOM__NLEVELS; l++)
         if (m->held.n[l]) return true;
     return false;
@@ -941,8 +961,8 @@ static bool held_due(M *m, P *p) {
             m->held.aged = h;            /* it gets its turn whatever waits (no "again") */
             return true;
         }
-        if (h->prio < LOOM_PRIO_HIGH && loom__runq_has_prio(p, h->prio + 1)) return false;
-        if (!loom__runq_has_prio(p, h->prio)) return true;
+        if (h->prio < LOOM_PRIO_HIGH && loom__prio_ready(p, h->prio + 1)) return false;
+        if (!loom__prio_ready(p, h->prio)) return true;
     }
     return p->schedtick % 61 == 30;
 }
@@ -1253,7 +1273,7 @@ static bool stoplockedm(M *m) {
 static bool held_wait(M *m) {
     G *g = held_get(m);
     loom__lock_acquire(&loom__sched.lock);
-    loom__globrunqput(g);
+    globrunqput(g);
     loom__sched.nmlockedidle++;
     loom__lock_release(&loom__sched.lock);
     loom__wakep();                           /* an idle P takes it at once */
@@ -1267,7 +1287,7 @@ static bool held_wait(M *m) {
  * (loom_lock_thread), was picked by M m that holds some too: it goes to the P's runnext
  * and the P to another M, which runs it; m waits for a P back (held_wait). */
 static void movelock_handoff(M *m, G *g) {
-    loom__runqput(m->p, g, true);
+    runqput(m->p, g, true);
     startm(releasep(m), false);
 }
 
@@ -1277,7 +1297,7 @@ static void schedule(M *m) {
         if (LOAD(&loom__sched.exiting)) return;
         if (m->p && unlikely(LOAD_RLX(&m->p->spare.retire))) {   /* a spare P to give back */
             if (m->nextg) {                  /* with the goroutine picked to start here */
-                loom__runqput(m->p, m->nextg, true);
+                runqput(m->p, m->nextg, true);
                 m->nextg = NULL;
             }
             retirep(m);
@@ -1337,7 +1357,7 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
                 }
                 m->nextg = next;             /* g0 starts it (schedule) */
             } else {
-                loom__runqput(p, next, true);   /* g0 hands it to its thread */
+                runqput(p, next, true);   /* g0 hands it to its thread */
             }
         }
     }
@@ -1360,11 +1380,11 @@ void loom__park(M *m, void (*after)(G *, void *), void *arg, int reason) {
 static P *runqput_here(M *m, G *g, bool next) {
     casgstatus(g, G_WAITING, G_RUNNABLE);
     if (m && m->p) {
-        loom__runqput(m->p, g, next);
+        runqput(m->p, g, next);
         return m->p;
     }
     loom__lock_acquire(&loom__sched.lock);
-    loom__globrunqput(g);
+    globrunqput(g);
     loom__lock_release(&loom__sched.lock);
     return NULL;
 }
@@ -1402,7 +1422,7 @@ void loom__injectglist(G *list) {
         cnt++;
     }
     loom__lock_acquire(&loom__sched.lock);
-    loom__globrunqputbatch(list, tail, cnt);
+    globrunqputbatch(list, tail, cnt);
     loom__lock_release(&loom__sched.lock);
     for (int i = 0; i < cnt && LOAD(&loom__sched.npidle) > 0; i++) {
         if (LOAD(&loom__sched.nmspinning) != 0) break;
@@ -1450,7 +1470,7 @@ static void timed_after(G *prev, void *arg) {
     if (tp->after) tp->after(prev, tp->arg);
     if (when >= 0 && LOAD(&prev->selectdone) == 0) {
         loom__timer_add(m->p, &prev->timer, when);
-        rearm(m);
+        if (unlikely(LOAD_RLX(&loom__sched.prio.used))) loom__prio_rearm(m);
     }
     STORE_REL(&prev->parking, 0);
 }
@@ -1484,7 +1504,7 @@ static void sleep_after(G *prev, void *arg) {
     int64_t when = *(int64_t *)arg;
     M *m = prev->m;                   /* this M: once the timer is armed, prev may run elsewhere */
     loom__timer_add(m->p, &prev->timer, when);
-    rearm(m);
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) loom__prio_rearm(m);
 }
 
 void loom_sleep(int64_t ns) {
@@ -1507,27 +1527,16 @@ void loom_sleep(int64_t ns) {
     loom__timer_del(&g->timer);
 }
 
-/* With priority levels in use: only lower levels wait, so g keeps the P (strict priority;
- * aging moves starved goroutines up).  Clears the slice's preemption request.  Never on a
- * spare P being given back: only a switch gives it back, and its lender waits for it. */
-static bool outranks_all(M *m, G *g) {
-    if (!LOAD_RLX(&loom__sched.prio.used) || loom__runq_has_prio(m->p, g->prio)) return false;
-    if (LOAD_RLX(&m->p->spare.retire)) return false;
-    if (m->held.head && held_has_prio(m, g->prio)) return false;
-    if (LOAD_RLX(&m->p->preempt)) STORE(&m->p->preempt, 0);
-    return true;
-}
-
 static void yield_after(G *prev, void *arg) {
     (void)arg;
     M *m = prev->m;
     casgstatus(prev, G_RUNNING, G_RUNNABLE);
     if (prev->lockedm) {
         loom__lock_acquire(&loom__sched.lock);
-        loom__globrunqput(prev);
+        globrunqput(prev);
         loom__lock_release(&loom__sched.lock);
     } else if (!loom__runqput_tail(m->p, prev)) {
-        loom__runqput(m->p, prev, false);
+        runqput(m->p, prev, false);
     }
 }
 
@@ -1538,7 +1547,7 @@ static void yield_after(G *prev, void *arg) {
 static ALWAYS_INLINE void yield_m(M *m) {
     if (!loom__m_runs_g(m)) { sched_yield(); return; }
     G *g = m->curg;
-    if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && !loom__det_on && outranks_all(m, g)) return;
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && !loom__det_on && loom__prio_keeps(m, g)) return;
     schedule_from(m, g, yield_after, NULL);
 }
 
@@ -1577,9 +1586,9 @@ again:;
     if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
         /* the deadline timer's signal: the due timers may ready an outranking goroutine */
         if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
-        if (outranks_all(m, g)) return;
-        if (!locked && (next = loom__runqget_above(p, g->prio))) ran(p, false);
-        if (!next && LOAD_RLX(&p->prio.kick) && XCHG(&p->prio.kick, 0) && !loom__runq_outranked(p)) {
+        if (loom__prio_keeps(m, g)) return;
+        if (!locked && (next = loom__prio_runqget_above(p, g->prio))) ran(p, false);
+        if (!next && LOAD_RLX(&p->prio.kick) && XCHG(&p->prio.kick, 0) && !loom__prio_outranked(p)) {
             /* a priority kick whose goroutine another P took first (kick_lowest kicks
              * every P of the lowest level): no switch.  A slice's end that came too is
              * asked for again at sysmon's next look. */
@@ -1618,7 +1627,7 @@ again:;
         return;
     }
     if (unlikely(retire)) {
-        if (next) loom__runqput(p, next, true);
+        if (next) runqput(p, next, true);
         next = &m->g0;                   /* g is held; this M waits with it for a P (held_wait) */
     } else if (!next) {
         bool inherit;
@@ -1628,7 +1637,7 @@ again:;
         ran(p, inherit);
     }
     if ((next->lockedm && next->lockedm != m) || (next->movelock && m->held.head)) {
-        loom__runqput(p, next, true);    /* schedule() on g0 hands it on */
+        runqput(p, next, true);    /* schedule() on g0 hands it on */
         next = &m->g0;
     }
     g->lockedm = m;
@@ -1645,7 +1654,7 @@ again:;
         m->held.aged = NULL;             /* resumed by aging: a turn whatever waits */
         return;
     }
-    if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && m->p && !g->nopreempt && loom__runq_outranked(m->p))
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && m->p && !g->nopreempt && loom__prio_outranked(m->p))
         goto again;
 }
 
@@ -1695,34 +1704,6 @@ uint64_t loom_id(void) {
     return m->curg->id;
 }
 
-int loom_priority(void) {
-    M *m = loom__getm();
-    if (!m || m->curg == &m->g0) return LOOM_PRIO_NORMAL;
-    return m->curg->prio;
-}
-
-int loom_set_priority(int prio) {
-    if (prio < LOOM_PRIO_LOW || prio > LOOM_PRIO_HIGH) return -EINVAL;
-    M *m = loom__getm();
-    if (!loom__m_runs_g(m)) return -EPERM;
-    if (prio != LOOM_PRIO_NORMAL && !LOAD_RLX(&loom__sched.prio.used)) STORE(&loom__sched.prio.used, 1);
-    int old = m->curg->prio;
-    m->curg->prio = prio;
-    STORE_RLX(&m->p->prio.running, prio);
-    if (prio < old && loom__runq_outranked(m->p)) loom_yield();   /* lowered below waiting work */
-    return old;
-}
-
-/* A goroutine that outranks the one running on P p became ready: switch that one out at
- * its next loom call, and by the preemption signal if it runs plain code.  If the signal
- * lands somewhere unsafe, sysmon repeats it (retake_running: loom__runq_outranked). */
-void loom__prio_kick(P *p) {
-    if (!LOAD_RLX(&p->prio.kick)) STORE(&p->prio.kick, 1);
-    if (!LOAD_RLX(&p->preempt)) STORE(&p->preempt, 1);
-    M *m = LOAD(&p->m);
-    if (m && m != loom__getm()) loom__preempt_kick(p);
-}
-
 int loom_procs(void) {
     return loom__sched.nprocs > 0 ? loom__sched.nprocs : loom__cpu_count();
 }
@@ -1733,7 +1714,7 @@ static void move_after(G *prev, void *arg) {
     (void)arg;
     casgstatus(prev, G_RUNNING, G_RUNNABLE);
     loom__lock_acquire(&loom__sched.lock);
-    loom__globrunqput(prev);
+    globrunqput(prev);
     loom__lock_release(&loom__sched.lock);
     loom__wakep();
 }
@@ -1793,7 +1774,7 @@ bool loom__retake_syscall(P *p) {
 static void exitsyscall_queue(G *prev, void *arg) {
     (void)arg;
     loom__lock_acquire(&loom__sched.lock);
-    loom__globrunqput(prev);
+    globrunqput(prev);
     loom__lock_release(&loom__sched.lock);
     loom__wakep();
 }

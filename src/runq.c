@@ -1,9 +1,7 @@
 /*
  * runq.c — run queues: each P's bounded local queue with its runnext slot, and the global
  * queue.  The algorithms and names are Go's (runtime.runqput, runqget, runqgrab, runqsteal,
- * globrunqget in proc.go); this file is the one place where queueing policy lives: the
- * priority levels (below) sit beside Go's queues here, and the steal order comes from
- * topo.c.
+ * globrunqget in proc.go); the steal order comes from topo.c.
  *
  * Local queue: a 256-slot ring.  Only the owner P writes runqtail and the slots between
  * tail and head+256; any M may take from the head with a CAS on runqhead (consumers are
@@ -29,22 +27,9 @@
  * that have run go before fresh ones that never ran, with a share of the takes kept for
  * the fresh (see "the global NORMAL queue" below).
  *
- * Priority levels (loom_attr.priority, loom_set_priority).  NORMAL goroutines use
- * the structures above unchanged.  HIGH and LOW ones have a FIFO per level per P (pq_*,
- * under the P's pq_lock) and per level in the global queue (gq_*, under sched.lock); they
- * never sit in runnext.  Until the first goroutine leaves NORMAL (sched.prio_used) none of
- * this is looked at: one load of a read-mostly flag on the fast path.  Then the order is
- *   local HIGH, global HIGH, runnext and the local ring, (global NORMAL: the caller),
- *   local LOW once the global NORMAL queue is empty, global LOW;
- * thieves take from a victim's highest non-empty level.  Readying a goroutine that
- * outranks the one running on its P kicks that P (loom__prio_kick: the preempt flag, and
- * the preemption signal for a goroutine that spins), and one readied onto the global queue
- * kicks the running P of the lowest level below it.
- * Aging: sysmon watches the head of each lower level (runnext, the NORMAL ring, the LOW
- * FIFO, and the global NORMAL and LOW queues); a head that has not moved for
- * LOOM_PRIO_AGE_MS (default 20) is moved to the front of its P's HIGH FIFO (the global
- * HIGH queue for a global one), so it runs next whatever the levels: low priority means
- * later, never never.  The goroutine keeps its own level.
+ * Priority levels (prio.c): goroutines of a level but NORMAL wait in prio.c's FIFOs, which
+ * the functions below reach through one guarded call each; the queues here never kick a
+ * P (proc.c does, where a goroutine becomes ready).
  */
 #include "internal.h"
 
@@ -54,7 +39,7 @@
 /* ---------------------------------------------------------------- runnext (see above) */
 
 /* A foreign taker's claim on v's runnext, if it still holds `want`: returns it, or NULL. */
-static G *runnext_steal(P *v, G *want) {
+G *loom__runnext_steal(P *v, G *want) {
     G *x = LOAD(&v->runnext);
     LOOM__CHAOS(CH_RUNNEXT);
     return x == want && CAS(&v->runnext, x, NULL) ? x : NULL;
@@ -123,13 +108,13 @@ static gring *globq_first(void) {
     return ran;
 }
 
-static G *globq_peek(void) {
+G *loom__globrunq_peek(void) {
     gring *r = globq_first();
     return r->n ? RING_SLOT(r, 0) : NULL;
 }
 
 /* One take of one goroutine (a turn, for FRESH_TURN). */
-static G *globpop(void) {
+G *loom__globrunq_pop(void) {
     gring *r = globq_first();
     if (!r->n) return NULL;
     loom__sched.runqtakes++;
@@ -175,134 +160,20 @@ static bool runqputslow(P *p, G *g, uint32_t h, uint32_t t) {
 }
 
 
-/* A goroutine of level prio went to the global queue: kick the Ps running the lowest level
- * below it (readers race with switches: a hint).  All of them, not one: a P's thread may be
- * waiting for a CPU, and the first kicked thread that runs takes the goroutine (a kick that
- * finds it gone costs no switch, see loom__async_preempt). */
-static void kick_lowest(int prio) {
-    int low = prio;
-    for (int i = 0; i < loom__nallp(); i++) {
-        P *v = loom__sched.allp[i];
-        int rp = LOAD_RLX(&v->prio.running);
-        if (LOAD_RLX(&v->status) == P_RUNNING && rp != LOOM__PRIO_NONE && rp < low) low = rp;   /* (idle: choosing anyway) */
-    }
-    for (int i = 0; i < loom__nallp() && low < prio; i++) {
-        P *v = loom__sched.allp[i];
-        if (LOAD_RLX(&v->status) == P_RUNNING && LOAD_RLX(&v->prio.running) == low) loom__prio_kick(v);
-    }
-}
-
-/* The linked queues (the priority FIFOs, the global queues): g at the tail, or at the
- * head (an aged goroutine); and the head taken off.  The caller holds the queue's lock. */
-static void fifo_put(G **head, G **tail, G *g, bool front) {
-    if (front) {
-        g->schedlink = *head;
-        *head = g;
-        if (!*tail) *tail = g;
-    } else {
-        g->schedlink = NULL;
-        if (*tail) (*tail)->schedlink = g;
-        else *head = g;
-        *tail = g;
-    }
-}
-
-static G *fifo_get(G **head, G **tail) {
-    G *g = *head;
-    if (!g) return NULL;
-    *head = g->schedlink;
-    if (!*head) *tail = NULL;
-    g->schedlink = NULL;
-    return g;
-}
-
-static void pq_push(P *p, G *g, int l, bool front) {
-    loom__spin_lock(&p->prio.lock);
-    fifo_put(&p->prio.head[l], &p->prio.tail[l], g, front);
-    STORE(&p->prio.n[l], p->prio.n[l] + 1);
-    loom__spin_unlock(&p->prio.lock);
-}
-
-/* Takes up to max goroutines from the head of p's FIFO l; returns the first, the others
- * linked behind it.  *n gets the count. */
-static G *pq_take(P *p, int l, uint32_t max, uint32_t *n) {
-    *n = 0;
-    if (!LOAD(&p->prio.n[l])) return NULL;
-    loom__spin_lock(&p->prio.lock);
-    G *head = p->prio.head[l], *last = NULL;
-    uint32_t k = 0;
-    for (G *g = head; g && k < max; g = g->schedlink) { last = g; k++; }
-    if (k) {
-        p->prio.head[l] = last->schedlink;
-        if (!p->prio.head[l]) p->prio.tail[l] = NULL;
-        last->schedlink = NULL;
-        STORE(&p->prio.n[l], p->prio.n[l] - k);
-    }
-    loom__spin_unlock(&p->prio.lock);
-    *n = k;
-    return k ? head : NULL;
-}
-
-static void gq_push(G *g, int l, bool front) {      /* sched.lock held */
-    fifo_put(&loom__sched.prio.gq_head[l], &loom__sched.prio.gq_tail[l], g, front);
-    STORE(&loom__sched.prio.gq_n[l], loom__sched.prio.gq_n[l] + 1);
-    STORE(&loom__sched.runqsize, loom__sched.runqsize + 1);
-}
-
-static G *gq_pop(int l) {                            /* sched.lock held */
-    G *g = fifo_get(&loom__sched.prio.gq_head[l], &loom__sched.prio.gq_tail[l]);
-    if (!g) return NULL;
-    STORE(&loom__sched.prio.gq_n[l], loom__sched.prio.gq_n[l] - 1);
-    STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
-    return g;
-}
-
-static G *gq_pop_lock(int l) {
-    if (!LOAD(&loom__sched.prio.gq_n[l])) return NULL;
-    loom__lock_acquire(&loom__sched.lock);
-    G *g = gq_pop(l);
-    loom__lock_release(&loom__sched.lock);
-    return g;
-}
-
-/* Is a goroutine of level prio or higher ready, locally or globally?  (A yield with only
- * lower ones ready keeps running: strict priority; aging moves starved ones up.) */
-bool loom__runq_has_prio(P *p, int prio) {
-    if (LOAD_RLX(&p->prio.n[LVL(LOOM_PRIO_HIGH)]) || LOAD_RLX(&loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)])) return true;
-    if (prio >= LOOM_PRIO_HIGH) return false;
-    if (LOAD_RLX(&loom__sched.runqsize) > (int32_t)(LOAD_RLX(&loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)]) + LOAD_RLX(&loom__sched.prio.gq_n[LVL(LOOM_PRIO_LOW)])))
-        return true;
-    if (LOAD_RLX(&p->runqtail) != LOAD_RLX(&p->runqhead) || LOAD_RLX(&p->runnext)) return true;
-    if (prio >= LOOM_PRIO_NORMAL) return false;
-    return !loom__runqempty(p) || LOAD_RLX(&loom__sched.runqsize) > 0;
-}
-
-bool loom__runq_outranked(P *p) {
-    if (!LOAD_RLX(&loom__sched.prio.used)) return false;
-    int rp = LOAD_RLX(&p->prio.running);
-    return rp != LOOM__PRIO_NONE && rp < LOOM_PRIO_HIGH && loom__runq_has_prio(p, rp + 1);
-}
-
 /* Invariant check (LOOM_DEBUG=check=1): g, about to be queued on p, is not queued there
  * already (runnext, the ring, the level FIFOs). */
 static __attribute__((noinline)) void check_not_queued(P *p, G *g) {
     bool dup = LOAD(&p->runnext) == g;
     uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_ACQ(&p->runqtail);
     for (uint32_t i = h; i != t && !dup && t - h <= LOOM_RUNQ_SIZE; i++) dup = SLOT_LOAD(p, i) == g;
-    loom__spin_lock(&p->prio.lock);
-    for (int l = 0; l < LOOM__NLEVELS && !dup; l++)
-        for (G *x = p->prio.head[l]; x && !dup; x = x->schedlink) dup = x == g;
-    loom__spin_unlock(&p->prio.lock);
+    if (!dup) dup = loom__prio_holds(p, g);
     if (dup) loom__fatal("goroutine %llu queued twice on P%d", (unsigned long long)g->id, p->id);
 }
 
 void loom__runqput(P *p, G *g, bool next) {
     if (unlikely(loom__sched.check)) check_not_queued(p, g);
-    int prio = g->prio;
-    if (unlikely(prio != LOOM_PRIO_NORMAL)) {
-        pq_push(p, g, LVL(g->prio), false);  /* published: a thief may run g from here on */
-        int rp = LOAD_RLX(&p->prio.running);     /* LOOM__PRIO_NONE: p is choosing, by level anyway */
-        if (prio > rp && rp != LOOM__PRIO_NONE && LOAD_RLX(&p->status) == P_RUNNING) loom__prio_kick(p);
+    if (unlikely(g->prio != LOOM_PRIO_NORMAL)) {
+        loom__prio_runqput(p, g);
         return;
     }
     if (next) {
@@ -328,76 +199,6 @@ void loom__runqput(P *p, G *g, bool next) {
         }
         if (runqputslow(p, g, h, t)) return;
     }
-}
-
-/* the runqget of priority levels (loom__runqget in internal.h; its NORMAL level is
- * loom__runqget_normal there) */
-G *loom__runqget_prio(P *p, bool *inherit) {
-    uint32_t n;
-    *inherit = false;
-    G *g = pq_take(p, LVL(LOOM_PRIO_HIGH), 1, &n);
-    if (!g) g = gq_pop_lock(LVL(LOOM_PRIO_HIGH));
-    if (!g) g = loom__runqget_normal(p, inherit);
-    if (!g && LOAD(&loom__sched.runqsize) == (int32_t)LOAD(&loom__sched.prio.gq_n[LVL(LOOM_PRIO_LOW)])) {
-        /* no NORMAL goroutine waits globally (else the caller takes it first) */
-        g = pq_take(p, LVL(LOOM_PRIO_LOW), 1, &n);
-        if (!g) g = gq_pop_lock(LVL(LOOM_PRIO_LOW));
-    }
-    return g;
-}
-
-/* The first goroutine of HIGH level in a HIGH FIFO (not one aged into it, nor one moving to
- * lock another thread), unlinked if `take`; the caller holds the FIFO's lock. */
-static G *fifo_high(G **head, G **tail, bool take) {
-    G *prev = NULL;
-    for (G *g = *head; g; prev = g, g = g->schedlink) {
-        if (g->prio != LOOM_PRIO_HIGH || g->movelock) continue;
-        if (take) {
-            if (prev) prev->schedlink = g->schedlink;
-            else *head = g->schedlink;
-            if (*tail == g) *tail = prev;
-            g->schedlink = NULL;
-        }
-        return g;
-    }
-    return NULL;
-}
-
-/* Such a goroutine in p's HIGH FIFO, else in the global one; taken off it if `take` (if
- * not, the result only says whether there is one: it may run and exit at once). */
-static G *find_high(P *p, bool take) {
-    G *g = NULL;
-    if (LOAD(&p->prio.n[LVL(LOOM_PRIO_HIGH)])) {
-        loom__spin_lock(&p->prio.lock);
-        if ((g = fifo_high(&p->prio.head[LVL(LOOM_PRIO_HIGH)], &p->prio.tail[LVL(LOOM_PRIO_HIGH)], take)) && take)
-            STORE(&p->prio.n[LVL(LOOM_PRIO_HIGH)], p->prio.n[LVL(LOOM_PRIO_HIGH)] - 1);
-        loom__spin_unlock(&p->prio.lock);
-    }
-    if (!g && LOAD(&loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)])) {     /* readied by sysmon or a thread without a P */
-        loom__lock_acquire(&loom__sched.lock);
-        if ((g = fifo_high(&loom__sched.prio.gq_head[LVL(LOOM_PRIO_HIGH)], &loom__sched.prio.gq_tail[LVL(LOOM_PRIO_HIGH)], take)) && take) {
-            STORE(&loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)], loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)] - 1);
-            STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
-        }
-        loom__lock_release(&loom__sched.lock);
-    }
-    return g;
-}
-
-/* Does a goroutine of HIGH level (not an aged one) wait on p or globally while p runs a
- * lower level?  (sysmon: kick at once, loom__async_preempt runs it on p's thread.) */
-bool loom__runq_high_waits(P *p) {
-    if (!LOAD_RLX(&loom__sched.prio.used)) return false;
-    int rp = LOAD_RLX(&p->prio.running);
-    return rp != LOOM__PRIO_NONE && rp < LOOM_PRIO_HIGH && find_high(p, false) != NULL;
-}
-
-/* A HIGH goroutine from p's own queue or the global one, when prio is lower, or NULL: the
- * M that holds an async-preempted goroutine of level prio runs these first on its own
- * thread (loom__async_preempt).  Aged goroutines at the head of the HIGH FIFO (aging puts
- * them there) keep their place and run right after. */
-G *loom__runqget_above(P *p, int prio) {
-    return prio < LOOM_PRIO_HIGH ? find_high(p, true) : NULL;
 }
 
 bool loom__runqempty(P *p) {
@@ -433,7 +234,7 @@ static uint32_t runqgrab(P *victim, P *dst, uint32_t batchhead, bool stealrunnex
                         /* the owner ran it meanwhile, or a newer one replaced it: look again */
                         if (LOAD(&victim->runnext) != next) continue;
                     }
-                    if (runnext_steal(victim, next) != next) continue;
+                    if (loom__runnext_steal(victim, next) != next) continue;
                     SLOT_STORE(dst, batchhead, next);
                     return 1;
                 }
@@ -447,28 +248,14 @@ static uint32_t runqgrab(P *victim, P *dst, uint32_t batchhead, bool stealrunnex
     }
 }
 
-/* Steals half of victim's FIFO l into p's own; returns one to run. */
-static G *pq_steal(P *p, P *victim, int l) {
-    uint32_t avail = LOAD(&victim->prio.n[l]), n;
-    if (!avail) return NULL;
-    G *g = pq_take(victim, l, avail - avail / 2, &n);
-    if (!g) return NULL;
-    for (G *x = g->schedlink, *nx; x; x = nx) {
-        nx = x->schedlink;
-        pq_push(p, x, l, false);
-    }
-    g->schedlink = NULL;
-    return g;
-}
-
 G *loom__runqsteal(P *p, P *victim, bool stealrunnext) {
     if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
-        G *g = pq_steal(p, victim, LVL(LOOM_PRIO_HIGH));
+        G *g = loom__prio_steal(p, victim, LOOM_PRIO_HIGH);
         if (g) return g;
     }
     uint32_t t = LOAD_RLX(&p->runqtail);
     uint32_t n = runqgrab(victim, p, t, stealrunnext);
-    if (n == 0) return unlikely(LOAD_RLX(&loom__sched.prio.used)) ? pq_steal(p, victim, LVL(LOOM_PRIO_LOW)) : NULL;
+    if (n == 0) return unlikely(LOAD_RLX(&loom__sched.prio.used)) ? loom__prio_steal(p, victim, LOOM_PRIO_LOW) : NULL;
     n--;
     G *g = SLOT_LOAD(p, t + n);
     if (n == 0) return g;
@@ -480,13 +267,11 @@ G *loom__runqsteal(P *p, P *victim, bool stealrunnext) {
 
 void loom__globrunqput(G *g) {
     if (unlikely(g->prio != LOOM_PRIO_NORMAL)) {
-        gq_push(g, LVL(g->prio), false);
-        kick_lowest(g->prio);
+        loom__prio_globrunqput(g);
         return;
     }
     ring_putv(&loom__sched.runq[gq_ring(g)], &g, 1);
     gq_count(1);
-    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) kick_lowest(LOOM_PRIO_NORMAL);   /* Ps running LOW */
 }
 
 void loom__globrunqputbatch(G *head, G *tail, int n) {
@@ -510,15 +295,8 @@ void loom__globrunqputbatch(G *head, G *tail, int n) {
 
 G *loom__globrunqget(P *p, int max) {
     int size = (int)globq_len();   /* NORMAL */
-    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
-        G *g = gq_pop(LVL(LOOM_PRIO_HIGH));
-        if (g) return g;
-        /* never a lower level than p has locally (the fairness look every 61st tick
-         * must not run a global LOW goroutine before a local HIGH one) */
-        if (LOAD_RLX(&p->prio.n[LVL(LOOM_PRIO_HIGH)])) return NULL;
-        bool local_normal = LOAD_RLX(&p->runqtail) != LOAD_RLX(&p->runqhead) || LOAD_RLX(&p->runnext);
-        if (size == 0) return local_normal ? NULL : gq_pop(LVL(LOOM_PRIO_LOW));
-    }
+    G *g;
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && loom__prio_globrunqget(p, size, &g)) return g;
     if (size == 0) return NULL;
     int n = size / loom__sched.nprocs + 1;
     if (n > size) n = size;
@@ -527,7 +305,7 @@ G *loom__globrunqget(P *p, int max) {
     /* one take (a turn, for FRESH_TURN): from the ring it starts with, then the other */
     gring *first = globq_first(), *other = &loom__sched.runq[first == &loom__sched.runq[GQ_RAN]];
     loom__sched.runqtakes++;
-    G *g = ring_pop(first);
+    g = ring_pop(first);
     /* the rest straight into p's ring (only the owner writes its tail; the global NORMAL
      * queue holds NORMAL goroutines only), as many as it has room for */
     uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_RLX(&p->runqtail);
@@ -542,14 +320,14 @@ G *loom__globrunqget(P *p, int max) {
 /* The goroutine a P with an empty local queue would take next from the global queue, if it
  * is locked to a thread: popped and returned (sched.lock held); else NULL, nothing taken. */
 G *loom__globrunq_pop_locked(void) {
-    int l = -1;
+    int prio = LOOM_PRIO_NORMAL;
     G *g;
-    if (loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)]) g = loom__sched.prio.gq_head[l = LVL(LOOM_PRIO_HIGH)];
-    else if (globq_len()) g = globq_peek();
-    else g = loom__sched.prio.gq_head[l = LVL(LOOM_PRIO_LOW)];
+    if (loom__sched.prio.gq_n[LVL(LOOM_PRIO_HIGH)]) g = loom__sched.prio.gq_head[LVL(prio = LOOM_PRIO_HIGH)];
+    else if (globq_len()) g = loom__globrunq_peek();
+    else g = loom__sched.prio.gq_head[LVL(prio = LOOM_PRIO_LOW)];
     if (!g || !g->lockedm) return NULL;
-    if (l >= 0) return gq_pop(l);
-    globpop();
+    if (prio != LOOM_PRIO_NORMAL) return loom__prio_globpop(prio);
+    loom__globrunq_pop();
     return g;
 }
 
@@ -563,12 +341,7 @@ void loom__runq_drain(P *p) {
         if (h == t || CAS_REL(&p->runqhead, h, t)) break;
     }
     (void)XCHG(&p->runnext, NULL);
-    loom__spin_lock(&p->prio.lock);             /* sysmon's aging may look meanwhile */
-    for (int l = 0; l < LOOM__NLEVELS; l++) {
-        p->prio.head[l] = p->prio.tail[l] = NULL;
-        STORE(&p->prio.n[l], 0);
-    }
-    loom__spin_unlock(&p->prio.lock);
+    loom__prio_drain(p);
 }
 
 /* Every goroutine queued on p (all levels), as a schedlink list.  Taken as a thief takes
@@ -595,11 +368,10 @@ static G *take_normal(P *p) {
 int loom__runq_takeall(P *p, G **headp, G **tailp) {
     G *head = NULL, *tail = NULL, *g;
     int n = 0;
-    uint32_t k;
-    for (int pass = 0; pass < 3; pass++) {
+    for (int prio = LOOM_PRIO_HIGH; prio >= LOOM_PRIO_LOW; prio--) {
         for (;;) {
-            if (pass == 1) g = take_normal(p);
-            else g = pq_take(p, pass == 0 ? LVL(LOOM_PRIO_HIGH) : LVL(LOOM_PRIO_LOW), 1, &k);
+            if (prio == LOOM_PRIO_NORMAL) g = take_normal(p);
+            else g = loom__prio_take(p, prio);
             if (!g) break;
             g->schedlink = NULL;
             if (tail) tail->schedlink = g;
@@ -613,58 +385,12 @@ int loom__runq_takeall(P *p, G **headp, G **tailp) {
     return n;
 }
 
-/* ---------------------------------------------------------------- aging (sysmon) */
-
-/* Has head g of a lower level (slot i of the watch) waited longer than the limit? */
-static bool aged(G **seen, int64_t *since, G *g, int64_t now) {
-    if (g != *seen) {
-        *seen = g;
-        *since = now;
-        return false;
-    }
-    return g && now - *since >= loom__sched.prio.age_ns;
+/* The head of p's ring, with its index in *h (NULL: empty), and its take by a CAS from h,
+ * as a thief's (sysmon's aging, prio.c). */
+G *loom__runq_peek(P *p, uint32_t *h) {
+    *h = LOAD_ACQ(&p->runqhead);
+    uint32_t t = LOAD_ACQ(&p->runqtail);
+    return t != *h ? SLOT_LOAD(p, *h) : NULL;
 }
 
-void loom__runq_age(P *p, int64_t now) {
-    if (!LOAD_RLX(&loom__sched.prio.used)) return;
-    /* 0: runnext; 1: the ring's head; 2: the LOW FIFO's head */
-    G *next = LOAD(&p->runnext);
-    if (aged(&p->prio.age_g[0], &p->prio.age_since[0], next, now) && runnext_steal(p, next) == next) {
-        pq_push(p, next, LVL(LOOM_PRIO_HIGH), true);
-        p->prio.age_g[0] = NULL;
-    }
-    uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_ACQ(&p->runqtail);
-    G *head = t != h ? SLOT_LOAD(p, h) : NULL;
-    if (aged(&p->prio.age_g[1], &p->prio.age_since[1], head, now) && CAS_REL(&p->runqhead, h, h + 1)) {
-        pq_push(p, head, LVL(LOOM_PRIO_HIGH), true);                 /* sysmon consumed it, as a thief would */
-        p->prio.age_g[1] = NULL;
-    }
-    loom__spin_lock(&p->prio.lock);
-    G *low = p->prio.head[LVL(LOOM_PRIO_LOW)];
-    if (aged(&p->prio.age_g[2], &p->prio.age_since[2], low, now)) {
-        fifo_get(&p->prio.head[LVL(LOOM_PRIO_LOW)], &p->prio.tail[LVL(LOOM_PRIO_LOW)]);
-        STORE(&p->prio.n[LVL(LOOM_PRIO_LOW)], p->prio.n[LVL(LOOM_PRIO_LOW)] - 1);
-        fifo_put(&p->prio.head[LVL(LOOM_PRIO_HIGH)], &p->prio.tail[LVL(LOOM_PRIO_HIGH)], low, true);
-        STORE(&p->prio.n[LVL(LOOM_PRIO_HIGH)], p->prio.n[LVL(LOOM_PRIO_HIGH)] + 1);
-        p->prio.age_g[2] = NULL;
-    }
-    loom__spin_unlock(&p->prio.lock);
-}
-
-void loom__globrunq_age(int64_t now) {
-    G **seen = loom__sched.prio.gage_g;
-    int64_t *since = loom__sched.prio.gage_since;
-    if (!LOAD_RLX(&loom__sched.prio.used)) return;
-    loom__lock_acquire(&loom__sched.lock);
-    if (aged(&seen[0], &since[0], globq_peek(), now)) {
-        G *g = globpop();
-        gq_push(g, LVL(LOOM_PRIO_HIGH), true);        /* queued as HIGH; its own level is unchanged */
-        seen[0] = NULL;
-    }
-    if (aged(&seen[1], &since[1], loom__sched.prio.gq_head[LVL(LOOM_PRIO_LOW)], now)) {
-        G *g = gq_pop(LVL(LOOM_PRIO_LOW));
-        gq_push(g, LVL(LOOM_PRIO_HIGH), true);
-        seen[1] = NULL;
-    }
-    loom__lock_release(&loom__sched.lock);
-}
+bool loom__runq_take_head(P *p, uint32_t h) { return CAS_REL(&p->runqhead, h, h + 1); }

@@ -149,7 +149,7 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     bool timer_late = t0 != 0 && now - t0 >= 200000;
     deadline(p, now, next);
     /* a ready goroutine of a higher level waits behind this one (runq.c): now */
-    bool outranked = loom__runq_outranked(p);
+    bool outranked = loom__prio_outranked(p);
     if (outranked) *next = now;
     if (now - p->sysmon.when >= slice || (timer_late && now - p->sysmon.when >= slice / 4) || outranked) {
         /* a slice without a schedule(): ask for a yield at the next loom call, and
@@ -205,11 +205,7 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
          * does (its goroutines may rotate every slice, or it may be between threads): the
          * goroutine readied goes to the global queue and, if it outranks a running one,
          * kicks that P (runq.c).  Deterministic mode has neither levels nor real time. */
-        int64_t t0 = LOAD_RLX(&p->timer0_when);
-        if (!loom__det_on) {
-            loom__runq_age(p, now);
-            if (t0 != 0 && t0 <= now && LOAD_RLX(&loom__sched.prio.used)) loom__timers_run(p, now);
-        }
+        if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && !loom__det_on) loom__prio_sysmon(p, now);
         uint32_t t = LOAD_RLX(&p->schedtick);
         if (t != p->sysmon.tick) {
             p->sysmon.tick = t;
@@ -220,10 +216,7 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
             deadline(p, now, next);
             /* a HIGH goroutine waits while this P runs a new, lower one (one aged into the
              * HIGH FIFO, which runs first): kick now, not a slice later */
-            if (loom__runq_high_waits(p)) {
-                loom__prio_kick(p);
-                *next = now;
-            }
+            if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && loom__prio_kick_high(p)) *next = now;
             continue;
         }
         retake_running(p, now, acted, handoffs, signalling, next);
@@ -324,7 +317,7 @@ static void *sysmon(void *arg) {
          * queued yet, the deadlock check waits for it (checkdead) */
         STORE(&loom__sched.sysmon_busy, 1);
         retake(now, &acted, &handoffs, &signalling, &next);
-        if (!loom__det_on) loom__globrunq_age(now);
+        if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && !loom__det_on) loom__prio_sysmon_global(now);
         netpoll_check(now);
         STORE(&loom__sched.sysmon_busy, 0);
         /* as Go, only handoffs reset the backoff (preempting a slice does not), from
