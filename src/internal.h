@@ -262,8 +262,8 @@ struct loom__g {
     char      name[32];        /* loom_attr.name, copied; shown in dumps */
     uint64_t  detprio;         /* LOOM_SCHED=pct: its PCT priority (det.c); under det.lock */
     uint32_t  waitseq;         /* fd wait: the pd's seq when the wait began (netpoll.c); atomic */
-    uint32_t  statusline;      /* invariant checks: the proc.c line of the last status change, */
-    int32_t   statusm;         /* and the M that made it (-1: none); for the fatal message */
+    int32_t   statusm;         /* invariant checks: the M that made the last status change */
+    const char *statuswhere;   /* (-1: none), and where ("proc.c:123"); for the fatal message */
 #if defined(LOOM_ASAN) || defined(LOOM_TSAN)
     void     *fiber;           /* TSan fiber */
     void     *asan_fake_stack;
@@ -518,8 +518,6 @@ void loom__checkdead(void);
 void loom__entersyscall(M *m);                  /* hand the P off: the goroutine may block */
 void loom__exitsyscall(M *m);                   /* take a P again, or queue and wait */
 bool loom__retake_syscall(P *p);                /* sysmon: hand on a P left in P_SYSCALL */
-bool loom__lend_spare(P *p);                    /* sysmon: p's thread sleeps in the kernel */
-void loom__retire_spare(P *sp);                 /* sysmon: p's thread runs again */
 void loom__wake_all_ms(void);
 bool loom__in_goroutine(void);                  /* a G (not g0, not a foreign thread) runs here */
 /* the same for M m (the current one, NULL on a foreign thread) */
@@ -645,6 +643,15 @@ bool loom__netpoll_has_waiters(void);
 int  loom__netpoll_verify(G **list);  /* sysmon: fd waiters to wake to re-register (netpoll.c) */
 int64_t loom__netpoll_verify_every(int64_t min_ns);
 
+/* ------------------------------------------------------------------ spare.c
+ * sysmon's side of spare Ps (the core's is in sched.h). */
+enum { SPARE_NONE, SPARE_LENT, SPARE_ASLEEP, SPARE_STANDS_IN };
+int  loom__spare_look(P *p, int64_t now, bool known, bool ran);   /* SPARE_*: what became of p */
+void loom__spare_back(P *p);                    /* p's thread runs again: its stand-in goes back */
+bool loom__spare_lend(P *p);                    /* put a spare in service for p */
+void loom__spare_retire(P *sp);                 /* ask spare sp back */
+char loom__thread_state(P *p);                  /* kernel state letter of p's thread, 0: unknown */
+
 /* ------------------------------------------------------------------ census.c */
 void loom__census_init(void);                    /* loom_run: its caller is loom's */
 bool loom__census_foreign(void);                 /* does a thread loom did not create exist? */
@@ -663,7 +670,7 @@ void loom__preempt_kick(P *p);                  /* any thread: signal p's thread
 void loom__preempt_mstart(M *m);                /* the M's deadline timer */
 void loom__preempt_mexit(M *m);
 void loom__preempt_arm(M *m, int64_t when);     /* 0: disarm */
-void loom__async_preempt(M *m);                 /* proc.c: switch out, resume on m */
+void loom__async_preempt(M *m);                 /* held.c: switch out, resume on m */
 
 /* ------------------------------------------------------------------ stats.c */
 #define LOOM__COUNT(m, field) STORE_RLX(&(m)->field, (m)->field + 1)   /* an M's own counter */

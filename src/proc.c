@@ -62,7 +62,7 @@
  * held goroutines with its P's queues, as Go rotates preempted goroutines through the
  * global queue; threads stay as many as Ps however many goroutines spin.
  */
-#include "internal.h"
+#include "proc.h"
 #include "symbolize.h"
 #include <sched.h>
 #include <signal.h>
@@ -123,43 +123,20 @@ bool loom__in_goroutine(void) { return loom__m_runs_g(loom__getm()); }
 
 /* ------------------------------------------------------------------ switching */
 
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-
-/* ------------------------------------------------------------------ invariant checks
- * LOOM_DEBUG=check=1 (on in the sanitizer builds and under LOOM_CHAOS): every change of a
- * goroutine's status is a compare-and-swap from the status it must have (Go's casgstatus),
- * a P is acquired only when no M owns it, and a goroutine queued on a P must not be in that
- * P's queue already.  A violation is a fatal error naming both states, with the dump: the
- * interleaving that broke the invariant is caught where it happens.  Off, a status change is
- * a plain store. */
 static const char *const gstatus_names[] = { "idle", "runnable", "running", "waiting", "syscall", "dead" };
 
 static const char *gstatus_name(uint32_t st) { return st < 6 ? gstatus_names[st] : "?"; }
 
-static __attribute__((noinline, noreturn, cold)) void bad_gstatus(G *g, uint32_t st, uint32_t old, uint32_t new, int line) {
+/* casgstatus found g in status st, not old (proc.h, "invariant checks") */
+void loom__bad_gstatus(G *g, uint32_t st, uint32_t old, uint32_t new, const char *where) {
     M *m = loom__getm();
-    char where[64] = "";
-    if (loom__sched.check)            /* recorded only while the checks are on */
-        snprintf(where, sizeof where, "; it became %s at proc.c:%u on M%d", gstatus_name(st),
-                 LOAD_RLX(&g->statusline), (int)LOAD_RLX(&g->statusm));
-    loom__fatal("casgstatus: goroutine %llu is %s, not %s, when it should become %s (proc.c:%d, M%d)%s",
-                (unsigned long long)g->id, gstatus_name(st), gstatus_name(old), gstatus_name(new), line,
-                m ? m->id : -1, where);
-}
-
-#define casgstatus(g, old, new) casgstatus_at(g, old, new, __LINE__)
-
-static ALWAYS_INLINE void casgstatus_at(G *g, uint32_t old, uint32_t new, int line) {
-    if (likely(!loom__sched.check)) {
-        STORE_RLX(&g->status, new);
-        return;
-    }
-    uint32_t st = old;
-    if (!__atomic_compare_exchange_n(&g->status, &st, new, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-        bad_gstatus(g, st, old, new, line);
-    M *m = loom__getm();
-    STORE_RLX(&g->statusline, (uint32_t)line);
-    STORE_RLX(&g->statusm, m ? m->id : -1);
+    char last[96] = "";
+    const char *lw = LOAD_RLX(&g->statuswhere);
+    if (loom__sched.check && lw)       /* recorded only while the checks are on */
+        snprintf(last, sizeof last, "; it became %s at %s on M%d", gstatus_name(st), lw, (int)LOAD_RLX(&g->statusm));
+    loom__fatal("casgstatus: goroutine %llu is %s, not %s, when it should become %s (%s, M%d)%s",
+                (unsigned long long)g->id, gstatus_name(st), gstatus_name(old), gstatus_name(new), where,
+                m ? m->id : -1, last);
 }
 
 static ALWAYS_INLINE void after_switch(G *self);
@@ -195,7 +172,7 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
         } else {
             uint32_t st = LOAD_RLX(&to->status);
             STORE_RLX(&to->status, G_RUNNING);
-            if (unlikely(st != G_RUNNABLE)) bad_gstatus(to, st, G_RUNNABLE, G_RUNNING, __LINE__);
+            if (unlikely(st != G_RUNNABLE)) loom__bad_gstatus(to, st, G_RUNNABLE, G_RUNNING, __FILE_NAME__ ":" LOOM__STR(__LINE__));
         }
     }
     from->saved_errno = errno_get(m);
@@ -231,33 +208,6 @@ void loom__spin_unlock_after(G *prev, void *lock) {
     (void)prev;
     LOOM__CHAOS(CH_PARK);
     loom__spin_unlock((loom__spinlock *)lock);
-}
-
-/* ------------------------------------------------------------------ queueing
- * runq.c's queues, and with priority levels in use the kick for a goroutine that outranks
- * a running one (prio.c).  The level is read before g is queued: once queued, g may run,
- * exit and be reused. */
-
-static ALWAYS_INLINE void runqput(P *p, G *g, bool next) {
-    int prio = g->prio;
-    loom__runqput(p, g, next);
-    if (unlikely(prio != LOOM_PRIO_NORMAL)) loom__prio_queued(p, prio);
-}
-
-static void globrunqput(G *g) {          /* sched.lock held */
-    int prio = g->prio;
-    loom__globrunqput(g);
-    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) loom__prio_queued_global(prio);
-}
-
-static void globrunqputbatch(G *head, G *tail, int n) {    /* sched.lock held */
-    bool levels[LOOM__NLEVELS] = { false };
-    bool used = LOAD_RLX(&loom__sched.prio.used);
-    if (unlikely(used))
-        for (G *g = head; g; g = g == tail ? NULL : g->schedlink) levels[LVL(g->prio)] = true;
-    loom__globrunqputbatch(head, tail, n);
-    for (int prio = LOOM_PRIO_LOW; unlikely(used) && prio <= LOOM_PRIO_HIGH; prio++)
-        if (levels[LVL(prio)]) loom__prio_queued_global(prio);
 }
 
 /* ------------------------------------------------------------------ Ps and Ms */
@@ -402,12 +352,10 @@ void loom__wakep(void) {
     startm(NULL, true);
 }
 
-static void spare_off(P *sp);
-
 /* Hands off P from an M that is about to block or sleep (runtime.handoffp). */
 static void handoffp(P *p) {
     if (unlikely(LOAD(&p->spare.retire))) {     /* a spare being given back */
-        spare_off(p);
+        loom__spare_off(p);
         return;
     }
     if (!loom__runqempty(p) || LOAD(&loom__sched.runqsize) != 0 || (unlikely(loom__det_on) && loom__det_waiting())) {
@@ -433,182 +381,23 @@ static void handoffp(P *p) {
     }
     if (unlikely(LOAD(&p->spare.retire))) {        /* asked back since the look above */
         loom__lock_release(&loom__sched.lock);
-        spare_off(p);
+        loom__spare_off(p);
         return;
     }
     pidleput(p);
     loom__lock_release(&loom__sched.lock);
 }
 
-/* ------------------------------------------------------------------ spare Ps
- * C code blocks in the kernel without telling loom (a plain read(), usleep, a library's
- * blocking I/O).  Its thread keeps its P, and taking the P away would race with the
- * thread using it the moment the call returns.  So sysmon lends the parallelism instead:
- * it puts a spare P (P_OFF until then) into service, with the blocked P's timers, and its
- * M steals the blocked P's queue as any idle P would.  When the blocked thread runs
- * again — sysmon sees its CPU clock move, or its P schedule — the spare is retired at its
- * next schedule(): its queue goes to the global queue and its timers to the lender.  A
- * false alarm (a thread that was only slow) costs a short burst of extra parallelism.
- *
- * A spare's own thread may block in turn: it gets a spare of its own, and so on, so any
- * number of goroutines may sleep in plain calls while the rest run (Go's syscall handoff
- * gives the same guarantee with a thread per blocked call).  Spares are made as needed and
- * kept, P_OFF, for reuse; Ps in service are at most LOOM_MAX_THREADS (default 10000, Go's
- * default thread limit), and past it loom says so once and lends no more until a spare
- * comes back: ready goroutines then wait for a blocked call to return.  Retiring a spare
- * that has a stand-in of its own hands the stand-in to the lender, to be retired too. */
-
-/* Go's default limit on threads (runtime/debug.SetMaxThreads). */
-#define MAX_THREADS_DEFAULT 10000
-
-/* A P record, zeroed, numbered i; NULL when out of memory. */
-static P *p_new(int i) {
+/* A P record, zeroed, numbered id, P_OFF; NULL when out of memory. */
+P *loom__p_new(int id) {
     P *p = aligned_alloc(64, (sizeof(P) + 63) & ~(size_t)63);
     if (!p) return NULL;
     memset(p, 0, sizeof *p);
-    p->id = i;
+    p->id = id;
     p->status = P_OFF;
-    p->sysmon.cpu = -1;                   /* sysmon has no sample yet, */
-    p->sysmon.tick = UINT32_MAX;          /* and starts a slice at its first look */
+    p->sysmon.cpu = -1;                  /* sysmon has no sample yet, */
+    p->sysmon.tick = UINT32_MAX;         /* and starts a slice at its first look */
     return p;
-}
-
-/* Asks spare sp back (sched.lock held): true if it was idle, now taken off the idle list and
- * the caller's to give back (spare_off, after the lock); else its owner sees retire at its
- * next look, which it takes under sched.lock before it would make the P idle. */
-static bool retire_locked(P *sp) {
-    STORE(&sp->spare.retire, 1);
-    if (LOAD(&sp->status) != P_IDLE) return false;
-    P **pp = &loom__sched.pidle;
-    while (*pp && *pp != sp) pp = &(*pp)->link;
-    if (!*pp) return false;              /* someone took it meanwhile: its owner will see retire */
-    *pp = sp->link;
-    XADD(&loom__sched.npidle, -1);
-    return true;
-}
-
-/* Gives back spare P sp, which the caller owns (it holds it, or took it off the idle
- * list) and which nobody else will take: queue to the global queue, timers to the lender;
- * a stand-in of sp's own goes to the lender, retiring. */
-static void spare_off(P *sp) {
-    LOOM__CHAOS(CH_SPARE);
-    G *head, *tail;
-    int n = loom__runq_takeall(sp, &head, &tail);
-    loom__lock_acquire(&loom__sched.lock);
-    if (n) globrunqputbatch(head, tail, n);
-    P *lender = sp->spare.lender;
-    P *child = sp->spare.standin;
-    bool child_idle = false;
-    if (child) {
-        child->spare.lender = lender;
-        STORE(&sp->spare.standin, NULL);
-        child_idle = retire_locked(child);
-    }
-    if (lender) STORE(&lender->spare.standin, child);
-    sp->spare.lender = NULL;
-    STORE(&sp->spare.retire, 0);
-    STORE_RLX(&sp->m, NULL);
-    STORE(&sp->status, P_OFF);
-    XADD(&loom__sched.nactive, -1);
-    loom__lock_release(&loom__sched.lock);
-    /* (after the lock: moving timers may wake a thread) if the lender went off meanwhile
-     * itself, before our timers got there, they go on to P0, which is never off */
-    P *to = lender ? lender : loom__sched.allp[0];
-    loom__timers_move(sp, to);
-    if (LOAD(&to->status) == P_OFF) loom__timers_move(to, loom__sched.allp[0]);
-    if (child_idle) spare_off(child);
-    /* wake a P for what went to the global queue (ours, or what our owner queued there
-     * just before giving us up: a yielding locked goroutine), and for timers that were
-     * left to this spare's thread when others went idle (handoffp counted us awake) */
-    bool work = LOAD(&loom__sched.runqsize) > 0;
-    for (int i = 0; i < loom__nallp() && !work; i++)
-        work = LOAD(&loom__sched.allp[i]->timer0_when) != 0;
-    if (work) loom__wakep();
-}
-
-/* Takes P p's stand-in off the idle list and retires it, or asks its owner to. */
-void loom__retire_spare(P *sp) {
-    LOOM__CHAOS(CH_SPARE);
-    loom__lock_acquire(&loom__sched.lock);
-    bool idle = retire_locked(sp);
-    loom__lock_release(&loom__sched.lock);
-    if (idle) spare_off(sp);
-}
-
-/* A spare P not in service, made if none is and the limit allows; NULL otherwise (the
- * limit's warning the first time).  sched.lock held; called by sysmon only, the one
- * writer of nallp. */
-static P *spare_get(void) {
-    int nallp = loom__sched.nallp;
-    for (int i = loom__sched.nprocs; i < nallp; i++)
-        if (LOAD(&loom__sched.allp[i]->status) == P_OFF) return loom__sched.allp[i];
-    if (nallp < loom__sched.maxprocs) {
-        P *sp = p_new(nallp);
-        if (sp) {
-            loom__sched.allp[nallp] = sp;
-            STORE_REL(&loom__sched.nallp, nallp + 1);    /* published whole (loom__nallp) */
-            return sp;
-        }
-    }
-    if (!loom__sched.spare_limit_said) {
-        loom__sched.spare_limit_said = true;
-        fprintf(stderr, "loom: LOOM_MAX_THREADS=%d Ps are in service, spares standing in for threads "
-                        "blocked in calls loom was not told about (a plain read(), usleep, a library's "
-                        "blocking I/O): no more spare Ps; ready goroutines wait until such a call returns "
-                        "(loom_block_begin/end and loom_read do not take spares)\n", loom__sched.maxprocs);
-    }
-    return NULL;
-}
-
-/* Puts a spare P into service for p, whose thread sleeps in the kernel.  Returns false if
- * p has one already or none can be had. */
-bool loom__lend_spare(P *p) {
-    loom__lock_acquire(&loom__sched.lock);
-    if (p->spare.standin || LOAD(&loom__sched.exiting)) {
-        loom__lock_release(&loom__sched.lock);
-        return false;
-    }
-    P *sp = spare_get();
-    if (!sp) {
-        loom__lock_release(&loom__sched.lock);
-        return false;
-    }
-    STORE(&p->spare.standin, sp);
-    sp->spare.lender = p;
-    sp->sysmon.cpu = -1;                  /* fresh sysmon state for its new life */
-    sp->sysmon.tick = sp->schedtick - 1;
-    STORE(&sp->spare.retire, 0);
-    XADD(&loom__sched.nactive, 1);
-    XADD(&loom__sched.nhandoff, 1);
-    XADD(&loom__sched.nlend, 1);
-    STORE(&sp->status, P_IDLE);      /* startm hands it over and makes it P_RUNNING */
-    loom__lock_release(&loom__sched.lock);
-    /* the lender's thread will not run its timers while it sleeps: the spare does */
-    LOOM__CHAOS(CH_SPARE);
-    loom__timers_move(p, sp);
-    /* nor its queue: a spare whose own goroutine never runs out of work (a spinner beside
-     * the plain read) would never steal it, so it goes to the global queue now, taken as
-     * a thief takes (the owner may only have been slow), where every P looks */
-    G *head, *tail;
-    int n = loom__runq_takeall(p, &head, &tail);
-    if (n) {
-        loom__lock_acquire(&loom__sched.lock);
-        globrunqputbatch(head, tail, n);
-        loom__lock_release(&loom__sched.lock);
-    }
-    XADD(&loom__sched.nmspinning, 1);
-    startm(sp, true);                /* a spinning M: it steals the lender's queue */
-    return true;
-}
-
-/* The owner of P p sees p->spare.retire: gives the spare back and drops it (m->p = NULL). */
-static void retirep(M *m) {
-    P *p = releasep(m);
-    if (m->spinning) {
-        m->spinning = false;
-        XADD(&loom__sched.nmspinning, -1);
-    }
-    spare_off(p);
 }
 
 /* Sleeps on m->park until another M hands over a P in m->nextp; takes it.  Returns false
@@ -854,9 +643,6 @@ static ALWAYS_INLINE G *runq_fast(P *p, bool *inherit) {
     return g ? g : loom__runqget(p, inherit);
 }
 
-static ALWAYS_INLINE void ran(P *p, bool inherit) {
-    if (!inherit) STORE_RLX(&p->schedtick, p->schedtick + 1);
-}
 
 /* A batch from the global queue into p's, and the first of it, if it has any
  * (runtime.globrunqget, under sched.lock). */
@@ -868,122 +654,10 @@ static G *globrunq_take(P *p) {
     return g;
 }
 
-/* ------------------------------------------------------------------ held goroutines
- * A goroutine switched out by the preemption signal must resume on the thread it was
- * interrupted on (preempt.c, "thread affinity").  Go's way for a goroutine tied to its
- * thread (runtime.startlockedm/stoplockedm) hands the P to that thread whenever the
- * goroutine's turn comes: with N goroutines that spin, N threads and a futex wakeup per
- * time slice, and each woken thread may wait milliseconds for a CPU beside the spinning
- * ones (EEVDF lets the running thread finish its slice).  So the M keeps the goroutines it
- * preempted itself, in a FIFO of its own (m->heldq; locked to it, g->alocked), and runs
- * them in turn with its P's queues: CPU-bound goroutines rotate on as many threads as Ps,
- * with no thread handoff at all.
- *
- * Turns: held goroutines wait as Go's preempted ones do in the global queue: the P's own
- * queues go first, then the global queue, then the held ones, and on every 61st tick one of
- * them goes first anyway (runtime.schedule's fairness look, at another phase than the
- * global queue's).  So a goroutine woken on the P (a sleeper, a channel partner) runs
- * after the current slice, not after a round of every spinner.  Priority levels: a higher
- * level ready on the P or globally goes first, a held goroutine with nothing at its level
- * or above waiting is due at once, and when none of the held ones has run for
- * LOOM_PRIO_AGE_MS the oldest is due whatever waits (aging, as runq.c: a queue's head
- * that has not moved).
- *
- * The price: held goroutines can run only on their thread, so they share one CPU even if
- * another P goes idle, until they make a loom call (then they may move as any other).  So
- * an M holds only while the runtime is crowded (crowded: twice as many goroutines wait as
- * there are Ps); with fewer, a preempted goroutine goes Go's way, locked to its thread
- * alone, queued globally, its thread asleep until its turn (stoplockedm/startlockedm).  An
- * M that loses its P (a goroutine it ran blocked in the kernel, a spare P given back)
- * queues its oldest held goroutine globally, still locked to it, and sleeps: whoever takes
- * that goroutine hands the M its P (startlockedm), and the rotation goes on (held_wait).
- * A goroutine that calls loom_lock_thread on an M that holds others moves to another
- * thread first (movelock). */
-
-/* Are at least twice as many goroutines as Ps ready and waiting (queued, or held by an M)?
- * Only then does an M hold the goroutines it preempts: with fewer, a preempted goroutine
- * takes Go's way (a thread of its own while it waits, loom__async_preempt), because
- * goroutines held by one thread share its CPU — three spinners at two Ps would get 25, 25
- * and 50 % of a CPU each, and the last two of a parallel job could end up on one thread
- * while the other P idles.  Crowded, a thread per waiting goroutine and a handoff per
- * slice cost more than held goroutines lose.  Racy reads: an estimate. */
-static bool crowded(void) {
-    uint32_t want = 2 * (uint32_t)loom__sched.nprocs;
-    uint32_t n = (uint32_t)LOAD_RLX(&loom__sched.runqsize);
-    for (int i = 0; i < loom__nallp() && n < want; i++) {
-        P *q = loom__sched.allp[i];
-        n += LOAD_RLX(&q->runqtail) - LOAD_RLX(&q->runqhead) + (LOAD_RLX(&q->runnext) != NULL) +
-             LOAD_RLX(&q->prio.n[LVL(LOOM_PRIO_HIGH)]) + LOAD_RLX(&q->prio.n[LVL(LOOM_PRIO_LOW)]);
-    }
-    for (M *x = LOAD_ACQ(&loom__sched.allm); x && n < want; x = x->alllink) n += loom__m_nheld(x);
-    return n >= want;
-}
-
-/* Holds g on M m: at the tail, or at the head (it runs next). */
-static void held_put(M *m, G *g, bool front) {
-    if (!m->held.head) m->held.since = LOAD_RLX(&loom__sched.coarse_now);
-    if (front) {
-        g->schedlink = m->held.head;
-        m->held.head = g;
-        if (!m->held.tail) m->held.tail = g;
-    } else {
-        g->schedlink = NULL;
-        if (m->held.tail) m->held.tail->schedlink = g;
-        else m->held.head = g;
-        m->held.tail = g;
-    }
-    STORE_RLX(&m->held.n[LVL(g->prio)], m->held.n[LVL(g->prio)] + 1);
-}
-
-static G *held_get(M *m) {
-    G *g = m->held.head;
-    if (!g) return NULL;
-    m->held.head = g->schedlink;
-    if (!m->held.head) m->held.tail = NULL;
-    g->schedlink = NULL;
-    m->held.since = LOAD_RLX(&loom__sched.coarse_now);
-    STORE_RLX(&m->held.n[LVL(g->prio)], m->held.n[LVL(g->prio)] - 1);
-    return g;
-}
-
-/* Does M m hold a goroutine of level prio or higher? */
-bool loom__held_has(M *m, int prio) {
-    for (int l = LVL(prio); l < LOOM__NLEVELS; l++)
-        if (m->held.n[l]) return true;
-    return false;
-}
-
-/* Has the turn of M m's oldest held goroutine come, on its P p? */
-static bool held_due(M *m, P *p) {
-    G *h = m->held.head;
-    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
-        if (LOAD_RLX(&loom__sched.coarse_now) - m->held.since >= loom__sched.prio.age_ns) {
-            m->held.aged = h;            /* it gets its turn whatever waits (no "again") */
-            return true;
-        }
-        if (h->prio < LOOM_PRIO_HIGH && loom__prio_ready(p, h->prio + 1)) return false;
-        if (!loom__prio_ready(p, h->prio)) return true;
-    }
-    return p->schedtick % 61 == 30;
-}
-
-/* runq_fast for an M that holds goroutines: a held one whose turn has come goes before the
- * P's queues; then the P's queues, the global queue (where Go's preempted goroutines would
- * be, in line with the rest), and the held ones before this M looks further: it never
- * idles while it holds goroutines, since nobody else may run them. */
-static G *held_or_runq(M *m, P *p, bool *inherit) {
-    *inherit = false;
-    G *g = runq_first(p);
-    if (!g && held_due(m, p)) return held_get(m);
-    if (!g) g = loom__runqget(p, inherit);
-    if (!g) g = globrunq_take(p);
-    return g ? g : held_get(m);
-}
-
 /* The next goroutine for M m from its P p and its held ones, or NULL. */
 static ALWAYS_INLINE G *runq_next(M *m, P *p, bool *inherit) {
     if (likely(!m->held.head)) return runq_fast(p, inherit);
-    return held_or_runq(m, p, inherit);
+    return loom__held_next(m, p, inherit);
 }
 
 /* Steals from other Ps (runtime.stealWork): 4 passes in random order; the last one may
@@ -1099,7 +773,7 @@ static G *findrunnable(M *m) {
         P *p = m->p;
         if (LOAD(&loom__sched.exiting)) return NULL;
         if (unlikely(LOAD_RLX(&p->spare.retire))) {      /* a spare P to give back */
-            retirep(m);
+            loom__spare_retirep(m);
             if (!stopm(m)) return NULL;
             continue;
         }
@@ -1147,7 +821,7 @@ static G *findrunnable(M *m) {
         releasep(m);
         if (unlikely(LOAD(&p->spare.retire))) {   /* a spare asked back since our look: give it back */
             loom__lock_release(&loom__sched.lock);
-            spare_off(p);
+            loom__spare_off(p);
         } else {
             pidleput(p);
             loom__lock_release(&loom__sched.lock);
@@ -1267,30 +941,6 @@ static bool stoplockedm(M *m) {
     return mpark(m);
 }
 
-/* An M holding goroutines lost its P (see "held goroutines"): queue the oldest globally,
- * still locked here, and sleep until whoever takes it hands this M its P with it
- * (startlockedm); it then runs first.  Returns false at runtime exit. */
-static bool held_wait(M *m) {
-    G *g = held_get(m);
-    loom__lock_acquire(&loom__sched.lock);
-    globrunqput(g);
-    loom__sched.nmlockedidle++;
-    loom__lock_release(&loom__sched.lock);
-    loom__wakep();                           /* an idle P takes it at once */
-    if (!mpark(m)) return false;
-    G *back = XCHG(&m->pending_g, NULL);
-    if (back) held_put(m, back, true);
-    return true;
-}
-
-/* Goroutine g, moving off a thread that holds others to lock a thread of its own
- * (loom_lock_thread), was picked by M m that holds some too: it goes to the P's runnext
- * and the P to another M, which runs it; m waits for a P back (held_wait). */
-static void movelock_handoff(M *m, G *g) {
-    runqput(m->p, g, true);
-    startm(releasep(m), false);
-}
-
 /* The scheduler loop on an M's g0 (runtime.schedule).  Returns at runtime exit. */
 static void schedule(M *m) {
     for (;;) {
@@ -1300,10 +950,10 @@ static void schedule(M *m) {
                 runqput(m->p, m->nextg, true);
                 m->nextg = NULL;
             }
-            retirep(m);
+            loom__spare_retirep(m);
         }
         if (!m->p && !m->lockedg) {         /* back from a blocking call without a P */
-            if (!(m->held.head ? held_wait(m) : stopm(m))) return;
+            if (!(unlikely(m->held.head) ? loom__held_wait(m) : stopm(m))) return;
             continue;
         }
         G *g;
@@ -1330,7 +980,7 @@ static void schedule(M *m) {
                 continue;
             }
             if (unlikely(g->movelock) && m->held.head) {
-                movelock_handoff(m, g);
+                loom__held_pass(m, g);
                 continue;
             }
         }
@@ -1362,6 +1012,21 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
         }
     }
     gogo(m, g, &m->g0, after, arg, false);
+}
+
+/* ------------------------------------------------------------------ for the policy files
+ * Out-of-line entries to the above for held.c, spare.c and prio.c (proc.h): off the
+ * paths where a switch's cost is counted. */
+
+P   *loom__releasep(M *m) { return releasep(m); }
+void loom__startm(P *p, bool spinning) { startm(p, spinning); }
+bool loom__mpark(M *m) { return mpark(m); }
+G   *loom__runq_first(P *p) { return runq_first(p); }
+G   *loom__runq_next(M *m, P *p, bool *inherit) { return runq_next(m, p, inherit); }
+G   *loom__globrunq_take(P *p) { return globrunq_take(p); }
+
+void loom__gogo(M *m, G *from, G *to, void (*after)(G *, void *), void *arg) {
+    gogo(m, from, to, after, arg, false);
 }
 
 /* ------------------------------------------------------------------ park / ready */
@@ -1558,106 +1223,6 @@ void loom_yield(void) {
     yield_m(m);
 }
 
-static void hold_after(G *prev, void *arg) {
-    (void)arg;
-    casgstatus(prev, G_RUNNING, G_RUNNABLE);
-    held_put(prev->m, prev, false);
-}
-
-/* Called by the preemption signal handler on the goroutine's stack (preempt.c): switch
- * out, to resume on this same thread.  The goroutine is locked to its M until it resumes
- * and held by it (see "held goroutines"): the M runs the next goroutine of its P, or a
- * held one whose turn has come, and resumes this one in its turn.  With nothing else to
- * run here it just goes on (the P's other work, if any, is stolen by idle Ps as usual).
- *
- * A goroutine locked to its thread by the program goes Go's way instead: to the global
- * queue, its thread waiting for it (stoplockedm) — it has the thread to itself.
- *
- * With priority levels the deadline timer's signal lands here too: the P's due timers run
- * first, and a goroutine of a higher level they readied (or one readied earlier) runs
- * at once on this thread. */
-void loom__async_preempt(M *m) {
-    LOOM__CHAOS(CH_PREEMPT);
-again:;
-    G *g = m->curg;
-    P *p = m->p;
-    bool locked = g->lockedm != NULL;
-    G *next = NULL;
-    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
-        /* the deadline timer's signal: the due timers may ready an outranking goroutine */
-        if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
-        if (loom__prio_keeps(m, g)) return;
-        if (!locked && (next = loom__prio_runqget_above(p, g->prio))) ran(p, false);
-        if (!next && LOAD_RLX(&p->prio.kick) && XCHG(&p->prio.kick, 0) && !loom__prio_outranked(p)) {
-            /* a priority kick whose goroutine another P took first (kick_lowest kicks
-             * every P of the lowest level): no switch.  A slice's end that came too is
-             * asked for again at sysmon's next look. */
-            STORE(&p->preempt, 0);
-            return;
-        }
-    }
-    LOOM__COUNT(m, npreempt);
-    LOOM__COUNT(m, nasync);
-    LOOM__TRACE(loom__trace_preempt(m, g, true));
-    if (locked) {
-        loom_yield();
-        return;
-    }
-    /* a spare P being given back (see "spare Ps"): schedule() on g0 gives it back, and
-     * sysmon leaves its lender's goroutine alone until it has.  Rotating held goroutines
-     * here, from one to the next, would keep it for good. */
-    bool retire = LOAD_RLX(&p->spare.retire);
-    if (!next && !m->held.head && loom__sched.nprocs > 1 && !crowded()) {
-        /* few goroutines ready: Go's way (runtime.stoplockedm), so that no two share this
-         * thread and an idle P can take any of them (at one P there is no other P: hold).
-         * (schedule_from, under loom_yield, gives back a retiring spare.) */
-        if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
-        if (!retire && loom__runqempty(p) && LOAD_RLX(&loom__sched.runqsize) == 0) {
-            STORE(&p->preempt, 0);       /* nothing else to run: go on, a new slice */
-            return;
-        }
-        g->lockedm = m;
-        g->alocked = true;
-        m->lockedg = g;
-        loom_yield();                    /* to the global queue; this thread waits for it */
-        m = loom__getm();                /* the same M, by the lock */
-        g->lockedm = NULL;
-        g->alocked = false;
-        m->lockedg = NULL;
-        return;
-    }
-    if (unlikely(retire)) {
-        if (next) runqput(p, next, true);
-        next = &m->g0;                   /* g is held; this M waits with it for a P (held_wait) */
-    } else if (!next) {
-        bool inherit;
-        next = runq_next(m, p, &inherit);
-        if (!next) next = globrunq_take(p);   /* runq_fast looks there every 61st tick */
-        if (!next) return;               /* nothing else to run here: go on */
-        ran(p, inherit);
-    }
-    if ((next->lockedm && next->lockedm != m) || (next->movelock && m->held.head)) {
-        runqput(p, next, true);    /* schedule() on g0 hands it on */
-        next = &m->g0;
-    }
-    g->lockedm = m;
-    g->alocked = true;
-    gogo(m, g, next, hold_after, NULL, false);
-    /* resumed, on this same thread (it was locked here) */
-    g->lockedm = NULL;
-    g->alocked = false;
-    /* maybe long after: a goroutine readied meanwhile for this P while it had no running
-     * goroutine (so nobody was kicked) may outrank g: go round once more rather than spin
-     * on until sysmon, itself waiting for a CPU, notices */
-    m = loom__getm();
-    if (m->held.aged == g) {
-        m->held.aged = NULL;             /* resumed by aging: a turn whatever waits */
-        return;
-    }
-    if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && m->p && !g->nopreempt && loom__prio_outranked(m->p))
-        goto again;
-}
-
 /* A cooperative preemption point on M m: yield if sysmon says the slice is used up.
  * LOOM_DEBUG=coopheld=1 switches the goroutine out as the signal would (held by this thread,
  * counted and traced as asynchronous): the held goroutines' paths then run where the signal
@@ -1708,29 +1273,12 @@ int loom_procs(void) {
     return loom__sched.nprocs > 0 ? loom__sched.nprocs : loom__cpu_count();
 }
 
-/* Moves the running goroutine off an M that holds an async-preempted one: to the global
- * queue, from which another thread takes it, while this M resumes the held goroutine. */
-static void move_after(G *prev, void *arg) {
-    (void)arg;
-    casgstatus(prev, G_RUNNING, G_RUNNABLE);
-    loom__lock_acquire(&loom__sched.lock);
-    globrunqput(prev);
-    loom__lock_release(&loom__sched.lock);
-    loom__wakep();
-}
-
 void loom_lock_thread(void) {
     M *m = loom__getm();
     if (!m || m->curg == &m->g0) return;
     G *g = m->curg;
     if (g->lockedm == m) return;
-    /* this thread holds preempted goroutines that must resume here: lock elsewhere */
-    while (m->held.head) {
-        g->movelock = true;
-        gogo(m, g, &m->g0, move_after, NULL, false);
-        m = loom__getm();
-    }
-    g->movelock = false;
+    if (unlikely(m->held.head)) m = loom__held_move_off(m, g);
     m->lockedg = g;
     g->lockedm = m;
 }
@@ -1930,13 +1478,12 @@ static int schedinit(void) {
     loom__chaos_init();                    /* after LOOM_DEBUG: chaos turns the checks on */
     steal_blind |= loom__chaos_on;         /* chaos: Go's random victims, no tiers */
     loom__stack_init();
-    loom__sched.maxprocs = (int)loom__env_long("LOOM_MAX_THREADS", MAX_THREADS_DEFAULT, 1, 1000000);
-    if (loom__sched.maxprocs < n) loom__sched.maxprocs = n;
+    loom__sched.maxprocs = loom__spare_limit(n);
     loom__sched.nactive = (uint32_t)n;
     loom__sched.allp = calloc((size_t)loom__sched.maxprocs, sizeof(P *));
     if (!loom__sched.allp) return -ENOMEM;
     for (int i = 0; i < n; i++) {
-        P *p = p_new(i);
+        P *p = loom__p_new(i);
         if (!p) return -ENOMEM;
         p->status = P_IDLE;
         loom__sched.allp[i] = p;

@@ -6,7 +6,7 @@
  * p->preempt set, which makes its next schedule() stop a runnext ping-pong pair from
  * inheriting the slice, and makes loom's cooperative preemption points yield (and the
  * preemption signal for plain C code, preempt.c).  It also retakes Ps left in blocking
- * calls, lends spare Ps for threads blocked without telling loom (proc.c, "spare Ps"),
+ * calls, lends spare Ps for threads blocked without telling loom (spare.c),
  * polls the network when nobody has for 10 ms, ages priority levels, and repeats a
  * deadlock check that something might still have woken (census.c).
  * Sleep: 20 µs, doubling after 1 ms without anything to do, up to 10 ms (Go's backoff);
@@ -14,7 +14,6 @@
  * running again (pidleget wakes it), so an idle runtime costs no CPU.
  */
 #include "internal.h"
-#include <fcntl.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -22,13 +21,6 @@
 #include <unistd.h>
 
 static loom__note stop_note;   /* wakes the sleeping monitor: runtime exit */
-
-/* How long a P's goroutine must have run without a schedule() before sysmon checks
- * whether its thread is asleep in the kernel.  1 ms: threads also wait in the kernel
- * briefly without blocking for real (a page fault that waits for reclaim, the mm lock
- * behind another thread's mmap), and lending a spare P for those only adds parallelism
- * nobody asked for; a 200 ms blocking read still keeps 99.5 % of its P's time in use. */
-#define BLOCKED_NS 1000000
 
 /* CPU time used so far by the thread that runs p, or -1 if unknown. */
 static int64_t thread_cpu(P *p) {
@@ -38,34 +30,6 @@ static int64_t thread_cpu(P *p) {
     if (!m || !m->tid || pthread_getcpuclockid(m->thread, &cid) != 0 || clock_gettime(cid, &ts) != 0)
         return -1;
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* The kernel's state letter for the thread that runs p (R running or runnable, S or D
- * asleep), from /proc/self/task/TID/stat; 0 if unknown. */
-static char thread_state(P *p) {
-    M *m = LOAD(&p->m);
-    if (!m || !m->tid) return 0;
-    char buf[256];
-    if (m->statfd < 0) {
-        /* opened once and kept (closed at runtime end): opening a file on every look
-         * would briefly take fd numbers the program has just closed */
-        char path[64];
-        snprintf(path, sizeof path, "/proc/self/task/%d/stat", m->tid);
-        m->statfd = open(path, O_RDONLY | O_CLOEXEC);
-        if (m->statfd < 0) return 0;
-    }
-    ssize_t n = pread(m->statfd, buf, sizeof buf - 1, 0);
-    if (n <= 0) return 0;
-    buf[n] = 0;
-    const char *rp = strrchr(buf, ')');      /* the name may contain spaces and parens */
-    return rp && rp[1] == ' ' ? rp[2] : 0;
-}
-
-static bool thread_asleep(P *p) {
-    M *m = LOAD(&p->m);
-    if (m && LOAD_RLX(&m->lockwait)) return false;     /* waits for a runtime lock */
-    char st = thread_state(p);
-    return st == 'S' || st == 'D';
 }
 
 /* A P left in P_SYSCALL by a thread in a blocking call (runtime.retake): hand it on once
@@ -114,29 +78,14 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     /* it used the CPU during this slice (on a loaded machine a running thread may well
      * not have between two looks 20 us apart: it waits for a CPU, in state R) */
     bool ran_slice = cpu >= 0 && p->sysmon.cpu0 >= 0 && cpu != p->sysmon.cpu0;
-    P *sp = LOAD(&p->spare.standin);
-    if (sp) {
-        if (known && ran && !LOAD(&sp->spare.retire)) loom__retire_spare(sp);   /* it runs again */
-        /* while the thread sleeps its spare stands in; once it runs again its goroutine
-         * gets slices as usual, whenever the spare's thread gets round to giving it back
-         * (lend_spare lends no second one meanwhile) */
-        if (!LOAD(&sp->spare.retire)) return;
+    /* a thread asleep in the kernel without having said so (spare.c) */
+    switch (loom__spare_look(p, now, known, ran)) {
+    case SPARE_LENT: (*handoffs)++; return;
+    case SPARE_ASLEEP: *next = now; return;     /* look again soon */
+    case SPARE_STANDS_IN: return;
+    default: break;
     }
-    bool asleep = !ran && now - p->sysmon.when >= BLOCKED_NS && thread_asleep(p);
-    p->sysmon.asleep = asleep ? p->sysmon.asleep + 1 : 0;
-    if (asleep && p->sysmon.asleep >= 2) {
-        /* asleep in the kernel without having said so (a plain read(), usleep...), at two
-         * looks in a row (one can catch a thread in a brief wait, e.g. a page fault that
-         * waits for reclaim): lend a spare P meanwhile (proc.c, "spare Ps") */
-        p->sysmon.asleep = 0;
-        if (loom__lend_spare(p)) (*handoffs)++;
-        return;
-    }
-    if (asleep || loom__det_on) {
-        /* look again soon; deterministic mode has no time slices (det.c) */
-        if (asleep) *next = now;
-        return;
-    }
+    if (loom__det_on) return;                   /* deterministic mode has no time slices (det.c) */
     if (LOAD(&loom__sched.npidle) > 0 && LOAD(&loom__sched.nmspinning) == 0 && !loom__runqempty(p)) {
         /* work has waited behind this P's running goroutine for a whole tick (a
          * runnext that loom__ready did not wake anyone for): let an idle P steal it */
@@ -170,7 +119,7 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
         p->sysmon.nswitch = sw;
         if (ran_slice && same_g && loom__preempt_enabled()) {
             (*signalling)++;
-            if (now - p->sysmon.signal >= 50000 && thread_state(p) == 'R') loom__preempt_signal(p, now);
+            if (now - p->sysmon.signal >= 50000 && loom__thread_state(p) == 'R') loom__preempt_signal(p, now);
         }
     }
 }
@@ -197,7 +146,7 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
         P *sp = LOAD(&p->spare.standin);
         if (st == P_SYSCALL) retake_syscall(p, now, handoffs);
         if (st != P_RUNNING) {
-            if (sp && !LOAD(&sp->spare.retire)) loom__retire_spare(sp);
+            if (unlikely(sp)) loom__spare_back(p);
             if (st == P_IDLE && !loom__det_on) idle_timers(p, now, &wake, next);   /* (det: virtual time) */
             continue;
         }
@@ -212,7 +161,7 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
             p->sysmon.when = now;
             p->sysmon.cpu = -1;
             p->sysmon.asleep = 0;
-            if (sp && !LOAD(&sp->spare.retire)) loom__retire_spare(sp);
+            if (unlikely(sp)) loom__spare_back(p);
             deadline(p, now, next);
             /* a HIGH goroutine waits while this P runs a new, lower one (one aged into the
              * HIGH FIFO, which runs first): kick now, not a slice later */
