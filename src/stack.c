@@ -114,7 +114,9 @@ static int class_of(size_t slot) {
 
 size_t loom__stack_class_size(size_t want) {
     if (want == 0) want = loom__stack_default;
-    if (want > LOOM_STACK_MAX) return 0;
+    /* the slot holds the stack, its guard page and the header: it, not the request, must
+     * fit the largest class */
+    if (want > LOOM_STACK_MAX - PAGE - HDR) return 0;
     size_t need = want + PAGE + HDR;
     size_t s = LOOM_STACK_MIN;
     while (s < need) s <<= 1;

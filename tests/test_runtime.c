@@ -6,7 +6,9 @@
  *  - loom_go: distinct ids > 1 for a burst of spawns (each P hands out ids from a batch of its
  *    own, as Go's goidcache, so a spawner that moves to another P may get a lower one),
  *    NULL fn -> 0 + errno EINVAL;
- *  - loom_go_attr: name (copied) and a 1 MiB stack that holds a 900 KiB array;
+ *  - loom_go_attr: name (copied) and a 1 MiB stack that holds a 900 KiB array; a 128 MiB
+ *    stack runs; a stack whose slot (the size plus a guard page and a header, rounded up)
+ *    would pass the largest class, 256 MiB, is refused with EINVAL;
  *  - loom_procs(): LOOM_PROCS when set, else the CPUs in the affinity mask;
  *  - loom_exit ends only the calling goroutine, from any call depth;
  *  - loom_yield lets the other goroutine run at LOOM_PROCS=1 (ping-pong, no channels).
@@ -129,14 +131,25 @@ static void test_attr(void)
     T_WAIT_UNTIL(t_get(&big_ok) >= 1, 20,
                  "the 1 MiB-stack goroutine (%d of %d)", t_get(&big_ok), 1);
 
+    /* the largest class: 128 MiB usable fits in a 256 MiB slot; 256 MiB does not */
+    loom_attr a128 = { (size_t)128 << 20, LOOM_PRIO_NORMAL, "128m" };
+    CHECK(loom_go_attr(prio_fn, NULL, &a128) > 0);
+    size_t too_big[] = { ((size_t)256 << 20) - 4096, (size_t)256 << 20, ((size_t)256 << 20) + 1 };
+    for (size_t i = 0; i < sizeof too_big / sizeof *too_big; i++) {
+        loom_attr big = { too_big[i], LOOM_PRIO_NORMAL, "too big" };
+        errno = 0;
+        CHECK_EQU(loom_go_attr(prio_fn, NULL, &big), 0);
+        CHECK_EQ(errno, EINVAL);
+    }
+
     loom_attr lo = { 0, LOOM_PRIO_LOW, "low" };
     loom_attr hi = { 0, LOOM_PRIO_HIGH, NULL };
     loom_attr def = { 0, 0, NULL };
     CHECK(loom_go_attr(prio_fn, NULL, &lo) > 0);
     CHECK(loom_go_attr(prio_fn, NULL, &hi) > 0);
     CHECK(loom_go_attr(prio_fn, NULL, &def) > 0);
-    T_WAIT_UNTIL(t_get(&prio_ran) >= 3, 20,
-                 "goroutines with priorities (%d of %d)", t_get(&prio_ran), 3);
+    T_WAIT_UNTIL(t_get(&prio_ran) >= 4, 20,
+                 "goroutines with priorities and the 128 MiB stack (%d of %d)", t_get(&prio_ran), 4);
 }
 
 /* ---- loom_exit */
