@@ -204,7 +204,7 @@ again:;
     } else if (!next) {
         bool inherit;
         next = loom__runq_next(m, p, &inherit);
-        if (!next) next = loom__globrunq_take(p);   /* runq_fast looks there every 61st tick */
+        if (!next) next = loom__globrunq_take(p);   /* runq_first looks there every 61st tick */
         if (!next) return;               /* nothing else to run here: go on */
         ran(p, inherit);
     }

@@ -545,6 +545,7 @@ G   *loom__prio_steal(P *p, P *victim, int prio);
 bool loom__prio_holds(P *p, G *g);               /* invariant checks */
 void loom__prio_drain(P *p);
 /* ...and the policy, reached from the scheduler, each call behind a check of prio.used: */
+void loom__prio_init(void);                      /* schedinit: LOOM_PRIO_AGE_MS */
 void loom__prio_use(void);                       /* a goroutine left NORMAL: levels in use */
 bool loom__prio_ready(P *p, int prio);           /* a goroutine of level >= prio is ready */
 bool loom__prio_outranked(P *p);                 /* a ready goroutine outranks p's running one */
@@ -558,8 +559,10 @@ void loom__prio_rearm(M *m);                     /* the deadline timer follows p
 void loom__prio_sysmon(P *p, int64_t now);       /* sysmon: aging, due timers */
 void loom__prio_sysmon_global(int64_t now);      /* sysmon: aging of the global queues */
 
-/* held.c */
+/* ------------------------------------------------------------------ held.c
+ * Held goroutines (the rest of held.c's interface is the core's: proc.h). */
 bool loom__held_has(M *m, int prio);             /* m holds a goroutine of level >= prio */
+void loom__async_preempt(M *m);                  /* preempt.c's handler: switch out, resume on m */
 
 /* ------------------------------------------------------------------ runq.c */
 void loom__runqput(P *p, G *g, bool next);
@@ -670,7 +673,6 @@ void loom__preempt_kick(P *p);                  /* any thread: signal p's thread
 void loom__preempt_mstart(M *m);                /* the M's deadline timer */
 void loom__preempt_mexit(M *m);
 void loom__preempt_arm(M *m, int64_t when);     /* 0: disarm */
-void loom__async_preempt(M *m);                 /* held.c: switch out, resume on m */
 
 /* ------------------------------------------------------------------ stats.c */
 #define LOOM__COUNT(m, field) STORE_RLX(&(m)->field, (m)->field + 1)   /* an M's own counter */

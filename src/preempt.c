@@ -26,14 +26,10 @@
  * Thread affinity: compilers keep thread-local addresses in registers (errno's
  * __errno_location() is a const function, %fs-relative addresses are computed once), and
  * the interrupted code may be anywhere.  So an asynchronously preempted goroutine resumes
- * on the thread it was interrupted on: it is locked to that thread until it resumes.  When
- * many goroutines are ready, the thread holds it (proc.c, "held goroutines") while it runs
- * the P's other goroutines and its other held ones in turn: no thread handoff per slice,
- * and as many threads as Ps however many goroutines spin.  When few are ready, it goes
- * Go's way for locked goroutines: its thread waits for it while the P moves to another
- * thread (a thread handoff per slice, some 30 µs here), so that no two share a thread and
- * idle Ps can run them.  A goroutine that switches at a loom call (cooperatively) may
- * resume anywhere, as API.md says.
+ * on the thread it was interrupted on: it is locked to that thread until it resumes.  What
+ * the thread does meanwhile — hold it and run others, or hand its P on and wait — is the
+ * policy of held.c (loom__async_preempt), which this handler calls.  A goroutine that
+ * switches at a loom call (cooperatively) may resume anywhere, as API.md says.
  *
  * Timer deadlines (once priority levels are in use): the monitor thread is an ordinary
  * thread, and on a machine whose CPUs all run spinning goroutines the kernel may let it wait

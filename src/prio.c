@@ -357,6 +357,10 @@ void loom__prio_sysmon_global(int64_t now) {
 
 /* ---------------------------------------------------------------- the API */
 
+void loom__prio_init(void) {
+    loom__sched.prio.age_ns = loom__env_long("LOOM_PRIO_AGE_MS", 20, 1, 60000) * 1000000;
+}
+
 int loom_priority(void) {
     M *m = loom__getm();
     if (!m || m->curg == &m->g0) return LOOM_PRIO_NORMAL;

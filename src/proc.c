@@ -57,10 +57,14 @@
  * P's schedtick has not moved for a slice, and the next schedule() then puts runnext at
  * the tail and runs the queue head instead: the pair cannot starve the queue behind it.
  *
- * Preemption by signal (preempt.c) switches a goroutine out in the middle of C code, so it
- * must resume on the same thread: the M holds it ("held goroutines" below) and rotates its
- * held goroutines with its P's queues, as Go rotates preempted goroutines through the
- * global queue; threads stay as many as Ps however many goroutines spin.
+ * Beyond Go: three policies of loom's own, each in a file that tells its story, hooked in
+ * here by one direct call behind a check of its own state (proc.h):
+ *   held.c   goroutines preempted by signal (preempt.c) must resume on their thread; the M
+ *            keeps them and rotates them with its P's queues (m->held.head);
+ *   spare.c  a thread blocked in a call loom was not told about gets a stand-in P from
+ *            sysmon, given back when the thread runs again (p->spare.retire);
+ *   prio.c   priority levels: their queues, the kick that lets a HIGH goroutine jump the
+ *            queue, aging (sched.prio.used).
  */
 #include "proc.h"
 #include "symbolize.h"
@@ -636,12 +640,6 @@ static ALWAYS_INLINE G *runq_first(P *p) {
     return NULL;
 }
 
-/* The quick look at local work: runq_first, then runnext and the local queue. */
-static ALWAYS_INLINE G *runq_fast(P *p, bool *inherit) {
-    *inherit = false;
-    G *g = runq_first(p);
-    return g ? g : loom__runqget(p, inherit);
-}
 
 
 /* A batch from the global queue into p's, and the first of it, if it has any
@@ -656,8 +654,10 @@ static G *globrunq_take(P *p) {
 
 /* The next goroutine for M m from its P p and its held ones, or NULL. */
 static ALWAYS_INLINE G *runq_next(M *m, P *p, bool *inherit) {
-    if (likely(!m->held.head)) return runq_fast(p, inherit);
-    return loom__held_next(m, p, inherit);
+    if (unlikely(m->held.head)) return loom__held_next(m, p, inherit);
+    *inherit = false;
+    G *g = runq_first(p);
+    return g ? g : loom__runqget(p, inherit);
 }
 
 /* Steals from other Ps (runtime.stealWork): 4 passes in random order; the last one may
@@ -1473,7 +1473,7 @@ static int schedinit(void) {
     const char *ss = getenv("LOOM_STEAL");
     steal_blind = ss && !strcmp(ss, "random");
     loom__sched.slice_us = (int)loom__env_long("LOOM_SLICE_US", 2000, 100, 1000000);
-    loom__sched.prio.age_ns = loom__env_long("LOOM_PRIO_AGE_MS", 20, 1, 60000) * 1000000;
+    loom__prio_init();
     loom__debug_init();
     loom__chaos_init();                    /* after LOOM_DEBUG: chaos turns the checks on */
     steal_blind |= loom__chaos_on;         /* chaos: Go's random victims, no tiers */

@@ -9,7 +9,8 @@
  * calls, lends spare Ps for threads blocked without telling loom (spare.c),
  * polls the network when nobody has for 10 ms, ages priority levels, and repeats a
  * deadlock check that something might still have woken (census.c).
- * Sleep: 20 µs, doubling after 1 ms without anything to do, up to 10 ms (Go's backoff);
+ * Sleep: 20 µs, doubling after 1 ms without anything to do, up to a time slice (at most
+ * 10 ms; Go's backoff);
  * once every P has been idle for 20 ms it sleeps on sched.sysmonnote until a P starts
  * running again (pidleget wakes it), so an idle runtime costs no CPU.
  */
