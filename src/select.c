@@ -118,57 +118,44 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
 
     int result;
     sellock(cases, lockorder, np);
-    /* pass 1: anything ready? */
+    /* pass 1: anything ready?  ok: -1 not ready, else the case's ok; sg: a partner waiting */
     for (int i = 0; i < np; i++) {
         int ci = pollorder[i];
         loom_case *k = &cases[ci];
         loom_chan *c = k->chan;
+        loom__sudog *sg = NULL;
+        int ok = -1;
         if (k->op == LOOM_RECV) {
-            loom__sudog *sg = loom__waitq_dequeue(&c->sendq);
-            if (sg) {
-                k->ok = 1;
-                selunlock_except(cases, lockorder, np, c);
-                loom__chan_recv_from(m, c, sg, k->elem);  /* unlocks c */
-                result = ci;
-                goto out;
-            }
-            if (c->qcount > 0) {
+            if ((sg = loom__waitq_dequeue(&c->sendq))) {
+                ok = 1;
+            } else if (c->qcount > 0) {
                 loom__chan_buf_take(c, k->elem);
-                k->ok = 1;
-                selunlock(cases, lockorder, np);
-                result = ci;
-                goto out;
-            }
-            if (c->closed) {
+                ok = 1;
+            } else if (c->closed) {
                 if (k->elem && c->elemsize) memset(k->elem, 0, c->elemsize);
-                k->ok = 0;
-                selunlock(cases, lockorder, np);
-                result = ci;
-                goto out;
+                ok = 0;
             }
         } else {
             if (c->closed) {
-                k->ok = 0;
-                selunlock(cases, lockorder, np);
-                result = ci;
-                goto out;
-            }
-            loom__sudog *sg = loom__waitq_dequeue(&c->recvq);
-            if (sg) {
-                k->ok = 1;
-                selunlock_except(cases, lockorder, np, c);
-                loom__chan_send_to(m, c, sg, k->elem);    /* unlocks c */
-                result = ci;
-                goto out;
-            }
-            if (c->qcount < c->dataqsiz) {
+                ok = 0;
+            } else if ((sg = loom__waitq_dequeue(&c->recvq))) {
+                ok = 1;
+            } else if (c->qcount < c->dataqsiz) {
                 loom__chan_buf_put(c, k->elem);
-                k->ok = 1;
-                selunlock(cases, lockorder, np);
-                result = ci;
-                goto out;
+                ok = 1;
             }
         }
+        if (ok < 0) continue;
+        k->ok = ok;
+        result = ci;
+        if (!sg) {
+            selunlock(cases, lockorder, np);
+        } else {
+            selunlock_except(cases, lockorder, np, c);
+            if (k->op == LOOM_RECV) loom__chan_recv_from(m, c, sg, k->elem);   /* unlocks c */
+            else loom__chan_send_to(m, c, sg, k->elem);                        /* unlocks c */
+        }
+        goto out;
     }
     if (timeout_ns == 0 || !in_g) {
         selunlock(cases, lockorder, np);
