@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 #include "topo.h"
 
 /* A function the optimiser must treat as opaque: never inlined, never assumed pure, so
@@ -48,6 +49,21 @@
         __atomic_compare_exchange_n((p), &o_, (n), false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); })
 #define CAS_REL(p, o, n) __extension__({ __typeof__(*(p)) o_ = (o); \
         __atomic_compare_exchange_n((p), &o_, (n), false, __ATOMIC_RELEASE, __ATOMIC_RELAXED); })
+
+/* The runtime's clocks: CLOCK_MONOTONIC in ns (through the vDSO), and its coarse variant
+ * (~ms resolution, cheaper).  Timers and deadlines use loom__now (below), which is
+ * virtual in deterministic mode. */
+static inline int64_t loom__nanotime(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t loom__nanotime_coarse(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static inline void loom__cpu_relax(void) {
 #if defined(__x86_64__)
@@ -189,7 +205,6 @@ int64_t loom__timers_next(P *p);             /* earliest deadline of p's heap, 0
 int     loom__timers_count(P *p);
 void    loom__timers_term(P *p);
 void    loom__timers_move(P *from, P *to);   /* every timer of from onto to's heap */
-int64_t loom__nanotime(void);
 
 /* ------------------------------------------------------------------ G, M, P
  * Status of a G, and who owns its stack in each (as runtime2.go):
@@ -531,7 +546,6 @@ void loom__preempt_check(void);                 /* cooperative preemption point 
 M   *loom__enter_blocking(void);
 void loom__unlock_after(G *prev, void *lock);   /* an "after switch" hook: releases a loom__lock */
 void loom__spin_unlock_after(G *prev, void *lock); /* the same for a loom__spinlock */
-int64_t loom__nanotime_coarse(void);            /* CLOCK_MONOTONIC_COARSE: ~ms resolution, cheap */
 
 /* ------------------------------------------------------------------ prio.c
  * Priority levels.  The FIFOs of the levels but NORMAL, reached from runq.c: */

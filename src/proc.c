@@ -91,19 +91,8 @@ const char *const loom__wait_names[WAIT_COUNT] = {
 
 /* ------------------------------------------------------------------ helpers */
 
-int64_t loom__nanotime(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int64_t loom_now(void) { return loom__now(); }
 
-int64_t loom__nanotime_coarse(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* errno through the M's own pointer to its thread's errno, read afresh from the M at each
  * switch: never a location the compiler computed on another thread (see the design story) */
