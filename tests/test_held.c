@@ -1,17 +1,19 @@
 /*
  * test_held.c — goroutines switched out by the preemption signal are held by the thread
- * they ran on and rotate there (src/proc.c, "held goroutines"):
+ * they ran on and rotate there (src/held.c):
  *  - sixteen plain-loop spinners at two Ps all make progress, each on the thread it
  *    started on, with a handful of threads, not one per spinner;
  *  - but with few goroutines ready none is held (held ones share their thread's CPU):
- *    three spinners at two Ps each wait on a thread of their own when preempted;
+ *    three spinners at two Ps each wait on a thread of their own when preempted, so no two
+ *    of them ever run on one thread;
  *  - a goroutine woken on the P (a 1 ms sleeper beside three spinners at one P) runs after
  *    the current slice, not after a turn of every held spinner;
  *  - a goroutine of the P that blocks in the kernel (loom_block_begin/end) while another
  *    keeps the P busy: the thread holding the spinners loses its P and gets one back; the
  *    spinners go on, on their own threads;
  *  - loom_lock_thread from a goroutine whose thread holds spinners moves it to a thread
- *    of its own, which it keeps across yields and sleeps, while the spinners go on;
+ *    of its own (its thread id changes), which it keeps across yields and sleeps, while
+ *    the spinners go on;
  *  - a NORMAL goroutine readied on the global queue (by a thread outside the runtime)
  *    runs before LOW spinners held at its P;
  *  - a spare P lent for a plain blocking call goes back once the call returns, even while
@@ -165,8 +167,13 @@ static int share_test(void *arg)
     printf("3 spinners at 2 Ps: the busiest did %.0f%% of the work\n", 100.0 * (double)most / (double)total);
     struct loom_stats st;
     CHECK_OK(loom_stats(&st));
-    /* not held: each preempted spinner waited on a thread of its own */
+    /* not held: each preempted spinner waited on a thread of its own, so no two ran on one
+     * (a thread that held them would run the next spinner while the first waits) */
     CHECK_GE(st.threads, (uint64_t)N);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < i; j++)
+            CHECK_MSG(__atomic_load_n(&s[i].tid, __ATOMIC_RELAXED) != __atomic_load_n(&s[j].tid, __ATOMIC_RELAXED),
+                      "spinners %d and %d started on one thread: held, not each on its own", j, i);
     stop_spinners(s, N);
     return 0;
 }
@@ -264,9 +271,13 @@ static int lock_test(void *arg)
     struct spin s[N];
     uint64_t before[N];
     start_spinners(s, N);
-    await_started(s, N);                      /* main's thread may hold some of them now */
+    await_started(s, N);
+    /* at one P the spinners were preempted on main's thread, which holds them: main must
+     * move to a thread of its own to lock one (movelock) */
+    long was = gettid_now();
     loom_lock_thread();
     long mine = gettid_now();
+    CHECK_MSG(mine != was, "loom_lock_thread kept main on the thread that holds the spinners");
     snapshot(s, N, before);
     for (int i = 0; i < 20; i++) {
         loom_yield();
