@@ -328,8 +328,9 @@ struct loom__m {
     G         *lockedg;        /* goroutine locked to this thread */
     G         *pending_g;      /* locked goroutine handed back with a P (startlockedm); set before park wakeup */
     G         *nextg;          /* picked to run next but without a stack yet: g0 starts it; this M only */
-    /* goroutines this M switched out by the preemption signal (held.c): each locked here
-     * (g->alocked), runnable, in no shared queue, oldest first, linked through schedlink.
+    /* goroutines this M switched out by the preemption signal (preempt_policy.c): each
+     * locked here (g->alocked), runnable, in no shared queue, oldest first, linked through
+     * schedlink.
      * This M only; n[] is also read by others (relaxed: loom__m_nheld). */
     struct {
         G       *head, *tail;
@@ -362,7 +363,7 @@ struct loom__m {
     uint64_t   nswitch, nsteal, npreempt, nasync;
     uint64_t   nsteal_tier[3];  /* steals by victim distance (topo.c tiers) */
     int        pin_cpu;         /* CPU this thread is pinned to (LOOM_PIN=1), or -1 */
-    timer_t    dtimer;          /* deadline timer: SIGURG to this thread (preempt.c) */
+    timer_t    dtimer;          /* deadline timer: SIGURG to this thread (preempt_signal.c) */
     bool       dtimer_ok;
     int64_t    dtimer_when;     /* what it is armed for, 0: not */
 };
@@ -573,10 +574,10 @@ void loom__prio_rearm(M *m);                     /* the deadline timer follows p
 void loom__prio_sysmon(P *p, int64_t now);       /* sysmon: aging, due timers */
 void loom__prio_sysmon_global(int64_t now);      /* sysmon: aging of the global queues */
 
-/* ------------------------------------------------------------------ held.c
- * Held goroutines (the rest of held.c's interface is the core's: proc.h). */
+/* ------------------------------------------------------------------ preempt_policy.c
+ * Held goroutines (the rest of preempt_policy.c's interface is the core's: proc.h). */
 bool loom__held_has(M *m, int prio);             /* m holds a goroutine of level >= prio */
-void loom__async_preempt(M *m);                  /* preempt.c's handler: switch out, resume on m */
+void loom__async_preempt(M *m);                  /* from the signal handler: switch out, resume on m */
 
 /* ------------------------------------------------------------------ runq.c */
 void loom__runqput(P *p, G *g, bool next);
@@ -678,7 +679,7 @@ int  loom__sysmon_start(void);
 void loom__sysmon_stop(void);
 void loom__sysmon_wake(void);
 
-/* ------------------------------------------------------------------ preempt.c */
+/* ------------------------------------------------------------------ preempt_signal.c */
 void loom__preempt_init(void);
 void loom__preempt_term(void);
 void loom__preempt_signal(P *p, int64_t now);   /* sysmon: signal p's thread */

@@ -14,7 +14,8 @@
  *
  * Jumping the queue.  A goroutine queued on a P whose running goroutine it outranks kicks
  * that P (loom__prio_kick): the preempt flag, which the running goroutine obeys at its
- * next loom call, and the preemption signal for one that runs plain C code (preempt.c);
+ * next loom call, and the preemption signal for one that runs plain C code
+ * (preempt_signal.c);
  * the signal handler runs the HIGH goroutine on the spot (loom__async_preempt).  One
  * queued globally kicks every running P of the lowest level below it (the first of them
  * to get a CPU takes it).  The kicks are made where goroutines become ready (proc.c's
@@ -23,15 +24,15 @@
  * (channels, semaphores) wake the first waiter of the highest level.
  *
  * Timers of a HIGH sleeper must fire on time even when every CPU runs spinning goroutines
- * and sysmon waits for a CPU: each thread's deadline timer (preempt.c) follows its P's
+ * and sysmon waits for a CPU: each thread's deadline timer (preempt_signal.c) follows its P's
  * earliest timer (loom__prio_rearm), and sysmon fires due timers itself.
  *
  * Aging: sysmon watches the head of each lower level (runnext, the NORMAL ring, the LOW
  * FIFO, and the global NORMAL and LOW queues); a head that has not moved for
  * LOOM_PRIO_AGE_MS (default 20) is moved to the front of its P's HIGH FIFO (the global
  * HIGH one for a global head), so it runs next whatever the levels: low priority means
- * later, never never.  The goroutine keeps its own level.  Held goroutines (held.c) age the
- * same way on their M.
+ * later, never never.  The goroutine keeps its own level.  Held goroutines
+ * (preempt_policy.c) age the same way on their M.
  */
 #include "internal.h"
 
@@ -283,8 +284,8 @@ bool loom__prio_kick_high(P *p) {
     return true;
 }
 
-/* The thread's deadline timer follows the earliest timer of its P (preempt.c), so a HIGH
- * sleeper's wakeup does not wait for sysmon to get a CPU. */
+/* The thread's deadline timer follows the earliest timer of its P (preempt_signal.c), so
+ * a HIGH sleeper's wakeup does not wait for sysmon to get a CPU. */
 void loom__prio_rearm(M *m) {
     if (!m->dtimer_ok || !m->p) return;
     int64_t w = LOAD_RLX(&m->p->timer0_when);

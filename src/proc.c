@@ -59,12 +59,13 @@
  *
  * Beyond Go: three policies of loom's own, each in a file that tells its story, hooked in
  * here by one direct call behind a check of its own state (proc.h):
- *   held.c   goroutines preempted by signal (preempt.c) must resume on their thread; the M
- *            keeps them and rotates them with its P's queues (m->held.head);
- *   spare.c  a thread blocked in a call loom was not told about gets a stand-in P from
- *            sysmon, given back when the thread runs again (p->spare.retire);
- *   prio.c   priority levels: their queues, the kick that lets a HIGH goroutine jump the
- *            queue, aging (sched.prio.used).
+ *   preempt_policy.c  goroutines preempted by signal (preempt_signal.c) must resume on
+ *                     their thread; the M holds them and rotates them with its P's
+ *                     queues (m->held.head);
+ *   spare.c           a thread blocked in a call loom was not told about gets a stand-in P
+ *                     from sysmon, given back when the thread runs again (p->spare.retire);
+ *   prio.c            priority levels: their queues, the kick that lets a HIGH goroutine
+ *                     jump the queue, aging (sched.prio.used).
  */
 #include "proc.h"
 #include "symbolize.h"
@@ -1004,7 +1005,7 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
 }
 
 /* ------------------------------------------------------------------ for the policy files
- * Out-of-line entries to the above for held.c, spare.c and prio.c (proc.h): off the
+ * Out-of-line entries to the above for preempt_policy.c, spare.c and prio.c (proc.h): off the
  * paths where a switch's cost is counted. */
 
 P   *loom__releasep(M *m) { return releasep(m); }

@@ -1,6 +1,6 @@
 /*
  * proc.h — the scheduler's core (proc.c) as the files of loom's own policies see it:
- * held.c (held goroutines), spare.c (spare Ps) and prio.c (priority levels).
+ * preempt_policy.c (held goroutines), spare.c (spare Ps) and prio.c (priority levels).
  *
  * proc.c is Go's scheduler.  Each policy hooks into it by a direct call behind one check of
  * its own state (m->held.head, p->spare.retire, sched.prio.used: a predicted branch when the
@@ -90,7 +90,7 @@ G   *loom__runq_first(P *p);                       /* schedule()'s first look */
 G   *loom__runq_next(M *m, P *p, bool *inherit);   /* the next goroutine for m, or NULL */
 G   *loom__globrunq_take(P *p);                    /* a batch of the global queue */
 
-/* ------------------------------------------------------------------ held.c */
+/* ------------------------------------------------------------------ preempt_policy.c */
 G   *loom__held_next(M *m, P *p, bool *inherit);   /* runq_next for an M that holds some */
 bool loom__held_wait(M *m);                        /* m holds some and lost its P */
 void loom__held_pass(M *m, G *g);                  /* g moves to lock a thread: not here */

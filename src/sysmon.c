@@ -5,7 +5,7 @@
  * changed; a P whose schedtick has not moved for a slice (LOOM_SLICE_US, default 2 ms) gets
  * p->preempt set, which makes its next schedule() stop a runnext ping-pong pair from
  * inheriting the slice, and makes loom's cooperative preemption points yield (and the
- * preemption signal for plain C code, preempt.c).  It also retakes Ps left in blocking
+ * preemption signal for plain C code, preempt_signal.c).  It also retakes Ps left in blocking
  * calls, lends spare Ps for threads blocked without telling loom (spare.c),
  * polls the network when nobody has for 10 ms, ages priority levels, and repeats a
  * deadlock check that something might still have woken (census.c).
@@ -103,7 +103,7 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     if (outranked) *next = now;
     if (now - p->sysmon.when >= slice || (timer_late && now - p->sysmon.when >= slice / 4) || outranked) {
         /* a slice without a schedule(): ask for a yield at the next loom call, and
-         * signal the thread in case it runs plain C code (preempt.c) - only while it
+         * signal the thread in case it runs plain C code (preempt_signal.c) - only while it
          * uses the CPU, so as not to cut short a sleep in the kernel */
         if (!LOAD(&p->preempt)) {
             STORE(&p->preempt, 1);

@@ -226,7 +226,7 @@ static inline uint64_t t_rng_below(t_rng *r, uint64_t n)
 }
 
 /* Whether loom's asynchronous preemption signal is on: sanitizer builds leave it off
- * (src/preempt.c says why), and LOOM_ASYNCPREEMPT=0 turns it off; tests that need plain C
+ * (src/preempt_signal.c says why), and LOOM_ASYNCPREEMPT=0 turns it off; tests that need plain C
  * loops switched out skip those checks then. */
 static inline bool t_async_preempt(void)
 {

@@ -1,6 +1,6 @@
 /*
  * test_held.c — goroutines switched out by the preemption signal are held by the thread
- * they ran on and rotate there (src/held.c):
+ * they ran on and rotate there (src/preempt_policy.c):
  *  - sixteen plain-loop spinners at two Ps all make progress, each on the thread it
  *    started on, with a handful of threads, not one per spinner;
  *  - but with few goroutines ready none is held (held ones share their thread's CPU):

@@ -14,7 +14,7 @@
  *  - the outermost loom_preempt_enable is a preemption point: a goroutine that spends
  *    nearly all its time in such sections still yields at a slice's end, with the signal
  *    and without it (LOOM_ASYNCPREEMPT=0, and in sanitizer builds).
- * Sanitizer builds keep asynchronous preemption off (preempt.c says why): the checks that
+ * Sanitizer builds keep asynchronous preemption off (preempt_signal.c says why): the checks that
  * need it are skipped there, with a message.
  */
 #include "t.h"

@@ -4,7 +4,7 @@
  * The build links every loom object into one relocatable object (ld -r), this file first
  * and text_end_elf.S last, so loom's whole .text is one input section for the final link:
  * [loom__text_begin, loom__text_end) then holds all of loom's code, whether the library
- * is linked statically or shared.  The preemption handler (src/preempt.c) never switches a
+ * is linked statically or shared.  The preemption handler (src/preempt_signal.c) never switches a
  * goroutine out while its PC is inside that range.
  */
     .text

@@ -1,9 +1,10 @@
 /*
- * held.c — held goroutines: loom's policy for goroutines preempted by signal.
+ * preempt_policy.c — what becomes of a goroutine preempted by signal: loom's policy of
+ * held goroutines (the signal itself is preempt_signal.c).
  *
  * A goroutine switched out by the preemption signal must resume on the thread it was
- * interrupted on (preempt.c, "thread affinity").  Go's way for a goroutine tied to its
- * thread (runtime.startlockedm/stoplockedm) hands the P to that thread whenever the
+ * interrupted on (preempt_signal.c, "thread affinity").  Go's way for a goroutine tied to
+ * its thread (runtime.startlockedm/stoplockedm) hands the P to that thread whenever the
  * goroutine's turn comes: with N goroutines that spin, N threads and a futex wakeup per
  * time slice, and each woken thread may wait milliseconds for a CPU beside the spinning
  * ones (EEVDF lets the running thread finish its slice).  So the M keeps the goroutines it
@@ -136,7 +137,7 @@ static void hold_after(G *prev, void *arg) {
     held_put(prev->m, prev, false);
 }
 
-/* Called by the preemption signal handler on the goroutine's stack (preempt.c): switch
+/* Called by the preemption signal handler on the goroutine's stack (preempt_signal.c): switch
  * out, to resume on this same thread.  The goroutine is locked to its M until it resumes
  * and held by it: the M runs the next goroutine of its P, or a
  * held one whose turn has come, and resumes this one in its turn.  With nothing else to

@@ -1,5 +1,6 @@
 /*
- * preempt.c — asynchronous preemption (Go 1.14's, adapted to C).
+ * preempt_signal.c — asynchronous preemption (Go 1.14's, adapted to C): when and where a
+ * goroutine may be stopped by the signal (what becomes of it is preempt_policy.c's).
  *
  * sysmon (sysmon.c) sets p->preempt when a goroutine has held its P for a whole time slice
  * (LOOM_SLICE_US, default 2 ms); loom's calls yield when they see it (cooperative).  A
@@ -28,8 +29,8 @@
  * the interrupted code may be anywhere.  So an asynchronously preempted goroutine resumes
  * on the thread it was interrupted on: it is locked to that thread until it resumes.  What
  * the thread does meanwhile — hold it and run others, or hand its P on and wait — is the
- * policy of held.c (loom__async_preempt), which this handler calls.  A goroutine that
- * switches at a loom call (cooperatively) may resume anywhere, as API.md says.
+ * policy of preempt_policy.c (loom__async_preempt), which this handler calls.  A goroutine
+ * that switches at a loom call (cooperatively) may resume anywhere, as API.md says.
  *
  * Timer deadlines (once priority levels are in use): the monitor thread is an ordinary
  * thread, and on a machine whose CPUs all run spinning goroutines the kernel may let it wait
