@@ -24,8 +24,7 @@ build:
 demo: build
 	./$(BUILD)/examples/demo
 
-# Tests excluded from `make test` until their bug is fixed (each one named in the issue notes);
-# none today.  Set CTEST_EXCLUDE='regex' to skip some locally.
+# CTEST_EXCLUDE='regex' skips matching tests (for local runs; the default skips none).
 CTEST_EXCLUDE ?= ^$$
 
 check: build
