@@ -434,14 +434,14 @@ static int find_cb(struct dl_phdr_info *info, size_t sz, void *arg) {
     module *m = arg;
     const ElfW(Phdr) *ph = info->dlpi_phdr;
     bool hit = false;
-    uintptr_t image = 0;
-    size_t imagesz = 0;
+    uintptr_t img_start = 0;                    /* the ELF header: the segment at file offset 0 */
+    size_t img_size = 0;
     for (size_t i = 0; i < info->dlpi_phnum; i++) {
         if (ph[i].p_type != PT_LOAD) continue;
         if (m->pc - (info->dlpi_addr + ph[i].p_vaddr) < ph[i].p_memsz) hit = true;
         if (ph[i].p_offset == 0) {
-            image = info->dlpi_addr + ph[i].p_vaddr;
-            imagesz = ph[i].p_filesz;
+            img_start = info->dlpi_addr + ph[i].p_vaddr;
+            img_size = ph[i].p_filesz;
         }
     }
     if (!hit) return 0;
@@ -451,7 +451,7 @@ static int find_cb(struct dl_phdr_info *info, size_t sz, void *arg) {
     m->nameptr = nm;
     m->phnum = info->dlpi_phnum;
     uintptr_t vdso = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
-    m->vdso = vdso != 0 && image == vdso;
+    m->vdso = vdso != 0 && img_start == vdso;
     m->exe = !m->vdso && nlen == 0;
     m->longpath = false;
     m->path[0] = m->name[0] = '\0';
@@ -466,8 +466,8 @@ static int find_cb(struct dl_phdr_info *info, size_t sz, void *arg) {
         /* The kernel maps the whole image, section headers included, in whole pages. */
         size_t page = (size_t)getauxval(AT_PAGESZ);
         if (page == 0) page = 4096;
-        m->mem = (const unsigned char *)image;
-        m->memsz = (imagesz + page - 1) / page * page;
+        m->mem = (const unsigned char *)img_start;
+        m->memsz = (img_size + page - 1) / page * page;
         copy_base(m->name, sizeof m->name, nlen ? nm : "[vdso]", nlen ? nlen : 6);
     } else if (m->exe) {
         static const char self[] = "/proc/self/exe";

@@ -97,7 +97,7 @@ static void run_wg(void *arg) { (void)arg; parked_in_wg(); }
 static void run_spinner(void *arg) { (void)arg; spin_forever(); }
 
 /* The test's breakpoint. */
-NOINLINE void gdb_target_ready(void) { KEEP_FRAME(); }
+NOINLINE static void gdb_target_ready(void) { KEEP_FRAME(); }
 
 static uint64_t go_named(void (*fn)(void *), const char *name) {
     loom_attr attr = { 0, LOOM_PRIO_NORMAL, name };
