@@ -11,6 +11,7 @@
  * re-arms it.  A wakeup before the sleep is not lost: sleep returns at once.
  */
 #include "internal.h"
+#include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -121,12 +122,16 @@ long loom__env_long(const char *name, long dflt, long lo, long hi) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 0);
+    bool digits = end != s;
     /* accept k/m suffixes for sizes */
-    if (*end == 'k' || *end == 'K') { v *= 1024; end++; }
-    else if (*end == 'm' || *end == 'M') { v *= 1024 * 1024; end++; }
-    if (errno || *end || v < lo || v > hi) {
+    long unit = 1;
+    if (*end == 'k' || *end == 'K') unit = 1024;
+    else if (*end == 'm' || *end == 'M') unit = 1024 * 1024;
+    if (unit != 1) end++;
+    bool fits = v <= LONG_MAX / unit && v >= LONG_MIN / unit;
+    if (!digits || errno || *end || !fits || v * unit < lo || v * unit > hi) {
         fprintf(stderr, "loom: ignoring %s=%s (want %ld..%ld)\n", name, s, lo, hi);
         return dflt;
     }
-    return v;
+    return v * unit;
 }
