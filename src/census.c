@@ -80,7 +80,7 @@ bool loom__census_foreign(void) {
     bool found = false;
     struct dirent *e;
     while (!found && (e = readdir(d)))
-        if (e->d_name[0] != '.' && !is_loom_thread(atoi(e->d_name))) found = true;
+        if (e->d_name[0] != '.' && !is_loom_thread((int)strtol(e->d_name, NULL, 10))) found = true;
     closedir(d);
     return found;
 }

@@ -134,8 +134,17 @@ bool loom__det_init(void) {
     det.vclock = loom__nanotime();
     const char *s = getenv("LOOM_SCHED");
     if (s && !strncmp(s, "pct:", 4)) {
-        long d = 0, k = 100;
-        if (sscanf(s + 4, "%ld:%ld", &d, &k) < 1 || d < 1 || d > 16 || k < 1) {
+        /* D, then an optional :K, and nothing after */
+        char *end;
+        errno = 0;
+        long d = strtol(s + 4, &end, 10), k = 100;
+        bool ok = end != s + 4;
+        if (ok && *end == ':') {
+            const char *ks = end + 1;
+            k = strtol(ks, &end, 10);
+            ok = end != ks;
+        }
+        if (!ok || errno || *end || d < 1 || d > 16 || k < 1) {
             fprintf(stderr, "loom: LOOM_SCHED=%s: want random, pct:D or pct:D:K (1 <= D <= 16, K >= 1); "
                             "using random\n", s);
         } else {

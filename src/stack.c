@@ -133,7 +133,12 @@ void loom__stack_init(void) {
     long maxmap = 65530;
     FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
     if (f) {
-        if (fscanf(f, "%ld", &maxmap) != 1) maxmap = 65530;
+        char line[32], *end;
+        if (fgets(line, sizeof line, f)) {
+            errno = 0;
+            long v = strtol(line, &end, 10);
+            if (!errno && end != line && (*end == '\n' || *end == '\0') && v > 0) maxmap = v;
+        }
         fclose(f);
     }
     /* each guard costs two map entries; leave at least half the table to the program */

@@ -14,11 +14,24 @@
  * and the goroutines counted by state and wait reason.
  */
 #include "internal.h"
+#include <limits.h>
 
-/* The value of option `name` ("key=") if the LOOM_DEBUG item e[0..len) sets it, else NULL. */
-static const char *debug_opt(const char *e, size_t len, const char *name) {
+/* True, with the value in *out, if the LOOM_DEBUG item e[0..len) sets option `name` ("key=")
+ * to a decimal int.  A value that is not one sets nothing (as GODEBUG): the option keeps
+ * its default. */
+static bool debug_opt(const char *e, size_t len, const char *name, int *out) {
     size_t n = strlen(name);
-    return len > n && strncmp(e, name, n) == 0 ? e + n : NULL;
+    if (len <= n || strncmp(e, name, n) != 0) return false;
+    char buf[24];
+    if (len - n >= sizeof buf) return false;
+    memcpy(buf, e + n, len - n);
+    buf[len - n] = '\0';
+    char *end;
+    errno = 0;
+    long v = strtol(buf, &end, 10);
+    if (errno || *end || v < INT_MIN || v > INT_MAX) return false;
+    *out = (int)v;
+    return true;
 }
 
 void loom__debug_init(void) {
@@ -34,11 +47,11 @@ void loom__debug_init(void) {
     while (e && *e) {
         const char *end = strchr(e, ',');
         size_t len = end ? (size_t)(end - e) : strlen(e);
-        const char *v;
-        if ((v = debug_opt(e, len, "schedtrace="))) loom__sched.schedtrace_ms = atoi(v);
-        else if ((v = debug_opt(e, len, "scheddetail="))) loom__sched.scheddetail = atoi(v) != 0;
-        else if ((v = debug_opt(e, len, "coopheld="))) loom__sched.coopheld = atoi(v) != 0;
-        else if ((v = debug_opt(e, len, "check="))) loom__sched.check = atoi(v) != 0;
+        int v;
+        if (debug_opt(e, len, "schedtrace=", &v)) loom__sched.schedtrace_ms = v;
+        else if (debug_opt(e, len, "scheddetail=", &v)) loom__sched.scheddetail = v != 0;
+        else if (debug_opt(e, len, "coopheld=", &v)) loom__sched.coopheld = v != 0;
+        else if (debug_opt(e, len, "check=", &v)) loom__sched.check = v != 0;
         e = end ? end + 1 : NULL;
     }
     if (loom__sched.schedtrace_ms < 0) loom__sched.schedtrace_ms = 0;
