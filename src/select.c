@@ -109,7 +109,7 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
     for (int i = 0; i < ncases; i++) {
         if (!cases[i].chan) continue;
         uint32_t j = m ? loom__fastrandn(m, (uint32_t)np + 1) : (uint32_t)(rand() % (np + 1));
-        pollorder[np] = pollorder[j];
+        if (j != (uint32_t)np) pollorder[np] = pollorder[j];
         pollorder[j] = i;
         np++;
     }
