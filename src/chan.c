@@ -99,7 +99,7 @@ static inline void elem_copy(void *dst, const void *src, size_t n) {
 /* ---- the ring buffer */
 
 void loom__chan_buf_put(loom_chan *c, const void *ep) {
-    if (c->elemsize) memcpy(c->buf + c->sendx * c->elemsize, ep, c->elemsize);
+    if (c->elemsize && ep) memcpy(c->buf + c->sendx * c->elemsize, ep, c->elemsize);
     if (++c->sendx == c->dataqsiz) c->sendx = 0;
     STORE_RLX(&c->qcount, c->qcount + 1);
 }
@@ -116,7 +116,7 @@ void loom__chan_buf_take(loom_chan *c, void *ep) {
 
 /* runtime.send: a receiver sg waits; hand it ep directly. */
 void loom__chan_send_to(M *m, loom_chan *c, loom__sudog *sg, const void *ep) {
-    if (c->elemsize && sg->elem) elem_copy(sg->elem, ep, c->elemsize);
+    if (c->elemsize && sg->elem && ep) elem_copy(sg->elem, ep, c->elemsize);
     loom__spin_unlock(&c->lock);
     wake(m, sg, true);
 }

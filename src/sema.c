@@ -47,6 +47,7 @@ void loom__semacquire(struct loom__sema *s, bool lifo, int reason) {
         } else {
             if (s->_tail) ((waiter *)s->_tail)->next = &me;
             else STORE(&s->_head, (void *)&me);
+            /* cppcheck-suppress autoVariables ; me is off the list again before this frame returns */
             s->_tail = &me;
         }
         if (cansemacquire(s)) {

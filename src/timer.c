@@ -65,6 +65,7 @@ static void remove_at(P *p, int i) {
 static bool heap_push(P *p, loom__timer *t) {
     if (p->ntimers == p->timers_cap) {
         int cap = p->timers_cap ? p->timers_cap * 2 : 64;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): the heap is an array of pointers */
         loom__timer **nh = realloc(p->timers, (size_t)cap * sizeof *nh);
         if (!nh) loom__fatal("out of memory growing a timer heap");
         p->timers = nh;

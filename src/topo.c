@@ -491,7 +491,7 @@ static void discover(const char *sysdir, const char *allowed)
     if (nn == 0) T.node_id[nn++] = -1;               /* no node information: one node */
     T.nnodes = nn;
     for (int c = 0; c < MAXCPU; c++)
-        W.cnode[c] = W.nreal[c] >= 0 ? W.dense[W.nreal[c]] : 0;
+        W.cnode[c] = (int16_t)(W.nreal[c] >= 0 ? W.dense[W.nreal[c]] : 0);
 
     /* Cache groups, each found from its lowest CPU, split by node. */
     int ngrp = 0;
