@@ -3,6 +3,7 @@
 #   make test     build and pass every test: plain, chaos seeds, ThreadSanitizer, ASan+UBSan,
 #                 a valgrind subset, and an out-of-tree build against the installed library
 #   make check    the plain test run only (quick)
+#   make lint     clang-tidy and cppcheck over src (fails on any finding)
 #   make soak     the plain suite and the suite under chaos seeds, N times each (not in test)
 #   make bench    loom beside Go on the same workloads (bench/run.py)
 #   make install  PREFIX=/usr/local by default
@@ -13,7 +14,7 @@ CMAKE   ?= cmake
 BUILD   ?= build
 CC      ?= cc
 
-.PHONY: all build demo test check test-chaos test-tsan test-asan test-valgrind test-install soak bench install clean
+.PHONY: all build demo test check lint test-chaos test-tsan test-asan test-valgrind test-install soak bench install clean
 
 all: build
 
@@ -29,6 +30,12 @@ CTEST_EXCLUDE ?= ^$$
 
 check: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 -E '$(CTEST_EXCLUDE)'
+
+# Static analysis of the library's sources, failing on any finding (tools/lint.sh):
+# clang-tidy with .clang-tidy's checks over src/*.c (the flags from a clang configuration in
+# build-lint), then cppcheck over src.
+lint:
+	tools/lint.sh build-lint $(JOBS)
 
 # The plain suite again under chaos mode (LOOM_CHAOS=N, src/chaos.c): the runtime's race
 # windows stretched at random, with the invariant checks on.  A failure names its seed; rerun
@@ -78,4 +85,4 @@ install: build
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf build build-tsan build-asan
+	rm -rf build build-tsan build-asan build-lint
