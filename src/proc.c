@@ -739,7 +739,7 @@ static G *det_findrunnable(M *m, P *p, bool *again) {
     if (others) {
         /* what a blocked thread's P (or a spare's) holds may be what its call waits for */
         bool rantimers = false;
-        G *g = stealwork(m, p, loom__now(), &rantimers);
+        g = stealwork(m, p, loom__now(), &rantimers);
         if (g) return g;
         struct timespec ts = { 0, 1000000 };
         STORE_RLX(&m->lockwait, 1);          /* not a blocked call: sysmon lends no spare */

@@ -210,7 +210,8 @@ char loom__thread_state(P *p) {
     if (n <= 0) return 0;
     buf[n] = 0;
     const char *rp = strrchr(buf, ')');      /* the name may contain spaces and parens */
-    return rp && rp[1] == ' ' ? rp[2] : 0;
+    if (!rp || rp[1] != ' ') return 0;
+    return rp[2];
 }
 
 static bool thread_asleep(P *p) {
