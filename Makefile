@@ -1,7 +1,8 @@
 # loom — top-level entry points.  CMake does the building underneath.
 #   make demo     build and run the tour (examples/demo.c)
-#   make test     build and pass every test: plain, chaos seeds, ThreadSanitizer, ASan+UBSan,
-#                 a valgrind subset, and an out-of-tree build against the installed library
+#   make test     lint, then build and pass every test: plain, chaos seeds, ThreadSanitizer,
+#                 ASan+UBSan, a valgrind subset, and an out-of-tree build against the installed
+#                 library
 #   make check    the plain test run only (quick)
 #   make lint     clang-tidy and cppcheck over src (fails on any finding)
 #   make soak     the plain suite and the suite under chaos seeds, N times each (not in test)
@@ -76,7 +77,7 @@ test-valgrind: build
 test-install: build
 	@if [ -x tests/install.sh ]; then tests/install.sh $(BUILD); else echo "test-install: tests/install.sh not present yet, skipped"; fi
 
-test: check test-chaos test-tsan test-asan test-valgrind test-install
+test: lint check test-chaos test-tsan test-asan test-valgrind test-install
 
 bench: build
 	bench/run.py $(BUILD)
