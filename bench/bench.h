@@ -25,9 +25,9 @@
 #include <unistd.h>
 
 static const char *bench_name_ = "bench";
-static int    bench_argc_;
+static int bench_argc_;
 static char **bench_argv_;
-static int    bench_smoke_;
+static int bench_smoke_;
 
 static inline void bench_init(int argc, char **argv, const char *name)
 {
@@ -41,10 +41,12 @@ static inline void bench_init(int argc, char **argv, const char *name)
     setvbuf(stdout, NULL, _IOLBF, 0);
 }
 
-static inline int bench_is_smoke(void) { return bench_smoke_; }
+static inline int bench_is_smoke(void)
+{
+    return bench_smoke_;
+}
 
-__attribute__((format(printf, 1, 2), noreturn))
-static inline void bench_fail(const char *fmt, ...)
+__attribute__((format(printf, 1, 2), noreturn)) static inline void bench_fail(const char *fmt, ...)
 {
     va_list ap;
     fflush(stdout);
@@ -108,14 +110,12 @@ static inline long bench_maxrss_kib(void)
 
 static inline void bench_result(const char *metric, double value, const char *unit, int procs)
 {
-    printf("RESULT name=%s metric=%s value=%.3f unit=%s procs=%d\n",
-           bench_name_, metric, value, unit, procs);
+    printf("RESULT name=%s metric=%s value=%.3f unit=%s procs=%d\n", bench_name_, metric, value, unit, procs);
     fflush(stdout);
 }
 
 /* Informational line on stderr (ignored by run.py). */
-__attribute__((format(printf, 1, 2)))
-static inline void bench_note(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static inline void bench_note(const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "%s: ", bench_name_);

@@ -26,32 +26,43 @@
 
 enum { BUF = 8192 };
 
-struct conn { int fd; size_t len; char in[BUF]; };
+struct conn {
+    int fd;
+    size_t len;
+    char in[BUF];
+};
 
 static char reply[256];
 static size_t reply_len;
 static time_t reply_sec;
 
 /* The answer of examples/httpd.c to GET /, with a Date refreshed once a second. */
-static void refresh_reply(void) {
+static void refresh_reply(void)
+{
     time_t now = time(NULL);
-    if (now == reply_sec) return;
+    if (now == reply_sec)
+        return;
     struct tm tm;
     gmtime_r(&now, &tm);
     char date[64];
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    reply_len = (size_t)snprintf(reply, sizeof reply,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n"
-        "Date: %s\r\n\r\nHello, World!\n", date);
+    reply_len = (size_t)snprintf(
+            reply, sizeof reply,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n"
+            "Date: %s\r\n\r\nHello, World!\n",
+            date);
     reply_sec = now;
 }
 
-static int listen_on(int port, int *bound) {
+static int listen_on(int port, int *bound)
+{
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (ls < 0) return -1;
+    if (ls < 0)
+        return -1;
     int one = 1;
     setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t al = sizeof a;
     if (bind(ls, (struct sockaddr *)&a, sizeof a) < 0 || listen(ls, 1024) < 0 ||
@@ -66,11 +77,14 @@ static int listen_on(int port, int *bound) {
 /* Reads what c has (until a short read: the socket is empty; after a hang-up, until
  * EOF), answers every complete request, keeps a partial one.  0, or -1 when the
  * connection is done. */
-static int serve(struct conn *c, int hup) {
+static int serve(struct conn *c, int hup)
+{
     for (;;) {
         ssize_t k = recv(c->fd, c->in + c->len, BUF - c->len, 0);
-        if (k < 0) return errno == EAGAIN ? 0 : -1;
-        if (k == 0) return -1;
+        if (k < 0)
+            return errno == EAGAIN ? 0 : -1;
+        if (k == 0)
+            return -1;
         size_t room = BUF - c->len;
         c->len += (size_t)k;
         char *p = c->in, *end = c->in + c->len, *e;
@@ -85,22 +99,27 @@ static int serve(struct conn *c, int hup) {
             size_t ol = 0;
             for (size_t i = 0; i < n; i++) {
                 if (ol + reply_len > sizeof out) {
-                    if (send(c->fd, out, ol, MSG_NOSIGNAL) != (ssize_t)ol) return -1;
+                    if (send(c->fd, out, ol, MSG_NOSIGNAL) != (ssize_t)ol)
+                        return -1;
                     ol = 0;
                 }
                 memcpy(out + ol, reply, reply_len);
                 ol += reply_len;
             }
-            if (send(c->fd, out, ol, MSG_NOSIGNAL) != (ssize_t)ol) return -1;
+            if (send(c->fd, out, ol, MSG_NOSIGNAL) != (ssize_t)ol)
+                return -1;
         }
         c->len = (size_t)(end - p);
         memmove(c->in, p, c->len);
-        if (c->len == BUF) return -1;           /* a head larger than the buffer */
-        if ((size_t)k < room && !hup) return 0; /* a short read: empty, wait for the edge */
+        if (c->len == BUF)
+            return -1; /* a head larger than the buffer */
+        if ((size_t)k < room && !hup)
+            return 0; /* a short read: empty, wait for the edge */
     }
 }
 
-static void run(int ls, int *stop_after) {
+static void run(int ls, int *stop_after)
+{
     int ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
     epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev);
@@ -115,18 +134,27 @@ static void run(int ls, int *stop_after) {
                     int one = 1;
                     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                     struct conn *nc = malloc(sizeof *nc);
-                    if (!nc) { close(fd); continue; }
+                    if (!nc) {
+                        close(fd);
+                        continue;
+                    }
                     nc->fd = fd;
                     nc->len = 0;
                     struct epoll_event ce = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = nc };
-                    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ce) < 0) { close(fd); free(nc); }
+                    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ce) < 0) {
+                        close(fd);
+                        free(nc);
+                    }
                 }
                 continue;
             }
             if (serve(c, evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) < 0) {
                 close(c->fd);
                 free(c);
-                if (stop_after && --*stop_after == 0) { close(ep); return; }
+                if (stop_after && --*stop_after == 0) {
+                    close(ep);
+                    return;
+                }
             }
         }
     }
@@ -134,21 +162,33 @@ static void run(int ls, int *stop_after) {
 
 /* --smoke: one request, no threads: connect, send, shut down the sending side, let the
  * loop answer and see the hang-up, then check the answer. */
-static int smoke(void) {
+static int smoke(void)
+{
     int port, ls = listen_on(0, &port);
-    if (ls < 0) { perror("listen"); return 1; }
+    if (ls < 0) {
+        perror("listen");
+        return 1;
+    }
     int cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    if (connect(cl, (struct sockaddr *)&a, sizeof a) < 0) { perror("connect"); return 1; }
+    if (connect(cl, (struct sockaddr *)&a, sizeof a) < 0) {
+        perror("connect");
+        return 1;
+    }
     static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    if (send(cl, req, sizeof req - 1, 0) != (ssize_t)(sizeof req - 1)) return 1;
-    shutdown(cl, SHUT_WR);                      /* the loop answers, then sees EOF */
+    if (send(cl, req, sizeof req - 1, 0) != (ssize_t)(sizeof req - 1))
+        return 1;
+    shutdown(cl, SHUT_WR); /* the loop answers, then sees EOF */
     int one = 1;
     run(ls, &one);
     char buf[512];
     ssize_t k = recv(cl, buf, sizeof buf - 1, 0);
-    if (k <= 0) { fprintf(stderr, "smoke: no answer\n"); return 1; }
+    if (k <= 0) {
+        fprintf(stderr, "smoke: no answer\n");
+        return 1;
+    }
     buf[k] = 0;
     if (strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) != 0 || !strstr(buf, "\r\n\r\nHello, World!\n")) {
         fprintf(stderr, "smoke: bad answer: %s\n", buf);
@@ -160,14 +200,21 @@ static int smoke(void) {
     return 0;
 }
 
-int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "--smoke") == 0) return smoke();
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--smoke") == 0)
+        return smoke();
     int port = 8080, bound;
     const char *p = getenv("PORT");
-    if (p && *p) port = atoi(p);
-    if (argc > 1 && argv[1][0] != '-') port = atoi(argv[1]);
+    if (p && *p)
+        port = atoi(p);
+    if (argc > 1 && argv[1][0] != '-')
+        port = atoi(argv[1]);
     int ls = listen_on(port, &bound);
-    if (ls < 0) { perror("epoll_loop: listen"); return 1; }
+    if (ls < 0) {
+        perror("epoll_loop: listen");
+        return 1;
+    }
     printf("epoll_loop: listening on 127.0.0.1:%d\n", bound);
     fflush(stdout);
     run(ls, NULL);

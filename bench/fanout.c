@@ -10,7 +10,10 @@
 
 static int64_t n, cutoff;
 
-struct split { int64_t n; loom_chan *done; };
+struct split {
+    int64_t n;
+    loom_chan *done;
+};
 
 static int64_t sfib(int64_t k)
 {
@@ -41,7 +44,11 @@ static int64_t pfib(int64_t k)
     return a + b;
 }
 
-struct child { int procs; int64_t want; double ms; };
+struct child {
+    int procs;
+    int64_t want;
+    double ms;
+};
 
 static int child_main(void *arg)
 {

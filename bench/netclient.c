@@ -24,7 +24,11 @@ static struct sockaddr_in addr;
 static int64_t start_ns;
 static loom_waitgroup wg = LOOM_WAITGROUP_INIT;
 
-struct stats { int64_t *lat; size_t n, cap; int64_t reconnects; };
+struct stats {
+    int64_t *lat;
+    size_t n, cap;
+    int64_t reconnects;
+};
 static struct stats *st;
 
 static void record(struct stats *s, int64_t v)
@@ -70,7 +74,11 @@ static void echo_roundtrip(int fd, char *out, char *in, uint64_t seq)
 }
 
 /* ---- http mode */
-struct hconn { int fd; size_t len; char buf[16384]; };
+struct hconn {
+    int fd;
+    size_t len;
+    char buf[16384];
+};
 
 /* 0: a 200 response with a body; 1: the connection was closed before any byte of
  * the response (a keep-alive connection the server dropped: redial, retry);

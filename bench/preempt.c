@@ -63,7 +63,8 @@ int main(int argc, char **argv)
     if (iters < 1)
         bench_fail("iters must be >= 1");
     setenv("LOOM_PROCS", "1", 1);
-    bench_watchdog(bench_is_smoke() ? 20 : 60, "the 1 ms sleeper never ran beside the spinner (no preemption?)");
+    bench_watchdog(bench_is_smoke() ? 20 : 60,
+                   "the 1 ms sleeper never ran beside the spinner (no preemption?)");
     int rc = loom_run(bench_main, NULL);
     if (rc != 0)
         bench_fail("loom_run returned %d", rc);

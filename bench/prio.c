@@ -16,7 +16,7 @@ enum { SPINNERS_PER_P = 100 };
 static int stop;
 static int64_t iters, budget_ns, done, *delays, *spins, nspinners;
 static loom_waitgroup wg = LOOM_WAITGROUP_INIT;
-static loom_chan *start;   /* closed once every goroutine is spawned */
+static loom_chan *start; /* closed once every goroutine is spawned */
 
 static void wait_start(void)
 {
@@ -104,7 +104,8 @@ int main(int argc, char **argv)
         bench_fail("iters must be >= 1");
     if (budget_ns < 1)
         bench_fail("budget_ms must be >= 1");
-    bench_watchdog(bench_is_smoke() ? 20 : 120, "the high-priority sleeper never woke beside the spinners (no preemption?)");
+    bench_watchdog(bench_is_smoke() ? 20 : 120,
+                   "the high-priority sleeper never woke beside the spinners (no preemption?)");
     int rc = loom_run(bench_main, NULL);
     if (rc != 0)
         bench_fail("loom_run returned %d", rc);

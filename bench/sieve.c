@@ -3,7 +3,10 @@
 #include <loom.h>
 #include "bench.h"
 
-struct filter { loom_chan *in, *out; int64_t prime; };
+struct filter {
+    loom_chan *in, *out;
+    int64_t prime;
+};
 
 static void generate(void *arg)
 {

@@ -5,7 +5,7 @@
 
 struct node {
     loom_chan *out;
-    int64_t    num, size, div;
+    int64_t num, size, div;
 };
 
 static void skynet(void *arg)

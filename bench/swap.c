@@ -16,7 +16,7 @@ __asm__(".text\n"
         "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
         "  ret\n"
         ".size bench_swap_ctx, .-bench_swap_ctx\n");
-#define FRAME_WORDS 6   /* words popped before ret */
+#define FRAME_WORDS 6 /* words popped before ret */
 #elif defined(__aarch64__)
 __asm__(".text\n"
         ".p2align 4\n"
@@ -68,7 +68,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < FRAME_WORDS; i++)
         ((uintptr_t *)co_sp)[i] = 0;
 #else
-    top -= 20;                     /* the 160-byte frame */
+    top -= 20; /* the 160-byte frame */
     for (int i = 0; i < 20; i++)
         top[i] = 0;
     top[11] = (uintptr_t)co_entry; /* x30, restored by ldp x29, x30 at #80 */

@@ -3,9 +3,9 @@
 #include <loom.h>
 #include "bench.h"
 
-static int64_t iters;              /* per goroutine */
-static int last = -1;              /* which goroutine yielded last */
-static int64_t alt[2];             /* yields after which the other goroutine had run */
+static int64_t iters;  /* per goroutine */
+static int last = -1;  /* which goroutine yielded last */
+static int64_t alt[2]; /* yields after which the other goroutine had run */
 static loom_waitgroup wg = LOOM_WAITGROUP_INIT;
 
 static void worker(void *arg)

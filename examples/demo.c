@@ -19,7 +19,10 @@ static void generate(void *arg) {
         if (loom_send(out, &i) != 0) return;
 }
 
-struct filter { loom_chan *in, *out; long prime; };
+struct filter {
+    loom_chan *in, *out;
+    long prime;
+};
 
 static void filter(void *arg) {
     struct filter *f = arg;
@@ -62,8 +65,8 @@ static void select_demo(void) {
     loom_case cs[1] = { { reply, LOOM_RECV, &v, 0 } };
     int64_t t0 = loom_now();
     int r = loom_select(cs, 1, 10 * 1000000);
-    printf("2. select with a 10 ms timeout: %s after %.1f ms\n", r == -ETIMEDOUT ? "timed out" : "got a value",
-           (loom_now() - t0) / 1e6);
+    printf("2. select with a 10 ms timeout: %s after %.1f ms\n",
+           r == -ETIMEDOUT ? "timed out" : "got a value", (loom_now() - t0) / 1e6);
     r = loom_select(cs, 1, -1);
     printf("   select without timeout: case %d, value %d after %.1f ms\n", r, v, (loom_now() - t0) / 1e6);
     loom_chan_free(reply);
@@ -98,7 +101,8 @@ static void many(int n) {
     loom_wg_wait(&parked_wg);
     printf("3. %d goroutines spawned in %.1f ms (%.2f us each), about %.1f KiB of memory each,\n"
            "   released by one loom_close and joined in %.1f ms\n",
-           n, (t1 - t0) / 1e6, (t1 - t0) / 1e3 / n, (double)(maxrss_kib() - before) / n, (loom_now() - t1) / 1e6);
+           n, (t1 - t0) / 1e6, (t1 - t0) / 1e3 / n, (double)(maxrss_kib() - before) / n,
+           (loom_now() - t1) / 1e6);
     loom_chan_free(gate);
 }
 

@@ -26,6 +26,4 @@ static void serve(void *arg) {
     loom_fd_close(fd);
 }
 
-int main(int argc, char **argv) {
-    return server_run(argc, argv, "echo", "7000", serve);
-}
+int main(int argc, char **argv) { return server_run(argc, argv, "echo", "7000", serve); }

@@ -17,19 +17,16 @@
 static loom_chan *results;
 static loom_waitgroup wg = LOOM_WAITGROUP_INIT;
 
-static void square(void *arg)
-{
+static void square(void *arg) {
     long i = (long)arg;
     long v = i * i;
-    if (loom_send(results, &v) != 0)
-        fprintf(stderr, "hello_installed: send failed\n");
+    if (loom_send(results, &v) != 0) fprintf(stderr, "hello_installed: send failed\n");
     loom_wg_done(&wg);
 }
 
-static int hello_main(void *arg)
-{
+static int hello_main(void *arg) {
     (void)arg;
-    results = loom_chan_new(sizeof(long), 0);          /* unbuffered: a rendezvous each time */
+    results = loom_chan_new(sizeof(long), 0); /* unbuffered: a rendezvous each time */
     if (!results) {
         perror("loom_chan_new");
         return 1;
@@ -56,7 +53,4 @@ static int hello_main(void *arg)
     return sum == 285 ? 0 : 1;
 }
 
-int main(void)
-{
-    return loom_run(hello_main, NULL);
-}
+int main(void) { return loom_run(hello_main, NULL); }

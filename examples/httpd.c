@@ -14,49 +14,54 @@
  * loom_write.  Nothing is allocated per request or per connection: the buffers live on the
  * goroutine's stack, and untouched stack pages cost no memory.
  */
-#define _GNU_SOURCE         /* memmem */
+#define _GNU_SOURCE /* memmem */
 #include "server.h"
 #include <strings.h>
 #include <time.h>
 
 /* ---- the answers: their status line and fixed headers are formatted once, at start */
 struct reply {
-    int         status;
+    int status;
     const char *reason, *extra_headers, *body;
-    char        head[192];
-    size_t      head_len, body_len;
+    char head[192];
+    size_t head_len, body_len;
 };
 enum { R200, R404, R405, R400, R431, R501, NREPLIES };
 static struct reply replies[NREPLIES] = {
     [R200] = { .status = 200, .reason = "OK", .body = "Hello, World!\n" },
     [R404] = { .status = 404, .reason = "Not Found", .body = "Not Found\n" },
-    [R405] = { .status = 405, .reason = "Method Not Allowed", .body = "Method Not Allowed\n",
+    [R405] = { .status = 405,
+               .reason = "Method Not Allowed",
+               .body = "Method Not Allowed\n",
                .extra_headers = "Allow: GET, HEAD\r\n" },
     [R400] = { .status = 400, .reason = "Bad Request", .body = "Bad Request\n" },
-    [R431] = { .status = 431, .reason = "Request Header Fields Too Large", .body = "Request Header Fields Too Large\n" },
-    [R501] = { .status = 501, .reason = "Not Implemented", .body = "Not Implemented\n" },  /* chunked bodies */
+    [R431] = { .status = 431,
+               .reason = "Request Header Fields Too Large",
+               .body = "Request Header Fields Too Large\n" },
+    [R501] = { .status = 501, .reason = "Not Implemented", .body = "Not Implemented\n" }, /* chunked bodies */
 };
 
 static void replies_init(void) {
     for (int i = 0; i < NREPLIES; i++) {
         struct reply *r = &replies[i];
         r->body_len = strlen(r->body);
-        r->head_len = (size_t)snprintf(r->head, sizeof r->head,
-            "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n%s",
-            r->status, r->reason, r->body_len, r->extra_headers ? r->extra_headers : "");
+        r->head_len = (size_t)snprintf(
+                r->head, sizeof r->head,
+                "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n%s",
+                r->status, r->reason, r->body_len, r->extra_headers ? r->extra_headers : "");
     }
 }
 
 /* ---- one connection's state: lives on its goroutine's stack */
 enum { IN_SIZE = 8192, OUT_SIZE = 8192 };
 struct conn {
-    int    fd;
+    int fd;
     size_t in_len, out_len;
-    time_t date_sec;                    /* the second `date` was formatted for */
+    time_t date_sec; /* the second `date` was formatted for */
     size_t date_len;
-    char   date[64];                    /* "Date: Mon, 02 Jan 2006 15:04:05 GMT\r\n" */
-    char   in[IN_SIZE];                 /* received bytes not consumed yet */
-    char   out[OUT_SIZE];               /* answers not written yet */
+    char date[64];      /* "Date: Mon, 02 Jan 2006 15:04:05 GMT\r\n" */
+    char in[IN_SIZE];   /* received bytes not consumed yet */
+    char out[OUT_SIZE]; /* answers not written yet */
 };
 
 /* HTTP requires a Date header; time() is cheap, formatting it once a second is enough. */
@@ -88,24 +93,21 @@ static int respond(struct conn *c, const struct reply *r, int http10, int keep_a
         flush(c) != 0)
         return -1;
     append(c, r->head, r->head_len);
-    if (!keep_alive)
-        append(c, close_hdr, sizeof close_hdr - 1);
-    else if (http10)                    /* 1.0 closes by default: say we don't */
-        append(c, keep_hdr, sizeof keep_hdr - 1);
+    if (!keep_alive) append(c, close_hdr, sizeof close_hdr - 1);
+    else if (http10) /* 1.0 closes by default: say we don't */ append(c, keep_hdr, sizeof keep_hdr - 1);
     append(c, c->date, c->date_len);
     append(c, "\r\n", 2);
-    if (!head_only)
-        append(c, r->body, r->body_len);
+    if (!head_only) append(c, r->body, r->body_len);
     return 0;
 }
 
 /* ---- parsing one request head (request line and headers, ending with an empty line) */
 struct request {
     const char *path;
-    size_t      path_len;               /* without its ?query */
-    int         get, head;              /* the method is GET, HEAD (else: 405) */
-    int         http10, keep_alive, chunked;
-    size_t      body_len;               /* Content-Length */
+    size_t path_len; /* without its ?query */
+    int get, head;   /* the method is GET, HEAD (else: 405) */
+    int http10, keep_alive, chunked;
+    size_t body_len; /* Content-Length */
 };
 
 /* Is `tok` one of the comma-separated items of the header value v[0..n)? (case-insensitive) */
@@ -129,7 +131,7 @@ static int is_header(const char *name, size_t n, const char *want) {
 
 /* p[0..n) is a request head including its final "\r\n\r\n".  0, or -1 if malformed. */
 static int parse(const char *p, size_t n, struct request *r) {
-    const char *end = p + n, *eol = memchr(p, '\r', n);       /* found: the head ends in \r\n */
+    const char *end = p + n, *eol = memchr(p, '\r', n); /* found: the head ends in \r\n */
     if (eol[1] != '\n') return -1;
 
     /* request line: METHOD SP /path SP HTTP/1.x */
@@ -154,11 +156,11 @@ static int parse(const char *p, size_t n, struct request *r) {
     for (const char *line = eol + 2; line < end; line = eol + 2) {
         eol = memchr(line, '\r', (size_t)(end - line));
         if (eol[1] != '\n') return -1;
-        if (eol == line) return 0;                              /* the empty line: done */
+        if (eol == line) return 0; /* the empty line: done */
         const char *colon = memchr(line, ':', (size_t)(eol - line));
         if (!colon || colon == line) return -1;
         for (const char *c = line; c < colon; c++)
-            if (*c <= ' ' || *c > '~') return -1;               /* no spaces, controls in names */
+            if (*c <= ' ' || *c > '~') return -1; /* no spaces, controls in names */
         const char *v = colon + 1, *ve = eol;
         while (v < ve && (*v == ' ' || *v == '\t')) v++;
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
@@ -178,21 +180,21 @@ static int parse(const char *p, size_t n, struct request *r) {
             r->chunked = 1;
         }
     }
-    return -1;                                                  /* not reached */
+    return -1; /* not reached */
 }
 
 /* Which answer a request gets (the one the buffer holds at p[0..n)). */
 static const struct reply *route(const char *p, size_t n, struct request *r) {
     if (parse(p, n, r) != 0) {
-        *r = (struct request){ 0 };     /* not HTTP: answer 400 and close */
+        *r = (struct request){ 0 }; /* not HTTP: answer 400 and close */
         return &replies[R400];
     }
     if (r->chunked) {
-        r->keep_alive = 0;              /* we cannot find where its body ends */
+        r->keep_alive = 0; /* we cannot find where its body ends */
         return &replies[R501];
     }
     if (!r->get && !r->head) return &replies[R405];
-    return &replies[r->path_len == 1 ? R200 : R404];    /* the path starts with '/' */
+    return &replies[r->path_len == 1 ? R200 : R404]; /* the path starts with '/' */
 }
 
 /* We close first: send EOF, then read what the client may still send until it closes too
@@ -208,15 +210,15 @@ static void close_gracefully(int fd) {
 }
 
 static void serve(void *arg) {
-    struct conn c;                      /* not `= { ... }`: that would zero 16 KiB of buffers */
+    struct conn c; /* not `= { ... }`: that would zero 16 KiB of buffers */
     c.fd = (int)(intptr_t)arg;
     c.in_len = c.out_len = c.date_len = 0;
     c.date_sec = -1;
-    size_t skip = 0;                    /* body bytes of the last request still to discard */
+    size_t skip = 0; /* body bytes of the last request still to discard */
     int closing = 0;
     while (!closing) {
         ssize_t n = loom_read(c.fd, c.in + c.in_len, IN_SIZE - c.in_len);
-        if (n <= 0) break;              /* the client closed (or an error): we are done */
+        if (n <= 0) break; /* the client closed (or an error): we are done */
         c.in_len += (size_t)n;
         refresh_date(&c);
 
@@ -227,26 +229,26 @@ static void serve(void *arg) {
             pos += k;
             skip -= k;
             while (c.in_len - pos >= 2 && c.in[pos] == '\r' && c.in[pos + 1] == '\n')
-                pos += 2;               /* blank lines between requests are allowed */
+                pos += 2; /* blank lines between requests are allowed */
             char *e = memmem(c.in + pos, c.in_len - pos, "\r\n\r\n", 4);
             if (!e) {
-                if (pos == 0 && c.in_len == IN_SIZE) {          /* a head that fills the buffer */
+                if (pos == 0 && c.in_len == IN_SIZE) { /* a head that fills the buffer */
                     closing = 1;
                     if (respond(&c, &replies[R431], 0, 0, 0) != 0) goto out;
                 }
-                break;                  /* wait for the rest of this request */
+                break; /* wait for the rest of this request */
             }
             size_t len = (size_t)(e + 4 - (c.in + pos));
             struct request r;
             const struct reply *rep = route(c.in + pos, len, &r);
             pos += len;
-            skip = r.body_len;          /* the body (if any) is read and ignored */
+            skip = r.body_len; /* the body (if any) is read and ignored */
             closing = !r.keep_alive;
             if (respond(&c, rep, r.http10, r.keep_alive, r.head) != 0) goto out;
         }
         memmove(c.in, c.in + pos, c.in_len - pos);
         c.in_len -= pos;
-        if (c.out_len && flush(&c) != 0) goto out;              /* one write for them all */
+        if (c.out_len && flush(&c) != 0) goto out; /* one write for them all */
     }
     if (closing) {
         close_gracefully(c.fd);

@@ -27,16 +27,16 @@
 
 static struct {
     const char *name;
-    void      (*serve)(void *fd);
-    int         listen_fd;
-    int         signal_fd;       /* SIGINT and SIGTERM arrive here, as data */
+    void (*serve)(void *fd);
+    int listen_fd;
+    int signal_fd; /* SIGINT and SIGTERM arrive here, as data */
 } server;
 
 static void server_accept_loop(void *arg) {
     (void)arg;
     for (;;) {
         int fd = loom_accept(server.listen_fd, NULL, NULL);
-        if (fd == -ECANCELED || fd == -EBADF) return;   /* the listener was closed: shutting down */
+        if (fd == -ECANCELED || fd == -EBADF) return; /* the listener was closed: shutting down */
         if (fd < 0) {
             /* out of fds or memory: wait for connections to end rather than spin */
             fprintf(stderr, "%s: accept: %s\n", server.name, strerror(-fd));
@@ -59,9 +59,9 @@ static int server_main(void *arg) {
         return 1;
     }
     struct signalfd_siginfo si;
-    loom_read(server.signal_fd, &si, sizeof si);  /* parks goroutine 1 until SIGINT or SIGTERM */
-    loom_fd_close(server.listen_fd);              /* wakes the accept loop with -ECANCELED */
-    return 0;                                     /* loom_run returns; connections are abandoned */
+    loom_read(server.signal_fd, &si, sizeof si); /* parks goroutine 1 until SIGINT or SIGTERM */
+    loom_fd_close(server.listen_fd);             /* wakes the accept loop with -ECANCELED */
+    return 0;                                    /* loom_run returns; connections are abandoned */
 }
 
 static int server_run(int argc, char **argv, const char *name, const char *default_port,
@@ -72,7 +72,8 @@ static int server_run(int argc, char **argv, const char *name, const char *defau
     if (argc > 1 && argv[1][0] != '-') port = argv[1];
     if (!port || !*port) port = default_port;
 
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port)),
+    struct sockaddr_in addr = { .sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)atoi(port)),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof addr;
     int one = 1;

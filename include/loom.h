@@ -14,7 +14,7 @@
 #ifndef LOOM_H
 #define LOOM_H
 
-#include <errno.h>          /* the -E... values loom returns */
+#include <errno.h> /* the -E... values loom returns */
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -32,12 +32,12 @@ extern "C" {
 
 /* ---------------------------------------------------------------- runtime */
 
-int      loom_run(int (*main_fn)(void *arg), void *arg);
+int loom_run(int (*main_fn)(void *arg), void *arg);
 
 typedef struct loom_attr {
-    size_t      stack_size;   /* 0: default (LOOM_STACK_SIZE env, else 64 KiB) */
-    int         priority;     /* LOOM_PRIO_LOW, LOOM_PRIO_NORMAL (0, default), LOOM_PRIO_HIGH */
-    const char *name;         /* shown in dumps and traces; copied */
+    size_t      stack_size; /* 0: default (LOOM_STACK_SIZE env, else 64 KiB) */
+    int         priority;   /* LOOM_PRIO_LOW, LOOM_PRIO_NORMAL (0, default), LOOM_PRIO_HIGH */
+    const char *name;       /* shown in dumps and traces; copied */
 } loom_attr;
 enum { LOOM_PRIO_LOW = -1, LOOM_PRIO_NORMAL = 0, LOOM_PRIO_HIGH = 1 };
 
@@ -53,8 +53,8 @@ enum { LOOM_PRIO_LOW = -1, LOOM_PRIO_NORMAL = 0, LOOM_PRIO_HIGH = 1 };
  * inversion).  loom_set_priority changes the calling goroutine's level and returns the
  * previous one, or -EINVAL for another value, -EPERM outside a goroutine; loom_priority
  * returns the current level. */
-int      loom_set_priority(int priority);
-int      loom_priority(void);
+int loom_set_priority(int priority);
+int loom_priority(void);
 
 uint64_t loom_go(void (*fn)(void *arg), void *arg);
 uint64_t loom_go_attr(void (*fn)(void *arg), void *arg, const loom_attr *attr);
@@ -77,8 +77,8 @@ void     loom_unlock_thread(void);
  * loom_preempt_disable/enable, so that another goroutine on the same thread cannot
  * block on the lock; they nest, and the outermost enable is a preemption point (a slice
  * that ended inside the section ends there).  LOOM_ASYNCPREEMPT=0 turns the signal off. */
-void     loom_preempt_disable(void);
-void     loom_preempt_enable(void);
+void loom_preempt_disable(void);
+void loom_preempt_enable(void);
 
 /* loom addition: counters.  A snapshot of the running runtime (each field read on its
  * own, so they need not add up exactly while goroutines run); the event counters count
@@ -97,7 +97,7 @@ struct loom_stats {
     uint64_t spare_lends;       /* of which spare Ps lent for unannotated blocking calls */
     uint64_t procs;             /* Ps in use (LOOM_PROCS, plus spares lent) */
     uint64_t idle_procs;
-    uint64_t threads;           /* threads created for goroutines (not counting sysmon) */
+    uint64_t threads; /* threads created for goroutines (not counting sysmon) */
     uint64_t idle_threads;
     uint64_t spinning_threads;  /* looking for work */
     uint64_t timers;            /* pending timers (sleeps, timeouts) */
@@ -105,7 +105,7 @@ struct loom_stats {
     uint64_t steals_by_tier[3]; /* steals by the victim's distance: [0] it shares a cache with
                                    the thief, [1] the same NUMA node, [2] another node */
 };
-int      loom_stats(struct loom_stats *out);
+int loom_stats(struct loom_stats *out);
 
 /* Deterministic mode (LOOM_SEED=N, see the README): a hash of the sequence of scheduling
  * decisions so far (the goroutines picked to run, in order): the same program, input and
@@ -113,48 +113,51 @@ int      loom_stats(struct loom_stats *out);
 uint64_t loom_sched_hash(void);
 
 /* loom addition: the default stack size in bytes that loom_go uses. */
-size_t   loom_default_stack_size(void);
+size_t loom_default_stack_size(void);
 
 /* --------------------------------------------------------------- channels */
 
 typedef struct loom_chan loom_chan;
-loom_chan *loom_chan_new(size_t elem_size, size_t capacity);
-int    loom_send(loom_chan *c, const void *elem);
-int    loom_recv(loom_chan *c, void *elem);
-int    loom_try_send(loom_chan *c, const void *elem);
-int    loom_try_recv(loom_chan *c, void *elem);
-int    loom_close(loom_chan *c);
-size_t loom_chan_len(loom_chan *c);
-size_t loom_chan_cap(loom_chan *c);
-void   loom_chan_free(loom_chan *c);
+loom_chan               *loom_chan_new(size_t elem_size, size_t capacity);
+int                      loom_send(loom_chan *c, const void *elem);
+int                      loom_recv(loom_chan *c, void *elem);
+int                      loom_try_send(loom_chan *c, const void *elem);
+int                      loom_try_recv(loom_chan *c, void *elem);
+int                      loom_close(loom_chan *c);
+size_t                   loom_chan_len(loom_chan *c);
+size_t                   loom_chan_cap(loom_chan *c);
+void                     loom_chan_free(loom_chan *c);
 
 /* ----------------------------------------------------------------- select */
 
 enum { LOOM_SEND = 1, LOOM_RECV = 2 };
 typedef struct loom_case {
-    loom_chan *chan;   /* NULL: this case is never ready (Go's nil channel) */
-    int        op;     /* LOOM_SEND or LOOM_RECV */
-    void      *elem;   /* value to send, or where to store the received one (may be NULL for RECV) */
-    int        ok;     /* set on the completed case: 1 done, 0 channel closed (RECV elem zeroed) */
+    loom_chan *chan; /* NULL: this case is never ready (Go's nil channel) */
+    int        op;   /* LOOM_SEND or LOOM_RECV */
+    void      *elem; /* value to send, or where to store the received one (may be NULL for RECV) */
+    int        ok;   /* set on the completed case: 1 done, 0 channel closed (RECV elem zeroed) */
 } loom_case;
 
 int loom_select(loom_case *cases, int ncases, int64_t timeout_ns);
 
 /* ------------------------------------------------------------------- sync */
+/* clang-format off: the initializer macros stay on one line each */
 /* Complete types so they can be declared statically; every field is private. */
 
-struct loom__sema {                 /* a counting semaphore with a FIFO of parked goroutines */
+struct loom__sema { /* a counting semaphore with a FIFO of parked goroutines */
     unsigned int _count;
     unsigned int _lock;
     void        *_head, *_tail;
 };
-#define LOOM__SEMA_INIT { 0, 0, 0, 0 }
+#define LOOM__SEMA_INIT \
+    { 0, 0, 0, 0 }
 
 typedef struct loom_mutex {
-    int               _state;       /* locked | woken | starving | waiters << 3, as sync.Mutex */
+    int               _state; /* locked | woken | starving | waiters << 3, as sync.Mutex */
     struct loom__sema _sema;
 } loom_mutex;
-#define LOOM_MUTEX_INIT { 0, LOOM__SEMA_INIT }
+#define LOOM_MUTEX_INIT \
+    { 0, LOOM__SEMA_INIT }
 
 typedef struct loom_rwmutex {
     loom_mutex         _w;          /* held by writers */
@@ -162,26 +165,32 @@ typedef struct loom_rwmutex {
     struct loom__sema  _reader_sem; /* readers wait for a writer */
     unsigned long long _state;      /* writer bit | readers it waits for << 32 | readers */
 } loom_rwmutex;
-#define LOOM_RWMUTEX_INIT { LOOM_MUTEX_INIT, LOOM__SEMA_INIT, LOOM__SEMA_INIT, 0 }
+#define LOOM_RWMUTEX_INIT \
+    { LOOM_MUTEX_INIT, LOOM__SEMA_INIT, LOOM__SEMA_INIT, 0 }
 
 typedef struct loom_cond {
     unsigned int _lock;
-    void        *_head, *_tail;     /* FIFO of waiters */
+    void        *_head, *_tail; /* FIFO of waiters */
 } loom_cond;
-#define LOOM_COND_INIT { 0, 0, 0 }
+#define LOOM_COND_INIT \
+    { 0, 0, 0 }
 
 typedef struct loom_waitgroup {
-    unsigned long long _state;      /* counter << 32 | waiters, as sync.WaitGroup */
+    unsigned long long _state; /* counter << 32 | waiters, as sync.WaitGroup */
     unsigned int       _lock;
     void              *_head, *_tail; /* FIFO of waiters */
 } loom_waitgroup;
-#define LOOM_WAITGROUP_INIT { 0, 0, 0, 0 }
+#define LOOM_WAITGROUP_INIT \
+    { 0, 0, 0, 0 }
 
 typedef struct loom_once {
     unsigned int _done;
     loom_mutex   _m;
 } loom_once;
-#define LOOM_ONCE_INIT { 0, LOOM_MUTEX_INIT }
+#define LOOM_ONCE_INIT \
+    { 0, LOOM_MUTEX_INIT }
+
+/* clang-format on */
 
 void loom_mutex_lock(loom_mutex *m);
 int  loom_mutex_trylock(loom_mutex *m);

@@ -21,11 +21,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int run_tid;                 /* loom_run's caller */
+static int run_tid; /* loom_run's caller */
 
 #if defined(LOOM_TSAN)
 static int tsan_tids[4];
-static int ntsan = -1;              /* -1: not looked for yet in this process */
+static int ntsan = -1; /* -1: not looked for yet in this process */
 
 static int list_tids(int *out, int max) {
     DIR *d = opendir("/proc/self/task");
@@ -76,7 +76,7 @@ static bool is_loom_thread(int tid) {
 
 bool loom__census_foreign(void) {
     DIR *d = opendir("/proc/self/task");
-    if (!d) return true;            /* cannot tell: never a false abort */
+    if (!d) return true; /* cannot tell: never a false abort */
     bool found = false;
     struct dirent *e;
     while (!found && (e = readdir(d)))

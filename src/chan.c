@@ -18,12 +18,21 @@
 static bool elem_overflows(size_t elem, size_t cap) { return elem != 0 && cap > SIZE_MAX / 2 / elem; }
 
 loom_chan *loom_chan_new(size_t elem_size, size_t capacity) {
-    if (elem_overflows(elem_size, capacity) || elem_size > (1u << 30)) { errno = EINVAL; return NULL; }
+    if (elem_overflows(elem_size, capacity) || elem_size > (1u << 30)) {
+        errno = EINVAL;
+        return NULL;
+    }
     size_t bufbytes = elem_size * capacity;
     size_t hdr = (sizeof(loom_chan) + 63) & ~(size_t)63;
-    if (bufbytes > SIZE_MAX - hdr) { errno = EINVAL; return NULL; }
+    if (bufbytes > SIZE_MAX - hdr) {
+        errno = EINVAL;
+        return NULL;
+    }
     loom_chan *c = calloc(1, hdr + bufbytes);
-    if (!c) { errno = ENOMEM; return NULL; }
+    if (!c) {
+        errno = ENOMEM;
+        return NULL;
+    }
     c->elemsize = elem_size;
     c->dataqsiz = capacity;
     c->buf = (char *)c + hdr;
@@ -32,9 +41,7 @@ loom_chan *loom_chan_new(size_t elem_size, size_t capacity) {
 
 void loom_chan_free(loom_chan *c) { free(c); }
 
-size_t loom_chan_len(loom_chan *c) {
-    return c ? LOAD_RLX(&c->qcount) : 0;
-}
+size_t loom_chan_len(loom_chan *c) { return c ? LOAD_RLX(&c->qcount) : 0; }
 size_t loom_chan_cap(loom_chan *c) { return c ? c->dataqsiz : 0; }
 
 /* ---- wait queues */
@@ -50,7 +57,7 @@ void loom__waitq_enqueue(loom__waitq *q, loom__sudog *sg) {
 void loom__waitq_remove(loom__waitq *q, loom__sudog *sg) {
     if (sg->prev) sg->prev->next = sg->next;
     else if (q->first == sg) q->first = sg->next;
-    else return;                                  /* not in the queue any more */
+    else return; /* not in the queue any more */
     if (sg->next) sg->next->prev = sg->prev;
     else q->last = sg->prev;
     sg->next = sg->prev = NULL;
@@ -83,7 +90,7 @@ static void wake(M *m, loom__sudog *sg, bool success) {
     LOOM__CHAOS(CH_LOCK);
     sg->success = success;
     g->param = sg;
-    loom__ready_m(m ? m : loom__getm(), g);   /* sg lives on g's stack: no access after this */
+    loom__ready_m(m ? m : loom__getm(), g); /* sg lives on g's stack: no access after this */
 }
 
 /* An element copy: the common small sizes without a call */
@@ -161,8 +168,7 @@ static int chansend(M *m, loom_chan *c, const void *ep, bool block) {
     if (!c) return -EINVAL;
     if (!ep && c->elemsize) return -EINVAL;
     /* fast path for a full buffered channel in non-blocking mode, without the lock (as Go) */
-    if (!block && c->dataqsiz > 0 && LOAD(&c->qcount) == c->dataqsiz && !LOAD(&c->closed))
-        return -EAGAIN;
+    if (!block && c->dataqsiz > 0 && LOAD(&c->qcount) == c->dataqsiz && !LOAD(&c->closed)) return -EAGAIN;
     loom__spin_lock(&c->lock);
     if (c->closed) {
         loom__spin_unlock(&c->lock);
@@ -183,8 +189,7 @@ static int chansend(M *m, loom_chan *c, const void *ep, bool block) {
 
 static int chanrecv(M *m, loom_chan *c, void *ep, bool block) {
     if (!c) return -EINVAL;
-    if (!block && c->dataqsiz > 0 && LOAD(&c->qcount) == 0 && !LOAD(&c->closed))
-        return -EAGAIN;
+    if (!block && c->dataqsiz > 0 && LOAD(&c->qcount) == 0 && !LOAD(&c->closed)) return -EAGAIN;
     loom__spin_lock(&c->lock);
     if (c->closed && c->qcount == 0) {
         loom__spin_unlock(&c->lock);
@@ -201,7 +206,7 @@ static int chanrecv(M *m, loom_chan *c, void *ep, bool block) {
         loom__spin_unlock(&c->lock);
         return 0;
     }
-    return chanwait(m, c, &c->recvq, ep, block, WAIT_CHAN_RECV);   /* closechan zeroes elem */
+    return chanwait(m, c, &c->recvq, ep, block, WAIT_CHAN_RECV); /* closechan zeroes elem */
 }
 
 /* The blocking forms are goroutine calls: from a thread that runs no goroutine they fail
@@ -218,12 +223,8 @@ int loom_recv(loom_chan *c, void *elem) {
     if (!m) return -EPERM;
     return chanrecv(m, c, elem, true);
 }
-int loom_try_send(loom_chan *c, const void *elem) {
-    return chansend(loom__getm(), c, elem, false);
-}
-int loom_try_recv(loom_chan *c, void *elem) {
-    return chanrecv(loom__getm(), c, elem, false);
-}
+int loom_try_send(loom_chan *c, const void *elem) { return chansend(loom__getm(), c, elem, false); }
+int loom_try_recv(loom_chan *c, void *elem) { return chanrecv(loom__getm(), c, elem, false); }
 
 /* runtime.closechan */
 int loom_close(loom_chan *c) {

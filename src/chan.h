@@ -9,17 +9,19 @@
  * allocation per operation); valid while that goroutine is parked, and removed from every
  * queue before the goroutine returns. */
 struct loom__sudog {
-    G           *g;
-    loom__sudog *next, *prev;    /* in c->sendq or c->recvq; under c->lock */
-    void        *elem;           /* value to send / where to receive; may be NULL (recv) */
-    loom_chan   *c;
-    int          caseidx;        /* select case index, or -1 */
-    bool         isselect;       /* waker must win g->selectdone first */
-    bool         success;        /* written by the waker: true = value passed, false = closed */
-    uint32_t     seq;            /* g->parkseq when enqueued (stale-sudog check) */
+    G *g;
+    loom__sudog *next, *prev; /* in c->sendq or c->recvq; under c->lock */
+    void *elem;               /* value to send / where to receive; may be NULL (recv) */
+    loom_chan *c;
+    int caseidx;   /* select case index, or -1 */
+    bool isselect; /* waker must win g->selectdone first */
+    bool success;  /* written by the waker: true = value passed, false = closed */
+    uint32_t seq;  /* g->parkseq when enqueued (stale-sudog check) */
 };
 
-typedef struct { loom__sudog *first, *last; } loom__waitq;
+typedef struct {
+    loom__sudog *first, *last;
+} loom__waitq;
 
 /* Invariants (as runtime/chan.go):
  *   at least one of sendq and recvq is empty, except for an unbuffered channel with a
@@ -31,20 +33,22 @@ typedef struct { loom__sudog *first, *last; } loom__waitq;
  * which was true at some instant). */
 struct loom_chan {
     loom__spinlock lock;
-    uint32_t    closed;
-    size_t      qcount;          /* values in buf */
-    size_t      dataqsiz;        /* capacity */
-    size_t      elemsize;
-    size_t      sendx, recvx;    /* ring indices */
+    uint32_t closed;
+    size_t qcount;   /* values in buf */
+    size_t dataqsiz; /* capacity */
+    size_t elemsize;
+    size_t sendx, recvx; /* ring indices */
     loom__waitq recvq, sendq;
-    char       *buf;
+    char *buf;
 };
 
 loom__sudog *loom__waitq_dequeue(loom__waitq *q);
-void         loom__waitq_enqueue(loom__waitq *q, loom__sudog *sg);
-void         loom__waitq_remove(loom__waitq *q, loom__sudog *sg);
-void         loom__chan_send_to(M *m, loom_chan *c, loom__sudog *sg, const void *ep);   /* c locked; unlocks; m: this thread's M or NULL */
-void         loom__chan_recv_from(M *m, loom_chan *c, loom__sudog *sg, void *ep);       /* c locked; unlocks; m: this thread's M or NULL */
-void         loom__chan_buf_put(loom_chan *c, const void *ep);
-void         loom__chan_buf_take(loom_chan *c, void *ep);
+void loom__waitq_enqueue(loom__waitq *q, loom__sudog *sg);
+void loom__waitq_remove(loom__waitq *q, loom__sudog *sg);
+void loom__chan_send_to(M *m, loom_chan *c, loom__sudog *sg,
+                        const void *ep); /* c locked; unlocks; m: this thread's M or NULL */
+void loom__chan_recv_from(M *m, loom_chan *c, loom__sudog *sg,
+                          void *ep); /* c locked; unlocks; m: this thread's M or NULL */
+void loom__chan_buf_put(loom_chan *c, const void *ep);
+void loom__chan_buf_take(loom_chan *c, void *ep);
 #endif

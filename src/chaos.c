@@ -23,7 +23,7 @@
 
 bool loom__chaos_on;
 static uint64_t chaos_seed;
-static uint32_t chaos_threads;          /* threads that drew so far: each gets its own stream */
+static uint32_t chaos_threads; /* threads that drew so far: each gets its own stream */
 static __thread uint64_t chaos_state;
 
 void loom__chaos_init(void) {
@@ -39,10 +39,13 @@ static uint64_t chaos_rand(void) {
     uint64_t x = chaos_state;
     if (unlikely(x == 0)) {
         uint32_t k = __atomic_add_fetch(&chaos_threads, 1, __ATOMIC_RELAXED);
-        x = (chaos_seed * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)k * 0xBF58476D1CE4E5B9ull) ^ 0x94D049BB133111EBull;
+        x = (chaos_seed * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)k * 0xBF58476D1CE4E5B9ull) ^
+            0x94D049BB133111EBull;
         if (x == 0) x = 1;
     }
-    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
     chaos_state = x;
     return x * 0x2545F4914F6CDD1Dull;
 }
@@ -53,9 +56,9 @@ static uint64_t chaos_rand(void) {
 void loom__chaos_point(int site) {
     (void)site;
     uint64_t r = chaos_rand();
-    if ((r & 3) != 0) return;                   /* three times in four: straight through */
+    if ((r & 3) != 0) return; /* three times in four: straight through */
     uint32_t what = (uint32_t)(r >> 8) % 16, amount = (uint32_t)(r >> 32);
-    int saved_errno = errno;                    /* the goroutine's (a sleep cut short: EINTR) */
+    int saved_errno = errno; /* the goroutine's (a sleep cut short: EINTR) */
     if (what < 10) {
         int64_t end = loom__nanotime() + amount % 3000;
         while (loom__nanotime() < end) loom__cpu_relax();

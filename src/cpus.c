@@ -62,17 +62,19 @@
 #define PATHBUF  (PATH_MAX + 64)
 
 /* Parses a decimal integer (optional '-') after optional blanks; advances *s.  false if none. */
-static bool parse_ll(const char **s, long long *out)
-{
+static bool parse_ll(const char **s, long long *out) {
     const char *p = *s;
     while (*p == ' ' || *p == '\t') p++;
     bool neg = false;
-    if (*p == '-') { neg = true; p++; }
+    if (*p == '-') {
+        neg = true;
+        p++;
+    }
     if (*p < '0' || *p > '9') return false;
     long long v = 0;
     for (; *p >= '0' && *p <= '9'; p++) {
         int d = *p - '0';
-        if (v > (LLONG_MAX - d) / 10) return false;          /* overflow: malformed */
+        if (v > (LLONG_MAX - d) / 10) return false; /* overflow: malformed */
         v = v * 10 + d;
     }
     *out = neg ? -v : v;
@@ -81,35 +83,31 @@ static bool parse_ll(const char **s, long long *out)
 }
 
 /* True when nothing but blanks and a newline follows. */
-static bool at_end(const char *p)
-{
+static bool at_end(const char *p) {
     while (*p == ' ' || *p == '\t' || *p == '\n') p++;
     return *p == '\0';
 }
 
 /* ceil(quota/period) as a P count, or NO_LIMIT when there is no usable limit. */
-static int quota_limit(long long quota, long long period)
-{
+static int quota_limit(long long quota, long long period) {
     if (quota <= 0 || period <= 0) return NO_LIMIT;
     long long n = quota / period + (quota % period != 0);
     if (n >= NO_LIMIT) return NO_LIMIT;
     return (int)n;
 }
 
-static int limit_v2(const char *dir)
-{
+static int limit_v2(const char *dir) {
     char path[PATHBUF], buf[128];
     if (snprintf(path, sizeof path, "%s/cpu.max", dir) >= (int)sizeof path) return NO_LIMIT;
     if (loom__read_small(path, buf, sizeof buf) < 0) return NO_LIMIT;
     const char *p = buf;
     long long quota, period;
-    if (!parse_ll(&p, &quota)) return NO_LIMIT;                /* "max period", or garbage */
+    if (!parse_ll(&p, &quota)) return NO_LIMIT; /* "max period", or garbage */
     if (!parse_ll(&p, &period) || !at_end(p)) return NO_LIMIT;
     return quota_limit(quota, period);
 }
 
-static bool read_ll_file(const char *dir, const char *name, long long *out)
-{
+static bool read_ll_file(const char *dir, const char *name, long long *out) {
     char path[PATHBUF], buf[64];
     if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return false;
     if (loom__read_small(path, buf, sizeof buf) < 0) return false;
@@ -117,24 +115,21 @@ static bool read_ll_file(const char *dir, const char *name, long long *out)
     return parse_ll(&p, out) && at_end(p);
 }
 
-static int limit_v1(const char *dir)
-{
+static int limit_v1(const char *dir) {
     long long quota, period;
     if (!read_ll_file(dir, "cpu.cfs_quota_us", &quota) || quota <= 0) return NO_LIMIT;
     if (!read_ll_file(dir, "cpu.cfs_period_us", &period)) return NO_LIMIT;
     return quota_limit(quota, period);
 }
 
-static bool is_dir(const char *path)
-{
+static bool is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 /* Smallest limit along the cgroup path cgpath (as in /proc/self/cgroup) of the hierarchy
  * mounted at mount, from the resolved leaf up to the mount itself. */
-static int walk(const char *mount, const char *cgpath, int (*limit)(const char *dir))
-{
+static int walk(const char *mount, const char *cgpath, int (*limit)(const char *dir)) {
     char dir[PATHBUF];
     size_t mlen = strlen(mount);
     if (mlen == 0 || mlen >= sizeof dir || !is_dir(mount)) return NO_LIMIT;
@@ -154,8 +149,7 @@ static int walk(const char *mount, const char *cgpath, int (*limit)(const char *
             memcpy(dir, mount, mlen + 1);
             break;
         }
-        if (snprintf(dir, sizeof dir, "%s/%s", mount, rel) < (int)sizeof dir && is_dir(dir))
-            break;
+        if (snprintf(dir, sizeof dir, "%s/%s", mount, rel) < (int)sizeof dir && is_dir(dir)) break;
         const char *slash = strchr(rel, '/');
         rel = slash ? slash : "";
     }
@@ -171,7 +165,7 @@ static int walk(const char *mount, const char *cgpath, int (*limit)(const char *
         if (len <= mlen) break;
         char *slash = strrchr(dir, '/');
         if (!slash || (size_t)(slash - dir) < mlen) break;
-        while (slash > dir + mlen && slash[-1] == '/') slash--;      /* "a//b" */
+        while (slash > dir + mlen && slash[-1] == '/') slash--; /* "a//b" */
         *slash = '\0';
         len = (size_t)(slash - dir);
     }
@@ -179,8 +173,7 @@ static int walk(const char *mount, const char *cgpath, int (*limit)(const char *
 }
 
 /* True when the comma-separated list names the "cpu" controller itself. */
-static bool has_cpu_controller(const char *list, size_t n)
-{
+static bool has_cpu_controller(const char *list, size_t n) {
     size_t i = 0;
     while (i < n) {
         size_t j = i;
@@ -194,8 +187,7 @@ static bool has_cpu_controller(const char *list, size_t n)
 static int min_int(int a, int b) { return a < b ? a : b; }
 
 /* The tightest limit for one /proc/self/cgroup line "id:controllers:path" (no newline). */
-static int line_limit(const char *root, const char *line)
-{
+static int line_limit(const char *root, const char *line) {
     const char *c1 = strchr(line, ':');
     if (!c1) return NO_LIMIT;
     const char *ctl = c1 + 1;
@@ -205,7 +197,7 @@ static int line_limit(const char *root, const char *line)
     size_t ctl_len = (size_t)(c2 - ctl);
     char mount[PATHBUF];
 
-    if (c1 - line == 1 && line[0] == '0' && ctl_len == 0) {          /* cgroup v2 */
+    if (c1 - line == 1 && line[0] == '0' && ctl_len == 0) { /* cgroup v2 */
         int best = NO_LIMIT;
         if (snprintf(mount, sizeof mount, "%s", root) < (int)sizeof mount)
             best = min_int(best, walk(mount, path, limit_v2));
@@ -226,15 +218,13 @@ static int line_limit(const char *root, const char *line)
     strcpy(names[nnames++], "cpuacct,cpu");
     strcpy(names[nnames++], "cpu");
     for (int i = 0; i < nnames; i++) {
-        if (snprintf(mount, sizeof mount, "%s/%s", root, names[i]) >= (int)sizeof mount)
-            continue;
+        if (snprintf(mount, sizeof mount, "%s/%s", root, names[i]) >= (int)sizeof mount) continue;
         if (is_dir(mount)) return walk(mount, path, limit_v1);
     }
     return NO_LIMIT;
 }
 
-int loom__cpu_count_at(const char *cgroup_root, const char *proc_self_cgroup, int affinity_cpus)
-{
+int loom__cpu_count_at(const char *cgroup_root, const char *proc_self_cgroup, int affinity_cpus) {
     int procs = affinity_cpus > 0 ? affinity_cpus : 1;
     if (!cgroup_root || !proc_self_cgroup) return procs;
 
@@ -243,7 +233,7 @@ int loom__cpu_count_at(const char *cgroup_root, const char *proc_self_cgroup, in
     if (snprintf(root, sizeof root, "%s", cgroup_root) >= (int)sizeof root) return procs;
     size_t rlen = strlen(root);
     while (rlen > 0 && root[rlen - 1] == '/') root[--rlen] = '\0';
-    if (rlen == 0) return procs;       /* the root directory: not a cgroup mount */
+    if (rlen == 0) return procs; /* the root directory: not a cgroup mount */
 
     FILE *f = fopen(proc_self_cgroup, "re");
     if (!f) return procs;
@@ -253,7 +243,7 @@ int loom__cpu_count_at(const char *cgroup_root, const char *proc_self_cgroup, in
         size_t n = strlen(line);
         if (n > 0 && line[n - 1] == '\n') {
             line[--n] = '\0';
-        } else if (!feof(f)) {                             /* over-long line: skip it */
+        } else if (!feof(f)) { /* over-long line: skip it */
             int ch;
             while ((ch = fgetc(f)) != EOF && ch != '\n') {}
             continue;
@@ -263,15 +253,14 @@ int loom__cpu_count_at(const char *cgroup_root, const char *proc_self_cgroup, in
     fclose(f);
 
     if (limit != NO_LIMIT) {
-        if (limit < 2) limit = 2;                          /* as Go: see the top of the file */
+        if (limit < 2) limit = 2; /* as Go: see the top of the file */
         if (limit < procs) procs = limit;
     }
     return procs;
 }
 
 /* CPUs in this thread's affinity mask; the online CPU count if that cannot be read. */
-static int affinity_count(void)
-{
+static int affinity_count(void) {
     for (int ncpu = 1024; ncpu <= (1 << 20); ncpu *= 2) {
         cpu_set_t *set = CPU_ALLOC(ncpu);
         if (!set) break;
@@ -285,14 +274,13 @@ static int affinity_count(void)
         }
         int err = errno;
         CPU_FREE(set);
-        if (err != EINVAL) break;                          /* EINVAL: mask too small, grow */
+        if (err != EINVAL) break; /* EINVAL: mask too small, grow */
     }
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1) return 1;
     return n > INT_MAX ? INT_MAX : (int)n;
 }
 
-int loom__cpu_count(void)
-{
+int loom__cpu_count(void) {
     return loom__cpu_count_at("/sys/fs/cgroup", "/proc/self/cgroup", affinity_count());
 }

@@ -53,16 +53,16 @@ enum { SCHED_RANDOM, SCHED_PCT };
 static struct {
     loom__lock lock;
     uint64_t seed, rng;
-    int      mode;
-    int      depth;             /* PCT's D */
-    int64_t  k;                 /* PCT's K: steps the change points are drawn from */
-    int64_t  change[16];        /* step of each change point, in order drawn */
-    int64_t  step;              /* picks made */
-    int64_t  vclock;            /* virtual time (ns); under lock, read relaxed */
-    G      **v;                 /* the run set */
+    int mode;
+    int depth;          /* PCT's D */
+    int64_t k;          /* PCT's K: steps the change points are drawn from */
+    int64_t change[16]; /* step of each change point, in order drawn */
+    int64_t step;       /* picks made */
+    int64_t vclock;     /* virtual time (ns); under lock, read relaxed */
+    G **v;              /* the run set */
     uint32_t n, cap;
-    G       *chosen;            /* picked by det_yield, to run next */
-    uint32_t waiting;           /* n + (chosen != NULL), for readers without the lock
+    G *chosen;        /* picked by det_yield, to run next */
+    uint32_t waiting; /* n + (chosen != NULL), for readers without the lock
                                    (checkdead holds sched.lock, which nests inside det.lock) */
     uint64_t hash;
 } det;
@@ -108,7 +108,9 @@ static void hook_signal(int sig) {
 
 static uint64_t det_rand(void) {
     uint64_t x = det.rng;
-    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
     det.rng = x;
     return x * 0x2545F4914F6CDD1Dull;
 }
@@ -145,8 +147,10 @@ bool loom__det_init(void) {
             ok = end != ks;
         }
         if (!ok || errno || *end || d < 1 || d > 16 || k < 1) {
-            fprintf(stderr, "loom: LOOM_SCHED=%s: want random, pct:D or pct:D:K (1 <= D <= 16, K >= 1); "
-                            "using random\n", s);
+            fprintf(stderr,
+                    "loom: LOOM_SCHED=%s: want random, pct:D or pct:D:K (1 <= D <= 16, K >= 1); "
+                    "using random\n",
+                    s);
         } else {
             det.mode = SCHED_PCT;
             det.depth = (int)d;
@@ -156,7 +160,7 @@ bool loom__det_init(void) {
     } else if (s && *s && strcmp(s, "random") != 0) {
         fprintf(stderr, "loom: LOOM_SCHED=%s: want random, pct:D or pct:D:K; using random\n", s);
     }
-    if (!exit_hooks) {                   /* once a process */
+    if (!exit_hooks) { /* once a process */
         exit_hooks = true;
         on_exit(on_exit_status, NULL);
         int sigs[] = { SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTERM };
@@ -243,7 +247,7 @@ static G *take(uint32_t i) {
 
 /* The next goroutine for p (runtime.runqget's place in deterministic mode), or NULL. */
 G *loom__det_next(P *p) {
-    STORE_RLX(&p->preempt, 1);            /* every blocking loom call reaches det_yield */
+    STORE_RLX(&p->preempt, 1); /* every blocking loom call reaches det_yield */
     loom__lock_acquire(&det.lock);
     G *g = det.chosen;
     det.chosen = NULL;
@@ -273,13 +277,16 @@ bool loom__det_yield(P *p, G *self) {
         set_add(self);
         uint32_t i = choose(self);
         if (det.v[i] == self) {
-            det.n--;                      /* self is the last: drop it again */
+            det.n--; /* self is the last: drop it again */
             det.hash = (det.hash ^ self->id) * 0x100000001B3ull;
         } else {
             det.chosen = take(i);
             /* self was at the end: find it again (take moved the last into i) */
             for (uint32_t j = 0; j < det.n; j++)
-                if (det.v[j] == self) { det.v[j] = det.v[--det.n]; break; }
+                if (det.v[j] == self) {
+                    det.v[j] = det.v[--det.n];
+                    break;
+                }
             other = true;
         }
     }

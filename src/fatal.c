@@ -66,9 +66,16 @@ static void backtrace_g(loom__wbuf *d, G *g) {
 /* "12 ms", "3 s", "5 minutes": how long a goroutine has waited */
 static void d_duration(loom__wbuf *d, int64_t ns) {
     if (ns < 0) ns = 0;
-    if (ns < 10000000000LL) { loom__wb_u64(d, (uint64_t)(ns / 1000000)); loom__wb_str(d, " ms"); }
-    else if (ns < 120000000000LL) { loom__wb_u64(d, (uint64_t)(ns / 1000000000)); loom__wb_str(d, " s"); }
-    else { loom__wb_u64(d, (uint64_t)(ns / 60000000000LL)); loom__wb_str(d, " minutes"); }
+    if (ns < 10000000000LL) {
+        loom__wb_u64(d, (uint64_t)(ns / 1000000));
+        loom__wb_str(d, " ms");
+    } else if (ns < 120000000000LL) {
+        loom__wb_u64(d, (uint64_t)(ns / 1000000000));
+        loom__wb_str(d, " s");
+    } else {
+        loom__wb_u64(d, (uint64_t)(ns / 60000000000LL));
+        loom__wb_str(d, " minutes");
+    }
 }
 
 #if defined(LOOM_TSAN)
@@ -95,7 +102,10 @@ void loom__dump_goroutines(int fd) {
     for (G *g = loom__sched.allg; g; g = g->allnext) {
         uint32_t st = LOAD_RLX(&g->status);
         if (st == G_DEAD || st == G_IDLE) continue;
-        if (shown == 1000) { hidden++; continue; }
+        if (shown == 1000) {
+            hidden++;
+            continue;
+        }
         shown++;
         loom__wb_str(&d, "\ngoroutine ");
         loom__wb_u64(&d, g->id);
@@ -115,10 +125,13 @@ void loom__dump_goroutines(int fd) {
         }
         if (g->lockedm) loom__wb_str(&d, ", locked to thread");
         loom__wb_str(&d, "]");
-        if (g->name[0]) { loom__wb_str(&d, " "); loom__wb_str(&d, g->name); }
+        if (g->name[0]) {
+            loom__wb_str(&d, " ");
+            loom__wb_str(&d, g->name);
+        }
         loom__wb_str(&d, ":\n");
         if (st == G_WAITING || st == G_RUNNABLE) backtrace_g(&d, g);
-        if (g->created_pc) d_frame(&d, "created by ", (uintptr_t)g->created_pc, true);  /* not goroutine 1 */
+        if (g->created_pc) d_frame(&d, "created by ", (uintptr_t)g->created_pc, true); /* not goroutine 1 */
     }
     if (hidden) {
         loom__wb_str(&d, "\n... and ");
@@ -175,19 +188,26 @@ static void write_str(const char *s) {
     while (n) {
         ssize_t w = write(2, s, n);
         if (w <= 0) return;
-        s += w; n -= (size_t)w;
+        s += w;
+        n -= (size_t)w;
     }
 }
 
 static void fmt_u64(char *out, uint64_t v) {
-    char tmp[24]; int i = 0;
-    do { tmp[i++] = (char)('0' + v % 10); v /= 10; } while (v);
+    char tmp[24];
+    int i = 0;
+    do {
+        tmp[i++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
     while (i) *out++ = tmp[--i];
     *out = 0;
 }
 
 static void on_fault(int sig, siginfo_t *si, void *uctx) {
-    G *g; uintptr_t lo, hi; bool guard;
+    G *g;
+    uintptr_t lo, hi;
+    bool guard;
     if (loom__stack_find((uintptr_t)si->si_addr, &g, &lo, &hi, &guard) && guard) {
         char num[24], kib[24];
         fmt_u64(num, g->id);
@@ -252,10 +272,13 @@ void loom__signals_term(void) {
 void loom__sigaltstack_init(M *m) {
     (void)m;
     stack_t cur;
-    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) return;  /* someone set one */
+    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) return; /* someone set one */
     stack_t ss = { .ss_sp = malloc(ALTSTACK_SIZE), .ss_size = ALTSTACK_SIZE, .ss_flags = 0 };
     if (!ss.ss_sp) return;
-    if (sigaltstack(&ss, NULL) != 0) { free(ss.ss_sp); return; }
+    if (sigaltstack(&ss, NULL) != 0) {
+        free(ss.ss_sp);
+        return;
+    }
     m->altstack = ss.ss_sp;
 }
 

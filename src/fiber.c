@@ -73,15 +73,14 @@ void loom__fiber_destroy(G *g) {
 }
 #endif
 
-
-
 unsigned loom__fiber_new_stack(char *lo, size_t size) {
 #if defined(LOOM_HAVE_VALGRIND_H)
     unsigned id = VALGRIND_STACK_REGISTER(lo, lo + size);
     if (id) return id;
 #endif
-    (void)lo; (void)size;
-    return 1;               /* registered (or nothing to register): not again */
+    (void)lo;
+    (void)size;
+    return 1; /* registered (or nothing to register): not again */
 }
 
 #ifdef SANITIZED
@@ -96,7 +95,7 @@ void loom__fiber_reuse_stack(G *g) {
 
 void loom__fiber_free_stack(unsigned id) {
 #if defined(LOOM_HAVE_VALGRIND_H)
-    VALGRIND_STACK_DEREGISTER(id);      /* a no-op outside valgrind */
+    VALGRIND_STACK_DEREGISTER(id); /* a no-op outside valgrind */
 #endif
     (void)id;
 }

@@ -81,7 +81,10 @@ static loom__pd *poller_pd(int fd, int *err) {
     loom__pd *pd = loom__pd_get(fd);
     if (!pd) return NULL;
     int f = loom__pd_prepare(pd);
-    if (f < 0) { *err = f; return NULL; }
+    if (f < 0) {
+        *err = f;
+        return NULL;
+    }
     return (f & PD_BLOCKING) ? NULL : pd;
 }
 
@@ -142,8 +145,11 @@ int loom_fd_close(int fd) {
  * pollable fd (O_NONBLOCK is checked first), or unknown (blocking path). */
 enum { FD_UNKNOWN, FD_SOCKET, FD_OTHER };
 struct io_args {
-    void *buf; size_t n; struct sockaddr *addr; socklen_t *len;
-    loom__pd *pd;           /* set by do_io for the poller path */
+    void *buf;
+    size_t n;
+    struct sockaddr *addr;
+    socklen_t *len;
+    loom__pd *pd; /* set by do_io for the poller path */
 };
 typedef ssize_t (*io_op)(int fd, struct io_args *a, int kind);
 
@@ -167,12 +173,15 @@ static ssize_t recv_inq(int fd, struct io_args *a) {
     loom__pd *pd = a->pd;
     bool edge = loom__pd_take_read_edge(pd);
     if (!edge && LOAD_RLX(&pd->rdrained)) {
-        errno = EAGAIN;             /* empty at the last read, and nothing arrived since */
+        errno = EAGAIN; /* empty at the last read, and nothing arrived since */
         return -1;
     }
     char cbuf[CMSG_SPACE(sizeof(int))];
     struct iovec iov = { a->buf, a->n };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+    struct msghdr mh = { .msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = cbuf,
+                         .msg_controllen = sizeof cbuf };
     ssize_t k = recvmsg(fd, &mh, MSG_DONTWAIT);
     if (k < 0) {
         if (errno == EAGAIN) STORE_RLX(&pd->rdrained, 1);
@@ -181,7 +190,7 @@ static ssize_t recv_inq(int fd, struct io_args *a) {
     int inq = -1;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
         if (c->cmsg_level == SOL_TCP && c->cmsg_type == TCP_CM_INQ) memcpy(&inq, CMSG_DATA(c), sizeof inq);
-    if (inq < 0) loom__pd_forget(pd);       /* not the socket we asked: reused */
+    if (inq < 0) loom__pd_forget(pd); /* not the socket we asked: reused */
     else STORE_RLX(&pd->rdrained, inq == 0);
     return k;
 }

@@ -78,7 +78,10 @@ void loom__note_sleep(loom__note *n) {
 }
 
 bool loom__note_tsleep(loom__note *n, int64_t ns) {
-    if (ns < 0) { loom__note_sleep(n); return true; }
+    if (ns < 0) {
+        loom__note_sleep(n);
+        return true;
+    }
     int64_t deadline = loom__nanotime() + ns;
     while (LOAD(&n->key) == 0) {
         int64_t left = deadline - loom__nanotime();
@@ -99,7 +102,7 @@ void loom__spin_lock_slow(loom__spinlock *l) {
     for (int i = 0;; i++) {
         while (__atomic_load_n(&l->key, __ATOMIC_RELAXED) != 0) {
             if (i < 64) loom__cpu_relax();
-            else loom__osyield();      /* the holder may have been descheduled */
+            else loom__osyield(); /* the holder may have been descheduled */
             i++;
         }
         if (loom__spin_try(l)) return;
@@ -109,11 +112,14 @@ void loom__spin_lock_slow(loom__spinlock *l) {
 /* ---- the current M: one TLS word, read through a function the compiler can't see into */
 static __thread M *tls_m;
 
-LOOM_OPAQUE M *loom__getm(void) { LOOM_OPAQUE_BODY(); return tls_m; }
+LOOM_OPAQUE M *loom__getm(void) {
+    LOOM_OPAQUE_BODY();
+    return tls_m;
+}
 LOOM_OPAQUE void loom__setm(M *m) {
     LOOM_OPAQUE_BODY();
     tls_m = m;
-    if (m) m->errnop = &errno;      /* this thread's errno, for switches (proc.c) */
+    if (m) m->errnop = &errno; /* this thread's errno, for switches (proc.c) */
 }
 
 long loom__env_long(const char *name, long dflt, long lo, long hi) {

@@ -52,21 +52,24 @@
 #include <sys/stat.h>
 
 #define PD_READY ((uintptr_t)1)
-#define PD_WAIT  ((uintptr_t)2)          /* with the low two bits: pd_wait(seq) */
+#define PD_WAIT  ((uintptr_t)2) /* with the low two bits: pd_wait(seq) */
 
 static inline uintptr_t pd_wait(uint32_t seq) { return PD_WAIT | (uintptr_t)seq << 2; }
 static inline bool is_wait(uintptr_t v) { return (v & 3) == PD_WAIT; }
-static inline bool is_g(uintptr_t v) { return v > PD_WAIT && !is_wait(v); }   /* Gs are 64-byte aligned */
+static inline bool is_g(uintptr_t v) { return v > PD_WAIT && !is_wait(v); } /* Gs are 64-byte aligned */
 
 #define PD_CHUNK_BITS 12
 #define PD_CHUNK      (1 << PD_CHUNK_BITS)
-#define PD_CHUNKS     1024                 /* fds below 4M */
+#define PD_CHUNKS     1024 /* fds below 4M */
 
-static loom__pd *pdtab[PD_CHUNKS];         /* chunks, installed with CAS, freed at term */
-static uint32_t nwaiters;                  /* goroutines parked on fds; atomic */
-static int maxfd = -1;                     /* highest fd registered; atomic */
+static loom__pd *pdtab[PD_CHUNKS]; /* chunks, installed with CAS, freed at term */
+static uint32_t nwaiters;          /* goroutines parked on fds; atomic */
+static int maxfd = -1;             /* highest fd registered; atomic */
 
-int loom__netpoll_init(void) { STORE(&nwaiters, 0); return loom__pollb_init(); }
+int loom__netpoll_init(void) {
+    STORE(&nwaiters, 0);
+    return loom__pollb_init();
+}
 
 void loom__netpoll_term(void) {
     loom__pollb_term();
@@ -88,7 +91,10 @@ loom__pd *loom__pd_get(int fd) {
         if (!fresh) return NULL;
         for (int i = 0; i < PD_CHUNK; i++) fresh[i].fd = (fd & ~(PD_CHUNK - 1)) + i;
         if (CAS(slot, NULL, fresh)) chunk = fresh;
-        else { free(fresh); chunk = LOAD_ACQ(slot); }
+        else {
+            free(fresh);
+            chunk = LOAD_ACQ(slot);
+        }
     }
     return &chunk[fd & (PD_CHUNK - 1)];
 }
@@ -125,9 +131,7 @@ void loom__pd_forget(loom__pd *pd) {
 
 /* Takes the read edge that arrived while nobody waited, if any: the read about to be made
  * sees whatever it announced.  true if there was one. */
-bool loom__pd_take_read_edge(loom__pd *pd) {
-    return LOAD(&pd->rg) == PD_READY && CAS(&pd->rg, PD_READY, 0);
-}
+bool loom__pd_take_read_edge(loom__pd *pd) { return LOAD(&pd->rg) == PD_READY && CAS(&pd->rg, PD_READY, 0); }
 
 /* Takes whatever waits on *gpp out and returns the G to ready, if any (runtime.netpollunblock).
  * ioready: an edge arrived (leave PD_READY); else (close) just empty the word. */
@@ -137,7 +141,7 @@ static G *netpollunblock(uintptr_t *gpp, bool ioready) {
         if (old == PD_READY) return NULL;
         if (old == 0 && !ioready) return NULL;
         uintptr_t nw = ioready ? PD_READY : 0;
-        if (is_wait(old)) nw = ioready ? PD_READY : old;   /* the waiter sees READY before parking */
+        if (is_wait(old)) nw = ioready ? PD_READY : old; /* the waiter sees READY before parking */
         if (!CAS(gpp, old, nw)) continue;
         if (!is_g(old)) return NULL;
         G *g = (G *)old;
@@ -173,7 +177,8 @@ G *loom__netpoll(int64_t ns) {
 static void pd_registered(loom__pd *pd) {
     __atomic_fetch_or(&pd->flags, PD_REG, __ATOMIC_RELAXED);
     int m = LOAD_RLX(&maxfd);
-    while (pd->fd > m && !__atomic_compare_exchange_n(&maxfd, &m, pd->fd, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+    while (pd->fd > m &&
+           !__atomic_compare_exchange_n(&maxfd, &m, pd->fd, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
 }
 
 struct pdwait {
@@ -186,7 +191,7 @@ struct pdwait {
 /* The "after switch" hook of a parking fd waiter (runtime.netpollblockcommit): publish the
  * G in its words; if an edge or a close came first, wake it at once. */
 static void pd_commit(G *g, void *arg) {
-    struct pdwait *w = arg;        /* on g's stack: g waits in loom__park_timeout until this hook ends */
+    struct pdwait *w = arg; /* on g's stack: g waits in loom__park_timeout until this hook ends */
     loom__pd *pd = w->pd;
     uint32_t seq = w->seq;
     uintptr_t *gpp[2] = { w->gpp[0], w->gpp[1] };
@@ -194,8 +199,8 @@ static void pd_commit(G *g, void *arg) {
     bool wake = false;
     LOOM__CHAOS(CH_NETPOLL);
     for (int i = 0; i < n; i++)
-        if (!CAS(gpp[i], pd_wait(seq), (uintptr_t)g)) wake = true;   /* an edge, or a close's new waiter */
-    if (LOAD(&pd->seq) != seq) wake = true;     /* closed while we parked */
+        if (!CAS(gpp[i], pd_wait(seq), (uintptr_t)g)) wake = true; /* an edge, or a close's new waiter */
+    if (LOAD(&pd->seq) != seq) wake = true;                        /* closed while we parked */
     if (wake && CAS(&g->selectdone, 0, 1)) {
         /* claimed first, then out of the words: a new file's waiter that finds us there
          * before we are out sees us claimed and on our way (unstale) */
@@ -221,7 +226,7 @@ static int pd_ready(loom__pd *pd, int ready) {
  *    its own clean-up finds the word changed and leaves it. */
 static bool clear_stale(loom__pd *pd, uintptr_t *gpp, uintptr_t v, uint32_t seq) {
     if (is_wait(v)) {
-        if ((uint32_t)(v >> 2) == seq) return false;       /* this file's: busy */
+        if ((uint32_t)(v >> 2) == seq) return false; /* this file's: busy */
         CAS(gpp, v, 0);
         return true;
     }
@@ -241,7 +246,7 @@ static bool clear_stale(loom__pd *pd, uintptr_t *gpp, uintptr_t v, uint32_t seq)
  * direction) or a registration error (-EBADF, -EPERM for fds epoll cannot watch). */
 int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
     struct pdwait w = { .pd = pd, .n = 0, .seq = LOAD(&pd->seq) };
-    bool counted = false;           /* parkseq bumped for this wait */
+    bool counted = false; /* parkseq bumped for this wait */
     uintptr_t mine = pd_wait(w.seq);
     if (modes & LOOM_READABLE) w.gpp[w.n++] = &pd->rg;
     if (modes & LOOM_WRITABLE) w.gpp[w.n++] = &pd->wg;
@@ -265,7 +270,7 @@ int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
             if (r < 0 && r != -EEXIST) return r;
             pd_registered(pd);
         }
-        G *g = loom__getm()->curg;      /* a goroutine: poller_pd checked */
+        G *g = loom__getm()->curg; /* a goroutine: poller_pd checked */
         STORE_RLX(&g->waitseq, w.seq);
         int claimed = 0;
         for (; claimed < w.n; claimed++)
@@ -273,18 +278,18 @@ int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
         if (claimed < w.n) {
             uintptr_t v = LOAD(w.gpp[claimed]);
             for (int i = 0; i < claimed; i++) CAS(w.gpp[i], mine, 0);
-            if (v == PD_READY || v == 0) continue;   /* an edge arrived, or the holder left */
-            if (!clear_stale(pd, w.gpp[claimed], v, w.seq)) return -EBUSY;   /* a live waiter */
-            continue;                             /* an old wait's leftover, taken out */
+            if (v == PD_READY || v == 0) continue; /* an edge arrived, or the holder left */
+            if (!clear_stale(pd, w.gpp[claimed], v, w.seq)) return -EBUSY; /* a live waiter */
+            continue; /* an old wait's leftover, taken out */
         }
-        if (LOAD(&pd->seq) != w.seq) {            /* closed as we claimed: let go */
+        if (LOAD(&pd->seq) != w.seq) { /* closed as we claimed: let go */
             for (int i = 0; i < w.n; i++) CAS(w.gpp[i], mine, 0);
             return -ECANCELED;
         }
         STORE(&g->selectdone, 0);
         g->param = NULL;
         XADD(&nwaiters, 1);
-        if (!counted) XADD(&pd->parkseq, 1);     /* a new wait for netpoll_verify (before we publish) */
+        if (!counted) XADD(&pd->parkseq, 1); /* a new wait for netpoll_verify (before we publish) */
         counted = true;
         loom__park_timeout(pd_commit, &w, WAIT_IO, left);
         XADD(&nwaiters, -1);
@@ -324,12 +329,19 @@ int loom__netpoll_verify(G **list) {
     int pending = 0, top = LOAD_RLX(&maxfd);
     for (int fd = 0; fd <= top; fd++) {
         loom__pd *chunk = LOAD_ACQ(&pdtab[fd >> PD_CHUNK_BITS]);
-        if (!chunk) { fd |= PD_CHUNK - 1; continue; }
+        if (!chunk) {
+            fd |= PD_CHUNK - 1;
+            continue;
+        }
         loom__pd *pd = &chunk[fd & (PD_CHUNK - 1)];
-        if (!is_g(LOAD(&pd->rg)) && !is_g(LOAD(&pd->wg))) continue;     /* no G parked */
+        if (!is_g(LOAD(&pd->rg)) && !is_g(LOAD(&pd->wg))) continue; /* no G parked */
         uint32_t s = LOAD(&pd->parkseq);
         if (s == pd->sm_verified) continue;
-        if (s != pd->sm_seen) { pd->sm_seen = s; pending++; continue; }
+        if (s != pd->sm_seen) {
+            pd->sm_seen = s;
+            pending++;
+            continue;
+        }
         pd->sm_verified = s;
         __atomic_fetch_and(&pd->flags, ~(uint32_t)PD_REG, __ATOMIC_SEQ_CST);
         for (int d = 0; d < 2; d++) {
@@ -348,8 +360,14 @@ int loom__netpoll_verify(G **list) {
 void loom__netpoll_close(loom__pd *pd) {
     XADD(&pd->seq, 1);
     G *g;
-    if ((g = netpollunblock(&pd->rg, false))) { g->param = pd; loom__ready(g); }
-    if ((g = netpollunblock(&pd->wg, false))) { g->param = pd; loom__ready(g); }
+    if ((g = netpollunblock(&pd->rg, false))) {
+        g->param = pd;
+        loom__ready(g);
+    }
+    if ((g = netpollunblock(&pd->wg, false))) {
+        g->param = pd;
+        loom__ready(g);
+    }
     loom__pollb_del(pd->fd);
     loom__pd_forget(pd);
 }

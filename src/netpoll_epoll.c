@@ -12,14 +12,19 @@
 #include <unistd.h>
 
 static int epfd = -1, evfd = -1;
-static uint32_t wake_sig;      /* a break is pending: one eventfd write is enough */
+static uint32_t wake_sig; /* a break is pending: one eventfd write is enough */
 static bool no_pwait2;
 
 int loom__pollb_init(void) {
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) return -errno;
     evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (evfd < 0) { int e = -errno; close(epfd); epfd = -1; return e; }
+    if (evfd < 0) {
+        int e = -errno;
+        close(epfd);
+        epfd = -1;
+        return e;
+    }
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, evfd, &ev) < 0) return -errno;
     STORE(&wake_sig, 0);
@@ -44,7 +49,7 @@ int loom__pollb_del(int fd) {
 
 void loom__pollb_break(void) {
     if (evfd < 0 || !CAS(&wake_sig, 0, 1)) return;
-    int saved = errno;      /* called from goroutines: their errno stays theirs */
+    int saved = errno; /* called from goroutines: their errno stays theirs */
     uint64_t one = 1;
     while (write(evfd, &one, sizeof one) < 0 && errno == EINTR) {}
     errno = saved;
@@ -63,7 +68,7 @@ int loom__pollb_wait(int64_t ns, loom__poll_event *out, int max) {
         int ms = ns < 0 ? -1 : (int)((ns + 999999) / 1000000);
         n = epoll_wait(epfd, ev, max, ms);
     }
-    if (n < 0) return 0;      /* EINTR: the caller loops in the scheduler */
+    if (n < 0) return 0; /* EINTR: the caller loops in the scheduler */
     int k = 0;
     for (int i = 0; i < n; i++) {
         if (ev[i].data.ptr == NULL) {

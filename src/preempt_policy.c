@@ -85,7 +85,7 @@ static bool held_due(M *m, P *p) {
     G *h = m->held.head;
     if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
         if (LOAD_RLX(&loom__sched.coarse_now) - m->held.since >= loom__sched.prio.age_ns) {
-            m->held.aged = h;            /* it gets its turn whatever waits (no "again") */
+            m->held.aged = h; /* it gets its turn whatever waits (no "again") */
             return true;
         }
         if (h->prio < LOOM_PRIO_HIGH && loom__prio_ready(p, h->prio + 1)) return false;
@@ -116,7 +116,7 @@ bool loom__held_wait(M *m) {
     globrunqput(g);
     loom__sched.nmlockedidle++;
     loom__lock_release(&loom__sched.lock);
-    loom__wakep();                           /* an idle P takes it at once */
+    loom__wakep(); /* an idle P takes it at once */
     if (!loom__mpark(m)) return false;
     G *back = XCHG(&m->pending_g, NULL);
     if (back) held_put(m, back, true);
@@ -186,14 +186,14 @@ again:;
          * (schedule_from, under loom_yield, gives back a retiring spare.) */
         if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
         if (!retire && loom__runqempty(p) && LOAD_RLX(&loom__sched.runqsize) == 0) {
-            STORE(&p->preempt, 0);       /* nothing else to run: go on, a new slice */
+            STORE(&p->preempt, 0); /* nothing else to run: go on, a new slice */
             return;
         }
         g->lockedm = m;
         g->alocked = true;
         m->lockedg = g;
-        loom_yield();                    /* to the global queue; this thread waits for it */
-        m = loom__getm();                /* the same M, by the lock */
+        loom_yield();     /* to the global queue; this thread waits for it */
+        m = loom__getm(); /* the same M, by the lock */
         g->lockedm = NULL;
         g->alocked = false;
         m->lockedg = NULL;
@@ -201,16 +201,16 @@ again:;
     }
     if (unlikely(retire)) {
         if (next) runqput(p, next, true);
-        next = &m->g0;                   /* g is held; this M waits with it for a P (held_wait) */
+        next = &m->g0; /* g is held; this M waits with it for a P (held_wait) */
     } else if (!next) {
         bool inherit;
         next = loom__runq_next(m, p, &inherit);
-        if (!next) next = loom__globrunq_take(p);   /* runq_first looks there every 61st tick */
-        if (!next) return;               /* nothing else to run here: go on */
+        if (!next) next = loom__globrunq_take(p); /* runq_first looks there every 61st tick */
+        if (!next) return;                        /* nothing else to run here: go on */
         ran(p, inherit);
     }
     if ((next->lockedm && next->lockedm != m) || (next->movelock && m->held.head)) {
-        runqput(p, next, true);    /* schedule() on g0 hands it on */
+        runqput(p, next, true); /* schedule() on g0 hands it on */
         next = &m->g0;
     }
     g->lockedm = m;
@@ -224,7 +224,7 @@ again:;
      * on until sysmon, itself waiting for a CPU, notices */
     m = loom__getm();
     if (m->held.aged == g) {
-        m->held.aged = NULL;             /* resumed by aging: a turn whatever waits */
+        m->held.aged = NULL; /* resumed by aging: a turn whatever waits */
         return;
     }
     if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && m->p && !g->nopreempt && loom__prio_outranked(m->p))

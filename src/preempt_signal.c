@@ -61,7 +61,7 @@ static struct { uintptr_t lo, hi; } unsafe_ranges[MAX_RANGES];
 static int nranges;
 static bool enabled;
 static struct sigaction old_urg;
-static sigset_t urg_set;                /* {SIGURG} */
+static sigset_t urg_set; /* {SIGURG} */
 
 static void add_range(uintptr_t lo, uintptr_t hi) {
     if (nranges < MAX_RANGES && lo < hi) {
@@ -75,16 +75,17 @@ static void add_range(uintptr_t lo, uintptr_t hi) {
 static bool unsafe_object(const char *name) {
     const char *base = strrchr(name, '/');
     base = base ? base + 1 : name;
-    static const char *const prefixes[] = { "libc.", "ld-linux", "linux-vdso", "linux-gate", "libpthread",
-                                            "libgcc_s", "libstdc++", "libdl.", "librt.", "libloom.", "libasan",
-                                            "libtsan", "libubsan" };
+    static const char *const prefixes[] = { "libc.",    "ld-linux",  "linux-vdso", "linux-gate", "libpthread",
+                                            "libgcc_s", "libstdc++", "libdl.",     "librt.",     "libloom.",
+                                            "libasan",  "libtsan",   "libubsan" };
     for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
         if (strncmp(base, prefixes[i], strlen(prefixes[i])) == 0) return true;
     return false;
 }
 
 static int collect(struct dl_phdr_info *info, size_t size, void *arg) {
-    (void)size; (void)arg;
+    (void)size;
+    (void)arg;
     if (!info->dlpi_name || !unsafe_object(info->dlpi_name)) return 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
@@ -141,7 +142,7 @@ void loom__preempt_arm(M *m, int64_t when) {
     if (!m->dtimer_ok) return;
     struct itimerspec its;
     memset(&its, 0, sizeof its);
-    if (when) {                      /* 0 disarms; loom__nanotime is CLOCK_MONOTONIC */
+    if (when) { /* 0 disarms; loom__nanotime is CLOCK_MONOTONIC */
         its.it_value.tv_sec = when / 1000000000;
         its.it_value.tv_nsec = when % 1000000000;
     }
@@ -149,7 +150,8 @@ void loom__preempt_arm(M *m, int64_t when) {
 }
 
 static void on_preempt(int sig, siginfo_t *si, void *uctx) {
-    (void)sig; (void)si;
+    (void)sig;
+    (void)si;
     int saved_errno = errno;
     M *m = loom__getm();
     if (!m || m->in_preempt) goto out;
@@ -165,7 +167,7 @@ static void on_preempt(int sig, siginfo_t *si, void *uctx) {
             /* the kernel blocked SIGURG for the handler; what runs here while g is
              * switched out must be preemptible too.  (sigreturn restores g's own mask.) */
             pthread_sigmask(SIG_UNBLOCK, &urg_set, NULL);
-            loom__async_preempt(m);       /* returns on this thread, when resumed */
+            loom__async_preempt(m); /* returns on this thread, when resumed */
             goto out;
         }
     }

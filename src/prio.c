@@ -54,7 +54,10 @@ static G *pq_take(P *p, int prio, uint32_t max, uint32_t *n) {
     loom__spin_lock(&p->prio.lock);
     G *head = p->prio.head[l], *last = NULL;
     uint32_t k = 0;
-    for (G *g = head; g && k < max; g = g->schedlink) { last = g; k++; }
+    for (G *g = head; g && k < max; g = g->schedlink) {
+        last = g;
+        k++;
+    }
     if (k) {
         p->prio.head[l] = last->schedlink;
         if (!p->prio.head[l]) p->prio.tail[l] = NULL;
@@ -66,14 +69,14 @@ static G *pq_take(P *p, int prio, uint32_t max, uint32_t *n) {
     return k ? head : NULL;
 }
 
-static void gq_push(G *g, int prio, bool front) {      /* sched.lock held */
+static void gq_push(G *g, int prio, bool front) { /* sched.lock held */
     int l = LVL(prio);
     loom__glist_put(&loom__sched.prio.gq_head[l], &loom__sched.prio.gq_tail[l], g, front);
     STORE(&loom__sched.prio.gq_n[l], loom__sched.prio.gq_n[l] + 1);
     STORE(&loom__sched.runqsize, loom__sched.runqsize + 1);
 }
 
-G *loom__prio_globpop(int prio) {                      /* sched.lock held */
+G *loom__prio_globpop(int prio) { /* sched.lock held */
     int l = LVL(prio);
     G *g = loom__glist_get(&loom__sched.prio.gq_head[l], &loom__sched.prio.gq_tail[l]);
     if (!g) return NULL;
@@ -110,7 +113,7 @@ bool loom__prio_holds(P *p, G *g) {
 }
 
 void loom__prio_drain(P *p) {
-    loom__spin_lock(&p->prio.lock);             /* sysmon's aging may look meanwhile */
+    loom__spin_lock(&p->prio.lock); /* sysmon's aging may look meanwhile */
     for (int l = 0; l < LOOM__NLEVELS; l++) {
         p->prio.head[l] = p->prio.tail[l] = NULL;
         STORE(&p->prio.n[l], 0);
@@ -168,7 +171,8 @@ bool loom__prio_ready(P *p, int prio) {
     int hi = LVL(LOOM_PRIO_HIGH), lo = LVL(LOOM_PRIO_LOW);
     if (LOAD_RLX(&p->prio.n[hi]) || LOAD_RLX(&loom__sched.prio.gq_n[hi])) return true;
     if (prio >= LOOM_PRIO_HIGH) return false;
-    if (LOAD_RLX(&loom__sched.runqsize) > (int32_t)(LOAD_RLX(&loom__sched.prio.gq_n[hi]) + LOAD_RLX(&loom__sched.prio.gq_n[lo])))
+    if (LOAD_RLX(&loom__sched.runqsize) >
+        (int32_t)(LOAD_RLX(&loom__sched.prio.gq_n[hi]) + LOAD_RLX(&loom__sched.prio.gq_n[lo])))
         return true;
     if (LOAD_RLX(&p->runqtail) != LOAD_RLX(&p->runqhead) || LOAD_RLX(&p->runnext)) return true;
     if (prio >= LOOM_PRIO_NORMAL) return false;
@@ -220,7 +224,7 @@ static G *find_high(P *p, bool take) {
             STORE(&p->prio.n[hi], p->prio.n[hi] - 1);
         loom__spin_unlock(&p->prio.lock);
     }
-    if (!g && LOAD(&loom__sched.prio.gq_n[hi])) {     /* readied by sysmon or a thread without a P */
+    if (!g && LOAD(&loom__sched.prio.gq_n[hi])) { /* readied by sysmon or a thread without a P */
         loom__lock_acquire(&loom__sched.lock);
         if ((g = fifo_high(&loom__sched.prio.gq_head[hi], &loom__sched.prio.gq_tail[hi], take)) && take) {
             STORE(&loom__sched.prio.gq_n[hi], loom__sched.prio.gq_n[hi] - 1);
@@ -235,9 +239,7 @@ static G *find_high(P *p, bool take) {
  * M that holds an async-preempted goroutine of level prio runs these first on its own
  * thread (loom__async_preempt).  Aged goroutines at the head of the HIGH FIFO (aging puts
  * them there) keep their place and run right after. */
-G *loom__prio_runqget_above(P *p, int prio) {
-    return prio < LOOM_PRIO_HIGH ? find_high(p, true) : NULL;
-}
+G *loom__prio_runqget_above(P *p, int prio) { return prio < LOOM_PRIO_HIGH ? find_high(p, true) : NULL; }
 
 /* ---------------------------------------------------------------- kicks */
 
@@ -321,7 +323,7 @@ void loom__prio_sysmon(P *p, int64_t now) {
     uint32_t h;
     G *head = loom__runq_peek(p, &h);
     if (aged(&seen[AGE_RING], &since[AGE_RING], head, now) && loom__runq_take_head(p, h)) {
-        pq_push(p, head, LOOM_PRIO_HIGH, true);       /* sysmon consumed it, as a thief would */
+        pq_push(p, head, LOOM_PRIO_HIGH, true); /* sysmon consumed it, as a thief would */
         seen[AGE_RING] = NULL;
     }
     int lo = LVL(LOOM_PRIO_LOW), hi = LVL(LOOM_PRIO_HIGH);
@@ -346,7 +348,7 @@ void loom__prio_sysmon_global(int64_t now) {
     int n = LVL(LOOM_PRIO_NORMAL), lo = LVL(LOOM_PRIO_LOW);
     loom__lock_acquire(&loom__sched.lock);
     if (aged(&seen[n], &since[n], loom__globrunq_peek(), now)) {
-        gq_push(loom__globrunq_pop(), LOOM_PRIO_HIGH, true);   /* its own level is unchanged */
+        gq_push(loom__globrunq_pop(), LOOM_PRIO_HIGH, true); /* its own level is unchanged */
         seen[n] = NULL;
     }
     if (aged(&seen[lo], &since[lo], loom__sched.prio.gq_head[lo], now)) {
@@ -380,6 +382,6 @@ int loom_set_priority(int prio) {
     int old = m->curg->prio;
     m->curg->prio = prio;
     STORE_RLX(&m->p->prio.running, prio);
-    if (prio < old && loom__prio_outranked(m->p)) loom_yield();   /* lowered below waiting work */
+    if (prio < old && loom__prio_outranked(m->p)) loom_yield(); /* lowered below waiting work */
     return old;
 }

@@ -77,23 +77,29 @@
 #include <unistd.h>
 
 struct loom__sched loom__sched;
-static loom__note exit_note;       /* loom_run's thread waits here for main to return */
-static bool stuck_threads;         /* a previous run left threads we could not stop */
+static loom__note exit_note; /* loom_run's thread waits here for main to return */
+static bool stuck_threads;   /* a previous run left threads we could not stop */
 
 const char *const loom__wait_names[WAIT_COUNT] = {
-    [WAIT_NONE] = "running", [WAIT_CHAN_SEND] = "chan send", [WAIT_CHAN_RECV] = "chan receive",
-    [WAIT_SELECT] = "select", [WAIT_SELECT_NOCASES] = "select (no cases)", [WAIT_SLEEP] = "sleep",
-    [WAIT_MUTEX] = "sync.Mutex.Lock", [WAIT_RWMUTEX_R] = "sync.RWMutex.RLock",
-    [WAIT_RWMUTEX_W] = "sync.RWMutex.Lock", [WAIT_COND] = "sync.Cond.Wait",
-    [WAIT_WAITGROUP] = "sync.WaitGroup.Wait", [WAIT_SEMA] = "semacquire", [WAIT_IO] = "IO wait",
+    [WAIT_NONE] = "running",
+    [WAIT_CHAN_SEND] = "chan send",
+    [WAIT_CHAN_RECV] = "chan receive",
+    [WAIT_SELECT] = "select",
+    [WAIT_SELECT_NOCASES] = "select (no cases)",
+    [WAIT_SLEEP] = "sleep",
+    [WAIT_MUTEX] = "sync.Mutex.Lock",
+    [WAIT_RWMUTEX_R] = "sync.RWMutex.RLock",
+    [WAIT_RWMUTEX_W] = "sync.RWMutex.Lock",
+    [WAIT_COND] = "sync.Cond.Wait",
+    [WAIT_WAITGROUP] = "sync.WaitGroup.Wait",
+    [WAIT_SEMA] = "semacquire",
+    [WAIT_IO] = "IO wait",
     [WAIT_LOCKED_THREAD] = "locked to thread",
 };
-
 
 /* ------------------------------------------------------------------ helpers */
 
 int64_t loom_now(void) { return loom__now(); }
-
 
 /* errno through the M's own pointer to its thread's errno, read afresh from the M at each
  * switch: never a location the compiler computed on another thread (see the design story) */
@@ -101,17 +107,17 @@ static inline __attribute__((always_inline)) int errno_get(M *m) { return *(vola
 static inline __attribute__((always_inline)) void errno_set(M *m, int v) { *(volatile int *)m->errnop = v; }
 
 uint32_t loom__fastrand(M *m) {
-    if (unlikely(loom__det_on)) return loom__det_rand32();    /* LOOM_SEED: one stream */
+    if (unlikely(loom__det_on)) return loom__det_rand32(); /* LOOM_SEED: one stream */
     /* xorshift64*, per M */
     uint64_t x = m->fastrand64;
-    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
     m->fastrand64 = x;
     return (uint32_t)((x * 0x2545F4914F6CDD1Dull) >> 32);
 }
 
-uint32_t loom__fastrandn(M *m, uint32_t n) {
-    return (uint32_t)(((uint64_t)loom__fastrand(m) * n) >> 32);
-}
+uint32_t loom__fastrandn(M *m, uint32_t n) { return (uint32_t)(((uint64_t)loom__fastrand(m) * n) >> 32); }
 
 bool loom__in_goroutine(void) { return loom__m_runs_g(loom__getm()); }
 
@@ -122,14 +128,15 @@ static const char *const gstatus_names[] = { "idle", "runnable", "running", "wai
 static const char *gstatus_name(uint32_t st) { return st < 6 ? gstatus_names[st] : "?"; }
 
 /* casgstatus found g in status st, not old (proc.h, "invariant checks") */
-void loom__bad_gstatus(G *g, uint32_t st, uint32_t old, uint32_t new, const char *where) {
+void loom__bad_gstatus(G *g, uint32_t st, uint32_t old, uint32_t want, const char *where) {
     M *m = loom__getm();
     char last[96] = "";
     const char *lw = LOAD_RLX(&g->statuswhere);
-    if (loom__sched.check && lw)       /* recorded only while the checks are on */
-        snprintf(last, sizeof last, "; it became %s at %s on M%d", gstatus_name(st), lw, (int)LOAD_RLX(&g->statusm));
+    if (loom__sched.check && lw) /* recorded only while the checks are on */
+        snprintf(last, sizeof last, "; it became %s at %s on M%d", gstatus_name(st), lw,
+                 (int)LOAD_RLX(&g->statusm));
     loom__fatal("casgstatus: goroutine %llu is %s, not %s, when it should become %s (%s, M%d)%s",
-                (unsigned long long)g->id, gstatus_name(st), gstatus_name(old), gstatus_name(new), where,
+                (unsigned long long)g->id, gstatus_name(st), gstatus_name(old), gstatus_name(want), where,
                 m ? m->id : -1, last);
 }
 
@@ -166,7 +173,8 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
         } else {
             uint32_t st = LOAD_RLX(&to->status);
             STORE_RLX(&to->status, G_RUNNING);
-            if (unlikely(st != G_RUNNABLE)) loom__bad_gstatus(to, st, G_RUNNABLE, G_RUNNING, __FILE_NAME__ ":" LOOM__STR(__LINE__));
+            if (unlikely(st != G_RUNNABLE))
+                loom__bad_gstatus(to, st, G_RUNNABLE, G_RUNNING, __FILE_NAME__ ":" LOOM__STR(__LINE__));
         }
     }
     from->saved_errno = errno_get(m);
@@ -206,7 +214,7 @@ void loom__spin_unlock_after(G *prev, void *lock) {
 
 /* ------------------------------------------------------------------ Ps and Ms */
 
-static void pidleput(P *p) {          /* sched.lock held */
+static void pidleput(P *p) { /* sched.lock held */
     if (!loom__runqempty(p)) loom__fatal("pidleput: P has a non-empty run queue");
     STORE_RLX(&p->m, NULL);
     STORE(&p->status, P_IDLE);
@@ -215,7 +223,7 @@ static void pidleput(P *p) {          /* sched.lock held */
     XADD(&loom__sched.npidle, 1);
 }
 
-static P *pidleget(void) {           /* sched.lock held */
+static P *pidleget(void) { /* sched.lock held */
     P *p = loom__sched.pidle;
     if (p) {
         loom__sched.pidle = p->link;
@@ -240,7 +248,7 @@ static __attribute__((noinline)) void check_unowned(P *p, M *m) {
 
 static void acquirep(M *m, P *p) {
     int cpu = loom__topo_cpu(p->id);
-    if (unlikely(cpu != m->pin_cpu) && loom__topo_pin_self(p->id) == 0) m->pin_cpu = cpu;   /* LOOM_PIN=1 */
+    if (unlikely(cpu != m->pin_cpu) && loom__topo_pin_self(p->id) == 0) m->pin_cpu = cpu; /* LOOM_PIN=1 */
     m->p = p;
     if (unlikely(loom__sched.check)) check_unowned(p, m);
     /* sysmon reads it to watch and signal the thread: release, so that it sees what
@@ -257,13 +265,13 @@ static P *releasep(M *m) {
     return p;
 }
 
-static void mput(M *m) {             /* sched.lock held */
+static void mput(M *m) { /* sched.lock held */
     m->schedlink = loom__sched.midle;
     loom__sched.midle = m;
     loom__sched.nmidle++;
 }
 
-static M *mget(void) {               /* sched.lock held */
+static M *mget(void) { /* sched.lock held */
     M *m = loom__sched.midle;
     if (m) {
         loom__sched.midle = m->schedlink;
@@ -281,14 +289,15 @@ static M *allocm(void) {
     loom__lock_acquire(&loom__sched.lock);
     m->id = loom__sched.mcount++;
     m->alllink = loom__sched.allm;
-    STORE_REL(&loom__sched.allm, m);      /* loom_run's exit walks it without the lock */
+    STORE_REL(&loom__sched.allm, m); /* loom_run's exit walks it without the lock */
     loom__lock_release(&loom__sched.lock);
     m->g0.m = m;
     m->curg = &m->g0;
     m->statfd = -1;
     m->pin_cpu = -1;
     m->tr_start = -1;
-    m->fastrand64 = (uint64_t)loom__nanotime() * 0x9E3779B97F4A7C15ull + (uint64_t)m->id * 0xBF58476D1CE4E5B9ull + 1;
+    m->fastrand64 =
+            (uint64_t)loom__nanotime() * 0x9E3779B97F4A7C15ull + (uint64_t)m->id * 0xBF58476D1CE4E5B9ull + 1;
     strcpy(m->g0.name, "g0");
     return m;
 }
@@ -306,7 +315,7 @@ static void newm(P *p, bool spinning) {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    m->sigmask = old;        /* mstart restores the creator's mask once set up */
+    m->sigmask = old; /* mstart restores the creator's mask once set up */
     int err = pthread_create(&m->thread, &attr, mstart, m);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
@@ -348,11 +357,12 @@ void loom__wakep(void) {
 
 /* Hands off P from an M that is about to block or sleep (runtime.handoffp). */
 static void handoffp(P *p) {
-    if (unlikely(LOAD(&p->spare.retire))) {     /* a spare being given back */
+    if (unlikely(LOAD(&p->spare.retire))) { /* a spare being given back */
         loom__spare_off(p);
         return;
     }
-    if (!loom__runqempty(p) || LOAD(&loom__sched.runqsize) != 0 || (unlikely(loom__det_on) && loom__det_waiting())) {
+    if (!loom__runqempty(p) || LOAD(&loom__sched.runqsize) != 0 ||
+        (unlikely(loom__det_on) && loom__det_waiting())) {
         startm(p, false);
         return;
     }
@@ -373,7 +383,7 @@ static void handoffp(P *p) {
         startm(p, false);
         return;
     }
-    if (unlikely(LOAD(&p->spare.retire))) {        /* asked back since the look above */
+    if (unlikely(LOAD(&p->spare.retire))) { /* asked back since the look above */
         loom__lock_release(&loom__sched.lock);
         loom__spare_off(p);
         return;
@@ -389,8 +399,8 @@ P *loom__p_new(int id) {
     memset(p, 0, sizeof *p);
     p->id = id;
     p->status = P_OFF;
-    p->sysmon.cpu = -1;                  /* sysmon has no sample yet, */
-    p->sysmon.tick = UINT32_MAX;         /* and starts a slice at its first look */
+    p->sysmon.cpu = -1;          /* sysmon has no sample yet, */
+    p->sysmon.tick = UINT32_MAX; /* and starts a slice at its first look */
     return p;
 }
 
@@ -399,7 +409,7 @@ P *loom__p_new(int id) {
 static bool mpark(M *m) {
     LOOM__TRACE(loom__trace_idle(m, true));
     loom__note_sleep(&m->park);
-    STORE_RLX(&loom__sched.coarse_now, loom__nanotime());   /* sysmon may sleep deeply */
+    STORE_RLX(&loom__sched.coarse_now, loom__nanotime()); /* sysmon may sleep deeply */
     LOOM__TRACE(loom__trace_idle(m, false));
     loom__note_clear(&m->park);
     if (LOAD(&loom__sched.exiting)) return false;
@@ -480,13 +490,15 @@ static G *gfget(P *p) {
      * (~µs here), which must not happen while another P waits; records are never removed */
     G *head = LOAD_RLX(&loom__sched.allg);
     do g->allnext = head;
-    while (!__atomic_compare_exchange_n(&loom__sched.allg, &head, g, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    while (!__atomic_compare_exchange_n(&loom__sched.allg, &head, g, true, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
     return g;
 }
 
 /* A goroutine's first run: give it a stack and the first frame (see gogo). */
 static __attribute__((noinline)) void start_stack(M *m, G *g) {
-    if (!loom__stack_get(m->p, g)) loom__fatal("out of memory for the stack of goroutine %llu", (unsigned long long)g->id);
+    if (!loom__stack_get(m->p, g))
+        loom__fatal("out of memory for the stack of goroutine %llu", (unsigned long long)g->id);
     g->sp = loom__ctx_init(g->stack_lo + g->stack_size, goroutine_entry);
 }
 
@@ -497,7 +509,7 @@ static void goexit0(G *prev, void *arg);
 static __attribute__((noreturn)) void goexit(bool main_returned) {
     M *m = loom__getm();
     G *g = m->curg;
-    if (g->lockedm) {           /* a locked goroutine that exits frees its thread */
+    if (g->lockedm) { /* a locked goroutine that exits frees its thread */
         g->lockedm = NULL;
         m->lockedg = NULL;
     }
@@ -550,13 +562,22 @@ static void trace_spawn(uint64_t id) {
 static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *attr, void *pc) {
     size_t want = attr ? attr->stack_size : 0;
     size_t slot = loom__stack_class_size(want);
-    if (slot == 0) { errno = EINVAL; return 0; }
-    if (attr && (attr->priority < LOOM_PRIO_LOW || attr->priority > LOOM_PRIO_HIGH)) { errno = EINVAL; return 0; }
+    if (slot == 0) {
+        errno = EINVAL;
+        return 0;
+    }
+    if (attr && (attr->priority < LOOM_PRIO_LOW || attr->priority > LOOM_PRIO_HIGH)) {
+        errno = EINVAL;
+        return 0;
+    }
     G *g = gfget(p);
-    if (!g) { errno = ENOMEM; return 0; }
+    if (!g) {
+        errno = ENOMEM;
+        return 0;
+    }
     g->slot_size = slot;
     g->sp = NULL;
-    if (p->goidcache == p->goidcacheend) {  /* as runtime.newproc1's goid cache refill */
+    if (p->goidcache == p->goidcacheend) { /* as runtime.newproc1's goid cache refill */
         p->goidcache = XADD(&loom__sched.goidgen, GOID_BATCH) + 1;
         p->goidcacheend = p->goidcache + GOID_BATCH;
     }
@@ -572,38 +593,42 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     g->prio = attr ? attr->priority : LOOM_PRIO_NORMAL;
     if (unlikely(g->prio != LOOM_PRIO_NORMAL)) loom__prio_use();
     g->timer.pp = NULL;
-    STORE_RLX(&g->timer.state, TIMER_IDLE);   /* g is ours alone until runqput publishes it */
+    STORE_RLX(&g->timer.state, TIMER_IDLE); /* g is ours alone until runqput publishes it */
     g->created_pc = pc;
     if (attr && attr->name) {
         strncpy(g->name, attr->name, sizeof g->name - 1);
         g->name[sizeof g->name - 1] = 0;
         g->named = true;
-    } else if (g->named) {                    /* name[] sits on a line of its own: leave it */
-        g->name[0] = 0;                       /* untouched unless a name must be cleared */
+    } else if (g->named) { /* name[] sits on a line of its own: leave it */
+        g->name[0] = 0;    /* untouched unless a name must be cleared */
         g->named = false;
     }
     loom__fiber_create(g);
     if (unlikely(loom__det_on)) loom__det_spawn(g);
     casgstatus(g, g->status == G_IDLE ? G_IDLE : G_DEAD, G_RUNNABLE);
-    uint64_t id = g->id;                  /* once queued, g may run, exit and be reused */
-    LOOM__TRACE(trace_spawn(id));         /* before it is queued: a thief may run it at once */
+    uint64_t id = g->id;          /* once queued, g may run, exit and be reused */
+    LOOM__TRACE(trace_spawn(id)); /* before it is queued: a thief may run it at once */
     runqput(p, g, true);
     return id;
 }
 
 uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
-    if (!fn) { errno = EINVAL; return 0; }
+    if (!fn) {
+        errno = EINVAL;
+        return 0;
+    }
     M *m = loom__getm();
-    if (!m || !m->p || !LOAD(&loom__sched.running)) { errno = EPERM; return 0; }
+    if (!m || !m->p || !LOAD(&loom__sched.running)) {
+        errno = EPERM;
+        return 0;
+    }
     uint64_t id = newproc(m->p, fn, arg, attr, __builtin_return_address(0));
     if (id) loom__wakep();
-    preempt_point(m);          /* a loop spawning goroutines yields at its slice's end */
+    preempt_point(m); /* a loop spawning goroutines yields at its slice's end */
     return id;
 }
 
-uint64_t loom_go(void (*fn)(void *), void *arg) {
-    return loom_go_attr(fn, arg, NULL);
-}
+uint64_t loom_go(void (*fn)(void *), void *arg) { return loom_go_attr(fn, arg, NULL); }
 
 /* ------------------------------------------------------------------ schedule */
 
@@ -630,8 +655,6 @@ static ALWAYS_INLINE G *runq_first(P *p) {
     return NULL;
 }
 
-
-
 /* A batch from the global queue into p's, and the first of it, if it has any
  * (runtime.globrunqget, under sched.lock). */
 static G *globrunq_take(P *p) {
@@ -652,7 +675,7 @@ static ALWAYS_INLINE G *runq_next(M *m, P *p, bool *inherit) {
 
 /* Steals from other Ps (runtime.stealWork): 4 passes in random order; the last one may
  * also take a running P's runnext.  Also runs other Ps' due timers. */
-static bool steal_blind;        /* LOOM_STEAL=random; set by schedinit */
+static bool steal_blind; /* LOOM_STEAL=random; set by schedinit */
 
 static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
     int n = loom__nallp();
@@ -664,7 +687,7 @@ static G *stealwork(M *m, P *p, int64_t now, bool *rantimers) {
         int nv = 0;
         if (likely(!steal_blind)) {
             nv = loom__topo_steal_order(p->id, n, loom__fastrand(m), order);
-        } else {                               /* LOOM_STEAL=random: Go's order, for comparison */
+        } else { /* LOOM_STEAL=random: Go's order, for comparison */
             uint32_t start = loom__fastrandn(m, (uint32_t)n);
             for (int i = 0; i < n; i++) {
                 int v = (int)((start + (uint32_t)i) % (uint32_t)n);
@@ -742,7 +765,7 @@ static G *det_findrunnable(M *m, P *p, bool *again) {
         g = stealwork(m, p, loom__now(), &rantimers);
         if (g) return g;
         struct timespec ts = { 0, 1000000 };
-        STORE_RLX(&m->lockwait, 1);          /* not a blocked call: sysmon lends no spare */
+        STORE_RLX(&m->lockwait, 1); /* not a blocked call: sysmon lends no spare */
         nanosleep(&ts, NULL);
         STORE_RLX(&m->lockwait, 0);
         *again = true;
@@ -762,7 +785,7 @@ static G *findrunnable(M *m) {
     for (;;) {
         P *p = m->p;
         if (LOAD(&loom__sched.exiting)) return NULL;
-        if (unlikely(LOAD_RLX(&p->spare.retire))) {      /* a spare P to give back */
+        if (unlikely(LOAD_RLX(&p->spare.retire))) { /* a spare P to give back */
             loom__spare_retirep(m);
             if (!stopm(m)) return NULL;
             continue;
@@ -770,29 +793,42 @@ static G *findrunnable(M *m) {
         if (unlikely(loom__det_on)) {
             bool again = false;
             G *g = det_findrunnable(m, p, &again);
-            if (g) { ran(p, false); return g; }
+            if (g) {
+                ran(p, false);
+                return g;
+            }
             if (again) continue;
         }
         int64_t now = loom__now();
         if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, now);
         bool inh;
         G *g = loom__runqget(p, &inh);
-        if (g) { ran(p, inh); return g; }
-        if ((g = globrunq_take(p))) { ran(p, false); return g; }
+        if (g) {
+            ran(p, inh);
+            return g;
+        }
+        if ((g = globrunq_take(p))) {
+            ran(p, false);
+            return g;
+        }
         /* non-blocking netpoll when someone waits on fds and nobody is polling */
         if (loom__netpoll_has_waiters() && LOAD(&loom__sched.lastpoll) != 0) {
             G *list = loom__netpoll(0);
             if (list) return take_polled(p, list);
         }
         /* steal, spinning, while few enough Ms spin */
-        if (m->spinning || 2 * LOAD(&loom__sched.nmspinning) < LOAD(&loom__sched.nactive) - LOAD(&loom__sched.npidle)) {
+        if (m->spinning ||
+            2 * LOAD(&loom__sched.nmspinning) < LOAD(&loom__sched.nactive) - LOAD(&loom__sched.npidle)) {
             if (!m->spinning) {
                 m->spinning = true;
                 XADD(&loom__sched.nmspinning, 1);
             }
             bool rantimers = false;
             g = stealwork(m, p, now, &rantimers);
-            if (g) { ran(p, false); return g; }
+            if (g) {
+                ran(p, false);
+                return g;
+            }
             if (rantimers) continue;
         }
         /* nothing: give up the P, then re-check everything before sleeping */
@@ -804,12 +840,12 @@ static G *findrunnable(M *m) {
             ran(p, false);
             return g;
         }
-        if (!loom__runqempty(p)) {          /* a timer or netpoll readied into our queue */
+        if (!loom__runqempty(p)) { /* a timer or netpoll readied into our queue */
             loom__lock_release(&loom__sched.lock);
             continue;
         }
         releasep(m);
-        if (unlikely(LOAD(&p->spare.retire))) {   /* a spare asked back since our look: give it back */
+        if (unlikely(LOAD(&p->spare.retire))) { /* a spare asked back since our look: give it back */
             loom__lock_release(&loom__sched.lock);
             loom__spare_off(p);
         } else {
@@ -821,7 +857,8 @@ static G *findrunnable(M *m) {
         bool was_spinning = m->spinning;
         if (m->spinning) {
             m->spinning = false;
-            if ((int32_t)(XADD(&loom__sched.nmspinning, -1) - 1) < 0) loom__fatal("findrunnable: negative nmspinning");
+            if ((int32_t)(XADD(&loom__sched.nmspinning, -1) - 1) < 0)
+                loom__fatal("findrunnable: negative nmspinning");
             LOOM__CHAOS(CH_SPIN);
             /* the re-check after dropping nmspinning (see the design story): the global
              * queue first (as Go since 1.21): a thread without a P that queued a goroutine
@@ -829,7 +866,7 @@ static G *findrunnable(M *m) {
             bool work = LOAD(&loom__sched.runqsize) != 0;
             for (int i = 0; i < loom__nallp() && !work; i++) work = !loom__runqempty(loom__sched.allp[i]);
             P *np = work ? pidleget_lock() : NULL;
-            if (np) {                        /* spin again, on an idle P */
+            if (np) { /* spin again, on an idle P */
                 acquirep(m, np);
                 m->spinning = true;
                 XADD(&loom__sched.nmspinning, 1);
@@ -883,7 +920,7 @@ static G *findrunnable(M *m) {
 static void handlockedm(P *p, G *g) {
     M *lm = g->lockedm;
     loom__lock_acquire(&loom__sched.lock);
-    loom__sched.nmlockedidle--;          /* counted awake from here on, for checkdead */
+    loom__sched.nmlockedidle--; /* counted awake from here on, for checkdead */
     loom__lock_release(&loom__sched.lock);
     lm->nextp = p;
     STORE(&lm->pending_g, g);
@@ -891,9 +928,7 @@ static void handlockedm(P *p, G *g) {
 }
 
 /* Gives our P to the M that g is locked to, then waits for a P (runtime.startlockedm). */
-static void startlockedm(M *m, G *g) {
-    handlockedm(releasep(m), g);
-}
+static void startlockedm(M *m, G *g) { handlockedm(releasep(m), g); }
 
 /* A locked M whose goroutine is not runnable gives up its P and sleeps until someone
  * hands the goroutine back with a P (runtime.stoplockedm).
@@ -909,12 +944,13 @@ static bool stoplockedm(M *m) {
     p = releasep(m);
     G *next = NULL;
     /* (not in deterministic mode: det.c picks what runs next, handoffp wakes it) */
-    if (p && !LOAD_RLX(&p->spare.retire) && !loom__det_on && LOAD_RLX(&loom__sched.runqsize) != 0 && loom__runqempty(p)) {
+    if (p && !LOAD_RLX(&p->spare.retire) && !loom__det_on && LOAD_RLX(&loom__sched.runqsize) != 0 &&
+        loom__runqempty(p)) {
         loom__lock_acquire(&loom__sched.lock);
         next = loom__globrunq_pop_locked();
         loom__lock_release(&loom__sched.lock);
     }
-    if (next && next->lockedm == m) {        /* ours, runnable already: run it */
+    if (next && next->lockedm == m) { /* ours, runnable already: run it */
         acquirep(m, p);
         STORE(&m->pending_g, next);
         return true;
@@ -935,14 +971,14 @@ static bool stoplockedm(M *m) {
 static void schedule(M *m) {
     for (;;) {
         if (LOAD(&loom__sched.exiting)) return;
-        if (m->p && unlikely(LOAD_RLX(&m->p->spare.retire))) {   /* a spare P to give back */
-            if (m->nextg) {                  /* with the goroutine picked to start here */
+        if (m->p && unlikely(LOAD_RLX(&m->p->spare.retire))) { /* a spare P to give back */
+            if (m->nextg) {                                    /* with the goroutine picked to start here */
                 runqput(m->p, m->nextg, true);
                 m->nextg = NULL;
             }
             loom__spare_retirep(m);
         }
-        if (!m->p && !m->lockedg) {         /* back from a blocking call without a P */
+        if (!m->p && !m->lockedg) { /* back from a blocking call without a P */
             if (!(unlikely(m->held.head) ? loom__held_wait(m) : stopm(m))) return;
             continue;
         }
@@ -954,7 +990,7 @@ static void schedule(M *m) {
             g = XCHG(&m->pending_g, NULL);
             if (!g) continue;
         } else if (m->nextg) {
-            g = m->nextg;                    /* picked by schedule_from, to start here */
+            g = m->nextg; /* picked by schedule_from, to start here */
             m->nextg = NULL;
         } else {
             bool inherit;
@@ -989,15 +1025,16 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
             /* a goroutine's first run on a fresh stack faults in a page (~10 µs here):
              * not while `after` still holds the lock g parked under — go through g0;
              * a warm stack from the P's cache costs nothing: switch straight to it */
-            if (likely(next->lockedm == NULL) ? likely(!m->held.head) || !next->movelock : next->lockedm == m) {
+            if (likely(next->lockedm == NULL) ? likely(!m->held.head) || !next->movelock
+                                              : next->lockedm == m) {
                 ran(p, inherit);
                 if (likely(next->stack_base != 0) || loom__stack_cached(p, next)) {
                     gogo(m, g, next, after, arg, false);
                     return;
                 }
-                m->nextg = next;             /* g0 starts it (schedule) */
+                m->nextg = next; /* g0 starts it (schedule) */
             } else {
-                runqput(p, next, true);   /* g0 hands it to its thread */
+                runqput(p, next, true); /* g0 hands it to its thread */
             }
         }
     }
@@ -1008,12 +1045,12 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
  * Out-of-line entries to the above for preempt_policy.c, spare.c and prio.c (proc.h): off the
  * paths where a switch's cost is counted. */
 
-P   *loom__releasep(M *m) { return releasep(m); }
+P *loom__releasep(M *m) { return releasep(m); }
 void loom__startm(P *p, bool spinning) { startm(p, spinning); }
 bool loom__mpark(M *m) { return mpark(m); }
-G   *loom__runq_first(P *p) { return runq_first(p); }
-G   *loom__runq_next(M *m, P *p, bool *inherit) { return runq_next(m, p, inherit); }
-G   *loom__globrunq_take(P *p) { return globrunq_take(p); }
+G *loom__runq_first(P *p) { return runq_first(p); }
+G *loom__runq_next(M *m, P *p, bool *inherit) { return runq_next(m, p, inherit); }
+G *loom__globrunq_take(P *p) { return globrunq_take(p); }
 
 void loom__gogo(M *m, G *from, G *to, void (*after)(G *, void *), void *arg) {
     gogo(m, from, to, after, arg, false);
@@ -1025,7 +1062,7 @@ void loom__park(M *m, void (*after)(G *, void *), void *arg, int reason) {
     LOOM__CHAOS(CH_PARK);
     G *g = m->curg;
     STORE_RLX(&g->waitreason, (uint32_t)reason);
-    g->waitsince = LOAD_RLX(&loom__sched.coarse_now);   /* within a sysmon tick: no clock read */
+    g->waitsince = LOAD_RLX(&loom__sched.coarse_now); /* within a sysmon tick: no clock read */
     casgstatus(g, G_RUNNING, G_WAITING);
     schedule_from(m, g, after, arg);
 }
@@ -1048,11 +1085,12 @@ void loom__ready(G *g) { loom__ready_m(loom__getm(), g); }
 
 void loom__ready_m(M *m, G *g) {
     uint32_t st = LOAD_RLX(&g->status);
-    if (unlikely(st != G_WAITING)) loom__fatal("ready of goroutine %llu in status %u", (unsigned long long)g->id, st);
+    if (unlikely(st != G_WAITING))
+        loom__fatal("ready of goroutine %llu in status %u", (unsigned long long)g->id, st);
     STORE_RLX(&g->waitreason, WAIT_NONE);
     LOOM__CHAOS(CH_WAKE);
     LOOM__TRACE(trace_ready(g));
-    bool normal = g->prio == LOOM_PRIO_NORMAL;   /* once queued, g may run, exit and be reused */
+    bool normal = g->prio == LOOM_PRIO_NORMAL; /* once queued, g may run, exit and be reused */
     P *p = runqput_here(m, g, true);
     /* Unlike Go, a goroutine made ready into runnext alone does not wake another
      * thread: the readier usually blocks next (a channel handoff) and this P runs
@@ -1121,7 +1159,7 @@ static void timed_fire(loom__timer *t) {
 static void timed_after(G *prev, void *arg) {
     struct timed_park *tp = arg;
     int64_t when = tp->when;
-    M *m = prev->m;                   /* this M: once published, prev may run elsewhere */
+    M *m = prev->m; /* this M: once published, prev may run elsewhere */
     if (tp->after) tp->after(prev, tp->arg);
     if (when >= 0 && LOAD(&prev->selectdone) == 0) {
         loom__timer_add(m->p, &prev->timer, when);
@@ -1146,7 +1184,7 @@ bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64
     loom__park(loom__getm(), timed_after, &tp, reason);
     for (int spins = 0; LOAD_ACQ(&g->parking); spins++) {
         if (spins < 100) loom__cpu_relax();
-        else sched_yield();           /* the hook's thread lost its CPU */
+        else sched_yield(); /* the hook's thread lost its CPU */
     }
     if (ns < 0) return true;
     loom__timer_del(&g->timer);
@@ -1157,7 +1195,7 @@ static void sleep_fire(loom__timer *t) { loom__ready((G *)t->arg); }
 
 static void sleep_after(G *prev, void *arg) {
     int64_t when = *(int64_t *)arg;
-    M *m = prev->m;                   /* this M: once the timer is armed, prev may run elsewhere */
+    M *m = prev->m; /* this M: once the timer is armed, prev may run elsewhere */
     loom__timer_add(m->p, &prev->timer, when);
     if (unlikely(LOAD_RLX(&loom__sched.prio.used))) loom__prio_rearm(m);
 }
@@ -1170,7 +1208,10 @@ void loom_sleep(int64_t ns) {
         }
         return;
     }
-    if (ns <= 0) { loom_yield(); return; }
+    if (ns <= 0) {
+        loom_yield();
+        return;
+    }
     M *m = loom__getm();
     G *g = m->curg;
     g->timer.fn = sleep_fire;
@@ -1200,7 +1241,10 @@ static void yield_after(G *prev, void *arg) {
  * goroutine (det.chosen, which det_next hands out), so the switch must happen, or the next
  * pick would overwrite that choice and lose the goroutine. */
 static ALWAYS_INLINE void yield_m(M *m) {
-    if (!loom__m_runs_g(m)) { sched_yield(); return; }
+    if (!loom__m_runs_g(m)) {
+        sched_yield();
+        return;
+    }
     G *g = m->curg;
     if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && !loom__det_on && loom__prio_keeps(m, g)) return;
     schedule_from(m, g, yield_after, NULL);
@@ -1219,7 +1263,7 @@ void loom_yield(void) {
  * is off, in the sanitizer builds' tests (tests/test_held.c), and from points a test picks. */
 static void preempt_point(M *m) {
     if (m->p && LOAD_RLX(&m->p->preempt) && m->curg != &m->g0) {
-        if (unlikely(loom__det_on)) {         /* LOOM_SEED: a scheduling point (det.c) */
+        if (unlikely(loom__det_on)) { /* LOOM_SEED: a scheduling point (det.c) */
             if (loom__det_yield(m->p, m->curg)) yield_m(m);
             return;
         }
@@ -1243,7 +1287,7 @@ M *loom__enter_blocking(void) {
     if (!loom__m_runs_g(m)) return NULL;
     if (unlikely(LOAD_RLX(&m->p->preempt))) {
         preempt_point(m);
-        m = loom__getm();          /* the goroutine may resume on another thread */
+        m = loom__getm(); /* the goroutine may resume on another thread */
     }
     return m;
 }
@@ -1259,9 +1303,7 @@ uint64_t loom_id(void) {
     return m->curg->id;
 }
 
-int loom_procs(void) {
-    return loom__sched.nprocs > 0 ? loom__sched.nprocs : loom__cpu_count();
-}
+int loom_procs(void) { return loom__sched.nprocs > 0 ? loom__sched.nprocs : loom__cpu_count(); }
 
 void loom_lock_thread(void) {
     M *m = loom__getm();
@@ -1296,7 +1338,7 @@ void loom__entersyscall(M *m) {
     m->p = NULL;
     STORE_RLX(&p->m, NULL);
     STORE_RLX(&p->syscalltick, p->syscalltick + 1);
-    STORE(&p->status, P_SYSCALL);     /* from here on sysmon may retake it */
+    STORE(&p->status, P_SYSCALL); /* from here on sysmon may retake it */
 }
 
 /* Called by sysmon: takes P p from an M in a blocking call, if it is still there, and
@@ -1327,7 +1369,7 @@ void loom__exitsyscall(M *m) {
     if (old && CAS(&old->status, P_SYSCALL, P_RUNNING)) {
         m->p = old;
         if (unlikely(loom__sched.check)) check_unowned(old, m);
-        STORE_REL(&old->m, m);       /* as acquirep */
+        STORE_REL(&old->m, m); /* as acquirep */
         STORE_RLX(&m->blocked, false);
         casgstatus(g, G_SYSCALL, G_RUNNING);
         LOOM__TRACE(loom__trace_syscall(m, g, false));
@@ -1362,7 +1404,7 @@ void loom__checkdead(void) {
     /* Ms in blocking calls count as running: their goroutines will come back */
     int run = loom__sched.mcount - loom__sched.nmidle - loom__sched.nmlockedidle;
     if (run > 0) return;
-    if (LOAD(&loom__sched.lastpoll) == 0) return;        /* an M waits in the poller */
+    if (LOAD(&loom__sched.lastpoll) == 0) return; /* an M waits in the poller */
     if (loom__netpoll_has_waiters()) return;
     if (loom__sched.runqsize > 0 || loom__det_waiting()) return;
     for (int i = 0; i < loom__nallp(); i++) {
@@ -1385,8 +1427,7 @@ void loom__checkdead(void) {
         loom__sysmon_wake();
         return;
     }
-    if (!loom__any_alive())
-        loom__fatal("no goroutines (main called loom_exit) - deadlock!");
+    if (!loom__any_alive()) loom__fatal("no goroutines (main called loom_exit) - deadlock!");
     loom__fatal("all goroutines are asleep - deadlock!");
 }
 
@@ -1398,7 +1439,7 @@ static void *mstart(void *arg) {
     M *m = arg;
     loom__setm(m);
     m->tid = (int)syscall(SYS_gettid);
-    loom__topo_unpin_self();      /* not the creator's one-CPU mask: acquirep pins anew */
+    loom__topo_unpin_self(); /* not the creator's one-CPU mask: acquirep pins anew */
     /* nor the creator's nice: sysmon, which starts Ms for handoffs, runs at a lower one */
     if (getpriority(PRIO_PROCESS, (id_t)m->tid) != loom__sched.base_nice)
         (void)setpriority(PRIO_PROCESS, (id_t)m->tid, loom__sched.base_nice);
@@ -1431,8 +1472,7 @@ static void mexit(M *m) {
 /* At exit: wakes every sleeping M (idle, locked or polling) so it sees sched.exiting. */
 void loom__wake_all_ms(void) {
     loom__lock_acquire(&loom__sched.lock);
-    for (M *m = loom__sched.allm; m; m = m->alllink)
-        loom__note_wakeup(&m->park);
+    for (M *m = loom__sched.allm; m; m = m->alllink) loom__note_wakeup(&m->park);
     loom__lock_release(&loom__sched.lock);
     loom__netpoll_break();
     loom__sysmon_wake();
@@ -1454,19 +1494,19 @@ static void raise_fd_limit(void) {
 static int schedinit(void) {
     memset(&loom__sched, 0, sizeof loom__sched);
     int n = (int)loom__env_long("LOOM_PROCS", 0, 1, 1024);
-    if (loom__det_init()) n = 1;           /* LOOM_SEED: one P (det.c) */
+    if (loom__det_init()) n = 1; /* LOOM_SEED: one P (det.c) */
     if (n <= 0) n = loom__cpu_count();
     if (n < 1) n = 1;
     loom__sched.nprocs = n;
-    loom__topo_term();                     /* a run that ended without schedterm */
+    loom__topo_term(); /* a run that ended without schedterm */
     loom__topo_init(n);
     const char *ss = getenv("LOOM_STEAL");
     steal_blind = ss && !strcmp(ss, "random");
     loom__sched.slice_us = (int)loom__env_long("LOOM_SLICE_US", 2000, 100, 1000000);
     loom__prio_init();
     loom__debug_init();
-    loom__chaos_init();                    /* after LOOM_DEBUG: chaos turns the checks on */
-    steal_blind |= loom__chaos_on;         /* chaos: Go's random victims, no tiers */
+    loom__chaos_init();            /* after LOOM_DEBUG: chaos turns the checks on */
+    steal_blind |= loom__chaos_on; /* chaos: Go's random victims, no tiers */
     loom__stack_init();
     loom__sched.maxprocs = loom__spare_limit(n);
     loom__sched.nactive = (uint32_t)n;
@@ -1481,7 +1521,7 @@ static int schedinit(void) {
     loom__sched.nallp = n;
     /* every P but P0 starts idle; P0 goes to M0 */
     for (int i = n - 1; i >= 1; i--) pidleput(loom__sched.allp[i]);
-    if (loom__det_on) loom__sched.allp[0]->preempt = 1;   /* det.c's picks start at once */
+    if (loom__det_on) loom__sched.allp[0]->preempt = 1; /* det.c's picks start at once */
     raise_fd_limit();
     loom__sched.lastpoll = loom__nanotime();
     loom__sched.start_time = loom__sched.lastpoll;
@@ -1499,7 +1539,7 @@ static void schedterm(void) {
     for (G *g = loom__sched.allg; g; g = g->allnext) loom__fiber_destroy(g);
     loom__stack_term();
     loom__globrunq_term();
-    for (int i = 0; i < loom__sched.nallp; i++) {     /* every other thread has stopped */
+    for (int i = 0; i < loom__sched.nallp; i++) { /* every other thread has stopped */
         loom__timers_term(loom__sched.allp[i]);
         free(loom__sched.allp[i]);
     }
@@ -1523,8 +1563,8 @@ static void schedterm(void) {
  * a system call on one of loom's threads (such goroutines are abandoned, as in Go). */
 int loom_run(int (*main_fn)(void *), void *arg) {
     if (!main_fn) return -EINVAL;
-    if (stuck_threads) return -EBUSY;   /* threads of an earlier run still use the runtime */
-    if (loom__getm() || LOAD(&loom__sched.running)) return -EPERM;   /* nested loom_run */
+    if (stuck_threads) return -EBUSY; /* threads of an earlier run still use the runtime */
+    if (loom__getm() || LOAD(&loom__sched.running)) return -EPERM; /* nested loom_run */
     int err = schedinit();
     if (err) return err;
     loom__census_init();
@@ -1533,7 +1573,7 @@ int loom_run(int (*main_fn)(void *), void *arg) {
     loom__note_clear(&exit_note);
     STORE(&loom__sched.running, true);
     if (loom__sysmon_start() != 0) loom__fatal("cannot start sysmon");
-    P *p0 = loom__sched.allp[0];           /* schedinit left P0 out of the idle list */
+    P *p0 = loom__sched.allp[0]; /* schedinit left P0 out of the idle list */
     /* goroutine 1 has no creator pc, so dumps print no "created by" line for it, as Go
      * prints none for the main goroutine: loom_run's return address would name its caller
      * only when the call is not a tail call (`return loom_run(...)` in main leaves libc's

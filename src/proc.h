@@ -25,21 +25,21 @@
 #ifndef __FILE_NAME__
 #define __FILE_NAME__ __FILE__
 #endif
-#define LOOM__STR2(x) #x
-#define LOOM__STR(x)  LOOM__STR2(x)
-#define casgstatus(g, old, new) casgstatus_at(g, old, new, __FILE_NAME__ ":" LOOM__STR(__LINE__))
+#define LOOM__STR2(x)            #x
+#define LOOM__STR(x)             LOOM__STR2(x)
+#define casgstatus(g, old, want) casgstatus_at(g, old, want, __FILE_NAME__ ":" LOOM__STR(__LINE__))
 
-void loom__bad_gstatus(G *g, uint32_t st, uint32_t old, uint32_t new, const char *where)
-    __attribute__((noinline, noreturn, cold));
+void loom__bad_gstatus(G *g, uint32_t st, uint32_t old, uint32_t want, const char *where)
+        __attribute__((noinline, noreturn, cold));
 
-static ALWAYS_INLINE void casgstatus_at(G *g, uint32_t old, uint32_t new, const char *where) {
+static ALWAYS_INLINE void casgstatus_at(G *g, uint32_t old, uint32_t want, const char *where) {
     if (likely(!loom__sched.check)) {
-        STORE_RLX(&g->status, new);
+        STORE_RLX(&g->status, want);
         return;
     }
     uint32_t st = old;
-    if (!__atomic_compare_exchange_n(&g->status, &st, new, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-        loom__bad_gstatus(g, st, old, new, where);
+    if (!__atomic_compare_exchange_n(&g->status, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        loom__bad_gstatus(g, st, old, want, where);
     M *m = loom__getm();
     STORE_RLX(&g->statuswhere, where);
     STORE_RLX(&g->statusm, m ? m->id : -1);
@@ -56,13 +56,13 @@ static ALWAYS_INLINE void runqput(P *p, G *g, bool next) {
     if (unlikely(prio != LOOM_PRIO_NORMAL)) loom__prio_queued(p, prio);
 }
 
-static inline void globrunqput(G *g) {              /* sched.lock held */
+static inline void globrunqput(G *g) { /* sched.lock held */
     int prio = g->prio;
     loom__globrunqput(g);
     if (unlikely(LOAD_RLX(&loom__sched.prio.used))) loom__prio_queued_global(prio);
 }
 
-static inline void globrunqputbatch(G *head, G *tail, int n) {    /* sched.lock held */
+static inline void globrunqputbatch(G *head, G *tail, int n) { /* sched.lock held */
     if (likely(!LOAD_RLX(&loom__sched.prio.used))) {
         loom__globrunqputbatch(head, tail, n);
         return;
@@ -74,31 +74,31 @@ static inline void globrunqputbatch(G *head, G *tail, int n) {    /* sched.lock 
         if (levels[LVL(prio)]) loom__prio_queued_global(prio);
 }
 
-/* A goroutine taken to run on p: one not from runnext starts a new time slice. */
+/* A goroutine taken to run on p: one not from runnext starts a want time slice. */
 static ALWAYS_INLINE void ran(P *p, bool inherit) {
     if (!inherit) STORE_RLX(&p->schedtick, p->schedtick + 1);
 }
 
 /* ------------------------------------------------------------------ proc.c */
-P   *loom__p_new(int id);                          /* a P record, P_OFF; NULL: no memory */
-P   *loom__releasep(M *m);                         /* m drops its P (runtime.releasep) */
-void loom__startm(P *p, bool spinning);            /* runtime.startm */
-bool loom__mpark(M *m);                            /* sleep until handed a P; false: exit */
+P *loom__p_new(int id);                 /* a P record, P_OFF; NULL: no memory */
+P *loom__releasep(M *m);                /* m drops its P (runtime.releasep) */
+void loom__startm(P *p, bool spinning); /* runtime.startm */
+bool loom__mpark(M *m);                 /* sleep until handed a P; false: exit */
 /* gogo, out of line: switch from `from` (running on m) to `to`; `after` runs on to's side */
 void loom__gogo(M *m, G *from, G *to, void (*after)(G *, void *), void *arg);
-G   *loom__runq_first(P *p);                       /* schedule()'s first look */
-G   *loom__runq_next(M *m, P *p, bool *inherit);   /* the next goroutine for m, or NULL */
-G   *loom__globrunq_take(P *p);                    /* a batch of the global queue */
+G *loom__runq_first(P *p);                     /* schedule()'s first look */
+G *loom__runq_next(M *m, P *p, bool *inherit); /* the next goroutine for m, or NULL */
+G *loom__globrunq_take(P *p);                  /* a batch of the global queue */
 
 /* ------------------------------------------------------------------ preempt_policy.c */
-G   *loom__held_next(M *m, P *p, bool *inherit);   /* runq_next for an M that holds some */
-bool loom__held_wait(M *m);                        /* m holds some and lost its P */
-void loom__held_pass(M *m, G *g);                  /* g moves to lock a thread: not here */
-M   *loom__held_move_off(M *m, G *g);              /* loom_lock_thread on an M that holds */
+G *loom__held_next(M *m, P *p, bool *inherit); /* runq_next for an M that holds some */
+bool loom__held_wait(M *m);                    /* m holds some and lost its P */
+void loom__held_pass(M *m, G *g);              /* g moves to lock a thread: not here */
+M *loom__held_move_off(M *m, G *g);            /* loom_lock_thread on an M that holds */
 
 /* ------------------------------------------------------------------ spare.c */
-void loom__spare_off(P *sp);                       /* give back spare sp, which we own */
-void loom__spare_retirep(M *m);                    /* m's P is a spare asked back: give it */
-int  loom__spare_limit(int nprocs);                /* LOOM_MAX_THREADS */
+void loom__spare_off(P *sp);       /* give back spare sp, which we own */
+void loom__spare_retirep(M *m);    /* m's P is a spare asked back: give it */
+int loom__spare_limit(int nprocs); /* LOOM_MAX_THREADS */
 
 #endif

@@ -148,7 +148,7 @@ static bool runqputslow(P *p, G *g, uint32_t h, uint32_t t) {
     for (uint32_t i = 0; i < n; i++) batch[i] = SLOT_LOAD(p, h + i);
     if (!CAS_REL(&p->runqhead, h, h + n)) return false;
     batch[n] = g;
-    uint32_t nr = 0, nf = 0;                  /* sorted in place: nr <= i */
+    uint32_t nr = 0, nf = 0; /* sorted in place: nr <= i */
     for (uint32_t i = 0; i <= n; i++) {
         if (gq_ring(batch[i]) == GQ_FRESH) fresh[nf++] = batch[i];
         else batch[nr++] = batch[i];
@@ -158,7 +158,6 @@ static bool runqputslow(P *p, G *g, uint32_t h, uint32_t t) {
     loom__lock_release(&loom__sched.lock);
     return true;
 }
-
 
 /* Invariant check (LOOM_DEBUG=check=1): g, about to be queued on p, is not queued there
  * already (runnext, the ring, the level FIFOs). */
@@ -185,9 +184,9 @@ void loom__runqput(P *p, G *g, bool next) {
             STORE_REL(&p->runnext, g);
             return;
         }
-        old = XCHG(&p->runnext, g);   /* replacing old is a take of it: a thief may have won */
+        old = XCHG(&p->runnext, g); /* replacing old is a take of it: a thief may have won */
         if (!old) return;
-        g = old;                      /* the previous runnext goes to the tail */
+        g = old; /* the previous runnext goes to the tail */
     }
     for (;;) {
         uint32_t h = LOAD_ACQ(&p->runqhead);
@@ -209,7 +208,8 @@ bool loom__runqempty(P *p) {
         uint32_t t = LOAD(&p->runqtail);
         G *next = LOAD(&p->runnext);
         if (LOAD(&p->runqtail) == t)
-            return h == t && next == NULL && (LOAD(&p->prio.n[LVL(LOOM_PRIO_HIGH)]) | LOAD(&p->prio.n[LVL(LOOM_PRIO_LOW)])) == 0;
+            return h == t && next == NULL &&
+                   (LOAD(&p->prio.n[LVL(LOOM_PRIO_HIGH)]) | LOAD(&p->prio.n[LVL(LOOM_PRIO_LOW)])) == 0;
     }
 }
 
@@ -241,7 +241,7 @@ static uint32_t runqgrab(P *victim, P *dst, uint32_t batchhead, bool stealrunnex
             }
             return 0;
         }
-        if (n > LOOM_RUNQ_SIZE / 2) continue;   /* read an inconsistent h and t */
+        if (n > LOOM_RUNQ_SIZE / 2) continue; /* read an inconsistent h and t */
         for (uint32_t i = 0; i < n; i++) SLOT_STORE(dst, batchhead + i, SLOT_LOAD(victim, h + i));
         LOOM__CHAOS(CH_RUNQ);
         if (CAS_REL(&victim->runqhead, h, h + n)) return n;
@@ -255,7 +255,8 @@ G *loom__runqsteal(P *p, P *victim, bool stealrunnext) {
     }
     uint32_t t = LOAD_RLX(&p->runqtail);
     uint32_t n = runqgrab(victim, p, t, stealrunnext);
-    if (n == 0) return unlikely(LOAD_RLX(&loom__sched.prio.used)) ? loom__prio_steal(p, victim, LOOM_PRIO_LOW) : NULL;
+    if (n == 0)
+        return unlikely(LOAD_RLX(&loom__sched.prio.used)) ? loom__prio_steal(p, victim, LOOM_PRIO_LOW) : NULL;
     n--;
     G *g = SLOT_LOAD(p, t + n);
     if (n == 0) return g;
@@ -276,7 +277,7 @@ void loom__globrunqput(G *g) {
 
 void loom__globrunqputbatch(G *head, G *tail, int n) {
     if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
-        for (G *g = head, *nx; g; g = nx) {         /* mixed levels: one by one */
+        for (G *g = head, *nx; g; g = nx) { /* mixed levels: one by one */
             nx = g == tail ? NULL : g->schedlink;
             loom__globrunqput(g);
         }
@@ -294,7 +295,7 @@ void loom__globrunqputbatch(G *head, G *tail, int n) {
 }
 
 G *loom__globrunqget(P *p, int max) {
-    int size = (int)globq_len();   /* NORMAL */
+    int size = (int)globq_len(); /* NORMAL */
     G *g;
     if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && loom__prio_globrunqget(p, size, &g)) return g;
     if (size == 0) return NULL;
@@ -359,7 +360,7 @@ static G *take_normal(P *p) {
     for (;;) {
         uint32_t h = LOAD_ACQ(&p->runqhead), t = LOAD_ACQ(&p->runqtail);
         if (t == h) return NULL;
-        if (t - h > LOOM_RUNQ_SIZE) continue;       /* read an inconsistent h and t */
+        if (t - h > LOOM_RUNQ_SIZE) continue; /* read an inconsistent h and t */
         G *g = SLOT_LOAD(p, h);
         if (CAS_REL(&p->runqhead, h, h + 1)) return g;
     }

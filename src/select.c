@@ -60,7 +60,10 @@ static void selunlock_except(loom_case *cases, const int *lockorder, int n, loom
     }
 }
 
-struct park_locks { loom_chan **chans; int n; };
+struct park_locks {
+    loom_chan **chans;
+    int n;
+};
 
 /* the parking hook: unlock every channel, distinct, from a private copy */
 static void selparkcommit(G *prev, void *arg) {
@@ -70,7 +73,7 @@ static void selparkcommit(G *prev, void *arg) {
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): copy is an array of pointers */
     loom_chan *small[SMALL], **copy = n <= SMALL ? small : malloc((size_t)n * sizeof *copy);
     if (!copy) loom__fatal("out of memory in select");
-    memcpy(copy, pl->chans, (size_t)n * sizeof *copy);   /* NOLINT(bugprone-sizeof-expression) */
+    memcpy(copy, pl->chans, (size_t)n * sizeof *copy); /* NOLINT(bugprone-sizeof-expression) */
     for (int i = n - 1; i >= 0; i--) loom__spin_unlock(&copy[i]->lock);
     if (copy != small) free(copy);
 }
@@ -85,8 +88,8 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
         if (k->op == LOOM_SEND && !k->elem && k->chan->elemsize) return -EINVAL;
         nchans++;
     }
-    bool in_g = loom__enter_blocking() != NULL;   /* in a goroutine: its preemption point first */
-    if (timeout_ns != 0 && !in_g) return -EPERM;   /* blocking needs a goroutine */
+    bool in_g = loom__enter_blocking() != NULL;  /* in a goroutine: its preemption point first */
+    if (timeout_ns != 0 && !in_g) return -EPERM; /* blocking needs a goroutine */
     /* only now read the M: the preemption point may have moved us to another thread */
     M *m = loom__getm();
     if (nchans == 0) {
@@ -153,8 +156,8 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
             selunlock(cases, lockorder, np);
         } else {
             selunlock_except(cases, lockorder, np, c);
-            if (k->op == LOOM_RECV) loom__chan_recv_from(m, c, sg, k->elem);   /* unlocks c */
-            else loom__chan_send_to(m, c, sg, k->elem);                        /* unlocks c */
+            if (k->op == LOOM_RECV) loom__chan_recv_from(m, c, sg, k->elem); /* unlocks c */
+            else loom__chan_send_to(m, c, sg, k->elem);                      /* unlocks c */
         }
         goto out;
     }
@@ -166,7 +169,7 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
 
     /* pass 2: enqueue on every channel and park */
     {
-        G *g = m->curg;             /* NOLINT(clang-analyzer-core.NullDereference): in_g, so m is set */
+        G *g = m->curg; /* NOLINT(clang-analyzer-core.NullDereference): in_g, so m is set */
         loom__sudog small_sg[SMALL], *sgs = np <= SMALL ? small_sg : calloc((size_t)np, sizeof *sgs);
         /* NOLINTNEXTLINE(bugprone-sizeof-expression): chans is an array of pointers */
         loom_chan *small_ch[SMALL], **chans = np <= SMALL ? small_ch : malloc((size_t)np * sizeof *chans);
@@ -176,7 +179,7 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
             loom_chan *c = cases[lockorder[i]].chan;
             if (nch == 0 || chans[nch - 1] != c) chans[nch++] = c;
         }
-        uint32_t seq = g->parkseq + 1;       /* only this goroutine writes it */
+        uint32_t seq = g->parkseq + 1; /* only this goroutine writes it */
         STORE_RLX(&g->parkseq, seq);
         STORE(&g->selectdone, 0);
         g->param = NULL;
@@ -184,7 +187,12 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
             int ci = lockorder[i];
             loom_case *k = &cases[ci];
             loom__sudog *sg = &sgs[i];
-            *sg = (loom__sudog){ .g = g, .elem = k->elem, .c = k->chan, .caseidx = ci, .isselect = true, .seq = seq };
+            *sg = (loom__sudog){ .g = g,
+                                 .elem = k->elem,
+                                 .c = k->chan,
+                                 .caseidx = ci,
+                                 .isselect = true,
+                                 .seq = seq };
             loom__waitq_enqueue(k->op == LOOM_RECV ? &k->chan->recvq : &k->chan->sendq, sg);
         }
         struct park_locks pl = { chans, nch };

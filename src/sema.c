@@ -18,9 +18,9 @@
 #include <sched.h>
 
 typedef struct waiter {
-    G             *g;
+    G *g;
     struct waiter *next;
-    bool           acquired;     /* the releaser took the unit for us */
+    bool acquired; /* the releaser took the unit for us */
 } waiter;
 
 static bool cansemacquire(struct loom__sema *s) {
@@ -33,7 +33,7 @@ static bool cansemacquire(struct loom__sema *s) {
 
 void loom__semacquire(struct loom__sema *s, bool lifo, int reason) {
     if (cansemacquire(s)) return;
-    if (!loom__in_goroutine()) {           /* a foreign thread: no goroutine to park */
+    if (!loom__in_goroutine()) { /* a foreign thread: no goroutine to park */
         while (!cansemacquire(s)) sched_yield();
         return;
     }
@@ -53,7 +53,10 @@ void loom__semacquire(struct loom__sema *s, bool lifo, int reason) {
         if (cansemacquire(s)) {
             /* take ourselves back out */
             waiter **pp = (waiter **)&s->_head, *prev = NULL;
-            while (*pp != &me) { prev = *pp; pp = &(*pp)->next; }
+            while (*pp != &me) {
+                prev = *pp;
+                pp = &(*pp)->next;
+            }
             STORE(pp, me.next);
             if (s->_tail == &me) s->_tail = prev;
             loom__lock_release(lk);
@@ -78,7 +81,10 @@ void loom__semrelease(struct loom__sema *s, bool handoff) {
     if (unlikely(LOAD_RLX(&loom__sched.prio.used))) {
         /* priority order: the first waiter of the highest level (FIFO within a level) */
         for (waiter *prev = w, *x = w->next; x; prev = x, x = x->next)
-            if (x->g->prio > w->g->prio) { w = x; wprev = prev; }
+            if (x->g->prio > w->g->prio) {
+                w = x;
+                wprev = prev;
+            }
     }
     if (wprev) wprev->next = w->next;
     else STORE(&s->_head, (void *)w->next);

@@ -50,8 +50,6 @@ int loom__spare_limit(int nprocs) {
     return max < nprocs ? nprocs : max;
 }
 
-
-
 /* Asks spare sp back (sched.lock held): true if it was idle, now taken off the idle list and
  * the caller's to give back (spare_off, after the lock); else its owner sees retire at its
  * next look, which it takes under sched.lock before it would make the P idle. */
@@ -60,7 +58,7 @@ static bool retire_locked(P *sp) {
     if (LOAD(&sp->status) != P_IDLE) return false;
     P **pp = &loom__sched.pidle;
     while (*pp && *pp != sp) pp = &(*pp)->link;
-    if (!*pp) return false;              /* someone took it meanwhile: its owner will see retire */
+    if (!*pp) return false; /* someone took it meanwhile: its owner will see retire */
     *pp = sp->link;
     XADD(&loom__sched.npidle, -1);
     return true;
@@ -100,8 +98,7 @@ void loom__spare_off(P *sp) {
      * just before giving us up: a yielding locked goroutine), and for timers that were
      * left to this spare's thread when others went idle (handoffp counted us awake) */
     bool work = LOAD(&loom__sched.runqsize) > 0;
-    for (int i = 0; i < loom__nallp() && !work; i++)
-        work = LOAD(&loom__sched.allp[i]->timer0_when) != 0;
+    for (int i = 0; i < loom__nallp() && !work; i++) work = LOAD(&loom__sched.allp[i]->timer0_when) != 0;
     if (work) loom__wakep();
 }
 
@@ -125,16 +122,18 @@ static P *spare_get(void) {
         P *sp = loom__p_new(nallp);
         if (sp) {
             loom__sched.allp[nallp] = sp;
-            STORE_REL(&loom__sched.nallp, nallp + 1);    /* published whole (loom__nallp) */
+            STORE_REL(&loom__sched.nallp, nallp + 1); /* published whole (loom__nallp) */
             return sp;
         }
     }
     if (!loom__sched.spare_limit_said) {
         loom__sched.spare_limit_said = true;
-        fprintf(stderr, "loom: LOOM_MAX_THREADS=%d Ps are in service, spares standing in for threads "
-                        "blocked in calls loom was not told about (a plain read(), usleep, a library's "
-                        "blocking I/O): no more spare Ps; ready goroutines wait until such a call returns "
-                        "(loom_block_begin/end and loom_read do not take spares)\n", loom__sched.maxprocs);
+        fprintf(stderr,
+                "loom: LOOM_MAX_THREADS=%d Ps are in service, spares standing in for threads "
+                "blocked in calls loom was not told about (a plain read(), usleep, a library's "
+                "blocking I/O): no more spare Ps; ready goroutines wait until such a call returns "
+                "(loom_block_begin/end and loom_read do not take spares)\n",
+                loom__sched.maxprocs);
     }
     return NULL;
 }
@@ -154,13 +153,13 @@ bool loom__spare_lend(P *p) {
     }
     STORE(&p->spare.standin, sp);
     sp->spare.lender = p;
-    sp->sysmon.cpu = -1;                  /* fresh sysmon state for its new life */
+    sp->sysmon.cpu = -1; /* fresh sysmon state for its new life */
     sp->sysmon.tick = sp->schedtick - 1;
     STORE(&sp->spare.retire, 0);
     XADD(&loom__sched.nactive, 1);
     XADD(&loom__sched.nhandoff, 1);
     XADD(&loom__sched.nlend, 1);
-    STORE(&sp->status, P_IDLE);      /* startm hands it over and makes it P_RUNNING */
+    STORE(&sp->status, P_IDLE); /* startm hands it over and makes it P_RUNNING */
     loom__lock_release(&loom__sched.lock);
     /* the lender's thread will not run its timers while it sleeps: the spare does */
     LOOM__CHAOS(CH_SPARE);
@@ -176,7 +175,7 @@ bool loom__spare_lend(P *p) {
         loom__lock_release(&loom__sched.lock);
     }
     XADD(&loom__sched.nmspinning, 1);
-    loom__startm(sp, true);                /* a spinning M: it steals the lender's queue */
+    loom__startm(sp, true); /* a spinning M: it steals the lender's queue */
     return true;
 }
 
@@ -209,14 +208,14 @@ char loom__thread_state(P *p) {
     ssize_t n = pread(m->statfd, buf, sizeof buf - 1, 0);
     if (n <= 0) return 0;
     buf[n] = 0;
-    const char *rp = strrchr(buf, ')');      /* the name may contain spaces and parens */
+    const char *rp = strrchr(buf, ')'); /* the name may contain spaces and parens */
     if (!rp || rp[1] != ' ') return 0;
     return rp[2];
 }
 
 static bool thread_asleep(P *p) {
     M *m = LOAD(&p->m);
-    if (m && LOAD_RLX(&m->lockwait)) return false;     /* waits for a runtime lock */
+    if (m && LOAD_RLX(&m->lockwait)) return false; /* waits for a runtime lock */
     char st = loom__thread_state(p);
     return st == 'S' || st == 'D';
 }
@@ -227,7 +226,7 @@ static bool thread_asleep(P *p) {
 int loom__spare_look(P *p, int64_t now, bool known, bool ran) {
     P *sp = LOAD(&p->spare.standin);
     if (sp) {
-        if (known && ran && !LOAD(&sp->spare.retire)) loom__spare_retire(sp);   /* it runs again */
+        if (known && ran && !LOAD(&sp->spare.retire)) loom__spare_retire(sp); /* it runs again */
         /* while the thread sleeps its spare stands in; once it runs again its goroutine
          * gets slices as usual, whenever the spare's thread gets round to giving it back
          * (loom__spare_lend lends no second one meanwhile) */

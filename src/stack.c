@@ -51,49 +51,49 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define PAGE           4096u
-#define ARENA_BYTES    (1ull << 30)
-#define MAX_ARENAS     4096
-#define NCLASSES       15            /* 16 KiB .. 256 MiB */
-#define NODES          8             /* arenas kept per NUMA node (topo.c); more nodes share */
-#define SLOT_BATCH     64            /* fresh slots prepared per batch */
-#define HDR            64u           /* slot header size */
-#define PCACHE_MAX     64            /* per-P stack cache, default class */
+#define PAGE        4096u
+#define ARENA_BYTES (1ull << 30)
+#define MAX_ARENAS  4096
+#define NCLASSES    15  /* 16 KiB .. 256 MiB */
+#define NODES       8   /* arenas kept per NUMA node (topo.c); more nodes share */
+#define SLOT_BATCH  64  /* fresh slots prepared per batch */
+#define HDR         64u /* slot header size */
+#define PCACHE_MAX  64  /* per-P stack cache, default class */
 
 typedef struct {
-    uintptr_t base, end;     /* reserved range */
-    size_t    slot;          /* slot size (class); 0 for a G record arena */
+    uintptr_t base, end; /* reserved range */
+    size_t slot;         /* slot size (class); 0 for a G record arena */
 } arena;
 
 /* at the top of every slot */
 typedef struct {
-    G        *owner;         /* the G running on it, or NULL */
-    uintptr_t next;          /* free-list link */
-    unsigned  vg_id;         /* valgrind stack registration */
-    bool      guarded;       /* a guard page (marker or PROT_NONE) sits below stack_lo */
-    bool      used;          /* has carried a goroutine before (ASan: unpoison on reuse) */
+    G *owner;       /* the G running on it, or NULL */
+    uintptr_t next; /* free-list link */
+    unsigned vg_id; /* valgrind stack registration */
+    bool guarded;   /* a guard page (marker or PROT_NONE) sits below stack_lo */
+    bool used;      /* has carried a goroutine before (ASan: unpoison on reuse) */
 } slot_hdr;
 
-static arena        arenas[MAX_ARENAS];   /* published by narenas (release) */
-static uint32_t     narenas;
-static loom__lock   arena_lock = LOOM__LOCK_INIT;
-static uintptr_t    bump[NCLASSES][NODES], bump_end[NCLASSES][NODES];  /* under arena_lock */
-static uintptr_t    prepared[NCLASSES][NODES];      /* slots below this are prepared; under arena_lock */
-static uintptr_t    guarded_to[NCLASSES][NODES];    /* prepared slots below this have a guard; under arena_lock */
-static uintptr_t    class_free[NCLASSES];           /* free slots (header addresses); under arena_lock */
-static long         guard_budget;                    /* under arena_lock */
-static bool         guard_markers = true;   /* MADV_GUARD_INSTALL works; under arena_lock */
-static int          self_pidfd = -1;        /* for process_madvise; under arena_lock */
-static bool         vectored = true;        /* process_madvise takes our advice; under arena_lock */
+static arena arenas[MAX_ARENAS]; /* published by narenas (release) */
+static uint32_t narenas;
+static loom__lock arena_lock = LOOM__LOCK_INIT;
+static uintptr_t bump[NCLASSES][NODES], bump_end[NCLASSES][NODES]; /* under arena_lock */
+static uintptr_t prepared[NCLASSES][NODES];   /* slots below this are prepared; under arena_lock */
+static uintptr_t guarded_to[NCLASSES][NODES]; /* prepared slots below this have a guard; under arena_lock */
+static uintptr_t class_free[NCLASSES];        /* free slots (header addresses); under arena_lock */
+static long guard_budget;                     /* under arena_lock */
+static bool guard_markers = true;             /* MADV_GUARD_INSTALL works; under arena_lock */
+static int self_pidfd = -1;                   /* for process_madvise; under arena_lock */
+static bool vectored = true;                  /* process_madvise takes our advice; under arena_lock */
 /* G records: their own lock, so spawning never waits behind a P preparing stack slots */
-static loom__lock   g_lock = LOOM__LOCK_INIT;
-static uintptr_t    gbump[NODES], gbump_end[NODES];  /* under g_lock */
-#define G_CHUNK     (64u << 10)     /* G record pages are populated this many bytes at a time */
+static loom__lock g_lock = LOOM__LOCK_INIT;
+static uintptr_t gbump[NODES], gbump_end[NODES]; /* under g_lock */
+#define G_CHUNK (64u << 10)                      /* G record pages are populated this many bytes at a time */
 #ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23              /* Linux 5.14+; older kernels say EINVAL */
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14+; older kernels say EINVAL */
 #endif
 #ifndef MADV_GUARD_INSTALL
-#define MADV_GUARD_INSTALL 102              /* Linux 6.13+ */
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13+ */
 #endif
 #ifndef SYS_process_madvise
 #define SYS_process_madvise 440
@@ -102,7 +102,7 @@ static uintptr_t    gbump[NODES], gbump_end[NODES];  /* under g_lock */
 #define SYS_pidfd_open 434
 #endif
 size_t loom__stack_default = LOOM_STACK_DEFAULT;
-static size_t default_slot;                 /* the default class's slot size */
+static size_t default_slot; /* the default class's slot size */
 
 static size_t g_record_size(void) { return (sizeof(G) + 63) & ~(size_t)63; }
 
@@ -143,7 +143,7 @@ void loom__stack_init(void) {
     }
     /* each guard costs two map entries; leave at least half the table to the program */
     guard_budget = loom__env_long("LOOM_GUARD_STACKS", maxmap / 4, 0, maxmap / 4);
-    guard_markers = guard_budget > 0;     /* LOOM_GUARD_STACKS=0 turns guards off */
+    guard_markers = guard_budget > 0; /* LOOM_GUARD_STACKS=0 turns guards off */
     vectored = true;
     self_pidfd = -1;
 }
@@ -167,7 +167,7 @@ static bool new_arena(int c, size_t slot, int node) {
     if (bytes < 64 * slot) bytes = 64 * slot;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return false;
-    loom__topo_bind(p, bytes, node);       /* best effort: a refusal leaves the default policy */
+    loom__topo_bind(p, bytes, node); /* best effort: a refusal leaves the default policy */
     if (!add_arena((uintptr_t)p, bytes, slot)) {
         munmap(p, bytes);
         return false;
@@ -185,7 +185,7 @@ static bool advise_iov(int pidfd, bool *vec, struct iovec *iov, int n, int advic
         long r = pidfd >= 0 ? syscall(SYS_process_madvise, pidfd, iov, (size_t)n, advice, 0) : -1;
         if (r == (long)n * PAGE) return true;
         if (r < 0 && errno != EINVAL && errno != ENOSYS && errno != EPERM && errno != EBADF) return false;
-        if (r < 0) *vec = false;            /* an older kernel: one call per page from now on */
+        if (r < 0) *vec = false; /* an older kernel: one call per page from now on */
     }
     for (int i = 0; i < n; i++)
         if (madvise(iov[i].iov_base, PAGE, advice) != 0) return false;
@@ -224,7 +224,8 @@ static uintptr_t prepare_slots(uintptr_t from, int k, size_t slot) {
  * pidfd and vec are arena_lock's values, read under it. */
 static void populate_tops(uintptr_t from, int k, size_t slot, int pidfd, bool vec) {
     struct iovec iov[SLOT_BATCH];
-    for (int i = 0; i < k; i++) iov[i] = (struct iovec){ (void *)(from + (size_t)(i + 1) * slot - PAGE), PAGE };
+    for (int i = 0; i < k; i++)
+        iov[i] = (struct iovec){ (void *)(from + (size_t)(i + 1) * slot - PAGE), PAGE };
     (void)advise_iov(pidfd, &vec, iov, k, MADV_POPULATE_WRITE);
 }
 
@@ -233,7 +234,7 @@ static slot_hdr *hdr_of(uintptr_t base, size_t slot) { return (slot_hdr *)(base 
 /* A free or fresh slot of class size `slot` on node; returns its header, or NULL. */
 static slot_hdr *slot_alloc(size_t slot, int node) {
     int c = class_of(slot), nd = node % NODES;
-    int saved = errno;      /* mmap/madvise failures must not leak into the goroutine's errno */
+    int saved = errno; /* mmap/madvise failures must not leak into the goroutine's errno */
     loom__lock_acquire(&arena_lock);
     slot_hdr *h = (slot_hdr *)class_free[c];
     if (h) {
@@ -261,7 +262,7 @@ static slot_hdr *slot_alloc(size_t slot, int node) {
     loom__lock_release(&arena_lock);
     if (batch) populate_tops(base, batch, slot, pidfd, vec);
     errno = saved;
-    h = hdr_of(base, slot);               /* the slot's first write: outside the lock */
+    h = hdr_of(base, slot); /* the slot's first write: outside the lock */
     h->guarded = guarded;
     return h;
 }
@@ -347,8 +348,9 @@ G *loom__g_alloc(int node) {
     int saved = errno, nd = node % NODES;
     loom__lock_acquire(&g_lock);
     if (gbump[nd] + sz > gbump_end[nd]) {
-        size_t bytes = 64u << 20;          /* 64 MiB reserved: ~250k records */
-        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        size_t bytes = 64u << 20; /* 64 MiB reserved: ~250k records */
+        void *p =
+                mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         loom__lock_acquire(&arena_lock);
         bool added = p != MAP_FAILED && add_arena((uintptr_t)p, bytes, 0);
         loom__lock_release(&arena_lock);
@@ -368,7 +370,7 @@ G *loom__g_alloc(int node) {
     uintptr_t chunk = (at + G_CHUNK - 1) & ~(uintptr_t)(G_CHUNK - 1);
     bool fill = chunk < at + sz && chunk + G_CHUNK <= gbump_end[nd];
     loom__lock_release(&g_lock);
-    if (fill) (void)madvise((void *)chunk, G_CHUNK, MADV_POPULATE_WRITE);   /* a speed-up only */
+    if (fill) (void)madvise((void *)chunk, G_CHUNK, MADV_POPULATE_WRITE); /* a speed-up only */
     errno = saved;
     return (G *)at;
 }

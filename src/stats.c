@@ -39,7 +39,7 @@ void loom__debug_init(void) {
     loom__sched.scheddetail = false;
     loom__sched.coopheld = false;
 #if defined(LOOM_ASAN) || defined(LOOM_TSAN)
-    loom__sched.check = true;            /* the sanitizer builds always check */
+    loom__sched.check = true; /* the sanitizer builds always check */
 #else
     loom__sched.check = false;
 #endif
@@ -59,7 +59,7 @@ void loom__debug_init(void) {
 
 static uint32_t runqlen(P *p) {
     uint32_t n = LOAD(&p->runqtail) - LOAD(&p->runqhead);
-    if (n > LOOM_RUNQ_SIZE) n = 0;       /* a torn read while it moved */
+    if (n > LOOM_RUNQ_SIZE) n = 0; /* a torn read while it moved */
     return n + (LOAD(&p->runnext) != NULL);
 }
 
@@ -141,28 +141,33 @@ void loom__schedtrace(int64_t now) {
     snprintf(line + n, sizeof line - (size_t)n, "]\n");
     fputs(line, stderr);
     if (!loom__sched.scheddetail) return;
-    fprintf(stderr, "  switches=%llu steals=%llu preemptions=%llu (async %llu) handoffs=%llu (spares %llu) timers=%llu\n",
-            (unsigned long long)st.switches, (unsigned long long)st.steals, (unsigned long long)st.preemptions,
-            (unsigned long long)st.async_preemptions, (unsigned long long)st.handoffs,
-            (unsigned long long)st.spare_lends, (unsigned long long)st.timers);
+    fprintf(stderr,
+            "  switches=%llu steals=%llu preemptions=%llu (async %llu) handoffs=%llu (spares %llu) timers=%llu\n",
+            (unsigned long long)st.switches, (unsigned long long)st.steals,
+            (unsigned long long)st.preemptions, (unsigned long long)st.async_preemptions,
+            (unsigned long long)st.handoffs, (unsigned long long)st.spare_lends,
+            (unsigned long long)st.timers);
     for (int i = 0; i < loom__nallp(); i++) {
         P *p = loom__sched.allp[i];
         uint32_t ps = LOAD(&p->status);
         if (ps == P_OFF) continue;
         M *pm = LOAD(&p->m);
-        fprintf(stderr, "  P%d: status=%s schedtick=%u syscalltick=%u m=%d runqsize=%u high=%u low=%u timers=%d%s\n", p->id,
-                pstatus_names[ps < 4 ? ps : 0], LOAD_RLX(&p->schedtick), LOAD_RLX(&p->syscalltick),
-                pm ? pm->id : -1, runqlen(p), LOAD_RLX(&p->prio.n[LVL(LOOM_PRIO_HIGH)]), LOAD_RLX(&p->prio.n[LVL(LOOM_PRIO_LOW)]),
-                loom__timers_count(p), i >= loom__sched.nprocs ? " (spare)" : "");
+        fprintf(stderr,
+                "  P%d: status=%s schedtick=%u syscalltick=%u m=%d runqsize=%u high=%u low=%u timers=%d%s\n",
+                p->id, pstatus_names[ps < 4 ? ps : 0], LOAD_RLX(&p->schedtick), LOAD_RLX(&p->syscalltick),
+                pm ? pm->id : -1, runqlen(p), LOAD_RLX(&p->prio.n[LVL(LOOM_PRIO_HIGH)]),
+                LOAD_RLX(&p->prio.n[LVL(LOOM_PRIO_LOW)]), loom__timers_count(p),
+                i >= loom__sched.nprocs ? " (spare)" : "");
     }
     loom__lock_acquire(&loom__sched.lock);
     for (M *m = loom__sched.allm; m; m = m->alllink) {
         P *mp = LOAD_RLX(&m->p);
         G *cg = LOAD_RLX(&m->curg);
         G *lg = LOAD_RLX(&m->lockedg);
-        fprintf(stderr, "  M%d: p=%d curg=%llu spinning=%d blocked=%d lockedg=%llu held=%u\n", m->id, mp ? mp->id : -1,
-                (unsigned long long)(cg && cg != &m->g0 ? cg->id : 0), (int)LOAD_RLX(&m->spinning),
-                (int)LOAD_RLX(&m->blocked), (unsigned long long)(lg ? lg->id : 0), loom__m_nheld(m));
+        fprintf(stderr, "  M%d: p=%d curg=%llu spinning=%d blocked=%d lockedg=%llu held=%u\n", m->id,
+                mp ? mp->id : -1, (unsigned long long)(cg && cg != &m->g0 ? cg->id : 0),
+                (int)LOAD_RLX(&m->spinning), (int)LOAD_RLX(&m->blocked),
+                (unsigned long long)(lg ? lg->id : 0), loom__m_nheld(m));
     }
     loom__lock_release(&loom__sched.lock);
     fprintf(stderr, "  goroutines: runnable=%llu running=%llu syscall=%llu waiting=%llu",

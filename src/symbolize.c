@@ -52,16 +52,16 @@
 #include <unistd.h>
 
 #ifndef SYM_CACHE_N
-#define SYM_CACHE_N 32          /* mapped files kept */
+#define SYM_CACHE_N 32 /* mapped files kept */
 #endif
-#define SYM_PATH_MAX 1024       /* longer module paths are not opened (shown by name only) */
-#define SYM_NAME_MAX 256        /* module basename shown, truncated beyond */
+#define SYM_PATH_MAX 1024 /* longer module paths are not opened (shown by name only) */
+#define SYM_NAME_MAX 256  /* module basename shown, truncated beyond */
 
 /* ------------------------------------------------------------------ output */
 
 typedef struct {
-    char  *buf;
-    size_t cap, n;              /* n chars written, n < cap whenever cap > 0 */
+    char *buf;
+    size_t cap, n; /* n chars written, n < cap whenever cap > 0 */
 } out;
 
 static void put_c(out *o, char c) {
@@ -115,13 +115,13 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
 
 typedef struct {
     const unsigned char *base;
-    size_t               size;
-    const Elf64_Shdr    *sh;
-    size_t               shnum;
-    const Elf64_Sym     *sym;
-    size_t               nsym;
-    const char          *str;
-    size_t               strsz;
+    size_t size;
+    const Elf64_Shdr *sh;
+    size_t shnum;
+    const Elf64_Sym *sym;
+    size_t nsym;
+    const char *str;
+    size_t strsz;
 } image;
 
 /* [off, off + n * esz) lies within [0, size) (esz > 0), without overflow. */
@@ -131,8 +131,8 @@ static bool range_ok(uint64_t off, uint64_t n, uint64_t esz, size_t size) {
 
 static bool ehdr_ok(const unsigned char *b, size_t size) {
     if (size < sizeof(Elf64_Ehdr)) return false;
-    return b[EI_MAG0] == ELFMAG0 && b[EI_MAG1] == ELFMAG1 && b[EI_MAG2] == ELFMAG2 &&
-           b[EI_MAG3] == ELFMAG3 && b[EI_CLASS] == ELFCLASS64 && b[EI_DATA] == ELFDATA2LSB;
+    return b[EI_MAG0] == ELFMAG0 && b[EI_MAG1] == ELFMAG1 && b[EI_MAG2] == ELFMAG2 && b[EI_MAG3] == ELFMAG3 &&
+           b[EI_CLASS] == ELFCLASS64 && b[EI_DATA] == ELFDATA2LSB;
 }
 
 /* The file's program headers, if they equal the phnum in memory (hash phash); else NULL. */
@@ -140,8 +140,7 @@ static const Elf64_Phdr *phdrs_match(const unsigned char *b, size_t size, size_t
     if (!ehdr_ok(b, size)) return NULL;
     const Elf64_Ehdr *eh = (const Elf64_Ehdr *)b;
     if (eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phnum != phnum ||
-        eh->e_phoff % _Alignof(Elf64_Phdr) != 0 ||
-        !range_ok(eh->e_phoff, phnum, sizeof(Elf64_Phdr), size))
+        eh->e_phoff % _Alignof(Elf64_Phdr) != 0 || !range_ok(eh->e_phoff, phnum, sizeof(Elf64_Phdr), size))
         return NULL;
     const Elf64_Phdr *ph = (const Elf64_Phdr *)(b + eh->e_phoff);
     return fnv(FNV0, ph, phnum * sizeof(Elf64_Phdr)) == phash ? ph : NULL;
@@ -174,7 +173,7 @@ static bool elf_image(image *im, const unsigned char *base, size_t size) {
         eh->e_shoff % _Alignof(Elf64_Shdr) != 0 || !range_ok(eh->e_shoff, 1, sizeof(Elf64_Shdr), size))
         return false;
     const Elf64_Shdr *sh = (const Elf64_Shdr *)(base + eh->e_shoff);
-    uint64_t n = eh->e_shnum ? eh->e_shnum : sh[0].sh_size;     /* >= SHN_LORESERVE sections */
+    uint64_t n = eh->e_shnum ? eh->e_shnum : sh[0].sh_size; /* >= SHN_LORESERVE sections */
     if (!range_ok(eh->e_shoff, n, sizeof(Elf64_Shdr), size)) return false;
     im->sh = sh;
     im->shnum = n;
@@ -289,8 +288,7 @@ static void heap_sort(ient *x, size_t n) {
 /* Builds im's index in anonymous memory; NULL when empty or out of memory. */
 static ient *index_build(const image *im, size_t *np, size_t *bytesp) {
     size_t n = 0;
-    for (size_t i = 0; i < im->nsym && i <= UINT32_MAX; i++)
-        n += sym_func(im, &im->sym[i]);
+    for (size_t i = 0; i < im->nsym && i <= UINT32_MAX; i++) n += sym_func(im, &im->sym[i]);
     if (n == 0) return NULL;
     size_t page = (size_t)getauxval(AT_PAGESZ);
     if (page == 0) page = 4096;
@@ -302,7 +300,9 @@ static ient *index_build(const image *im, size_t *np, size_t *bytesp) {
     for (size_t i = 0; i < im->nsym && i <= UINT32_MAX && k < n; i++) {
         const Elf64_Sym *s = &im->sym[i];
         if (!sym_func(im, s)) continue;
-        x[k++] = (ient){ .value = s->st_value, .limit = sym_limit(im, s), .sym = (uint32_t)i,
+        x[k++] = (ient){ .value = s->st_value,
+                         .limit = sym_limit(im, s),
+                         .sym = (uint32_t)i,
                          .sized = s->st_size != 0 };
     }
     heap_sort(x, k);
@@ -329,7 +329,7 @@ static long lookup_index(const image *im, const ient *x, size_t n, uint64_t off)
     long best = -1;
     uint64_t bestv = 0;
     for (size_t i = top + 1; i-- > 0 && x[i].maxend > off;) {
-        if (best >= 0 && x[i].value != bestv) break;       /* the nearest covering start is done */
+        if (best >= 0 && x[i].value != bestv) break; /* the nearest covering start is done */
         if (x[i].sized && off < x[i].limit && (best < 0 || better(im, x[i].sym, (uint32_t)best))) {
             best = x[i].sym;
             bestv = x[i].value;
@@ -345,34 +345,32 @@ static long lookup_index(const image *im, const ient *x, size_t n, uint64_t off)
 /* ------------------------------------------------------------------ the cache */
 
 typedef struct {
-    bool      used, syms;           /* syms: im holds a symbol table */
-    uintptr_t bias;                 /* the key: bias, namehash and the program headers */
-    uint64_t  namehash, phash;
-    size_t    phnum;
-    uint64_t  subs;                 /* dlpi_subs when the program headers were last compared */
-    const char *nameptr;            /* dlpi_name then */
-    const Elf64_Phdr *phdrs;        /* the file's (in map), equal to the ones in memory */
-    uint64_t  stamp;                /* last use, for eviction */
-    void     *map;                  /* the file, or NULL */
-    size_t    mapsz;
-    image     im;
-    ient     *idx;                  /* sorted function symbols, or NULL: scan im */
-    size_t    nidx, idxsz;
-    char      name[SYM_NAME_MAX];
+    bool used, syms; /* syms: im holds a symbol table */
+    uintptr_t bias;  /* the key: bias, namehash and the program headers */
+    uint64_t namehash, phash;
+    size_t phnum;
+    uint64_t subs;           /* dlpi_subs when the program headers were last compared */
+    const char *nameptr;     /* dlpi_name then */
+    const Elf64_Phdr *phdrs; /* the file's (in map), equal to the ones in memory */
+    uint64_t stamp;          /* last use, for eviction */
+    void *map;               /* the file, or NULL */
+    size_t mapsz;
+    image im;
+    ient *idx; /* sorted function symbols, or NULL: scan im */
+    size_t nidx, idxsz;
+    char name[SYM_NAME_MAX];
 } centry;
 
-static centry   cache[SYM_CACHE_N]; /* all under cache_busy */
+static centry cache[SYM_CACHE_N]; /* all under cache_busy */
 static uint64_t cache_clock;
-static int      cache_busy;         /* the try-lock; atomic */
+static int cache_busy; /* the try-lock; atomic */
 
 static bool cache_trylock(void) {
     int free_ = 0;
     return __atomic_compare_exchange_n(&cache_busy, &free_, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
-static void cache_unlock(void) {
-    __atomic_store_n(&cache_busy, 0, __ATOMIC_RELEASE);
-}
+static void cache_unlock(void) { __atomic_store_n(&cache_busy, 0, __ATOMIC_RELEASE); }
 
 static void centry_release(centry *e) {
     if (e->map) munmap(e->map, e->mapsz);
@@ -391,18 +389,18 @@ static bool words_equal(const void *a, const void *b, size_t n) {
 
 typedef struct {
     uintptr_t pc;
-    bool      locked;               /* this call holds the cache: match it in the callback */
-    int       hit;                  /* the matching cache entry, or -1 */
-    uintptr_t bias;                 /* dlpi_addr: file vaddr + bias = address */
-    uint64_t  namehash, phash;      /* of dlpi_name; of the program headers (when not hit) */
-    uint64_t  subs;                 /* dlpi_subs, or ~0 */
-    const char *nameptr;            /* dlpi_name */
-    size_t    phnum;
-    bool      exe, vdso, longpath;
-    const unsigned char *mem;       /* the vDSO's image */
-    size_t    memsz;
-    char      path[SYM_PATH_MAX];   /* the file to open */
-    char      name[SYM_NAME_MAX];   /* what to show */
+    bool locked;              /* this call holds the cache: match it in the callback */
+    int hit;                  /* the matching cache entry, or -1 */
+    uintptr_t bias;           /* dlpi_addr: file vaddr + bias = address */
+    uint64_t namehash, phash; /* of dlpi_name; of the program headers (when not hit) */
+    uint64_t subs;            /* dlpi_subs, or ~0 */
+    const char *nameptr;      /* dlpi_name */
+    size_t phnum;
+    bool exe, vdso, longpath;
+    const unsigned char *mem; /* the vDSO's image */
+    size_t memsz;
+    char path[SYM_PATH_MAX]; /* the file to open */
+    char name[SYM_NAME_MAX]; /* what to show */
 } module;
 
 /* The cache entry for the module being looked at, or -1.  The quick match: the same bias
@@ -410,7 +408,7 @@ typedef struct {
  * glibc's count of unloads, ~0 when not given).  Otherwise the name's hash and the program
  * headers ph must match; they are compared here, in the callback, where ph is sure to be
  * mapped.  Computes m->namehash. */
-static int cache_match(module *m, const char *nm, size_t nlen, const ElfW(Phdr) *ph) {
+static int cache_match(module *m, const char *nm, size_t nlen, const ElfW(Phdr) * ph) {
     bool hashed = false;
     for (int i = 0; i < SYM_CACHE_N; i++) {
         centry *e = &cache[i];
@@ -434,7 +432,7 @@ static int find_cb(struct dl_phdr_info *info, size_t sz, void *arg) {
     module *m = arg;
     const ElfW(Phdr) *ph = info->dlpi_phdr;
     bool hit = false;
-    uintptr_t img_start = 0;                    /* the ELF header: the segment at file offset 0 */
+    uintptr_t img_start = 0; /* the ELF header: the segment at file offset 0 */
     size_t img_size = 0;
     for (size_t i = 0; i < info->dlpi_phnum; i++) {
         if (ph[i].p_type != PT_LOAD) continue;
@@ -456,11 +454,12 @@ static int find_cb(struct dl_phdr_info *info, size_t sz, void *arg) {
     m->longpath = false;
     m->path[0] = m->name[0] = '\0';
     m->subs = sz >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs
-            ? (uint64_t)info->dlpi_subs : ~(uint64_t)0;
+                      ? (uint64_t)info->dlpi_subs
+                      : ~(uint64_t)0;
     m->hit = -1;
     if (m->locked && !m->vdso) m->hit = cache_match(m, nm, nlen, ph);
     else m->namehash = fnv(FNV0, nm, nlen);
-    if (m->hit >= 0) return 1;                  /* the entry has all the rest */
+    if (m->hit >= 0) return 1; /* the entry has all the rest */
     m->phash = fnv(FNV0, ph, info->dlpi_phnum * sizeof(ElfW(Phdr)));
     if (m->vdso) {
         /* The kernel maps the whole image, section headers included, in whole pages. */
@@ -510,8 +509,7 @@ static int map_module(module *m, void **map, size_t *size) {
         const char *fn = (const char *)getauxval(AT_EXECFN);
         if (fn) fd = open_ro(fn);
     }
-    if (fd < 0)
-        return errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == EINTR ? -1 : 0;
+    if (fd < 0) return errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == EINTR ? -1 : 0;
     struct stat st;
     int r = 0;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && (uint64_t)st.st_size <= SIZE_MAX) {
@@ -609,8 +607,8 @@ size_t loom__symbolize(uintptr_t pc, char *buf, size_t len) {
         centry *e = cache_get(&m);
         if (e) {
             long s = !e->syms ? -1
-                   : e->idx  ? lookup_index(&e->im, e->idx, e->nidx, pc - m.bias)
-                             : lookup_linear(&e->im, pc - m.bias);
+                     : e->idx ? lookup_index(&e->im, e->idx, e->nidx, pc - m.bias)
+                              : lookup_linear(&e->im, pc - m.bias);
             emit(&o, &e->im, s, pc, m.bias, e->name);
         } else {
             if (m.exe) exe_name(&m);

@@ -19,7 +19,7 @@
  * (det.c) time stands still while goroutines run, so there a waiter starves after losing
  * the race STARVATION_ROUNDS times instead: the same rule, counted in schedule steps. */
 enum { M_LOCKED = 1, M_WOKEN = 2, M_STARVING = 4, M_SHIFT = 3 };
-#define STARVATION_NS 1000000
+#define STARVATION_NS     1000000
 #define STARVATION_ROUNDS 3
 
 /* Deterministic mode: taking a lock or waiting is a scheduling point even when it would
@@ -34,7 +34,8 @@ static bool can_spin(int iter) {
     if (!m || !m->p) return false;
     /* only while other Ps are running (the holder may be about to unlock) and our own
      * queue is empty (else running those is better than spinning) */
-    if ((uint32_t)loom__sched.nprocs <= LOAD(&loom__sched.npidle) + LOAD(&loom__sched.nmspinning) + 1) return false;
+    if ((uint32_t)loom__sched.nprocs <= LOAD(&loom__sched.npidle) + LOAD(&loom__sched.nmspinning) + 1)
+        return false;
     return loom__runqempty(m->p);
 }
 
@@ -52,13 +53,13 @@ static void lock_slow(loom_mutex *m) {
             old = LOAD(&m->_state);
             continue;
         }
-        int new = old;
-        if (!(old & M_STARVING)) new |= M_LOCKED;
-        if (old & (M_LOCKED | M_STARVING)) new += 1 << M_SHIFT;
-        if (starving && (old & M_LOCKED)) new |= M_STARVING;
-        if (awoke) new &= ~M_WOKEN;
-        if (CAS(&m->_state, old, new)) {
-            if (!(old & (M_LOCKED | M_STARVING))) return;         /* got it */
+        int nw = old;
+        if (!(old & M_STARVING)) nw |= M_LOCKED;
+        if (old & (M_LOCKED | M_STARVING)) nw += 1 << M_SHIFT;
+        if (starving && (old & M_LOCKED)) nw |= M_STARVING;
+        if (awoke) nw &= ~M_WOKEN;
+        if (CAS(&m->_state, old, nw)) {
+            if (!(old & (M_LOCKED | M_STARVING))) return; /* got it */
             bool lifo = wait_start != 0;
             if (!wait_start) wait_start = loom__now();
             loom__semacquire(&m->_sema, lifo, WAIT_MUTEX);
@@ -94,13 +95,13 @@ int loom_mutex_trylock(loom_mutex *m) {
     return CAS(&m->_state, old, old | M_LOCKED) ? 0 : -EBUSY;
 }
 
-static void unlock_slow(loom_mutex *m, int new) {
-    if (!(new & M_STARVING)) {
-        int old = new;
+static void unlock_slow(loom_mutex *m, int nw) {
+    if (!(nw & M_STARVING)) {
+        int old = nw;
         for (;;) {
             if ((old >> M_SHIFT) == 0 || (old & (M_LOCKED | M_WOKEN | M_STARVING))) return;
-            new = (old - (1 << M_SHIFT)) | M_WOKEN;
-            if (CAS(&m->_state, old, new)) {
+            nw = (old - (1 << M_SHIFT)) | M_WOKEN;
+            if (CAS(&m->_state, old, nw)) {
                 loom__semrelease(&m->_sema, false);
                 return;
             }
@@ -115,11 +116,12 @@ int loom_mutex_unlock(loom_mutex *m) {
     int old = LOAD(&m->_state);
     for (;;) {
         if (!(old & M_LOCKED)) return -EPERM;
-        if (__atomic_compare_exchange_n(&m->_state, &old, old - M_LOCKED, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        if (__atomic_compare_exchange_n(&m->_state, &old, old - M_LOCKED, false, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
             break;
     }
-    int new = old - M_LOCKED;
-    if (new != 0) unlock_slow(m, new);
+    int nw = old - M_LOCKED;
+    if (nw != 0) unlock_slow(m, nw);
     return 0;
 }
 
@@ -163,10 +165,10 @@ int loom_mutex_unlock(loom_mutex *m) {
  * so neither keeps a unit nobody waits for.  Each call checks and changes _state in one
  * atomic operation, so a refusal is exact: at that instant no reader was in (runlock), or
  * no writer held the lock (unlock); a call made while one is cannot be refused. */
-#define RW_READER     1ull                  /* readerCount's unit */
-#define RW_WAITER     (1ull << 32)          /* readerWait's unit */
-#define RW_WRITER     (1ull << 63)          /* rwmutexWriter */
-#define RW_MAX_READERS ((1u << 31) - 1)     /* readerWait's 31 bits hold at most this */
+#define RW_READER      1ull             /* readerCount's unit */
+#define RW_WAITER      (1ull << 32)     /* readerWait's unit */
+#define RW_WRITER      (1ull << 63)     /* rwmutexWriter */
+#define RW_MAX_READERS ((1u << 31) - 1) /* readerWait's 31 bits hold at most this */
 
 static inline uint32_t rw_count(unsigned long long s) { return (uint32_t)s; }
 static inline uint32_t rw_wait(unsigned long long s) { return (uint32_t)(s >> 32) & 0x7fffffffu; }
@@ -176,23 +178,22 @@ void loom_rwmutex_rlock(loom_rwmutex *m) {
     det_point();
     unsigned long long old = XADD(&m->_state, RW_READER);
     if (unlikely(rw_count(old) >= RW_MAX_READERS)) loom__fatal("rwmutex: too many readers");
-    if (old & RW_WRITER)
-        loom__semacquire(&m->_reader_sem, false, WAIT_RWMUTEX_R);
+    if (old & RW_WRITER) loom__semacquire(&m->_reader_sem, false, WAIT_RWMUTEX_R);
 }
 
 int loom_rwmutex_runlock(loom_rwmutex *m) {
     if (!m) return -EINVAL;
-    unsigned long long old = LOAD(&m->_state), new;
+    unsigned long long old = LOAD(&m->_state), nw;
     do {
         if (likely(!(old & RW_WRITER))) {
             if (rw_count(old) == 0) return -EPERM;
-            new = old - RW_READER;
+            nw = old - RW_READER;
         } else {
             if (rw_wait(old) == 0) return -EPERM;
-            new = old - RW_READER - RW_WAITER;
+            nw = old - RW_READER - RW_WAITER;
         }
-    } while (!__atomic_compare_exchange_n(&m->_state, &old, new, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
-    if (unlikely(new & RW_WRITER) && rw_wait(new) == 0)   /* rUnlockSlow: the last reader in */
+    } while (!__atomic_compare_exchange_n(&m->_state, &old, nw, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    if (unlikely(nw & RW_WRITER) && rw_wait(nw) == 0) /* rUnlockSlow: the last reader in */
         loom__semrelease(&m->_writer_sem, false);
     return 0;
 }
@@ -200,11 +201,10 @@ int loom_rwmutex_runlock(loom_rwmutex *m) {
 void loom_rwmutex_lock(loom_rwmutex *m) {
     if (!m) return;
     loom_mutex_lock(&m->_w);
-    unsigned long long old = LOAD(&m->_state), new;
-    do new = old | RW_WRITER | (unsigned long long)rw_count(old) * RW_WAITER;
-    while (!__atomic_compare_exchange_n(&m->_state, &old, new, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
-    if (rw_count(old) != 0)
-        loom__semacquire(&m->_writer_sem, false, WAIT_RWMUTEX_W);
+    unsigned long long old = LOAD(&m->_state), nw;
+    do nw = old | RW_WRITER | (unsigned long long)rw_count(old) * RW_WAITER;
+    while (!__atomic_compare_exchange_n(&m->_state, &old, nw, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    if (rw_count(old) != 0) loom__semacquire(&m->_writer_sem, false, WAIT_RWMUTEX_W);
 }
 
 int loom_rwmutex_unlock(loom_rwmutex *m) {
@@ -212,7 +212,8 @@ int loom_rwmutex_unlock(loom_rwmutex *m) {
     unsigned long long old = LOAD(&m->_state);
     do {
         if (!(old & RW_WRITER) || rw_wait(old) != 0) return -EPERM;
-    } while (!__atomic_compare_exchange_n(&m->_state, &old, old & ~RW_WRITER, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    } while (!__atomic_compare_exchange_n(&m->_state, &old, old & ~RW_WRITER, false, __ATOMIC_SEQ_CST,
+                                          __ATOMIC_SEQ_CST));
     for (uint32_t r = rw_count(old); r > 0; r--) loom__semrelease(&m->_reader_sem, false);
     loom_mutex_unlock(&m->_w);
     return 0;
@@ -222,9 +223,9 @@ int loom_rwmutex_unlock(loom_rwmutex *m) {
  * cond and waitgroup park goroutines in a FIFO of their own (_head/_tail under _lock);
  * the nodes live on the waiters' stacks. */
 typedef struct lwaiter {
-    G              *g;       /* NULL: a thread that runs no goroutine, spinning on done */
+    G *g; /* NULL: a thread that runs no goroutine, spinning on done */
     struct lwaiter *next;
-    uint32_t        done;    /* set by the waker for such a thread (atomic) */
+    uint32_t done; /* set by the waker for such a thread (atomic) */
 } lwaiter;
 
 static void waiters_push(void **head, void **tail, lwaiter *w) {
@@ -236,7 +237,7 @@ static void waiters_push(void **head, void **tail, lwaiter *w) {
 /* wakes a list taken off its object, with the object's _lock released */
 static void waiters_wake(lwaiter *w) {
     while (w) {
-        lwaiter *next = w->next;   /* read before the wakeup: the node is on the waiter's stack */
+        lwaiter *next = w->next; /* read before the wakeup: the node is on the waiter's stack */
         if (w->g) loom__ready(w->g);
         else STORE(&w->done, 1);
         w = next;
@@ -248,7 +249,7 @@ static void waiters_wake(lwaiter *w) {
  * mutex, so a signal sent after that release always finds it. */
 void loom_cond_wait(loom_cond *c, loom_mutex *m) {
     if (!c || !m) return;
-    if (!loom__in_goroutine()) {          /* foreign thread: a spurious wakeup is allowed */
+    if (!loom__in_goroutine()) { /* foreign thread: a spurious wakeup is allowed */
         loom_mutex_unlock(m);
         sched_yield();
         loom_mutex_lock(m);
@@ -300,9 +301,9 @@ void loom_cond_broadcast(loom_cond *c) { cond_wake(c, true); }
  * and the add looks again. */
 int loom_wg_add(loom_waitgroup *wg, long delta) {
     if (!wg) return -EINVAL;
-    if (delta > INT32_MAX || delta < -(long)INT32_MAX) return -EINVAL;   /* never in range */
+    if (delta > INT32_MAX || delta < -(long)INT32_MAX) return -EINVAL; /* never in range */
     loom__lock *lk = NULL;
-    unsigned long long old = LOAD(&wg->_state), new;
+    unsigned long long old = LOAD(&wg->_state), nw;
     long v;
     for (;;) {
         v = (long)(old >> 32) + delta;
@@ -311,14 +312,14 @@ int loom_wg_add(loom_waitgroup *wg, long delta) {
             return -EINVAL;
         }
         uint32_t waiters = (uint32_t)old;
-        if (v == 0 && waiters != 0 && !lk) {   /* releasing waiters: under _lock */
+        if (v == 0 && waiters != 0 && !lk) { /* releasing waiters: under _lock */
             lk = (loom__lock *)&wg->_lock;
             loom__lock_acquire(lk);
             old = LOAD(&wg->_state);
             continue;
         }
-        new = v == 0 ? 0 : ((unsigned long long)v << 32 | waiters);
-        if (__atomic_compare_exchange_n(&wg->_state, &old, new, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        nw = v == 0 ? 0 : ((unsigned long long)v << 32 | waiters);
+        if (__atomic_compare_exchange_n(&wg->_state, &old, nw, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
             break;
     }
     if (!lk) return 0;
@@ -348,13 +349,14 @@ void loom_wg_wait(loom_waitgroup *wg) {
             loom__lock_release(lk);
             return;
         }
-    } while (!__atomic_compare_exchange_n(&wg->_state, &old, old + 1, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    } while (!__atomic_compare_exchange_n(&wg->_state, &old, old + 1, false, __ATOMIC_SEQ_CST,
+                                          __ATOMIC_SEQ_CST));
     waiters_push(&wg->_head, &wg->_tail, &me);
     if (in_g) {
         loom__park(loom__getm(), loom__unlock_after, lk, WAIT_WAITGROUP);
         return;
     }
-    loom__lock_release(lk);               /* a foreign thread: no goroutine to park */
+    loom__lock_release(lk); /* a foreign thread: no goroutine to park */
     while (!LOAD(&me.done)) sched_yield();
 }
 

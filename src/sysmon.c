@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static loom__note stop_note;   /* wakes the sleeping monitor: runtime exit */
+static loom__note stop_note; /* wakes the sleeping monitor: runtime exit */
 
 /* CPU time used so far by the thread that runs p, or -1 if unknown. */
 static int64_t thread_cpu(P *p) {
@@ -53,11 +53,11 @@ static void retake_syscall(P *p, int64_t now, int *handoffs) {
  * slice in (and 200 µs after) if a timer of p is due — so sysmon sleeps until the next
  * moment it may have to act instead of polling. */
 static void deadline(P *p, int64_t now, int64_t *next) {
-    int64_t slice = (int64_t)loom__sched.slice_us * 1000;      /* (the longest, under chaos) */
+    int64_t slice = (int64_t)loom__sched.slice_us * 1000; /* (the longest, under chaos) */
     int64_t d = p->sysmon.when + slice;
     int64_t t0 = LOAD_RLX(&p->timer0_when);
     if (t0 != 0 && LOAD_RLX(&loom__sched.prio.used)) {
-        if (t0 < d) d = t0;            /* sysmon fires it (retake_running) */
+        if (t0 < d) d = t0; /* sysmon fires it (retake_running) */
     } else if (t0 != 0) {
         int64_t td = t0 + 200000;
         if (td < p->sysmon.when + slice / 4) td = p->sysmon.when + slice / 4;
@@ -69,12 +69,12 @@ static void deadline(P *p, int64_t now, int64_t *next) {
 
 /* A P whose goroutine has not gone through schedule() since sysmon's last look. */
 static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *signalling, int64_t *next) {
-    int64_t slice = loom__chaos_slice((int64_t)loom__sched.slice_us * 1000);   /* chaos: drawn */
+    int64_t slice = loom__chaos_slice((int64_t)loom__sched.slice_us * 1000); /* chaos: drawn */
     /* did its thread use the CPU since the last look?  (A blocked thread did not.) */
     int64_t cpu = thread_cpu(p);
-    bool known = cpu >= 0 && p->sysmon.cpu >= 0;      /* two samples to compare */
+    bool known = cpu >= 0 && p->sysmon.cpu >= 0; /* two samples to compare */
     bool ran = !known || cpu != p->sysmon.cpu;
-    if (p->sysmon.cpu < 0) p->sysmon.cpu0 = cpu;       /* the first sample of this slice */
+    if (p->sysmon.cpu < 0) p->sysmon.cpu0 = cpu; /* the first sample of this slice */
     p->sysmon.cpu = cpu;
     /* it used the CPU during this slice (on a loaded machine a running thread may well
      * not have between two looks 20 us apart: it waits for a CPU, in state R) */
@@ -82,11 +82,11 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     /* a thread asleep in the kernel without having said so (spare.c) */
     switch (loom__spare_look(p, now, known, ran)) {
     case SPARE_LENT: (*handoffs)++; return;
-    case SPARE_ASLEEP: *next = now; return;     /* look again soon */
+    case SPARE_ASLEEP: *next = now; return; /* look again soon */
     case SPARE_STANDS_IN: return;
     default: break;
     }
-    if (loom__det_on) return;                   /* deterministic mode has no time slices (det.c) */
+    if (loom__det_on) return; /* deterministic mode has no time slices (det.c) */
     if (LOAD(&loom__sched.npidle) > 0 && LOAD(&loom__sched.nmspinning) == 0 && !loom__runqempty(p)) {
         /* work has waited behind this P's running goroutine for a whole tick (a
          * runnext that loom__ready did not wake anyone for): let an idle P steal it */
@@ -148,7 +148,7 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
         if (st == P_SYSCALL) retake_syscall(p, now, handoffs);
         if (st != P_RUNNING) {
             if (unlikely(sp)) loom__spare_back(p);
-            if (st == P_IDLE && !loom__det_on) idle_timers(p, now, &wake, next);   /* (det: virtual time) */
+            if (st == P_IDLE && !loom__det_on) idle_timers(p, now, &wake, next); /* (det: virtual time) */
             continue;
         }
         /* Once priority levels are in use, sysmon fires due timers itself, whatever the P
@@ -247,7 +247,7 @@ static void *sysmon(void *arg) {
                     loom__checkdead();
                     loom__lock_release(&loom__sched.lock);
                 } else if (trace_ns) {
-                    loom__note_tsleep(&loom__sched.sysmonnote, trace_ns);   /* keep tracing */
+                    loom__note_tsleep(&loom__sched.sysmonnote, trace_ns); /* keep tracing */
                 } else {
                     loom__note_sleep(&loom__sched.sysmonnote);
                 }

@@ -19,7 +19,10 @@
  */
 #include "internal.h"
 
-static void set_idx(loom__timer **h, int i, loom__timer *t) { h[i] = t; t->idx = i; }
+static void set_idx(loom__timer **h, int i, loom__timer *t) {
+    h[i] = t;
+    t->idx = i;
+}
 
 static void siftup(loom__timer **h, int i) {
     loom__timer *t = h[i];
@@ -47,9 +50,7 @@ static void siftdown(loom__timer **h, int n, int i) {
     set_idx(h, i, t);
 }
 
-static void update0(P *p) {
-    STORE(&p->timer0_when, p->ntimers ? p->timers[0]->when : 0);
-}
+static void update0(P *p) { STORE(&p->timer0_when, p->ntimers ? p->timers[0]->when : 0); }
 
 static void remove_at(P *p, int i) {
     loom__timer **h = p->timers;
@@ -116,7 +117,7 @@ bool loom__timer_del(loom__timer *t) {
         if (!pp) {
             for (int spins = 0; LOAD(&t->state) == TIMER_FIRING; spins++) {
                 if (spins < 100) loom__cpu_relax();
-                else loom__osyield();    /* the firing M was descheduled mid-callback */
+                else loom__osyield(); /* the firing M was descheduled mid-callback */
             }
             return false;
         }
@@ -136,11 +137,11 @@ bool loom__timer_del(loom__timer *t) {
 
 int64_t loom__timers_run(P *p, int64_t now) {
     if (LOAD(&p->timer0_when) == 0 || LOAD(&p->timer0_when) > now) return LOAD(&p->timer0_when);
-    if (!loom__lock_try(&p->timers_lock)) return LOAD(&p->timer0_when);  /* someone else runs them */
+    if (!loom__lock_try(&p->timers_lock)) return LOAD(&p->timer0_when); /* someone else runs them */
     while (p->ntimers > 0 && p->timers[0]->when <= now) {
         loom__timer *t = p->timers[0];
         remove_at(p, 0);
-        STORE(&t->state, TIMER_FIRING);   /* before pp: timer_del seeing pp NULL must see FIRING */
+        STORE(&t->state, TIMER_FIRING); /* before pp: timer_del seeing pp NULL must see FIRING */
         STORE(&t->pp, NULL);
         update0(p);
         loom__lock_release(&p->timers_lock);

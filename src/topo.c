@@ -94,54 +94,54 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define MAXCPU       1024                    /* CPU numbers (and node numbers) 0..MAXCPU-1 */
-#define SYSDIR       "/sys/devices/system"
-#define MPOL_PREFERRED_ 1                    /* <linux/mempolicy.h>, without numaif.h */
-#define LISTBUF      8192                    /* a cpulist file: "0-3,8-11\n" */
+#define MAXCPU          1024 /* CPU numbers (and node numbers) 0..MAXCPU-1 */
+#define SYSDIR          "/sys/devices/system"
+#define MPOL_PREFERRED_ 1    /* <linux/mempolicy.h>, without numaif.h */
+#define LISTBUF         8192 /* a cpulist file: "0-3,8-11\n" */
 
 /* A set of CPU (or node) numbers below MAXCPU. */
-typedef struct { uint64_t w[MAXCPU / 64]; } cset;
+typedef struct {
+    uint64_t w[MAXCPU / 64];
+} cset;
 static inline void cs_add(cset *s, int c) { s->w[c >> 6] |= 1ULL << (c & 63); }
 static inline bool cs_has(const cset *s, int c) { return (s->w[c >> 6] >> (c & 63)) & 1; }
 
 /* Slots: slot i is the i-th CPU of the assignment order; P p uses slot (p % nprocs) % nslot. */
 static struct {
-    bool     init, fake, pin;
-    int      nprocs;
-    int      nslot;               /* CPUs in the assignment order */
-    int      nnodes;
-    int16_t  cpu[MAXCPU];         /* slot -> CPU number */
-    int16_t  cache[MAXCPU];       /* slot -> cache group, numbered in slot order */
-    int16_t  node[MAXCPU];        /* slot -> dense node */
-    int16_t  node_id[MAXCPU];     /* dense node -> the kernel's node number, -1 unknown */
-    long     pagesz;
-    cpu_set_t *mask;              /* the affinity mask at init (for unpin), or NULL */
-    size_t   masksz;
-    int      maskerr;             /* why mask is NULL */
+    bool init, fake, pin;
+    int nprocs;
+    int nslot; /* CPUs in the assignment order */
+    int nnodes;
+    int16_t cpu[MAXCPU];     /* slot -> CPU number */
+    int16_t cache[MAXCPU];   /* slot -> cache group, numbered in slot order */
+    int16_t node[MAXCPU];    /* slot -> dense node */
+    int16_t node_id[MAXCPU]; /* dense node -> the kernel's node number, -1 unknown */
+    long pagesz;
+    cpu_set_t *mask; /* the affinity mask at init (for unpin), or NULL */
+    size_t masksz;
+    int maskerr; /* why mask is NULL */
 } T;
 
 /* Scratch for discovery (init is not reentrant; kept off the caller's stack). */
 static struct {
-    cset    allowed;
-    int16_t nreal[MAXCPU];        /* CPU -> kernel node, -1 unknown */
-    int16_t cnode[MAXCPU];        /* CPU -> dense node */
-    int16_t dense[MAXCPU];        /* kernel node -> dense node */
-    int16_t grp[MAXCPU];          /* CPU -> group in discovery order, -1 none yet */
-    int16_t gnode[MAXCPU];        /* group -> dense node */
-    int16_t grank[MAXCPU];        /* group -> cache id (rank in slot order) */
-    int     start[MAXCPU + 1];
+    cset allowed;
+    int16_t nreal[MAXCPU]; /* CPU -> kernel node, -1 unknown */
+    int16_t cnode[MAXCPU]; /* CPU -> dense node */
+    int16_t dense[MAXCPU]; /* kernel node -> dense node */
+    int16_t grp[MAXCPU];   /* CPU -> group in discovery order, -1 none yet */
+    int16_t gnode[MAXCPU]; /* group -> dense node */
+    int16_t grank[MAXCPU]; /* group -> cache id (rank in slot order) */
+    int start[MAXCPU + 1];
 } W;
 
 /* ------------------------------------------------------------------ the readers */
 
-static inline int slot(int p)
-{
+static inline int slot(int p) {
     if (T.nslot <= 0 || p < 0) return 0;
     return (p % T.nprocs) % T.nslot;
 }
 
-static inline int slot_tier(int a, int b)
-{
+static inline int slot_tier(int a, int b) {
     if (T.cache[a] == T.cache[b]) return 0;
     return T.node[a] == T.node[b] ? 1 : 2;
 }
@@ -153,20 +153,22 @@ int loom__topo_nnodes(void) { return T.nnodes > 0 ? T.nnodes : 1; }
 int loom__topo_tier(int p, int q) { return slot_tier(slot(p), slot(q)); }
 bool loom__topo_fake(void) { return T.fake; }
 
-int loom__topo_steal_order(int p, int n, uint32_t r, int *out)
-{
+int loom__topo_steal_order(int p, int n, uint32_t r, int *out) {
     if (n <= 0) return 0;
     int sp = slot(p);
     int np = T.nslot > 0 ? T.nprocs : 1, ns = T.nslot > 0 ? T.nslot : 1;
 
     /* Pass 1: the size of each tier.  slot(q) is kept incrementally (no division per q). */
-    int k[3] = {0, 0, 0};
+    int k[3] = { 0, 0, 0 };
     for (int q = 0, pi = 0, sq = 0; q < n; q++) {
         if (q != p) k[slot_tier(sp, sq)]++;
-        if (++pi == np) { pi = 0; sq = 0; } else if (++sq == ns) sq = 0;
+        if (++pi == np) {
+            pi = 0;
+            sq = 0;
+        } else if (++sq == ns) sq = 0;
     }
 
-    int rot[3], base[3], idx[3] = {0, 0, 0};
+    int rot[3], base[3], idx[3] = { 0, 0, 0 };
     for (int t = 0; t < 3; t++) {
         rot[t] = k[t] > 0 ? (int)(r % (uint32_t)k[t]) : 0;
         if (k[t] > 0) r /= (uint32_t)k[t];
@@ -183,33 +185,33 @@ int loom__topo_steal_order(int p, int n, uint32_t r, int *out)
             if (j < 0) j += k[t];
             out[base[t] + j] = q;
         }
-        if (++pi == np) { pi = 0; sq = 0; } else if (++sq == ns) sq = 0;
+        if (++pi == np) {
+            pi = 0;
+            sq = 0;
+        } else if (++sq == ns) sq = 0;
     }
     return k[0] + k[1] + k[2];
 }
 
 /* ------------------------------------------------------------------ pinning and memory */
 
-int loom__topo_pin_self(int p)
-{
+int loom__topo_pin_self(int p) {
     if (!T.pin || T.fake) return 0;
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(T.cpu[slot(p)], &set);
-    if (sched_setaffinity(0, sizeof set, &set) != 0) return -errno;   /* 0: this thread */
+    if (sched_setaffinity(0, sizeof set, &set) != 0) return -errno; /* 0: this thread */
     return 0;
 }
 
-int loom__topo_unpin_self(void)
-{
+int loom__topo_unpin_self(void) {
     if (!T.pin || T.fake) return 0;
     if (!T.mask) return -(T.maskerr ? T.maskerr : ENOSYS);
     if (sched_setaffinity(0, T.masksz, T.mask) != 0) return -errno;
     return 0;
 }
 
-int loom__topo_bind(void *addr, size_t len, int node)
-{
+int loom__topo_bind(void *addr, size_t len, int node) {
     if (T.fake || loom__topo_nnodes() <= 1) return 0;
     if (node < 0 || node >= T.nnodes) return -EINVAL;
     int id = T.node_id[node];
@@ -227,8 +229,8 @@ int loom__topo_bind(void *addr, size_t len, int node)
     memset(nodes, 0, sizeof nodes);
     nodes[id / LBITS] = 1UL << (id % LBITS);
     /* maxnode is one more than the mask's bits: the kernel counts one off (as libnuma does). */
-    if (syscall(SYS_mbind, (unsigned long)lo, (unsigned long)(hi - lo), (unsigned long)MPOL_PREFERRED_,
-                nodes, (unsigned long)MAXCPU + 1, 0UL) != 0)
+    if (syscall(SYS_mbind, (unsigned long)lo, (unsigned long)(hi - lo), (unsigned long)MPOL_PREFERRED_, nodes,
+                (unsigned long)MAXCPU + 1, 0UL) != 0)
         return -errno;
     return 0;
 }
@@ -236,16 +238,15 @@ int loom__topo_bind(void *addr, size_t len, int node)
 /* ------------------------------------------------------------------ LOOM_TOPOLOGY */
 
 /* A CPU number at *s; false with the reason in why. */
-static bool fake_num(const char *d, const char **s, int *out, char *why, size_t wsz)
-{
+static bool fake_num(const char *d, const char **s, int *out, char *why, size_t wsz) {
     const char *p = *s;
     if (*p < '0' || *p > '9') {
-        if (*p == '\0')
-            snprintf(why, wsz, "a CPU number expected at the end");
+        if (*p == '\0') snprintf(why, wsz, "a CPU number expected at the end");
         else if (*p >= ' ' && *p < 127)
             snprintf(why, wsz, "a CPU number expected at '%c' (offset %d)", *p, (int)(p - d));
         else
-            snprintf(why, wsz, "a CPU number expected at byte 0x%02x (offset %d)", (unsigned char)*p, (int)(p - d));
+            snprintf(why, wsz, "a CPU number expected at byte 0x%02x (offset %d)", (unsigned char)*p,
+                     (int)(p - d));
         return false;
     }
     long v = 0;
@@ -261,20 +262,19 @@ static bool fake_num(const char *d, const char **s, int *out, char *why, size_t 
 }
 
 /* Fills T's slots from the description d; false with the reason in why. */
-static bool parse_fake(const char *d, char *why, size_t wsz)
-{
+static bool parse_fake(const char *d, char *why, size_t wsz) {
     cset seen;
     memset(&seen, 0, sizeof seen);
     int n = 0, node = 0, group = 0;
-    bool first = true;                       /* the group is its node's first */
+    bool first = true; /* the group is its node's first */
     const char *s = d;
-    for (;;) {                               /* one cache group per turn */
+    for (;;) { /* one cache group per turn */
         if (*s == '\0' || *s == ';' || *s == '/') {
             bool empty_node = first && *s != '/';
             snprintf(why, wsz, "empty %s at offset %d", empty_node ? "node" : "cache group", (int)(s - d));
             return false;
         }
-        for (;;) {                           /* one item per turn */
+        for (;;) { /* one item per turn */
             int a, b;
             if (!fake_num(d, &s, &a, why, wsz)) return false;
             b = a;
@@ -291,7 +291,7 @@ static bool parse_fake(const char *d, char *why, size_t wsz)
                     snprintf(why, wsz, "CPU %d listed twice", c);
                     return false;
                 }
-                cs_add(&seen, c);             /* distinct and < MAXCPU: n stays < MAXCPU */
+                cs_add(&seen, c); /* distinct and < MAXCPU: n stays < MAXCPU */
                 T.cpu[n] = (int16_t)c;
                 T.cache[n] = (int16_t)group;
                 T.node[n] = (int16_t)node;
@@ -308,10 +308,8 @@ static bool parse_fake(const char *d, char *why, size_t wsz)
             first = true;
             node++;
         } else {
-            if (*s >= ' ' && *s < 127)
-                snprintf(why, wsz, "unexpected '%c' at offset %d", *s, (int)(s - d));
-            else
-                snprintf(why, wsz, "unexpected byte 0x%02x at offset %d", (unsigned char)*s, (int)(s - d));
+            if (*s >= ' ' && *s < 127) snprintf(why, wsz, "unexpected '%c' at offset %d", *s, (int)(s - d));
+            else snprintf(why, wsz, "unexpected byte 0x%02x at offset %d", (unsigned char)*s, (int)(s - d));
             return false;
         }
         s++;
@@ -324,15 +322,12 @@ static bool parse_fake(const char *d, char *why, size_t wsz)
 
 /* ------------------------------------------------------------------ discovery */
 
-
-static bool is_dir(const char *path)
-{
+static bool is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static long list_num(const char **s)
-{
+static long list_num(const char **s) {
     long v = 0;
     for (; **s >= '0' && **s <= '9'; (*s)++)
         if (v <= INT_MAX) v = v * 10 + (**s - '0');
@@ -341,10 +336,9 @@ static long list_num(const char **s)
 
 /* Adds the CPUs below MAXCPU of a kernel CPU list ("0-3,8,10-11") to out; stops quietly at
  * anything else.  True when the whole string was a list. */
-static bool parse_list(const char *s, cset *out)
-{
+static bool parse_list(const char *s, cset *out) {
     while (*s == ' ' || *s == '\n') s++;
-    if (*s == '\0') return true;                  /* an empty list (a node without CPUs) */
+    if (*s == '\0') return true; /* an empty list (a node without CPUs) */
     for (;;) {
         if (*s < '0' || *s > '9') return false;
         long a = list_num(&s), b = a;
@@ -363,12 +357,11 @@ static bool parse_list(const char *s, cset *out)
 }
 
 /* The CPU list in the file at path (added to out); false when unreadable. */
-static bool read_list(const char *path, cset *out)
-{
+static bool read_list(const char *path, cset *out) {
     char buf[LISTBUF];
     ssize_t n = loom__read_small(path, buf, sizeof buf);
     if (n < 0) return false;
-    if ((size_t)n == sizeof buf - 1) {            /* cut short: drop the last, partial item */
+    if ((size_t)n == sizeof buf - 1) { /* cut short: drop the last, partial item */
         char *comma = strrchr(buf, ',');
         if (!comma) return false;
         *comma = '\0';
@@ -378,15 +371,14 @@ static bool read_list(const char *path, cset *out)
 }
 
 /* The CPUs sharing cpu's highest-level data or unified cache, into out; false if unknown. */
-static bool llc_group(const char *sysdir, int cpu, cset *out)
-{
+static bool llc_group(const char *sysdir, int cpu, cset *out) {
     char dir[PATH_MAX], path[PATH_MAX + 32], buf[64];
     if (snprintf(dir, sizeof dir, "%s/cpu/cpu%d/cache", sysdir, cpu) >= (int)sizeof dir) return false;
     if (!is_dir(dir)) return false;
     int best = -1, best_level = -1;
     for (int i = 0; i < 64; i++) {
         snprintf(path, sizeof path, "%s/index%d", dir, i);
-        if (!is_dir(path)) break;                 /* the kernel numbers them from 0, no gaps */
+        if (!is_dir(path)) break; /* the kernel numbers them from 0, no gaps */
         snprintf(path, sizeof path, "%s/index%d/type", dir, i);
         if (loom__read_small(path, buf, sizeof buf) < 0) continue;
         buf[strcspn(buf, "\n")] = '\0';
@@ -407,12 +399,14 @@ static bool llc_group(const char *sysdir, int cpu, cset *out)
 }
 
 /* The affinity mask at init, kept for loom__topo_unpin_self. */
-static void read_mask(void)
-{
+static void read_mask(void) {
     int err = ENOSYS;
     for (int ncpu = MAXCPU; ncpu <= (1 << 20); ncpu *= 2) {
         cpu_set_t *set = CPU_ALLOC(ncpu);
-        if (!set) { err = ENOMEM; break; }
+        if (!set) {
+            err = ENOMEM;
+            break;
+        }
         size_t sz = CPU_ALLOC_SIZE(ncpu);
         CPU_ZERO_S(sz, set);
         if (sched_getaffinity(0, sz, set) == 0) {
@@ -422,14 +416,13 @@ static void read_mask(void)
         }
         err = errno;
         CPU_FREE(set);
-        if (err != EINVAL) break;                  /* EINVAL: the mask is too small, grow */
+        if (err != EINVAL) break; /* EINVAL: the mask is too small, grow */
     }
     T.maskerr = err;
 }
 
 /* Node <N> from a directory entry "node<N>"; -1 for anything else. */
-static int node_number(const char *name)
-{
+static int node_number(const char *name) {
     if (strncmp(name, "node", 4) != 0) return -1;
     const char *s = name + 4;
     if (*s < '0' || *s > '9') return -1;
@@ -437,8 +430,7 @@ static int node_number(const char *name)
     return *s == '\0' && v < MAXCPU ? (int)v : -1;
 }
 
-static void discover(const char *sysdir, const char *allowed)
-{
+static void discover(const char *sysdir, const char *allowed) {
     char path[PATH_MAX + 64];
 
     /* Allowed CPUs. */
@@ -488,10 +480,9 @@ static void discover(const char *sysdir, const char *allowed)
             W.dense[id] = (int16_t)nn;
             T.node_id[nn++] = (int16_t)id;
         }
-    if (nn == 0) T.node_id[nn++] = -1;               /* no node information: one node */
+    if (nn == 0) T.node_id[nn++] = -1; /* no node information: one node */
     T.nnodes = nn;
-    for (int c = 0; c < MAXCPU; c++)
-        W.cnode[c] = (int16_t)(W.nreal[c] >= 0 ? W.dense[W.nreal[c]] : 0);
+    for (int c = 0; c < MAXCPU; c++) W.cnode[c] = (int16_t)(W.nreal[c] >= 0 ? W.dense[W.nreal[c]] : 0);
 
     /* Cache groups, each found from its lowest CPU, split by node. */
     int ngrp = 0;
@@ -535,8 +526,7 @@ static void discover(const char *sysdir, const char *allowed)
 
 /* ------------------------------------------------------------------ init and term */
 
-static int setup(int nprocs, const char *sysdir, const char *allowed, bool env)
-{
+static int setup(int nprocs, const char *sysdir, const char *allowed, bool env) {
     if (nprocs < 1) return -EINVAL;
     if (T.init) return -EBUSY;
     memset(&T, 0, sizeof T);
@@ -550,10 +540,8 @@ static int setup(int nprocs, const char *sysdir, const char *allowed, bool env)
     const char *d = env ? getenv("LOOM_TOPOLOGY") : NULL;
     if (d && *d) {
         char why[128];
-        if (parse_fake(d, why, sizeof why))
-            T.fake = true;
-        else
-            fprintf(stderr, "loom: LOOM_TOPOLOGY=%s: %s, ignored\n", d, why);
+        if (parse_fake(d, why, sizeof why)) T.fake = true;
+        else fprintf(stderr, "loom: LOOM_TOPOLOGY=%s: %s, ignored\n", d, why);
     }
     if (!T.fake) {
         memset(T.cpu, 0, sizeof T.cpu);
@@ -565,18 +553,13 @@ static int setup(int nprocs, const char *sysdir, const char *allowed, bool env)
     return 0;
 }
 
-int loom__topo_init(int nprocs)
-{
-    return setup(nprocs, SYSDIR, NULL, true);
-}
+int loom__topo_init(int nprocs) { return setup(nprocs, SYSDIR, NULL, true); }
 
-int loom__topo_init_at(int nprocs, const char *sysdir, const char *allowed)
-{
+int loom__topo_init_at(int nprocs, const char *sysdir, const char *allowed) {
     return setup(nprocs, sysdir ? sysdir : SYSDIR, allowed, false);
 }
 
-void loom__topo_term(void)
-{
+void loom__topo_term(void) {
     if (T.mask) CPU_FREE(T.mask);
     memset(&T, 0, sizeof T);
 }

@@ -27,38 +27,47 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-bool loom__trace_on;                  /* set by loom__trace_init before any M starts */
+bool loom__trace_on; /* set by loom__trace_init before any M starts */
 
 enum { TR_RUN, TR_IDLE, TR_SYSCALL, TR_SPAWN, TR_BLOCK, TR_UNBLOCK, TR_STEAL, TR_PREEMPT, TR_MSTART };
 
 typedef struct {
-    int64_t  ts, dur;      /* ns since start; dur for slices */
-    uint64_t a, b;         /* goroutine ids / counts, by kind */
-    int32_t  p;            /* P track, or -1: the M's own track */
-    uint8_t  kind, why;
-    char     name[22];     /* a run slice's goroutine name */
+    int64_t ts, dur; /* ns since start; dur for slices */
+    uint64_t a, b;   /* goroutine ids / counts, by kind */
+    int32_t p;       /* P track, or -1: the M's own track */
+    uint8_t kind, why;
+    char name[22]; /* a run slice's goroutine name */
 } trec;
 
 #define TBUF_RECS 2048
 struct loom__tbuf {
-    int  n;
+    int n;
     trec rec[TBUF_RECS];
 };
 
-static int        trace_fd = -1;
+static int trace_fd = -1;
 static loom__lock trace_lock = LOOM__LOCK_INIT;
 
 static const char *const end_names[] = {
-    [LOOM__TR_BLOCK] = "block", [LOOM__TR_YIELD] = "yield", [LOOM__TR_PREEMPT] = "preempt",
-    [LOOM__TR_EXIT] = "exit", [LOOM__TR_SYSCALL] = "syscall",
+    [LOOM__TR_BLOCK] = "block", [LOOM__TR_YIELD] = "yield",     [LOOM__TR_PREEMPT] = "preempt",
+    [LOOM__TR_EXIT] = "exit",   [LOOM__TR_SYSCALL] = "syscall",
 };
 
 /* the block reasons of the trace contract (tools/loom-trace-check.py), by WAIT_* */
 static const char *const reason_names[WAIT_COUNT] = {
-    [WAIT_NONE] = "none", [WAIT_CHAN_SEND] = "chan send", [WAIT_CHAN_RECV] = "chan recv",
-    [WAIT_SELECT] = "select", [WAIT_SELECT_NOCASES] = "select (no cases)", [WAIT_SLEEP] = "sleep",
-    [WAIT_MUTEX] = "mutex", [WAIT_RWMUTEX_R] = "rwmutex read", [WAIT_RWMUTEX_W] = "rwmutex write",
-    [WAIT_COND] = "cond", [WAIT_WAITGROUP] = "waitgroup", [WAIT_SEMA] = "sema", [WAIT_IO] = "io",
+    [WAIT_NONE] = "none",
+    [WAIT_CHAN_SEND] = "chan send",
+    [WAIT_CHAN_RECV] = "chan recv",
+    [WAIT_SELECT] = "select",
+    [WAIT_SELECT_NOCASES] = "select (no cases)",
+    [WAIT_SLEEP] = "sleep",
+    [WAIT_MUTEX] = "mutex",
+    [WAIT_RWMUTEX_R] = "rwmutex read",
+    [WAIT_RWMUTEX_W] = "rwmutex write",
+    [WAIT_COND] = "cond",
+    [WAIT_WAITGROUP] = "waitgroup",
+    [WAIT_SEMA] = "sema",
+    [WAIT_IO] = "io",
     [WAIT_LOCKED_THREAD] = "locked thread",
 };
 
@@ -69,80 +78,129 @@ static void w_json(loom__wbuf *w, const char *s, size_t max) {
     for (size_t i = 0; i < max && s[i]; i++) {
         unsigned char c = (unsigned char)s[i];
         char esc[8] = { 0 };
-        if (c == '"' || c == '\\') { esc[0] = '\\'; esc[1] = (char)c; }
-        else if (c < 0x20) { esc[0] = '?'; }
-        else esc[0] = (char)c;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+        } else if (c < 0x20) {
+            esc[0] = '?';
+        } else esc[0] = (char)c;
         loom__wb_str(w, esc);
     }
 }
 
 /* ns as µs with three decimals */
 static void w_us(loom__wbuf *w, int64_t ns) {
-    if (ns < 0) { loom__wb_str(w, "-"); ns = -ns; }
+    if (ns < 0) {
+        loom__wb_str(w, "-");
+        ns = -ns;
+    }
     loom__wb_u64(w, (uint64_t)(ns / 1000));
     char f[5] = { '.', (char)('0' + ns / 100 % 10), (char)('0' + ns / 10 % 10), (char)('0' + ns % 10), 0 };
     loom__wb_str(w, f);
 }
 
 static void w_head(loom__wbuf *w, const char *ph, int pid, int64_t tid, const char *name) {
-    loom__wb_str(w, ",\n{\"ph\":\""); loom__wb_str(w, ph);
-    loom__wb_str(w, "\",\"pid\":"); loom__wb_i64(w, pid);
-    loom__wb_str(w, ",\"tid\":"); loom__wb_i64(w, tid);
-    loom__wb_str(w, ",\"name\":\""); loom__wb_str(w, name);          /* left open */
+    loom__wb_str(w, ",\n{\"ph\":\"");
+    loom__wb_str(w, ph);
+    loom__wb_str(w, "\",\"pid\":");
+    loom__wb_i64(w, pid);
+    loom__wb_str(w, ",\"tid\":");
+    loom__wb_i64(w, tid);
+    loom__wb_str(w, ",\"name\":\"");
+    loom__wb_str(w, name); /* left open */
 }
 
 static void w_thread_name(loom__wbuf *w, int pid, int64_t tid, const char *prefix) {
     w_head(w, "M", pid, tid, "thread_name");
-    loom__wb_str(w, "\",\"args\":{\"name\":\""); loom__wb_str(w, prefix); loom__wb_i64(w, tid); loom__wb_str(w, "\"}}");
+    loom__wb_str(w, "\",\"args\":{\"name\":\"");
+    loom__wb_str(w, prefix);
+    loom__wb_i64(w, tid);
+    loom__wb_str(w, "\"}}");
 }
 
 static void w_rec(loom__wbuf *w, M *m, const trec *r) {
     int pid = r->p >= 0 ? 1 : 2;
     int64_t tid = r->p >= 0 ? r->p : m->id;
     switch (r->kind) {
-    case TR_MSTART:
-        w_thread_name(w, 2, m->id, "M");
-        return;
+    case TR_MSTART: w_thread_name(w, 2, m->id, "M"); return;
     case TR_RUN:
-        w_head(w, "X", 1, r->p, "G"); loom__wb_u64(w, r->a);
-        if (r->name[0]) { loom__wb_str(w, " "); w_json(w, r->name, sizeof r->name); }
+        w_head(w, "X", 1, r->p, "G");
+        loom__wb_u64(w, r->a);
+        if (r->name[0]) {
+            loom__wb_str(w, " ");
+            w_json(w, r->name, sizeof r->name);
+        }
         loom__wb_str(w, "\",\"cat\":\"run");
         break;
     case TR_IDLE:
-        w_head(w, "X", 2, m->id, "idle"); loom__wb_str(w, "\",\"cat\":\"park");
+        w_head(w, "X", 2, m->id, "idle");
+        loom__wb_str(w, "\",\"cat\":\"park");
         break;
     case TR_SYSCALL:
-        w_head(w, "X", 2, m->id, "blocking call"); loom__wb_str(w, "\",\"cat\":\"syscall");
+        w_head(w, "X", 2, m->id, "blocking call");
+        loom__wb_str(w, "\",\"cat\":\"syscall");
         break;
     default: {
-        static const char *const inames[] = { [TR_SPAWN] = "spawn", [TR_BLOCK] = "block",
-            [TR_UNBLOCK] = "unblock", [TR_STEAL] = "steal", [TR_PREEMPT] = "preempt" };
+        static const char *const inames[] = { [TR_SPAWN] = "spawn",
+                                              [TR_BLOCK] = "block",
+                                              [TR_UNBLOCK] = "unblock",
+                                              [TR_STEAL] = "steal",
+                                              [TR_PREEMPT] = "preempt" };
         w_head(w, "i", pid, tid, inames[r->kind]);
         loom__wb_str(w, "\",\"s\":\"t\",\"cat\":\"sched");
         break;
     }
     }
-    loom__wb_str(w, "\",\"ts\":"); w_us(w, r->ts);
-    if (r->kind == TR_RUN || r->kind == TR_IDLE || r->kind == TR_SYSCALL) { loom__wb_str(w, ",\"dur\":"); w_us(w, r->dur); }
-    loom__wb_str(w, ",\"args\":{\"m\":"); loom__wb_i64(w, m->id);
+    loom__wb_str(w, "\",\"ts\":");
+    w_us(w, r->ts);
+    if (r->kind == TR_RUN || r->kind == TR_IDLE || r->kind == TR_SYSCALL) {
+        loom__wb_str(w, ",\"dur\":");
+        w_us(w, r->dur);
+    }
+    loom__wb_str(w, ",\"args\":{\"m\":");
+    loom__wb_i64(w, m->id);
     switch (r->kind) {
     case TR_RUN:
-        loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a);
-        loom__wb_str(w, ",\"end\":\""); loom__wb_str(w, end_names[r->why]); loom__wb_str(w, "\"");
+        loom__wb_str(w, ",\"g\":");
+        loom__wb_u64(w, r->a);
+        loom__wb_str(w, ",\"end\":\"");
+        loom__wb_str(w, end_names[r->why]);
+        loom__wb_str(w, "\"");
         break;
-    case TR_SYSCALL: loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a); break;
-    case TR_SPAWN: loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a); loom__wb_str(w, ",\"new\":"); loom__wb_u64(w, r->b); break;
+    case TR_SYSCALL:
+        loom__wb_str(w, ",\"g\":");
+        loom__wb_u64(w, r->a);
+        break;
+    case TR_SPAWN:
+        loom__wb_str(w, ",\"g\":");
+        loom__wb_u64(w, r->a);
+        loom__wb_str(w, ",\"new\":");
+        loom__wb_u64(w, r->b);
+        break;
     case TR_BLOCK:
-        loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a);
-        loom__wb_str(w, ",\"reason\":\""); loom__wb_str(w, reason_names[r->why < WAIT_COUNT ? r->why : 0]); loom__wb_str(w, "\"");
+        loom__wb_str(w, ",\"g\":");
+        loom__wb_u64(w, r->a);
+        loom__wb_str(w, ",\"reason\":\"");
+        loom__wb_str(w, reason_names[r->why < WAIT_COUNT ? r->why : 0]);
+        loom__wb_str(w, "\"");
         break;
-    case TR_UNBLOCK: loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a); loom__wb_str(w, ",\"by\":"); loom__wb_u64(w, r->b); break;
+    case TR_UNBLOCK:
+        loom__wb_str(w, ",\"g\":");
+        loom__wb_u64(w, r->a);
+        loom__wb_str(w, ",\"by\":");
+        loom__wb_u64(w, r->b);
+        break;
     case TR_STEAL:
-        loom__wb_str(w, ",\"from\":"); loom__wb_u64(w, r->b); loom__wb_str(w, ",\"n\":"); loom__wb_u64(w, r->why);
-        loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a);
+        loom__wb_str(w, ",\"from\":");
+        loom__wb_u64(w, r->b);
+        loom__wb_str(w, ",\"n\":");
+        loom__wb_u64(w, r->why);
+        loom__wb_str(w, ",\"g\":");
+        loom__wb_u64(w, r->a);
         break;
     case TR_PREEMPT:
-        loom__wb_str(w, ",\"g\":"); loom__wb_u64(w, r->a);
+        loom__wb_str(w, ",\"g\":");
+        loom__wb_u64(w, r->a);
         loom__wb_str(w, r->why ? ",\"kind\":\"async\"" : ",\"kind\":\"cooperative\"");
         break;
     }
@@ -154,7 +212,7 @@ static void w_rec(loom__wbuf *w, M *m, const trec *r) {
 static void flush_m(M *m) {
     struct loom__tbuf *tb = m->tbuf;
     if (!tb || tb->n == 0) return;
-    static char buf[16384];           /* under trace_lock */
+    static char buf[16384]; /* under trace_lock */
     static loom__wbuf w = { .cap = sizeof buf, .buf = buf };
     loom__lock_acquire(&trace_lock);
     if (trace_fd >= 0) {
@@ -207,7 +265,7 @@ static void run_end(M *m, G *g, int why, int64_t now) {
         r->a = g->id;
         r->why = (uint8_t)why;
         size_t n = strnlen(g->name, sizeof r->name - 1);
-        if (n == sizeof r->name - 1)          /* cut at a character boundary (UTF-8) */
+        if (n == sizeof r->name - 1) /* cut at a character boundary (UTF-8) */
             while (n > 0 && ((unsigned char)g->name[n] & 0xC0) == 0x80) n--;
         memcpy(r->name, g->name, n);
         r->name[n] = 0;
@@ -229,7 +287,10 @@ void loom__trace_switch(M *m, G *from, G *to, bool dying) {
         else if (st == G_WAITING) {
             why = LOOM__TR_BLOCK;
             trec *r = rec_new(m, TR_BLOCK, now);
-            if (r) { r->a = from->id; r->why = (uint8_t)from->waitreason; }
+            if (r) {
+                r->a = from->id;
+                r->why = (uint8_t)from->waitreason;
+            }
         }
         run_end(m, from, why, now);
         m->tr_why = 0;
@@ -239,30 +300,49 @@ void loom__trace_switch(M *m, G *from, G *to, bool dying) {
 
 void loom__trace_spawn(M *m, uint64_t id) {
     trec *r = rec_new(m, TR_SPAWN, tnow());
-    if (r) { r->a = m->curg != &m->g0 ? m->curg->id : 0; r->b = id; }
+    if (r) {
+        r->a = m->curg != &m->g0 ? m->curg->id : 0;
+        r->b = id;
+    }
 }
 
 void loom__trace_unblock(M *m, G *g) {
     trec *r = rec_new(m, TR_UNBLOCK, tnow());
-    if (r) { r->a = g->id; r->b = m->curg != &m->g0 ? m->curg->id : 0; }
+    if (r) {
+        r->a = g->id;
+        r->b = m->curg != &m->g0 ? m->curg->id : 0;
+    }
 }
 
 void loom__trace_steal(M *m, P *victim, G *g, int n) {
     trec *r = rec_new(m, TR_STEAL, tnow());
-    if (r) { r->a = g->id; r->b = (uint64_t)victim->id; r->why = (uint8_t)(n > 255 ? 255 : n); }
+    if (r) {
+        r->a = g->id;
+        r->b = (uint64_t)victim->id;
+        r->why = (uint8_t)(n > 255 ? 255 : n);
+    }
 }
 
 void loom__trace_preempt(M *m, G *g, bool async) {
     trec *r = rec_new(m, TR_PREEMPT, tnow());
-    if (r) { r->a = g->id; r->why = async; }
+    if (r) {
+        r->a = g->id;
+        r->why = async;
+    }
     m->tr_why = LOOM__TR_PREEMPT;
 }
 
 void loom__trace_idle(M *m, bool begin) {
     int64_t now = tnow();
-    if (begin) { m->tr_idle = now; return; }
+    if (begin) {
+        m->tr_idle = now;
+        return;
+    }
     trec *r = rec_new(m, TR_IDLE, m->tr_idle);
-    if (r) { r->p = -1; r->dur = now - m->tr_idle; }
+    if (r) {
+        r->p = -1;
+        r->dur = now - m->tr_idle;
+    }
 }
 
 void loom__trace_syscall(M *m, G *g, bool begin) {
@@ -273,7 +353,11 @@ void loom__trace_syscall(M *m, G *g, bool begin) {
         return;
     }
     trec *r = rec_new(m, TR_SYSCALL, m->tr_idle);
-    if (r) { r->p = -1; r->dur = now - m->tr_idle; r->a = g->id; }
+    if (r) {
+        r->p = -1;
+        r->dur = now - m->tr_idle;
+        r->a = g->id;
+    }
     if (m->p) run_begin(m, now);
 }
 
@@ -291,8 +375,12 @@ void loom__trace_init(void) {
     trace_fd = fd;
     char buf[4096];
     loom__wbuf w = { .fd = fd, .cap = sizeof buf, .buf = buf };
-    loom__wb_str(&w, "{\"traceEvents\":[\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"loom Ps\"}}");
-    loom__wb_str(&w, ",\n{\"ph\":\"M\",\"pid\":2,\"name\":\"process_name\",\"args\":{\"name\":\"loom threads (Ms)\"}}");
+    loom__wb_str(
+            &w,
+            "{\"traceEvents\":[\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"loom Ps\"}}");
+    loom__wb_str(
+            &w,
+            ",\n{\"ph\":\"M\",\"pid\":2,\"name\":\"process_name\",\"args\":{\"name\":\"loom threads (Ms)\"}}");
     for (int i = 0; i < loom__nallp(); i++) w_thread_name(&w, 1, i, "P");
     loom__wb_flush(&w);
     loom__trace_on = true;

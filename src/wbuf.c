@@ -15,7 +15,7 @@ void loom__wb_flush(loom__wbuf *w) {
     while (off < w->n) {
         ssize_t r = write(w->fd, w->buf + off, w->n - off);
         if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;                  /* a full disk or a closed fd: the rest is lost */
+        if (r <= 0) break; /* a full disk or a closed fd: the rest is lost */
         off += (size_t)r;
     }
     w->n = 0;
@@ -32,13 +32,18 @@ void loom__wb_u64(loom__wbuf *w, uint64_t v) {
     char t[24];
     int i = sizeof t - 1;
     t[i] = 0;
-    do { t[--i] = (char)('0' + v % 10); v /= 10; } while (v);
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
     loom__wb_str(w, t + i);
 }
 
 void loom__wb_i64(loom__wbuf *w, int64_t v) {
-    if (v < 0) { loom__wb_str(w, "-"); loom__wb_u64(w, (uint64_t)-v); }
-    else loom__wb_u64(w, (uint64_t)v);
+    if (v < 0) {
+        loom__wb_str(w, "-");
+        loom__wb_u64(w, (uint64_t)-v);
+    } else loom__wb_u64(w, (uint64_t)v);
 }
 
 ssize_t loom__read_small(const char *path, char *buf, size_t size) {

@@ -31,43 +31,51 @@
 static loom_chan *ch_recv, *ch_send, *ch_sel_a, *ch_sel_b;
 static loom_mutex mu = LOOM_MUTEX_INIT;
 static loom_waitgroup wg = LOOM_WAITGROUP_INIT;
-static int parking, spinner_started, spinner_stop;   /* atomic */
+static int parking, spinner_started, spinner_stop; /* atomic */
 #define PARKERS 6
 volatile int sink;
 
 uint64_t id_main, id_recv, id_send, id_sleep, id_mutex, id_select, id_wg, id_spinner;
 
 /* Each parker counts itself just before it blocks. */
-static void about_to_park(void) { __atomic_add_fetch(&parking, 1, __ATOMIC_SEQ_CST); }
+static void about_to_park(void)
+{
+    __atomic_add_fetch(&parking, 1, __ATOMIC_SEQ_CST);
+}
 
-NOINLINE static void parked_in_recv(void) {
+NOINLINE static void parked_in_recv(void)
+{
     int v = 0;
     about_to_park();
     sink = loom_recv(ch_recv, &v);
     KEEP_FRAME();
 }
 
-NOINLINE static void parked_in_send(void) {
+NOINLINE static void parked_in_send(void)
+{
     int v = 42;
     about_to_park();
     sink = loom_send(ch_send, &v);
     KEEP_FRAME();
 }
 
-NOINLINE static void parked_in_sleep(void) {
+NOINLINE static void parked_in_sleep(void)
+{
     about_to_park();
     loom_sleep(3600LL * 1000000000LL);
     KEEP_FRAME();
 }
 
-NOINLINE static void parked_in_mutex(void) {
+NOINLINE static void parked_in_mutex(void)
+{
     about_to_park();
     loom_mutex_lock(&mu);
     KEEP_FRAME();
     loom_mutex_unlock(&mu);
 }
 
-NOINLINE static void parked_in_select(void) {
+NOINLINE static void parked_in_select(void)
+{
     int a = 0, b = 0;
     loom_case cases[2] = { { ch_sel_a, LOOM_RECV, &a, 0 }, { ch_sel_b, LOOM_RECV, &b, 0 } };
     about_to_park();
@@ -75,38 +83,74 @@ NOINLINE static void parked_in_select(void) {
     KEEP_FRAME();
 }
 
-NOINLINE static void parked_in_wg(void) {
+NOINLINE static void parked_in_wg(void)
+{
     about_to_park();
     loom_wg_wait(&wg);
     KEEP_FRAME();
 }
 
-NOINLINE static void spin_forever(void) {
+NOINLINE static void spin_forever(void)
+{
     __atomic_store_n(&spinner_started, 1, __ATOMIC_SEQ_CST);
     while (!__atomic_load_n(&spinner_stop, __ATOMIC_RELAXED))
         sink++;
     KEEP_FRAME();
 }
 
-static void run_recv(void *arg) { (void)arg; parked_in_recv(); }
-static void run_send(void *arg) { (void)arg; parked_in_send(); }
-static void run_sleep(void *arg) { (void)arg; parked_in_sleep(); }
-static void run_mutex(void *arg) { (void)arg; parked_in_mutex(); }
-static void run_select(void *arg) { (void)arg; parked_in_select(); }
-static void run_wg(void *arg) { (void)arg; parked_in_wg(); }
-static void run_spinner(void *arg) { (void)arg; spin_forever(); }
+static void run_recv(void *arg)
+{
+    (void)arg;
+    parked_in_recv();
+}
+static void run_send(void *arg)
+{
+    (void)arg;
+    parked_in_send();
+}
+static void run_sleep(void *arg)
+{
+    (void)arg;
+    parked_in_sleep();
+}
+static void run_mutex(void *arg)
+{
+    (void)arg;
+    parked_in_mutex();
+}
+static void run_select(void *arg)
+{
+    (void)arg;
+    parked_in_select();
+}
+static void run_wg(void *arg)
+{
+    (void)arg;
+    parked_in_wg();
+}
+static void run_spinner(void *arg)
+{
+    (void)arg;
+    spin_forever();
+}
 
 /* The test's breakpoint. */
-NOINLINE static void gdb_target_ready(void) { KEEP_FRAME(); }
+NOINLINE static void gdb_target_ready(void)
+{
+    KEEP_FRAME();
+}
 
-static uint64_t go_named(void (*fn)(void *), const char *name) {
+static uint64_t go_named(void (*fn)(void *), const char *name)
+{
     loom_attr attr = { 0, LOOM_PRIO_NORMAL, name };
     uint64_t id = loom_go_attr(fn, NULL, &attr);
-    if (!id) perror("gdb_target: loom_go_attr");
+    if (!id)
+        perror("gdb_target: loom_go_attr");
     return id;
 }
 
-static int main_fn(void *arg) {
+static int main_fn(void *arg)
+{
     (void)arg;
     id_main = loom_id();
     ch_recv = loom_chan_new(sizeof(int), 0);
@@ -117,20 +161,22 @@ static int main_fn(void *arg) {
         perror("gdb_target: loom_chan_new");
         return 1;
     }
-    loom_mutex_lock(&mu);                 /* held by main: mutex-waiter parks */
-    loom_wg_add(&wg, 1);                  /* never done: wg-waiter parks */
+    loom_mutex_lock(&mu); /* held by main: mutex-waiter parks */
+    loom_wg_add(&wg, 1);  /* never done: wg-waiter parks */
     id_recv = go_named(run_recv, "recv-waiter");
     id_send = go_named(run_send, "send-waiter");
     id_sleep = go_named(run_sleep, "sleeper");
     id_mutex = go_named(run_mutex, "mutex-waiter");
     id_select = go_named(run_select, "select-waiter");
     id_wg = go_named(run_wg, "wg-waiter");
-    if (!id_recv || !id_send || !id_sleep || !id_mutex || !id_select || !id_wg) return 1;
+    if (!id_recv || !id_send || !id_sleep || !id_mutex || !id_select || !id_wg)
+        return 1;
     while (__atomic_load_n(&parking, __ATOMIC_SEQ_CST) < PARKERS)
         loom_sleep(1000000);
-    loom_sleep(20 * 1000000LL);           /* the last one's few steps to its park */
+    loom_sleep(20 * 1000000LL); /* the last one's few steps to its park */
     id_spinner = go_named(run_spinner, "spinner");
-    if (!id_spinner) return 1;
+    if (!id_spinner)
+        return 1;
     while (!__atomic_load_n(&spinner_started, __ATOMIC_SEQ_CST))
         loom_yield();
     if (loom_procs() == 1) {
@@ -138,7 +184,8 @@ static int main_fn(void *arg) {
          * taking a thread held up by the loaded machine for a blocked one) could run main
          * beside it */
         struct loom_stats st;
-        while (loom_stats(&st) == 0 && st.running > 1) loom_yield();
+        while (loom_stats(&st) == 0 && st.running > 1)
+            loom_yield();
     }
     gdb_target_ready();
     __atomic_store_n(&spinner_stop, 1, __ATOMIC_RELAXED);
@@ -146,9 +193,11 @@ static int main_fn(void *arg) {
     return 0;
 }
 
-int main(void) {
+int main(void)
+{
     int rc = loom_run(main_fn, NULL);
-    if (rc != 0) fprintf(stderr, "gdb_target: loom_run returned %d\n", rc);
+    if (rc != 0)
+        fprintf(stderr, "gdb_target: loom_run returned %d\n", rc);
     printf("gdb_target: done\n");
     return rc != 0;
 }

@@ -57,8 +57,8 @@ static inline const char *t_errname(long long v)
 }
 
 /* "file:line: FAIL: " lead, then the message; aborts (t_fail and t_wait_fail). */
-__attribute__((noreturn))
-static inline void t_vfail(const char *file, int line, const char *lead, const char *fmt, va_list ap)
+__attribute__((noreturn)) static inline void t_vfail(const char *file, int line, const char *lead,
+                                                     const char *fmt, va_list ap)
 {
     fprintf(stderr, "%s:%d: FAIL: %s", file, line, lead);
     vfprintf(stderr, fmt, ap);
@@ -67,8 +67,8 @@ static inline void t_vfail(const char *file, int line, const char *lead, const c
     abort();
 }
 
-__attribute__((noreturn, format(printf, 3, 4)))
-static inline void t_fail(const char *file, int line, const char *fmt, ...)
+__attribute__((noreturn, format(printf, 3, 4))) static inline void t_fail(const char *file, int line,
+                                                                          const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -104,8 +104,8 @@ static inline void t_fail(const char *file, int line, const char *fmt, ...)
         if (!(t__a op t__b)) { \
             char t__sa[32]; \
             snprintf(t__sa, sizeof t__sa, "%s", t_errname(t__a)); \
-            t_fail(__FILE__, __LINE__, "expected %s %s %s, got %s (%s) vs %lld (%s)", \
-                   #a, #op, #b, t__sa, #a, t__b, #b); \
+            t_fail(__FILE__, __LINE__, "expected %s %s %s, got %s (%s) vs %lld (%s)", #a, #op, #b, t__sa, \
+                   #a, t__b, #b); \
         } \
     } while (0)
 
@@ -203,7 +203,9 @@ static inline bool t_each_thread_stat(bool (*fn)(long tid, char *stat, void *arg
 }
 
 /* Small deterministic PRNG (xorshift64*); keep one state per goroutine. */
-typedef struct t_rng { uint64_t s; } t_rng;
+typedef struct t_rng {
+    uint64_t s;
+} t_rng;
 static inline void t_rng_seed(t_rng *r, uint64_t seed)
 {
     r->s = seed * 0x9E3779B97F4A7C15ULL + 0x2545F4914F6CDD1DULL;
@@ -277,8 +279,7 @@ static inline void t_run_chaos(const char *file, int line, const char *name, int
         setenv("LOOM_CHAOS", seed, 1);
         int rc = loom_run(fn, arg);
         if (rc != want)
-            t_fail(file, line, "loom_run(%s) under LOOM_CHAOS=%s returned %d, not %d", name, seed,
-                   rc, want);
+            t_fail(file, line, "loom_run(%s) under LOOM_CHAOS=%s returned %d, not %d", name, seed, rc, want);
     }
 }
 
@@ -287,7 +288,10 @@ static inline void t_run_chaos(const char *file, int line, const char *name, int
 
 /* Case selection: `test_x NAME...` runs only the cases named on the command line, no names
  * every case.  main calls t_cases(argc, argv); t_want(name) says whether case name runs. */
-static struct { int argc; char **argv; } t__cases __attribute__((unused));
+static struct {
+    int argc;
+    char **argv;
+} t__cases __attribute__((unused));
 
 static inline void t_cases(int argc, char **argv)
 {
@@ -319,9 +323,8 @@ static inline void t_wait_pause(void)
     }
 }
 
-__attribute__((noreturn, format(printf, 5, 6)))
-static inline void t_wait_fail(const char *file, int line, const char *cond, double timeout_s,
-                               const char *fmt, ...)
+__attribute__((noreturn, format(printf, 5, 6))) static inline void
+t_wait_fail(const char *file, int line, const char *cond, double timeout_s, const char *fmt, ...)
 {
     char lead[1024];
     snprintf(lead, sizeof lead, "timed out after %g s waiting for %s: ", timeout_s, cond);
@@ -362,20 +365,20 @@ static inline int t_get(const int *p)
 
 /* How t_child_start runs the child; all zero (or a NULL pointer) for the defaults. */
 typedef struct t_child_opts {
-    const char *path;            /* the program; NULL: this one (/proc/self/exe, resolved) */
-    const char *const *env;      /* NULL-terminated: "NAME=value" sets NAME, "NAME" unsets it */
-    bool stdout_apart;           /* the child's stdout on a pipe of its own (out_fd) */
-    void (*before_exec)(void);   /* called in the child just before exec */
+    const char *path;          /* the program; NULL: this one (/proc/self/exe, resolved) */
+    const char *const *env;    /* NULL-terminated: "NAME=value" sets NAME, "NAME" unsets it */
+    bool stdout_apart;         /* the child's stdout on a pipe of its own (out_fd) */
+    void (*before_exec)(void); /* called in the child just before exec */
 } t_child_opts;
 
 typedef struct t_child {
     pid_t pid;
-    int fd;          /* read end of the child's stderr, and of its stdout unless apart */
-    int out_fd;      /* read end of the child's stdout with stdout_apart; else -1 */
-    char *out;       /* after t_child_wait: all read from fd, NUL-terminated; free() it */
+    int fd;     /* read end of the child's stderr, and of its stdout unless apart */
+    int out_fd; /* read end of the child's stdout with stdout_apart; else -1 */
+    char *out;  /* after t_child_wait: all read from fd, NUL-terminated; free() it */
     size_t len;
-    int status;      /* after t_child_wait: the wait status; 0 when late */
-    bool late;       /* after t_child_wait: still running at the deadline, so killed */
+    int status; /* after t_child_wait: the wait status; 0 when late */
+    bool late;  /* after t_child_wait: still running at the deadline, so killed */
 } t_child;
 
 /* Starts path with argv[0] = path and the NULL-terminated args after it. */

@@ -22,13 +22,13 @@
 #include <unistd.h>
 
 typedef struct t_server {
-    const char *name;           /* "echo", "httpd": the prefix of its listening line */
-    pid_t       pid;
-    int         port;
-    int         out_fd;         /* the read end of its stdout (kept open: it may print more) */
+    const char *name; /* "echo", "httpd": the prefix of its listening line */
+    pid_t pid;
+    int port;
+    int out_fd; /* the read end of its stdout (kept open: it may print more) */
 } t_server;
 
-static pid_t t_server_watched;  /* the server the watchdog kills */
+static pid_t t_server_watched; /* the server the watchdog kills */
 
 /* The example's path: argv[1] if given, else the one CMake compiled in (LOOM_EXAMPLE_BIN). */
 static inline const char *t_server_path(int argc, char **argv)
@@ -65,10 +65,10 @@ static inline void t_server_start(t_server *s, const char *path, const char *nam
     pid_t pid = fork();
     CHECK_MSG(pid >= 0, "fork: %s", strerror(errno));
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);       /* the test died: so do we */
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* the test died: so do we */
         if (getppid() != parent)
             _exit(127);
-        dup2(p[1], STDOUT_FILENO);              /* dup2 clears close-on-exec on the copy */
+        dup2(p[1], STDOUT_FILENO); /* dup2 clears close-on-exec on the copy */
         execl(path, path, "0", (char *)NULL);
         fprintf(stderr, "t_server: cannot run %s: %s\n", path, strerror(errno));
         _exit(127);
@@ -104,7 +104,8 @@ static inline void t_server_start(t_server *s, const char *path, const char *nam
     line[len] = 0;
     char want[64];
     snprintf(want, sizeof want, "%s: listening on 127.0.0.1:", name);
-    CHECK_MSG(strncmp(line, want, strlen(want)) == 0, "%s printed \"%s\", expected \"%sPORT\"", name, line, want);
+    CHECK_MSG(strncmp(line, want, strlen(want)) == 0, "%s printed \"%s\", expected \"%sPORT\"", name, line,
+              want);
     s->port = atoi(line + strlen(want));
     CHECK_MSG(s->port > 0 && s->port < 65536, "%s printed a bad port: %s", name, line);
 }
@@ -119,7 +120,7 @@ static inline void t_server_stop(t_server *s)
     for (int i = 0; i < 6000 && (r = waitpid(s->pid, &st, WNOHANG)) == 0; i++)
         usleep(10 * 1000);
     if (r == 0) {
-        kill(s->pid, SIGQUIT);                  /* a goroutine dump on its stderr */
+        kill(s->pid, SIGQUIT); /* a goroutine dump on its stderr */
         sleep(2);
         kill(s->pid, SIGKILL);
         waitpid(s->pid, &st, 0);
@@ -140,7 +141,8 @@ static void t_server_on_alarm(int sig)
     (void)sig;
     static const char msg[] = "FAIL: watchdog: the test did not finish in time; "
                               "the server's goroutine dump (SIGQUIT) follows, if any\n";
-    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing better to do */ }
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing better to do */
+    }
     if (t_server_watched > 0) {
         kill(t_server_watched, SIGQUIT);
         struct timespec ts = { 2, 0 };

@@ -14,15 +14,15 @@
 
 static int nblock;
 static int pipes[128][2];
-static int inside;          /* readers about to enter read(); atomic */
-static int finished;        /* readers done; atomic */
+static int inside;   /* readers about to enter read(); atomic */
+static int finished; /* readers done; atomic */
 
 static void reader(void *arg)
 {
     int i = (int)(intptr_t)arg;
     char c = 0;
     __atomic_add_fetch(&inside, 1, __ATOMIC_SEQ_CST);
-    ssize_t r = read(pipes[i][0], &c, 1);       /* plain: loom does not know */
+    ssize_t r = read(pipes[i][0], &c, 1); /* plain: loom does not know */
     CHECK_EQ(r, 1);
     CHECK_EQ(c, (char)('a' + i % 26));
     __atomic_add_fetch(&finished, 1, __ATOMIC_SEQ_CST);
@@ -33,7 +33,8 @@ static bool count_asleep(long tid, char *stat, void *arg)
 {
     (void)tid;
     const char *rp = strrchr(stat, ')');
-    if (rp && (rp[2] == 'S' || rp[2] == 'D')) (*(int *)arg)++;
+    if (rp && (rp[2] == 'S' || rp[2] == 'D'))
+        (*(int *)arg)++;
     return true;
 }
 
@@ -50,7 +51,8 @@ static int main_many(void *arg)
     for (;;) {
         asleep = 0;
         t_each_thread_stat(count_asleep, &asleep);
-        if (__atomic_load_n(&inside, __ATOMIC_SEQ_CST) == nblock && asleep >= nblock) break;
+        if (__atomic_load_n(&inside, __ATOMIC_SEQ_CST) == nblock && asleep >= nblock)
+            break;
         loom_sleep(2000000);
         CHECK_MSG(loom_now() - t0 < 60000000000LL, "only %d of %d readers got in, %d threads asleep",
                   __atomic_load_n(&inside, __ATOMIC_SEQ_CST), nblock, asleep);
@@ -87,8 +89,10 @@ static void sleeper(void *arg)
 static int main_limit(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < 6; i++) CHECK_NE(loom_go(sleeper, NULL), 0);
-    while (__atomic_load_n(&sleepers_done, __ATOMIC_SEQ_CST) < 6) loom_sleep(5000000);
+    for (int i = 0; i < 6; i++)
+        CHECK_NE(loom_go(sleeper, NULL), 0);
+    while (__atomic_load_n(&sleepers_done, __ATOMIC_SEQ_CST) < 6)
+        loom_sleep(5000000);
     return 0;
 }
 
@@ -101,7 +105,7 @@ int main(int argc, char **argv)
         return loom_run(main_limit, NULL);
     }
     setenv("LOOM_PROCS", "2", 1);
-    nblock = 100;               /* threads are cheap enough under the sanitizers too */
+    nblock = 100; /* threads are cheap enough under the sanitizers too */
     CHECK_EQ(loom_run(main_many, NULL), 0);
 
     /* the limit, in a child whose stderr we read */
@@ -119,7 +123,8 @@ int main(int argc, char **argv)
     char out[8192];
     size_t n = 0;
     ssize_t k;
-    while (n < sizeof out - 1 && (k = read(errp[0], out + n, sizeof out - 1 - n)) > 0) n += (size_t)k;
+    while (n < sizeof out - 1 && (k = read(errp[0], out + n, sizeof out - 1 - n)) > 0)
+        n += (size_t)k;
     out[n] = 0;
     int st;
     CHECK_EQ(waitpid(pid, &st, 0), pid);

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 static int pfd[2];
-static int stop, got;                      /* atomic */
+static int stop, got; /* atomic */
 
 static void spinner(void *arg)
 {
@@ -28,7 +28,7 @@ static void reader(void *arg)
 {
     (void)arg;
     char c = 0;
-    CHECK_EQ(read(pfd[0], &c, 1), 1);      /* plain: loom does not know */
+    CHECK_EQ(read(pfd[0], &c, 1), 1); /* plain: loom does not know */
     __atomic_store_n(&got, c, __ATOMIC_SEQ_CST);
 }
 
@@ -40,9 +40,9 @@ static int main_q(void *arg)
         __atomic_store_n(&stop, 0, __ATOMIC_SEQ_CST);
         __atomic_store_n(&got, 0, __ATOMIC_SEQ_CST);
         CHECK_NE(loom_go(spinner, NULL), 0);
-        CHECK_NE(loom_go(reader, NULL), 0);  /* runnext: it runs next, the spinner is queued */
-        loom_yield();                        /* main behind the spinner in the queue */
-        CHECK_EQ(write(pfd[1], "q", 1), 1);  /* reached only if main ran again */
+        CHECK_NE(loom_go(reader, NULL), 0); /* runnext: it runs next, the spinner is queued */
+        loom_yield();                       /* main behind the spinner in the queue */
+        CHECK_EQ(write(pfd[1], "q", 1), 1); /* reached only if main ran again */
         T_WAIT_UNTIL(t_get(&got) == 'q', 30, "round %d: the reader did not get its byte", round);
         __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
         loom_sleep(2000000);
@@ -54,7 +54,7 @@ static int main_q(void *arg)
 
 int main(void)
 {
-    alarm(120);                              /* the hang this is about: die, do not wait */
+    alarm(120); /* the hang this is about: die, do not wait */
     setenv("LOOM_PROCS", "1", 1);
     CHECK_EQ(loom_run(main_q, NULL), 0);
     printf("test_blocked_queue: ok\n");

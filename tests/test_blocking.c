@@ -16,18 +16,19 @@
 #define MS 1000000LL
 
 static int pfd[2];
-static int done;            /* atomics: goroutines on different threads share them */
+static int done; /* atomics: goroutines on different threads share them */
 static uint64_t count;
 
-static int inside_call;      /* the blocker is about to enter its blocking call */
-static long blocker_tid;     /* atomic: the thread it makes that call on */
+static int inside_call;  /* the blocker is about to enter its blocking call */
+static long blocker_tid; /* atomic: the thread it makes that call on */
 
 static void counter(void *arg)
 {
     (void)arg;
     while (!__atomic_load_n(&done, __ATOMIC_RELAXED)) {
         uint64_t c = __atomic_add_fetch(&count, 1, __ATOMIC_RELAXED);
-        if ((c & 1023) == 0) loom_yield();
+        if ((c & 1023) == 0)
+            loom_yield();
     }
 }
 
@@ -43,11 +44,13 @@ static void blocker(void *arg)
         usleep(600000);
     } else {
         /* blocks until main has seen the counter move (or gives up, see one_case) */
-        if (how == ANNOTATED) loom_block_begin();
+        if (how == ANNOTATED)
+            loom_block_begin();
         errno = 0;
         ssize_t r = read(pfd[0], &c, 1);
         int e = errno;
-        if (how == ANNOTATED) loom_block_end();
+        if (how == ANNOTATED)
+            loom_block_end();
         CHECK_EQ(r, 1);
         CHECK_EQ(e, 0);
         CHECK_EQ(c, 'x');
@@ -57,7 +60,10 @@ static void blocker(void *arg)
 
 /* Whether thread tid of this process is asleep in the kernel ('S' in /proc: its read or
  * usleep). */
-struct tstate { long tid; bool asleep; };
+struct tstate {
+    long tid;
+    bool asleep;
+};
 
 static bool see_state(long tid, char *stat, void *arg)
 {
@@ -99,7 +105,8 @@ static int one_case(void *arg)
         loom_sleep(2 * MS);
         moved = __atomic_load_n(&count, __ATOMIC_RELAXED) > c0 && !__atomic_load_n(&done, __ATOMIC_SEQ_CST);
     }
-    if (how != PLAIN_SLEEP) CHECK_EQ(write(pfd[1], "x", 1), 1);    /* release the reader */
+    if (how != PLAIN_SLEEP)
+        CHECK_EQ(write(pfd[1], "x", 1), 1); /* release the reader */
     CHECK_MSG(moved, "case %d: nothing ran while a goroutine blocked in the kernel at one P", how);
     T_WAIT_UNTIL(t_get(&done), 30, "case %d: the blocker never returned", how);
     close(pfd[0]);
@@ -115,7 +122,8 @@ static void exclusive_spinner(void *arg)
 {
     (void)arg;
     while (!__atomic_load_n(&stop_spin, __ATOMIC_RELAXED)) {
-        if (__atomic_add_fetch(&inside, 1, __ATOMIC_SEQ_CST) > 1) __atomic_store_n(&overlap, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_add_fetch(&inside, 1, __ATOMIC_SEQ_CST) > 1)
+            __atomic_store_n(&overlap, 1, __ATOMIC_SEQ_CST);
         for (volatile int i = 0; i < 1000; i++) {}
         __atomic_sub_fetch(&inside, 1, __ATOMIC_SEQ_CST);
         loom_yield();
@@ -157,7 +165,8 @@ static int spare_returned(void *arg)
         bool lent = st1.spare_lends != st0.spare_lends;
         /* (under chaos its sleeps in the kernel let sysmon lend and retire spares for the
          * spinners' own threads at any moment, a documented false alarm: no exclusivity) */
-        if (!lent && t_chaos()) break;
+        if (!lent && t_chaos())
+            break;
         if (!lent) {
             CHECK_MSG(!__atomic_load_n(&overlap, __ATOMIC_SEQ_CST),
                       "two goroutines ran at once at LOOM_PROCS=1 after a spare P was lent and given back");

@@ -33,11 +33,17 @@
 #endif
 #ifdef T_HAVE_ASAN
 const char *__asan_default_options(void);
-__attribute__((used)) const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+__attribute__((used)) const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
 #endif
 #ifdef T_HAVE_TSAN
 const char *__tsan_default_options(void);
-__attribute__((used)) const char *__tsan_default_options(void) { return "allocator_may_return_null=1"; }
+__attribute__((used)) const char *__tsan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
 #endif
 
 #define DEADLINE_NS (10LL * 1000000000LL)
@@ -46,7 +52,7 @@ __attribute__((used)) const char *__tsan_default_options(void) { return "allocat
 
 struct rv {
     loom_chan *c;
-    atomic_int stage;     /* 1: about to send, 2: send returned */
+    atomic_int stage; /* 1: about to send, 2: send returned */
     long value;
     int send_rc;
 };
@@ -333,7 +339,8 @@ static void test_big_elements(void)
             memset(&got, 0, sizeof got);
             fill_big(&want, (unsigned)i);
             CHECK_OK(loom_recv(c, &got));
-            CHECK_MSG(memcmp(&got, &want, sizeof got) == 0, "200-byte element %d corrupted (cap %zu)", i, caps[k]);
+            CHECK_MSG(memcmp(&got, &want, sizeof got) == 0, "200-byte element %d corrupted (cap %zu)", i,
+                      caps[k]);
         }
         loom_chan_free(c);
     }
@@ -413,8 +420,9 @@ static void expect_new_fails(size_t es, size_t cap, int line)
     if (c != NULL)
         t_fail(__FILE__, line, "loom_chan_new(%zu, %zu) succeeded; expected NULL", es, cap);
     if (e != ENOMEM && e != EINVAL)
-        t_fail(__FILE__, line, "loom_chan_new(%zu, %zu) returned NULL with errno %d (%s); expected ENOMEM or EINVAL",
-               es, cap, e, t_errname(e));
+        t_fail(__FILE__, line,
+               "loom_chan_new(%zu, %zu) returned NULL with errno %d (%s); expected ENOMEM or EINVAL", es, cap,
+               e, t_errname(e));
 }
 
 static void test_new_failures(void)

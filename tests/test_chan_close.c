@@ -21,7 +21,10 @@ typedef struct val {
     uint64_t a, b, c;
 } val;
 
-static int is_zero(const val *v) { return v->a == 0 && v->b == 0 && v->c == 0; }
+static int is_zero(const val *v)
+{
+    return v->a == 0 && v->b == 0 && v->c == 0;
+}
 
 /* ------------------------------------------------- drain after close */
 
@@ -168,7 +171,10 @@ static void test_close_wakes_receivers(size_t cap)
     atomic_init(&finished, 0);
     struct waiter w[NW];
     for (int i = 0; i < NW; i++) {
-        w[i] = (struct waiter){ .c = c, .started = &started, .finished = &finished, .rc = 12345,
+        w[i] = (struct waiter){ .c = c,
+                                .started = &started,
+                                .finished = &finished,
+                                .rc = 12345,
                                 .use_select = i % 2 };
         CHECK(loom_go(recv_waiter, &w[i]) != 0);
     }
@@ -206,7 +212,10 @@ static void test_close_wakes_senders(size_t cap)
     atomic_init(&finished, 0);
     struct waiter w[NW];
     for (int i = 0; i < NW; i++) {
-        w[i] = (struct waiter){ .c = c, .started = &started, .finished = &finished, .rc = 12345,
+        w[i] = (struct waiter){ .c = c,
+                                .started = &started,
+                                .finished = &finished,
+                                .rc = 12345,
                                 .use_select = i % 2 };
         CHECK(loom_go(send_waiter, &w[i]) != 0);
     }
@@ -310,8 +319,7 @@ static void test_close_while_busy(void)
         CHECK_OK(loom_close(c));
         long x = 1;
         CHECK_ERR(loom_send(c, &x), EPIPE);
-        T_WAIT_UNTIL(atomic_load(&done) >= 4, DEADLINE_S, "%d goroutines (have %d)", 4,
-                     atomic_load(&done));
+        T_WAIT_UNTIL(atomic_load(&done) >= 4, DEADLINE_S, "%d goroutines (have %d)", 4, atomic_load(&done));
         CHECK_EQ(atomic_load(&received), sent);
         loom_chan_free(c);
     }

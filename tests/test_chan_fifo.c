@@ -54,9 +54,9 @@ enum { NWAIT = 8 };
 
 struct waiter {
     loom_chan *c;
-    long value;       /* to send, or received */
+    long value; /* to send, or received */
     int use_select;
-    int64_t timeout;  /* receivers' select timeout: -1, or > 0 for the "timed" one */
+    int64_t timeout; /* receivers' select timeout: -1, or > 0 for the "timed" one */
     int rc;
     atomic_int started;
     atomic_int done;
@@ -298,7 +298,8 @@ static void sync_fifo(void)
         CHECK(sig[i] != NULL);
     }
     for (int i = 0; i < n; i++) {
-        links[i] = (struct link){ .ch = ch, .in = sig[i], .out = sig[i + 1], .val = i, .finished = &finished };
+        links[i] =
+                (struct link){ .ch = ch, .in = sig[i], .out = sig[i + 1], .val = i, .finished = &finished };
         CHECK(loom_go(chain_fn, &links[i]) != 0);
     }
     char tok = 0;
@@ -381,7 +382,8 @@ static int phase1(void *arg)
     (void)arg;
     strict_mode = (loom_procs() == 1);
     if (!strict_mode)
-        fprintf(stderr, "note: LOOM_PROCS=1 not honoured (%d Ps); order test uses multi-P mode\n", loom_procs());
+        fprintf(stderr, "note: LOOM_PROCS=1 not honoured (%d Ps); order test uses multi-P mode\n",
+                loom_procs());
     order_tests();
     return 0;
 }

@@ -29,13 +29,13 @@
 
 #define DEADLINE_NS (20LL * 1000000000LL)
 
-static loom_chan *c_vals;    /* thread -> goroutine stream (unbuffered) */
-static loom_chan *c_back;    /* goroutine -> thread stream (unbuffered) */
-static loom_chan *c_close;   /* closed by the thread while goroutines wait */
-static loom_chan *c_eperm;   /* nobody ever on the other side */
-static loom_chan *c_last;    /* the final wake-up (second run) */
+static loom_chan *c_vals;  /* thread -> goroutine stream (unbuffered) */
+static loom_chan *c_back;  /* goroutine -> thread stream (unbuffered) */
+static loom_chan *c_close; /* closed by the thread while goroutines wait */
+static loom_chan *c_eperm; /* nobody ever on the other side */
+static loom_chan *c_last;  /* the final wake-up (second run) */
 static long n_stream;
-static atomic_int phase;     /* handshakes between the thread and goroutine 1 */
+static atomic_int phase; /* handshakes between the thread and goroutine 1 */
 static atomic_int thread_failed;
 static int64_t g_now_before;
 
@@ -75,8 +75,14 @@ static int retry_thread(int (*op)(loom_chan *, void *), loom_chan *c, void *v)
     return rc;
 }
 
-static int try_send_op(loom_chan *c, void *v) { return loom_try_send(c, v); }
-static int try_recv_op(loom_chan *c, void *v) { return loom_try_recv(c, v); }
+static int try_send_op(loom_chan *c, void *v)
+{
+    return loom_try_send(c, v);
+}
+static int try_recv_op(loom_chan *c, void *v)
+{
+    return loom_try_recv(c, v);
+}
 
 static void *foreign(void *arg)
 {
@@ -135,7 +141,7 @@ static void *foreign_last(void *arg)
     (void)arg;
     long v = 1;
     TCHECK(loom_try_recv(c_last, &v) == -EAGAIN); /* a loom call before the wait */
-    atomic_store(&phase, 3);   /* loom now knows this thread: it counts as a possible waker */
+    atomic_store(&phase, 3); /* loom now knows this thread: it counts as a possible waker */
     spin_until_phase(4);
     struct timespec ts = { 0, 50 * 1000 * 1000 };
     nanosleep(&ts, NULL);
@@ -250,7 +256,8 @@ static int main_last(void *arg)
     (void)arg;
     pthread_t th;
     CHECK_EQ(pthread_create(&th, NULL, foreign_last, NULL), 0);
-    fprintf(stderr, "test_chan_foreign: part 2: goroutine 1 blocks in loom_recv; only a foreign thread can wake it\n");
+    fprintf(stderr,
+            "test_chan_foreign: part 2: goroutine 1 blocks in loom_recv; only a foreign thread can wake it\n");
     while (atomic_load(&phase) != 3)
         loom_sleep(1000 * 1000);
     atomic_store(&phase, 4);

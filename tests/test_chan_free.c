@@ -27,7 +27,7 @@ struct child {
 
 static void child_fn(void *arg)
 {
-    struct child *ch = arg;  /* lives in the parent's frame; read it before sending */
+    struct child *ch = arg; /* lives in the parent's frame; read it before sending */
     loom_chan *c = ch->c;
     long v = ch->value;
     int mode = ch->mode;
@@ -49,9 +49,7 @@ static void child_fn(void *arg)
         CHECK_OK(loom_send(c, &v));
         CHECK_OK(loom_close(c)); /* last call; the parent frees on -EPIPE */
         break;
-    default:
-        CHECK_OK(loom_send(c, &v));
-        break;
+    default: CHECK_OK(loom_send(c, &v)); break;
     }
     /* no further use of c or ch */
 }
@@ -97,7 +95,9 @@ static void fan_in(int n, long base)
     for (int i = 0; i < n; i++) {
         c[i] = loom_chan_new(sizeof(long), (size_t)(i % 2));
         CHECK(c[i] != NULL);
-        ch[i] = (struct child){ .c = c[i], .value = base + i, .mode = i % 3 == 0 ? MODE_SELECT_SEND : MODE_PLAIN };
+        ch[i] = (struct child){ .c = c[i],
+                                .value = base + i,
+                                .mode = i % 3 == 0 ? MODE_SELECT_SEND : MODE_PLAIN };
         cs[i] = (loom_case){ .chan = c[i], .op = LOOM_RECV, .elem = &got[i] };
     }
     for (int i = 0; i < n; i++)

@@ -14,7 +14,7 @@
 
 struct stage {
     loom_chan *in, *out;
-    long prime;           /* 0 for the generator */
+    long prime; /* 0 for the generator */
     loom_chan *done;
 };
 

@@ -20,30 +20,33 @@
 
 #include <stdatomic.h>
 
-#define NCH 8
-#define NW 6      /* workers */
-#define NF 2      /* feeders */
-#define ND 2      /* drainers */
-#define NPROD (NW + NF)
-#define US 1000LL
+#define NCH        8
+#define NW         6 /* workers */
+#define NF         2 /* feeders */
+#define ND         2 /* drainers */
+#define NPROD      (NW + NF)
+#define US         1000LL
 #define DEADLINE_S 60
 
 typedef struct msg {
-    uint64_t id;   /* producer (1..NPROD) << 32 | seq */
+    uint64_t id; /* producer (1..NPROD) << 32 | seq */
     uint64_t chk;
 } msg;
 
-static uint64_t chk_of(uint64_t id) { return id * 0x9E3779B97F4A7C15ULL ^ 0x5555AAAA5555AAAAULL; }
+static uint64_t chk_of(uint64_t id)
+{
+    return id * 0x9E3779B97F4A7C15ULL ^ 0x5555AAAA5555AAAAULL;
+}
 
 static loom_chan *chans[NCH];
 static const size_t caps[NCH] = { 0, 0, 1, 1, 4, 4, 16, 16 };
 static loom_chan *quit;
 
 struct producer {
-    long max;                  /* capacity of the arrays */
-    long attempts;             /* ids handed out (written by the producer only) */
-    unsigned char *sent;       /* 1: the send of that id reported success */
-    _Atomic unsigned char *rcv;/* times that id was received */
+    long max;                   /* capacity of the arrays */
+    long attempts;              /* ids handed out (written by the producer only) */
+    unsigned char *sent;        /* 1: the send of that id reported success */
+    _Atomic unsigned char *rcv; /* times that id was received */
 };
 static struct producer prod[NPROD + 1]; /* index 1..NPROD */
 
@@ -74,7 +77,8 @@ static void got_msg(const msg *m)
     if (p < 1 || p > NPROD || (long)seq >= prod[p].max)
         FAIL("received a value with invalid id %llx", (unsigned long long)m->id);
     if (m->chk != chk_of(m->id))
-        FAIL("received a torn value: id %llx chk %llx", (unsigned long long)m->id, (unsigned long long)m->chk);
+        FAIL("received a torn value: id %llx chk %llx", (unsigned long long)m->id,
+             (unsigned long long)m->chk);
     atomic_fetch_add(&prod[p].rcv[seq], 1);
     atomic_fetch_add(&n_received, 1);
 }
@@ -95,7 +99,7 @@ static void check_len(loom_chan *c, size_t cap)
 /* ------------------------------------------------------------ workers */
 
 struct worker {
-    int p;        /* producer index */
+    int p; /* producer index */
     long ops;
     uint64_t seed;
 };
@@ -163,7 +167,9 @@ static void worker_fn(void *arg)
                     memset(&ms[i], 0xA5, sizeof ms[i]);
                 }
                 cs[i] = (loom_case){ .chan = t_rng_below(&rng, 8) == 0 ? NULL : chans[cj],
-                                     .op = send ? LOOM_SEND : LOOM_RECV, .elem = &ms[i], .ok = -1 };
+                                     .op = send ? LOOM_SEND : LOOM_RECV,
+                                     .elem = &ms[i],
+                                     .ok = -1 };
             }
             static const int64_t tmo[4] = { 0, 50 * US, 500 * US, -1 };
             int64_t t = tmo[t_rng_below(&rng, 4)];
@@ -265,9 +271,11 @@ static void drainer_fn(void *arg)
 static void dump_workers(void)
 {
     for (int p = 1; p <= NW; p++)
-        fprintf(stderr, "worker %d: op %ld kind %d (0 send, 1-2 try_send, 3 recv, 4-5 try_recv, "
-                "6+ select) chan %d%s\n", p, atomic_load(&cur_op[p]), atomic_load(&cur_kind[p]),
-                atomic_load(&cur_chan[p]), atomic_load(&cur_kind[p]) < 0 ? " (done)" : "");
+        fprintf(stderr,
+                "worker %d: op %ld kind %d (0 send, 1-2 try_send, 3 recv, 4-5 try_recv, "
+                "6+ select) chan %d%s\n",
+                p, atomic_load(&cur_op[p]), atomic_load(&cur_kind[p]), atomic_load(&cur_chan[p]),
+                atomic_load(&cur_kind[p]) < 0 ? " (done)" : "");
 }
 
 static int main_fn(void *arg)
@@ -281,7 +289,9 @@ static int main_fn(void *arg)
     quit = loom_chan_new(0, 0);
     CHECK(quit != NULL);
     for (int p = 1; p <= NPROD; p++) {
-        prod[p].max = p <= NW ? ops * 4 + 8 : 1L << 24; /* feeders must not run out of ids before the workers stop, or a worker blocked in recv waits forever */
+        prod[p].max =
+                p <= NW ? ops * 4 + 8
+                        : 1L << 24; /* feeders must not run out of ids before the workers stop, or a worker blocked in recv waits forever */
         prod[p].sent = calloc((size_t)prod[p].max, 1);
         prod[p].rcv = calloc((size_t)prod[p].max, sizeof *prod[p].rcv);
         CHECK(prod[p].sent && prod[p].rcv);
@@ -305,8 +315,8 @@ static int main_fn(void *arg)
 
                       "workers: %d of %d", atomic_load(&workers_done), NW);
     CHECK_OK(loom_close(quit));
-    T_WAIT_UNTIL_THEN(atomic_load(&feeders_done) >= NF, DEADLINE_S, dump_workers(),
-                      "feeders: %d of %d", atomic_load(&feeders_done), NF);
+    T_WAIT_UNTIL_THEN(atomic_load(&feeders_done) >= NF, DEADLINE_S, dump_workers(), "feeders: %d of %d",
+                      atomic_load(&feeders_done), NF);
     /* workers 1 and 2 closed channels 1 and 5 mid-way, unless they ran out of
      * time first */
     for (int i = 0; i < NCH; i++) {
@@ -318,8 +328,8 @@ static int main_fn(void *arg)
             CHECK_OK(rc);
         }
     }
-    T_WAIT_UNTIL_THEN(atomic_load(&drainers_done) >= ND, DEADLINE_S, dump_workers(),
-                      "drainers: %d of %d", atomic_load(&drainers_done), ND);
+    T_WAIT_UNTIL_THEN(atomic_load(&drainers_done) >= ND, DEADLINE_S, dump_workers(), "drainers: %d of %d",
+                      atomic_load(&drainers_done), ND);
 
     long lost = 0, dup = 0, ghost = 0;
     for (int p = 1; p <= NPROD; p++) {
@@ -339,8 +349,8 @@ static int main_fn(void *arg)
                         want ? "succeeded" : "failed", r);
         }
     }
-    CHECK_MSG(lost + dup + ghost == 0, "%ld lost, %ld duplicated, %ld delivered although the send failed", lost,
-              dup, ghost);
+    CHECK_MSG(lost + dup + ghost == 0, "%ld lost, %ld duplicated, %ld delivered although the send failed",
+              lost, dup, ghost);
     CHECK_EQ(atomic_load(&n_sent), atomic_load(&n_received));
     CHECK_GT(atomic_load(&n_sent), 0);
     for (int i = 0; i < NCH; i++) {

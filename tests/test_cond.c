@@ -7,18 +7,18 @@
 #include "t.h"
 
 /* ---- 1. producer/consumer over a ring of 4 slots */
-#define QCAP 4
+#define QCAP  4
 #define NPROD 4
 #define NCONS 4
 static loom_mutex q_mu = LOOM_MUTEX_INIT;
 static loom_cond q_notempty = LOOM_COND_INIT;
 static loom_cond q_notfull = LOOM_COND_INIT;
 static long q_buf[QCAP];
-static int q_head, q_len;          /* under q_mu */
+static int q_head, q_len; /* under q_mu */
 static long q_per_producer;
-static unsigned char *q_seen;      /* [NPROD * q_per_producer], under q_mu */
-static long q_consumed;            /* under q_mu */
-static int q_prod_done, q_cons_done;   /* atomic */
+static unsigned char *q_seen;        /* [NPROD * q_per_producer], under q_mu */
+static long q_consumed;              /* under q_mu */
+static int q_prod_done, q_cons_done; /* atomic */
 
 static void producer(void *arg)
 {
@@ -43,7 +43,7 @@ static void consumer(void *arg)
         loom_mutex_lock(&q_mu);
         while (q_len == 0 && q_consumed < total)
             loom_cond_wait(&q_notempty, &q_mu);
-        if (q_len == 0) {               /* everything consumed */
+        if (q_len == 0) { /* everything consumed */
             loom_cond_broadcast(&q_notempty);
             CHECK_OK(loom_mutex_unlock(&q_mu));
             break;
@@ -56,7 +56,7 @@ static void consumer(void *arg)
         q_seen[v] = 1;
         q_consumed++;
         if (q_consumed == total)
-            loom_cond_broadcast(&q_notempty);   /* release the other consumers */
+            loom_cond_broadcast(&q_notempty); /* release the other consumers */
         loom_cond_signal(&q_notfull);
         CHECK_OK(loom_mutex_unlock(&q_mu));
     }
@@ -73,10 +73,8 @@ static void test_queue(void)
         CHECK(loom_go(consumer, (void *)(intptr_t)i) != 0);
     for (long i = 0; i < NPROD; i++)
         CHECK(loom_go(producer, (void *)(intptr_t)i) != 0);
-    T_WAIT_UNTIL(t_get(&q_prod_done) >= NPROD, 120,
-                 "producers (%d of %d)", t_get(&q_prod_done), NPROD);
-    T_WAIT_UNTIL(t_get(&q_cons_done) >= NCONS, 120,
-                 "consumers (%d of %d)", t_get(&q_cons_done), NCONS);
+    T_WAIT_UNTIL(t_get(&q_prod_done) >= NPROD, 120, "producers (%d of %d)", t_get(&q_prod_done), NPROD);
+    T_WAIT_UNTIL(t_get(&q_cons_done) >= NCONS, 120, "consumers (%d of %d)", t_get(&q_cons_done), NCONS);
     loom_mutex_lock(&q_mu);
     CHECK_EQ(q_consumed, total);
     CHECK_EQ(q_len, 0);
@@ -90,8 +88,8 @@ static void test_queue(void)
  * signal or broadcast really woke */
 static loom_mutex w_mu = LOOM_MUTEX_INIT;
 static loom_cond w_cond = LOOM_COND_INIT;
-static int w_waiting;      /* under w_mu */
-static int w_woken;        /* atomic (also under w_mu) */
+static int w_waiting; /* under w_mu */
+static int w_woken;   /* atomic (also under w_mu) */
 
 static void once_waiter(void *arg)
 {
@@ -124,14 +122,13 @@ static void test_broadcast(void)
     __atomic_store_n(&w_woken, 0, __ATOMIC_SEQ_CST);
     for (int i = 0; i < N; i++)
         CHECK(loom_go(once_waiter, NULL) != 0);
-    wait_waiting(N);          /* all N are inside cond_wait (they registered under w_mu) */
+    wait_waiting(N); /* all N are inside cond_wait (they registered under w_mu) */
     loom_sleep(10000000);
-    CHECK_EQ(__atomic_load_n(&w_woken, __ATOMIC_SEQ_CST), 0);   /* nobody woke by itself */
+    CHECK_EQ(__atomic_load_n(&w_woken, __ATOMIC_SEQ_CST), 0); /* nobody woke by itself */
     loom_mutex_lock(&w_mu);
     loom_cond_broadcast(&w_cond);
     CHECK_OK(loom_mutex_unlock(&w_mu));
-    T_WAIT_UNTIL(t_get(&w_woken) >= N, 10,
-                 "broadcast to wake every waiter (%d of %d)", t_get(&w_woken), N);
+    T_WAIT_UNTIL(t_get(&w_woken) >= N, 10, "broadcast to wake every waiter (%d of %d)", t_get(&w_woken), N);
     loom_sleep(10000000);
     CHECK_EQ(__atomic_load_n(&w_woken, __ATOMIC_SEQ_CST), N);
 
@@ -141,8 +138,8 @@ static void test_broadcast(void)
         CHECK(loom_go(once_waiter, NULL) != 0);
     wait_waiting(5);
     loom_cond_broadcast(&w_cond);
-    T_WAIT_UNTIL(t_get(&w_woken) >= 5, 10,
-                 "unlocked broadcast to wake every waiter (%d of %d)", t_get(&w_woken), 5);
+    T_WAIT_UNTIL(t_get(&w_woken) >= 5, 10, "unlocked broadcast to wake every waiter (%d of %d)",
+                 t_get(&w_woken), 5);
 }
 
 static void test_signal(void)
@@ -156,11 +153,10 @@ static void test_signal(void)
         loom_mutex_lock(&w_mu);
         loom_cond_signal(&w_cond);
         CHECK_OK(loom_mutex_unlock(&w_mu));
-        T_WAIT_UNTIL(t_get(&w_woken) >= k, 10,
-                     "a signal to wake one waiter (%d of %d)", t_get(&w_woken), k);
-        loom_sleep(30000000);        /* give any extra wakeup time to show */
-        CHECK_MSG(__atomic_load_n(&w_woken, __ATOMIC_SEQ_CST) == k,
-                  "after %d signals %d waiters woke", k, __atomic_load_n(&w_woken, __ATOMIC_SEQ_CST));
+        T_WAIT_UNTIL(t_get(&w_woken) >= k, 10, "a signal to wake one waiter (%d of %d)", t_get(&w_woken), k);
+        loom_sleep(30000000); /* give any extra wakeup time to show */
+        CHECK_MSG(__atomic_load_n(&w_woken, __ATOMIC_SEQ_CST) == k, "after %d signals %d waiters woke", k,
+                  __atomic_load_n(&w_woken, __ATOMIC_SEQ_CST));
     }
     wait_waiting(0);
 
@@ -183,13 +179,13 @@ static void test_signal(void)
  * (handoff ping-pong through one cond) */
 static loom_mutex p_mu = LOOM_MUTEX_INIT;
 static loom_cond p_cond = LOOM_COND_INIT;
-static long p_turn;          /* under p_mu */
+static long p_turn; /* under p_mu */
 static long p_rounds;
-static int p_done;           /* atomic */
+static int p_done; /* atomic */
 
 static void pinger(void *arg)
 {
-    long me = (long)(intptr_t)arg;   /* 0..2 */
+    long me = (long)(intptr_t)arg; /* 0..2 */
     loom_mutex_lock(&p_mu);
     for (;;) {
         while (p_turn < p_rounds && p_turn % 3 != me)
@@ -208,8 +204,7 @@ static void test_pingpong(void)
     p_rounds = t_scale(30000);
     for (long i = 0; i < 3; i++)
         CHECK(loom_go(pinger, (void *)(intptr_t)i) != 0);
-    T_WAIT_UNTIL(t_get(&p_done) >= 3, 120,
-                 "three-way cond ping-pong (%d of %d)", t_get(&p_done), 3);
+    T_WAIT_UNTIL(t_get(&p_done) >= 3, 120, "three-way cond ping-pong (%d of %d)", t_get(&p_done), 3);
     CHECK_EQ(p_turn, p_rounds);
 }
 

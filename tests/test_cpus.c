@@ -23,7 +23,7 @@
 int loom__cpu_count_at(const char *cgroup_root, const char *proc_self_cgroup, int affinity_cpus);
 int loom__cpu_count(void);
 
-static char base[1024];     /* the mkdtemp directory */
+static char base[1024]; /* the mkdtemp directory */
 static int ncase, nfail;
 
 static void die(const char *what)
@@ -38,35 +38,44 @@ static void mkdirs(const char *rel)
     char p[PATH_MAX];
     snprintf(p, sizeof p, "%s/%s", base, rel);
     for (char *s = p + strlen(base) + 1; *s; s++) {
-        if (*s != '/') continue;
+        if (*s != '/')
+            continue;
         *s = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) die(p);
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            die(p);
         *s = '/';
     }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) die(p);
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        die(p);
 }
 
 /* Writes base/rel (creating its directory) with printf-style contents. */
-__attribute__((format(printf, 2, 3)))
-static void put(const char *rel, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void put(const char *rel, const char *fmt, ...)
 {
     char dir[PATH_MAX], p[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", rel);
     char *slash = strrchr(dir, '/');
-    if (slash) { *slash = '\0'; mkdirs(dir); }
+    if (slash) {
+        *slash = '\0';
+        mkdirs(dir);
+    }
     snprintf(p, sizeof p, "%s/%s", base, rel);
     FILE *f = fopen(p, "w");
-    if (!f) die(p);
+    if (!f)
+        die(p);
     va_list ap;
     va_start(ap, fmt);
     vfprintf(f, fmt, ap);
     va_end(ap);
-    if (fclose(f) != 0) die(p);
+    if (fclose(f) != 0)
+        die(p);
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    (void)st; (void)flag; (void)ftw;
+    (void)st;
+    (void)flag;
+    (void)ftw;
     return remove(path);
 }
 
@@ -74,7 +83,8 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 static void reset(void)
 {
     nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    if (mkdir(base, 0700) != 0) die(base);
+    if (mkdir(base, 0700) != 0)
+        die(base);
     mkdirs("cg");
     mkdirs("proc");
 }
@@ -89,8 +99,7 @@ static void check(const char *name, int affinity, int want)
     ncase++;
     if (got != want) {
         nfail++;
-        fprintf(stderr, "test_cpus: FAIL: %s: affinity %d: got %d Ps, want %d\n",
-                name, affinity, got, want);
+        fprintf(stderr, "test_cpus: FAIL: %s: affinity %d: got %d Ps, want %d\n", name, affinity, got, want);
     } else {
         printf("ok   %-48s affinity %3d -> %d\n", name, affinity, got);
     }
@@ -108,7 +117,8 @@ static int real_affinity(void)
             return n;
         }
         CPU_FREE(set);
-        if (errno != EINVAL) break;
+        if (errno != EINVAL)
+            break;
     }
     return -1;
 }
@@ -117,7 +127,8 @@ int main(void)
 {
     const char *tmp = getenv("TMPDIR");
     snprintf(base, sizeof base, "%s/loom_cpus_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(base)) die("mkdtemp");
+    if (!mkdtemp(base))
+        die("mkdtemp");
     reset();
 
     /* ---- cgroup v2 */
@@ -317,11 +328,13 @@ int main(void)
     ncase++;
     if (aff < 1 || real != at || real < 1 || real > aff) {
         nfail++;
-        fprintf(stderr, "test_cpus: FAIL: loom__cpu_count() = %d, affinity %d, "
-                "loom__cpu_count_at(real paths) = %d\n", real, aff, at);
+        fprintf(stderr,
+                "test_cpus: FAIL: loom__cpu_count() = %d, affinity %d, "
+                "loom__cpu_count_at(real paths) = %d\n",
+                real, aff, at);
     } else if (real != aff) {
-        printf("note: this machine has a cgroup CPU quota: %d Ps for %d CPUs in the affinity mask\n",
-               real, aff);
+        printf("note: this machine has a cgroup CPU quota: %d Ps for %d CPUs in the affinity mask\n", real,
+               aff);
     } else {
         printf("ok   this machine: loom__cpu_count() = %d = affinity CPUs (no quota)\n", real);
     }

@@ -66,7 +66,7 @@ static void on_mutex(void *arg)
 {
     (void)arg;
     loom_sleep(10 * 1000000);
-    loom_mutex_lock(&s_mu);           /* held by main forever */
+    loom_mutex_lock(&s_mu); /* held by main forever */
     fprintf(stderr, "child: UNREACHABLE mutex acquired\n");
 }
 
@@ -74,7 +74,7 @@ static void on_wg(void *arg)
 {
     (void)arg;
     loom_sleep(20 * 1000000);
-    loom_wg_wait(&s_wg);              /* counter stays 1 */
+    loom_wg_wait(&s_wg); /* counter stays 1 */
     fprintf(stderr, "child: UNREACHABLE wg released\n");
 }
 
@@ -82,7 +82,7 @@ static void on_cond(void *arg)
 {
     (void)arg;
     loom_mutex_lock(&s_cmu);
-    loom_cond_wait(&s_cond, &s_cmu);  /* never signalled */
+    loom_cond_wait(&s_cond, &s_cmu); /* never signalled */
     fprintf(stderr, "child: UNREACHABLE cond woke\n");
 }
 
@@ -91,7 +91,7 @@ static void on_send(void *arg)
     (void)arg;
     int v = 1;
     loom_sleep(5 * 1000000);
-    loom_send(nobody, &v);            /* main receives on another channel */
+    loom_send(nobody, &v); /* main receives on another channel */
     fprintf(stderr, "child: UNREACHABLE send completed\n");
 }
 
@@ -138,7 +138,8 @@ static void *fill_later(void *arg)
     loom_chan *c = arg;
     usleep(20000);
     int v = 42;
-    while (loom_try_send(c, &v) == -EAGAIN) usleep(1000);
+    while (loom_try_send(c, &v) == -EAGAIN)
+        usleep(1000);
     return NULL;
 }
 
@@ -208,7 +209,7 @@ static int child_overflow(void *arg)
         fprintf(stderr, "child: loom_go_attr failed\n");
         return 3;
     }
-    loom_sleep(30LL * 1000000000);    /* the overflow must end the process before this */
+    loom_sleep(30LL * 1000000000); /* the overflow must end the process before this */
     fprintf(stderr, "child: UNREACHABLE main woke\n");
     return 0;
 }
@@ -267,18 +268,16 @@ static const char *find_line(const char *out, const char *prefix)
 static void expect_abort(const t_child *r, const char *mode)
 {
     CHECK_MSG(WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT,
-              "child '%s' should die of SIGABRT; status %#x (%s %d); output:\n%s", mode,
-              r->status, WIFSIGNALED(r->status) ? "signal" : "exit",
+              "child '%s' should die of SIGABRT; status %#x (%s %d); output:\n%s", mode, r->status,
+              WIFSIGNALED(r->status) ? "signal" : "exit",
               WIFSIGNALED(r->status) ? WTERMSIG(r->status) : WEXITSTATUS(r->status), r->out);
-    CHECK_MSG(strstr(r->out, "UNREACHABLE") == NULL, "child '%s' ran unreachable code:\n%s",
-              mode, r->out);
+    CHECK_MSG(strstr(r->out, "UNREACHABLE") == NULL, "child '%s' ran unreachable code:\n%s", mode, r->out);
 }
 
 static void expect_deadlock_report(const t_child *r, const char *mode, const char *line)
 {
     const char *l = find_line(r->out, line);
-    CHECK_MSG(l != NULL, "child '%s': no line starting '%s' on stderr; output:\n%s", mode, line,
-              r->out);
+    CHECK_MSG(l != NULL, "child '%s': no line starting '%s' on stderr; output:\n%s", mode, line, r->out);
     /* one fatal line, then a goroutine dump */
     const char *nl = strchr(l, '\n');
     CHECK_MSG(nl && strstr(nl, "goroutine") != NULL,
@@ -299,8 +298,7 @@ static void test_deadlock_sync(void)
     t_child r = spawn("deadlock_sync");
     CHECK_MSG(strstr(r.out, "child: main blocks") != NULL, "child did not start:\n%s", r.out);
     expect_abort(&r, "deadlock_sync");
-    expect_deadlock_report(&r, "deadlock_sync",
-                           "loom: fatal: all goroutines are asleep - deadlock!");
+    expect_deadlock_report(&r, "deadlock_sync", "loom: fatal: all goroutines are asleep - deadlock!");
     free(r.out);
 }
 
@@ -309,13 +307,11 @@ static void test_exit_main(void)
     t_child r = spawn("exit_main");
     expect_abort(&r, "exit_main");
     const char *ran = strstr(r.out, "child: other goroutine ran on");
-    CHECK_MSG(ran != NULL, "after loom_exit in goroutine 1 the other goroutine did not run:\n%s",
-              r.out);
+    CHECK_MSG(ran != NULL, "after loom_exit in goroutine 1 the other goroutine did not run:\n%s", r.out);
     /* the report comes after the others finished; its wording may say that main
      * called loom_exit (Go: "no goroutines (main called runtime.Goexit) - deadlock!") */
     const char *l = find_line(r.out, "loom: fatal:");
-    CHECK_MSG(l != NULL && l > ran, "no 'loom: fatal:' line after the other goroutine ran:\n%s",
-              r.out);
+    CHECK_MSG(l != NULL && l > ran, "no 'loom: fatal:' line after the other goroutine ran:\n%s", r.out);
     const char *nl = strchr(l, '\n');
     size_t n = nl ? (size_t)(nl - l) : strlen(l);
     char line[512];
@@ -328,7 +324,8 @@ static void test_foreign_late(void)
 {
     t_child r = spawn("foreign_late");
     /* (run_child returns 100 + loom_run's result: here the run ends normally) */
-    CHECK_MSG(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 100 && strstr(r.out, "child: woken by the thread"),
+    CHECK_MSG(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 100 &&
+                      strstr(r.out, "child: woken by the thread"),
               "a thread that could wake main was not waited for: status %#x; output:\n%s", r.status, r.out);
     free(r.out);
 }
@@ -347,8 +344,8 @@ static void test_overflow(void)
     expect_abort(&r, "overflow");
     unsigned long long id = 0;
     const char *s = strstr(r.out, "child: overflow goroutine ");
-    CHECK_MSG(s && sscanf(s, "child: overflow goroutine %llu", &id) == 1,
-              "overflow child did not start:\n%s", r.out);
+    CHECK_MSG(s && sscanf(s, "child: overflow goroutine %llu", &id) == 1, "overflow child did not start:\n%s",
+              r.out);
     char want[128];
     snprintf(want, sizeof want, "loom: fatal: goroutine %llu overflowed its stack", id);
     const char *l = find_line(r.out, want);

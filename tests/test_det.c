@@ -59,7 +59,7 @@
 #define T_SAN 0
 #endif
 
-#define MS (1000000LL)
+#define MS  (1000000LL)
 #define SEC (1000000000LL)
 
 /* ================================================================ replay child */
@@ -131,10 +131,10 @@ static void locker(void *arg)
         loom_mutex_lock(&mu);
         int s = ++shared;
         logf_("m%d=%d", i, s);
-        loom_yield();                 /* the others pile up on mu meanwhile */
+        loom_yield(); /* the others pile up on mu meanwhile */
         CHECK_EQ(shared, s);
         CHECK_OK(loom_mutex_unlock(&mu));
-        loom_yield();                 /* a woken waiter may take mu before we come back */
+        loom_yield(); /* a woken waiter may take mu before we come back */
     }
     loom_wg_done(&wg);
 }
@@ -193,7 +193,7 @@ static void breceiver(void *arg)
     for (int k = 0; k < NBUF; k++) {
         int v = -1;
         CHECK_OK(loom_recv(buf2, &v));
-        CHECK_EQ(v, k);               /* FIFO, whatever the schedule */
+        CHECK_EQ(v, k); /* FIFO, whatever the schedule */
         logf_("b<%d", v);
         loom_yield();
     }
@@ -273,7 +273,7 @@ static void hour_holder(void *arg)
 static void mutex_waiter(void *arg)
 {
     (void)arg;
-    loom_mutex_lock(&vmu);            /* blocks for the hour */
+    loom_mutex_lock(&vmu); /* blocks for the hour */
     wait_at = loom_now();
     CHECK_OK(loom_mutex_unlock(&vmu));
     loom_wg_done(&vwg);
@@ -335,13 +335,13 @@ static int child_vtime(void *arg)
     loom_wg_add(&vwg, 3);
     loom_go(hour_holder, NULL);
     int one;
-    CHECK_OK(loom_recv(locked_ch, &one));   /* vmu is held from here on */
+    CHECK_OK(loom_recv(locked_ch, &one)); /* vmu is held from here on */
     CHECK_EQ(loom_now(), v0);
     loom_go(mutex_waiter, NULL);
     loom_go(cond_waiter, NULL);
     loom_wg_wait(&vwg);
     int64_t v1 = loom_now();
-    CHECK_EQ(hour_at - v0, 3600 * SEC);      /* the jump lands on the timer, not past it */
+    CHECK_EQ(hour_at - v0, 3600 * SEC); /* the jump lands on the timer, not past it */
     CHECK_EQ(wait_at, hour_at);
     CHECK_EQ(cond_at, hour_at);
     CHECK_EQ(v1, hour_at);
@@ -372,8 +372,7 @@ static int child_vtime(void *arg)
     loom_chan_free(locked_ch);
 
     int64_t real = t_clock_ns() - r0;
-    CHECK_MSG(real < 30 * SEC, "3 h 10 s of virtual time took %lld ms of real time",
-              (long long)(real / MS));
+    CHECK_MSG(real < 30 * SEC, "3 h 10 s of virtual time took %lld ms of real time", (long long)(real / MS));
     printf("vtime: ok: virtual %+lld s in %lld ms real\n", (long long)((v3 - v0) / SEC),
            (long long)(real / MS));
     fflush(stdout);
@@ -438,7 +437,7 @@ static void blocks_send(void *arg)
 {
     (void)arg;
     int v = 1;
-    loom_sleep(1 * MS);               /* a timer that fires before the deadlock */
+    loom_sleep(1 * MS); /* a timer that fires before the deadlock */
     loom_send(nobody2, &v);
     fprintf(stderr, "child: UNREACHABLE send returned\n");
 }
@@ -453,7 +452,7 @@ static int child_deadlock(void *arg)
     loom_go(blocks_send, NULL);
     loom_sleep(2 * MS);
     fprintf(stderr, "child: main blocks\n");
-    loom_chan *other = loom_chan_new(sizeof(int), 0);   /* nobody receives from it */
+    loom_chan *other = loom_chan_new(sizeof(int), 0); /* nobody receives from it */
     int v = 0;
     loom_case c[2] = { { nobody1, LOOM_RECV, &v, 0 }, { other, LOOM_SEND, &v, 0 } };
     loom_select(c, 2, -1);
@@ -479,7 +478,7 @@ static int child_sigterm(void *arg)
 {
     (void)arg;
     loom_yield();
-    raise(SIGTERM);                   /* this thread's: delivered before raise returns */
+    raise(SIGTERM); /* this thread's: delivered before raise returns */
     fprintf(stderr, "child: UNREACHABLE survived SIGTERM\n");
     return 0;
 }
@@ -553,7 +552,8 @@ static int child_levels(void *arg)
 static void locked_spinner(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < 50; i++) loom_yield();
+    for (int i = 0; i < 50; i++)
+        loom_yield();
     __atomic_add_fetch(&ldone, 1, __ATOMIC_SEQ_CST);
     loom_wg_done(&lwg);
 }
@@ -563,8 +563,10 @@ static int child_locked(void *arg)
     (void)arg;
     loom_wg_add(&lwg, 2);
     loom_lock_thread();
-    for (int i = 0; i < 2; i++) CHECK(loom_go(locked_spinner, NULL) != 0);
-    for (int i = 0; i < 50; i++) loom_yield();
+    for (int i = 0; i < 2; i++)
+        CHECK(loom_go(locked_spinner, NULL) != 0);
+    for (int i = 0; i < 50; i++)
+        loom_yield();
     loom_unlock_thread();
     loom_wg_wait(&lwg);
     CHECK_EQ(ldone, 2);
@@ -577,7 +579,8 @@ static int child_locked(void *arg)
 static void block_yielder(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < 20000; i++) loom_yield();
+    for (int i = 0; i < 20000; i++)
+        loom_yield();
     __atomic_add_fetch(&ldone, 1, __ATOMIC_SEQ_CST);
     loom_wg_done(&lwg);
 }
@@ -586,10 +589,12 @@ static int child_blocking(void *arg)
 {
     (void)arg;
     loom_wg_add(&lwg, 3);
-    for (int i = 0; i < 3; i++) CHECK(loom_go(block_yielder, NULL) != 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(loom_go(block_yielder, NULL) != 0);
     loom_yield();
     usleep(30000);
-    for (int i = 0; i < 20000; i++) loom_yield();
+    for (int i = 0; i < 20000; i++)
+        loom_yield();
     loom_wg_wait(&lwg);
     CHECK_EQ(ldone, 3);
     printf("blocking: ok\n");
@@ -691,16 +696,24 @@ static int run_child(const char *mode)
 {
     struct rlimit no_core = { 0, 0 };
     setrlimit(RLIMIT_CORE, &no_core);
-    alarm(120);                       /* the parent kills at 60 s; this is a second guard */
+    alarm(120); /* the parent kills at 60 s; this is a second guard */
     static const struct {
         const char *name;
         int (*fn)(void *);
     } modes[] = {
-        { "replay", child_replay },     { "vtime", child_vtime },   { "pct", child_pct },
-        { "deadlock", child_deadlock }, { "exit3", child_exit3 },   { "exit0", child_exit0 },
-        { "sigterm", child_sigterm },   { "overflow", child_overflow }, { "levels", child_levels },
-        { "mutex_starve", child_mutex_starve }, { "lock_order", child_lock_order },
-        { "locked", child_locked },     { "blocking", child_blocking },
+        { "replay", child_replay },
+        { "vtime", child_vtime },
+        { "pct", child_pct },
+        { "deadlock", child_deadlock },
+        { "exit3", child_exit3 },
+        { "exit0", child_exit0 },
+        { "sigterm", child_sigterm },
+        { "overflow", child_overflow },
+        { "levels", child_levels },
+        { "mutex_starve", child_mutex_starve },
+        { "lock_order", child_lock_order },
+        { "locked", child_locked },
+        { "blocking", child_blocking },
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(mode, modes[i].name) == 0)
@@ -724,8 +737,8 @@ static t_child spawn_for(const char *mode, long seed, const char *sched, int lim
     if (late)
         *late = r.late;
     else if (r.late)
-        FAIL("child '%s' (seed %ld, %s) still running after %d s; its output so far:\n%s", mode,
-             seed, sched ? sched : "-", limit_s, r.out);
+        FAIL("child '%s' (seed %ld, %s) still running after %d s; its output so far:\n%s", mode, seed,
+             sched ? sched : "-", limit_s, r.out);
     return r;
 }
 
@@ -872,14 +885,14 @@ static int pct_run(long seed, const char *sched, int *at)
     if (b) {
         char what[64];
         snprintf(what, sizeof what, "pct child (seed %ld, %s)", seed, sched);
-        CHECK_MSG(killed(&r, SIGABRT), "%s hit the bug but did not die of SIGABRT: status %#x; output:\n%s", what,
-                  r.status, r.out);
+        CHECK_MSG(killed(&r, SIGABRT), "%s hit the bug but did not die of SIGABRT: status %#x; output:\n%s",
+                  what, r.status, r.out);
         expect_seed_line(&r, what, seed);
         CHECK(sscanf(b, "child: BUG: B ran at a_step=%d", at) == 1);
         hit = 1;
     } else {
-        CHECK_MSG(exited(&r, 0) && strstr(r.out, "pct: no bug"), "pct child (seed %ld, %s): status %#x; output:\n%s",
-                  seed, sched, r.status, r.out);
+        CHECK_MSG(exited(&r, 0) && strstr(r.out, "pct: no bug"),
+                  "pct child (seed %ld, %s): status %#x; output:\n%s", seed, sched, r.status, r.out);
     }
     free(r.out);
     return hit;
@@ -902,15 +915,16 @@ static void test_pct(void)
     }
     for (int s = 1; s <= NSEEDS; s++)
         rnd_hits += pct_run(s, "random", &at);
-    printf("pct: planted depth-2 bug found by pct:2 in %d of %d seeds (%s), by random in %d\n", pct_hits, NSEEDS,
-           seeds, rnd_hits);
+    printf("pct: planted depth-2 bug found by pct:2 in %d of %d seeds (%s), by random in %d\n", pct_hits,
+           NSEEDS, seeds, rnd_hits);
     CHECK_MSG(pct_hits >= 1, "PCT (pct:2) never found the planted bug in seeds 1..%d", NSEEDS);
     CHECK_MSG(pct_hits >= rnd_hits + 3, "PCT found the bug in %d seeds, random in %d", pct_hits, rnd_hits);
 
     /* the failing seed fails again, the same way */
     for (int i = 0; i < 10; i++) {
         at = -1;
-        CHECK_MSG(pct_run(first, "pct:2", &at) == 1, "seed %d found the bug once, not on replay %d", first, i + 1);
+        CHECK_MSG(pct_run(first, "pct:2", &at) == 1, "seed %d found the bug once, not on replay %d", first,
+                  i + 1);
         CHECK_MSG(at == first_at, "seed %d: B ran at a_step=%d, first at %d", first, at, first_at);
     }
     printf("pct: seed %d (a_step=%d) failed again 10/10 times\n", first, first_at);
@@ -978,7 +992,8 @@ static void test_levels(void)
     CHECK(field(r.out, "hash: ", h, sizeof h));
     CHECK_MSG(strcmp(h, first) == 0, "levels, seed 1: hash %s, then %s", first, h);
     free(r.out);
-    printf("levels: priority levels in use: %d seeds ran to the end (random and pct:2), seed 1 replays\n", nseeds);
+    printf("levels: priority levels in use: %d seeds ran to the end (random and pct:2), seed 1 replays\n",
+           nseeds);
 }
 
 /* A locked goroutine's yield, and a plain blocking call that gets a spare P lent, lose no
@@ -1031,7 +1046,8 @@ static int test_lock_order(void)
                 expect_seed_line(&r, "lock_order child", s);
                 found[k]++;
             } else {
-                CHECK_MSG(exited(&r, 0), "lock_order child (seed %d): status %#x; output:\n%s", s, r.status, r.out);
+                CHECK_MSG(exited(&r, 0), "lock_order child (seed %d): status %#x; output:\n%s", s, r.status,
+                          r.out);
             }
             free(r.out);
         }

@@ -20,7 +20,7 @@
 
 static loom_chan *never;
 static loom_mutex held = LOOM_MUTEX_INIT;
-static volatile int returned;       /* work after each call: no tail call hides the frame */
+static volatile int returned; /* work after each call: no tail call hides the frame */
 
 static __attribute__((noinline)) void parked_in_recv(void *arg)
 {
@@ -52,7 +52,7 @@ static __attribute__((noinline)) void spawn_all(void)
     loom_go(parked_in_sleep, NULL);
     loom_go(parked_in_lock, NULL);
     loom_go_attr(parked_in_recv, NULL, &(loom_attr){ .name = "named-waiter" });
-    loom_sleep(30 * 1000000);          /* all four parked */
+    loom_sleep(30 * 1000000); /* all four parked */
 }
 
 static int child_quit(void *arg)
@@ -62,7 +62,7 @@ static int child_quit(void *arg)
     printf("ready\n");
     fflush(stdout);
     int v;
-    loom_recv(never, &v);              /* until SIGQUIT */
+    loom_recv(never, &v); /* until SIGQUIT */
     return 1;
 }
 
@@ -73,7 +73,7 @@ static int child_deadlock_now(void *arg)
     loom_go(parked_in_recv, NULL);
     loom_go_attr(parked_in_recv, NULL, &(loom_attr){ .name = "named-waiter" });
     int v;
-    loom_recv(never, &v);              /* nothing can ever run again */
+    loom_recv(never, &v); /* nothing can ever run again */
     return 1;
 }
 
@@ -101,7 +101,8 @@ static int run_child(const char *self, const char *mode, bool quit)
         int r = poll(&pf, 1, 60000);
         CHECK_MSG(r > 0, "child %s: no output for 60 s", mode);
         ssize_t n = read(c.fd, out + len, sizeof out - 1 - len);
-        if (n <= 0) break;
+        if (n <= 0)
+            break;
         len += (size_t)n;
     }
     out[len] = 0;
@@ -123,7 +124,8 @@ static const char *block_with(const char *frame)
     const char *f = strstr(out, frame);
     CHECK_MSG(f != NULL, "dump lacks \"%s\":\n%s", frame, out);
     const char *b = f;
-    while (b > out && strncmp(b, "\ngoroutine ", 11) != 0) b--;
+    while (b > out && strncmp(b, "\ngoroutine ", 11) != 0)
+        b--;
     return b;
 }
 
@@ -145,8 +147,10 @@ static __attribute__((unused)) void check_dump(void)
 int main(int argc, char **argv)
 {
     if (argc > 1) {
-        if (!strcmp(argv[1], "quit")) return loom_run(child_quit, NULL);
-        if (!strcmp(argv[1], "deadlock_now")) return loom_run(child_deadlock_now, NULL);
+        if (!strcmp(argv[1], "quit"))
+            return loom_run(child_quit, NULL);
+        if (!strcmp(argv[1], "deadlock_now"))
+            return loom_run(child_deadlock_now, NULL);
         return 2;
     }
 #if defined(LOOM_TSAN)

@@ -22,14 +22,14 @@
 
 enum { POOL_SIZE = 1 << 20, MAX_LARGE = 256 * 1024 };
 
-static unsigned char *pool;             /* random bytes; a message is a slice of it */
+static unsigned char *pool; /* random bytes; a message is a slice of it */
 static struct sockaddr_in server_addr;
 
 /* What one connection sends: derived from its id alone, so the writer and the reader can
  * each replay it without sharing anything. */
 typedef struct plan {
     t_rng rng;
-    int   nmsgs, next, small_only, force_large;
+    int nmsgs, next, small_only, force_large;
 } plan;
 
 static void plan_init(plan *p, int id, int small_only)
@@ -38,7 +38,7 @@ static void plan_init(plan *p, int id, int small_only)
     p->nmsgs = 1 + (int)t_rng_below(&p->rng, small_only ? 2 : 4);
     p->next = 0;
     p->small_only = small_only;
-    p->force_large = !small_only && id % 16 == 0;  /* at least these have a large message */
+    p->force_large = !small_only && id % 16 == 0; /* at least these have a large message */
 }
 
 /* The next message: pool[*off .. *off + *len).  0 when there are no more. */
@@ -57,12 +57,12 @@ static int plan_next(plan *p, size_t *off, size_t *len)
 }
 
 typedef struct conn {
-    int            id, fd, small_only;
+    int id, fd, small_only;
     loom_waitgroup writer_done;
 } conn;
 
 static loom_waitgroup clients_done = LOOM_WAITGROUP_INIT;
-static loom_waitgroup connected = LOOM_WAITGROUP_INIT;  /* the 10k phase's barrier */
+static loom_waitgroup connected = LOOM_WAITGROUP_INIT; /* the 10k phase's barrier */
 static int use_barrier;
 static int64_t bytes_checked;
 
@@ -74,15 +74,16 @@ static void writer(void *arg)
     plan_init(&p, c->id, c->small_only);
     for (int m = 0; plan_next(&p, &off, &len); m++) {
         ssize_t w = loom_write(c->fd, pool + off, len);
-        CHECK_MSG(w == (ssize_t)len, "connection %d: message %d: loom_write(%zu bytes) returned %s", c->id, m, len,
-                  t_errname(w));
+        CHECK_MSG(w == (ssize_t)len, "connection %d: message %d: loom_write(%zu bytes) returned %s", c->id, m,
+                  len, t_errname(w));
     }
     loom_wg_done(&c->writer_done);
 }
 
 static void client(void *arg)
 {
-    conn c = { .id = (int)(intptr_t)arg & 0xffffff, .small_only = (int)((intptr_t)arg >> 24),
+    conn c = { .id = (int)(intptr_t)arg & 0xffffff,
+               .small_only = (int)((intptr_t)arg >> 24),
                .writer_done = LOOM_WAITGROUP_INIT };
     c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     CHECK_MSG(c.fd >= 0, "connection %d: socket: %s (RLIMIT_NOFILE too low?)", c.id, strerror(errno));
@@ -90,7 +91,7 @@ static void client(void *arg)
     CHECK_MSG(r == 0, "connection %d: loom_connect: %s", c.id, strerror(-r));
     int one = 1;
     setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (use_barrier) {                  /* every connection is open before any data flows */
+    if (use_barrier) { /* every connection is open before any data flows */
         loom_wg_done(&connected);
         loom_wg_wait(&connected);
     }
@@ -103,7 +104,7 @@ static void client(void *arg)
     t_rng rr;
     t_rng_seed(&rr, (uint64_t)c.id * 7919 + 13);
     plan p;
-    size_t off = 0, len = 0, got = 0;   /* the message being received, and how much of it */
+    size_t off = 0, len = 0, got = 0; /* the message being received, and how much of it */
     int m = -1;
     int64_t total = 0;
     plan_init(&p, c.id, c.small_only);
@@ -124,13 +125,13 @@ static void client(void *arg)
             size_t i = 0;
             while (buf[i] == pool[off + got + i])
                 i++;
-            FAIL("connection %d: message %d (%zu bytes): byte %zu echoed as 0x%02x, sent 0x%02x", c.id, m, len,
-                 got + i, buf[i], pool[off + got + i]);
+            FAIL("connection %d: message %d (%zu bytes): byte %zu echoed as 0x%02x, sent 0x%02x", c.id, m,
+                 len, got + i, buf[i], pool[off + got + i]);
         }
         got += (size_t)k;
         total += k;
     }
-    loom_wg_wait(&c.writer_done);       /* the writer no longer uses `c` */
+    loom_wg_wait(&c.writer_done); /* the writer no longer uses `c` */
 
     /* nothing more may come; on our EOF the server closes its side */
     CHECK_OK(shutdown(c.fd, SHUT_WR));
@@ -175,9 +176,9 @@ int main(int argc, char **argv)
     const char *path = t_server_path(argc, argv);
     if (!path) {
         printf("test_echo: skipped: examples not built (LOOM_BUILD_EXAMPLES=OFF)\n");
-        return 77;                      /* ctest: skipped (SKIP_RETURN_CODE) */
+        return 77; /* ctest: skipped (SKIP_RETURN_CODE) */
     }
-    t_server_watchdog(270);             /* ctest's limit is 300 s */
+    t_server_watchdog(270); /* ctest's limit is 300 s */
     long nofile = t_raise_nofile();
 
     n_mixed = (int)t_scale(2000);
@@ -206,7 +207,8 @@ int main(int argc, char **argv)
 
     t_server srv;
     t_server_start(&srv, path, "echo");
-    server_addr = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port),
+    server_addr = (struct sockaddr_in){ .sin_family = AF_INET,
+                                        .sin_port = htons((uint16_t)srv.port),
                                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     T_RUN(main_fn, NULL);
     t_server_stop(&srv);

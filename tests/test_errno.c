@@ -15,28 +15,36 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int get_errno_impl(void) { return errno; }
-static void set_errno_impl(int v) { errno = v; }
+static int get_errno_impl(void)
+{
+    return errno;
+}
+static void set_errno_impl(int v)
+{
+    errno = v;
+}
 static int (*volatile get_errno)(void) = get_errno_impl;
 static void (*volatile set_errno)(int) = set_errno_impl;
 static long (*volatile get_tid)(void);
-static long get_tid_impl(void) { return syscall(SYS_gettid); }
+static long get_tid_impl(void)
+{
+    return syscall(SYS_gettid);
+}
 
-#define NPAIRS 16                 /* goroutines come in pairs sharing a channel */
-#define NG (2 * NPAIRS)
+#define NPAIRS 16 /* goroutines come in pairs sharing a channel */
+#define NG     (2 * NPAIRS)
 
 static loom_chan *g_chan[NPAIRS];
 static loom_mutex g_mu = LOOM_MUTEX_INIT;
-static long g_shared;             /* under g_mu */
+static long g_shared; /* under g_mu */
 static long g_rounds;
-static int g_done;                /* atomic */
-static long g_migrations;         /* atomic: informational */
+static int g_done;        /* atomic */
+static long g_migrations; /* atomic: informational */
 
 #define CHECK_ERRNO(want, after) \
     do { \
         int e__ = get_errno(); \
-        CHECK_MSG(e__ == (want), "goroutine %ld: errno %d after %s, expected %d", me, e__, \
-                  (after), (want)); \
+        CHECK_MSG(e__ == (want), "goroutine %ld: errno %d after %s, expected %d", me, e__, (after), (want)); \
     } while (0)
 
 static void worker(void *arg)
@@ -48,7 +56,7 @@ static void worker(void *arg)
     t_rng_seed(&r, (uint64_t)me + 1);
     long tid = get_tid();
     long migrations = 0;
-    int mine = 1000 + (int)me;     /* not a real errno value: only we could have put it there */
+    int mine = 1000 + (int)me; /* not a real errno value: only we could have put it there */
 
     set_errno(mine);
     for (long i = 0; i < g_rounds; i++) {
@@ -75,7 +83,7 @@ static void worker(void *arg)
             loom_mutex_lock(&g_mu);
             CHECK_ERRNO(mine, "loom_mutex_lock");
             g_shared++;
-            loom_yield();                      /* others pile up on the mutex */
+            loom_yield(); /* others pile up on the mutex */
             CHECK_ERRNO(mine, "loom_yield holding the mutex");
             CHECK_OK(loom_mutex_unlock(&g_mu));
             CHECK_ERRNO(mine, "loom_mutex_unlock");

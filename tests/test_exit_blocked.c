@@ -17,7 +17,7 @@ static void blocked_reader(void *arg)
     char c;
     atomic_store(&reading, 1);
     loom_block_begin();
-    ssize_t r = read(fds[0], &c, 1);    /* nobody ever writes */
+    ssize_t r = read(fds[0], &c, 1); /* nobody ever writes */
     loom_block_end();
     (void)r;
     FAIL("the read returned");
@@ -29,7 +29,7 @@ static int main_fn(void *arg)
     CHECK(loom_go(blocked_reader, NULL) != 0);
     while (!atomic_load(&reading))
         loom_sleep(1000 * 1000);
-    loom_sleep(20 * 1000 * 1000);        /* let it enter read() */
+    loom_sleep(20 * 1000 * 1000); /* let it enter read() */
     return 7;
 }
 
@@ -48,5 +48,5 @@ int main(void)
     CHECK_MSG(t_clock_ns() - t0 < 10LL * 1000000000, "loom_run took %lld ms to return",
               (long long)((t_clock_ns() - t0) / 1000000));
     CHECK_ERR(loom_run(never, NULL), EBUSY);
-    _exit(0);   /* the abandoned thread is still in read(): leave without running atexit work */
+    _exit(0); /* the abandoned thread is still in read(): leave without running atexit work */
 }

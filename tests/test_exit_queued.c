@@ -33,7 +33,8 @@ static int main_run(void *arg)
     (void)arg;
     counter = 0;
     CHECK_OK(loom_wg_add(&wg, 10));
-    for (int i = 0; i < 10; i++) CHECK_NE(loom_go(worker, NULL), 0);
+    for (int i = 0; i < 10; i++)
+        CHECK_NE(loom_go(worker, NULL), 0);
     loom_wg_wait(&wg);
     CHECK_EQ(counter, 10000);
     return 7;
@@ -41,13 +42,14 @@ static int main_run(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1) {                              /* a child: runs under the seeds it is given */
+    if (argc > 1) { /* a child: runs under the seeds it is given */
         alarm(120);
         T_RUN_CHAOS(atoi(argv[1]), atoi(argv[2]), main_run, NULL, 7);
         return 0;
     }
     int per = (int)t_scale(60);
-    if (per < 10) per = 10;
+    if (per < 10)
+        per = 10;
     pid_t kids[3];
     for (int k = 0; k < 3; k++) {
         char first[16], n[16];
@@ -56,8 +58,9 @@ int main(int argc, char **argv)
         kids[k] = fork();
         CHECK(kids[k] >= 0);
         if (kids[k] == 0) {
-            int devnull = open("/dev/null", O_WRONLY);    /* the seed lines */
-            if (devnull >= 0) dup2(devnull, 1);
+            int devnull = open("/dev/null", O_WRONLY); /* the seed lines */
+            if (devnull >= 0)
+                dup2(devnull, 1);
             execl("/proc/self/exe", argv[0], first, n, (char *)NULL);
             _exit(127);
         }
@@ -67,7 +70,8 @@ int main(int argc, char **argv)
         int st;
         CHECK_EQ(waitpid(kids[k], &st, 0), kids[k]);
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            fprintf(stderr, "child %d (seeds %d..%d) failed: status %#x\n", k, 1 + k * per, (k + 1) * per, st);
+            fprintf(stderr, "child %d (seeds %d..%d) failed: status %#x\n", k, 1 + k * per, (k + 1) * per,
+                    st);
             bad++;
         }
     }

@@ -10,7 +10,11 @@
 #include "t.h"
 #include <unistd.h>
 
-struct rd { int fd; long result; int started; };
+struct rd {
+    int fd;
+    long result;
+    int started;
+};
 
 static void reader(void *arg)
 {
@@ -45,22 +49,26 @@ static int main_reuse(void *arg)
         for (;;) {
             struct loom_stats st;
             CHECK_OK(loom_stats(&st));
-            if (st.waiting >= 1) break;
+            if (st.waiting >= 1)
+                break;
             CHECK_MSG(t_clock_ns() < dl, "round %d: the old reader never parked", i);
             loom_yield();
         }
-        for (int k = i % 4; k > 0; k--) loom_yield();
+        for (int k = i % 4; k > 0; k--)
+            loom_yield();
         CHECK_OK(loom_fd_close(a[0]));
         CHECK_OK(pipe(b));
-        b[0] = t_fd_onto(b[0], a[0]);                     /* (another thread took the number) */
+        b[0] = t_fd_onto(b[0], a[0]); /* (another thread took the number) */
         CHECK_EQ(b[0], a[0]);
         struct rd nw = { b[0], 1, 0 };
         CHECK_NE(loom_go(reader, &nw), 0);
         wait_done(&old);
-        CHECK_MSG(old.result == -ECANCELED, "round %d: the old reader got %s, not -ECANCELED", i, t_errname(old.result));
+        CHECK_MSG(old.result == -ECANCELED, "round %d: the old reader got %s, not -ECANCELED", i,
+                  t_errname(old.result));
         CHECK_EQ(loom_write(b[1], "hi", 2), 2);
         wait_done(&nw);
-        CHECK_MSG(nw.result == 2, "round %d: the new reader got %s, not the 2 bytes written", i, t_errname(nw.result));
+        CHECK_MSG(nw.result == 2, "round %d: the new reader got %s, not the 2 bytes written", i,
+                  t_errname(nw.result));
         CHECK_OK(loom_fd_close(b[0]));
         CHECK_OK(loom_fd_close(b[1]));
         CHECK_OK(loom_fd_close(a[1]));
@@ -73,7 +81,8 @@ int main(void)
     alarm(250);
     setenv("LOOM_PROCS", "2", 1);
     rounds = (int)t_scale(200);
-    if (rounds < 20) rounds = 20;
+    if (rounds < 20)
+        rounds = 20;
     T_RUN_CHAOS(300, 12, main_reuse, NULL, 0);
     printf("test_fd_reuse: ok\n");
     return 0;

@@ -60,17 +60,17 @@ static void foreign_checks(const char *where)
 }
 
 /* ---- during loom_run */
-static loom_chan *c_unbuf;      /* int, cap 0 */
-static loom_chan *c_buf;        /* int, cap 4 */
-static loom_chan *c_close;      /* elem 0, cap 0 */
-static loom_chan *c_from_g;     /* int, cap 0: a goroutine sends, the foreign thread try_recvs */
-static loom_chan *c_done;       /* int, cap 1: foreign thread reports it finished */
-static int recv_parked;         /* atomic: the receiver goroutine is about to block */
-static int send_parked;         /* atomic */
-static int closers_parked;      /* atomic */
-static int got_value;           /* atomic */
-static int close_woken;         /* atomic */
-static int sender_done;         /* atomic */
+static loom_chan *c_unbuf;  /* int, cap 0 */
+static loom_chan *c_buf;    /* int, cap 4 */
+static loom_chan *c_close;  /* elem 0, cap 0 */
+static loom_chan *c_from_g; /* int, cap 0: a goroutine sends, the foreign thread try_recvs */
+static loom_chan *c_done;   /* int, cap 1: foreign thread reports it finished */
+static int recv_parked;     /* atomic: the receiver goroutine is about to block */
+static int send_parked;     /* atomic */
+static int closers_parked;  /* atomic */
+static int got_value;       /* atomic */
+static int close_woken;     /* atomic */
+static int sender_done;     /* atomic */
 
 static void receiver(void *arg)
 {
@@ -121,7 +121,7 @@ static void *foreign_thread(void *arg)
     CHECK_ERR(loom_recv(c_buf, &v), EPERM);
     loom_case cs[1] = { { c_buf, LOOM_RECV, &v, 0 } };
     CHECK_ERR(loom_select(cs, 1, -1), EPERM);
-    CHECK_EQ(loom_chan_len(c_buf), 0);        /* the refused send put nothing in */
+    CHECK_EQ(loom_chan_len(c_buf), 0); /* the refused send put nothing in */
 
     /* non-blocking calls work */
     CHECK_EQ(loom_chan_cap(c_buf), 4);
@@ -164,7 +164,7 @@ static void *foreign_thread(void *arg)
     /* close wakes every parked receiver */
     spin_until(&closers_parked, 3, "close waiters");
     struct timespec ts = { 0, 20 * 1000000 };
-    nanosleep(&ts, NULL);              /* let them really park */
+    nanosleep(&ts, NULL); /* let them really park */
     CHECK_OK(loom_close(c_close));
     CHECK_ERR(loom_close(c_close), EPIPE);
     spin_until(&close_woken, 3, "close waiters to wake");

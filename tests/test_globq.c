@@ -15,8 +15,8 @@
 
 enum { MAXWOKEN = 3000, NFRESH = 5000 };
 
-static int started;                       /* atomic: fresh goroutines that have started */
-static int seen[MAXWOKEN];                /* started, as each woken goroutine saw it */
+static int started;        /* atomic: fresh goroutines that have started */
+static int seen[MAXWOKEN]; /* started, as each woken goroutine saw it */
 static loom_chan *gate;
 static loom_waitgroup wg;
 
@@ -31,7 +31,7 @@ static void woken(void *arg)
 {
     int i = (int)(intptr_t)arg;
     char c;
-    CHECK_ERR(loom_recv(gate, &c), EPIPE);    /* closed: the wakeup */
+    CHECK_ERR(loom_recv(gate, &c), EPIPE); /* closed: the wakeup */
     seen[i] = __atomic_load_n(&started, __ATOMIC_RELAXED);
     loom_wg_done(&wg);
 }
@@ -45,26 +45,30 @@ static int scene(int nwoken)
     CHECK(gate != NULL);
     wg = (loom_waitgroup)LOOM_WAITGROUP_INIT;
     CHECK_OK(loom_wg_add(&wg, nwoken + NFRESH));
-    for (int i = 0; i < nwoken; i++) CHECK(loom_go(woken, (void *)(intptr_t)i) != 0);
+    for (int i = 0; i < nwoken; i++)
+        CHECK(loom_go(woken, (void *)(intptr_t)i) != 0);
     struct loom_stats st;
     int64_t t0 = loom_now();
-    do {                                      /* they all run, and wait on the gate */
+    do { /* they all run, and wait on the gate */
         loom_sleep(10000000);
         CHECK_OK(loom_stats(&st));
     } while (st.waiting < (uint64_t)nwoken && loom_now() - t0 < 10000000000LL);
     CHECK_EQ(st.waiting, (uint64_t)nwoken);
     /* main keeps the P (a 1 s slice) while it spawns and while it closes the gate */
-    for (int i = 0; i < NFRESH; i++) CHECK(loom_go(fresh, NULL) != 0);
+    for (int i = 0; i < NFRESH; i++)
+        CHECK(loom_go(fresh, NULL) != 0);
     /* (chaos mode draws slices down to a tenth and sleeps in its windows: main may lose the
      * P while it spawns, so there only the goroutines' all running is checked) */
-    if (!t_chaos()) CHECK_EQ(__atomic_load_n(&started, __ATOMIC_RELAXED), 0);
+    if (!t_chaos())
+        CHECK_EQ(__atomic_load_n(&started, __ATOMIC_RELAXED), 0);
     CHECK_OK(loom_close(gate));
     loom_wg_wait(&wg);
     CHECK_EQ(__atomic_load_n(&started, __ATOMIC_RELAXED), NFRESH);
     int worst = 0;
     long sum = 0;
     for (int i = 0; i < nwoken; i++) {
-        if (seen[i] > worst) worst = seen[i];
+        if (seen[i] > worst)
+            worst = seen[i];
         sum += seen[i];
     }
     printf("%d woken behind %d fresh goroutines at 1 P: they ran after %ld fresh ones on average, %d at most\n",
@@ -79,7 +83,8 @@ static int few_test(void *arg)
     int worst = scene(300);
     /* what may run first: a fresh turn's batch at most (the order is the real runtime's:
      * not under chaos, see scene) */
-    if (!t_chaos()) CHECK_MSG(worst < NFRESH / 2, "a woken goroutine waited behind %d of %d fresh ones", worst, NFRESH);
+    if (!t_chaos())
+        CHECK_MSG(worst < NFRESH / 2, "a woken goroutine waited behind %d of %d fresh ones", worst, NFRESH);
     return 0;
 }
 
@@ -87,9 +92,11 @@ static int many_test(void *arg)
 {
     (void)arg;
     int worst = scene(MAXWOKEN);
-    if (t_chaos()) return 0;                  /* (the order is the real runtime's: see scene) */
+    if (t_chaos())
+        return 0; /* (the order is the real runtime's: see scene) */
     CHECK_MSG(worst > 0, "no fresh goroutine ran while %d woken ones waited in the global queue", MAXWOKEN);
-    CHECK_MSG(worst < NFRESH / 2, "the last woken goroutine waited behind %d of %d fresh ones", worst, NFRESH);
+    CHECK_MSG(worst < NFRESH / 2, "the last woken goroutine waited behind %d of %d fresh ones", worst,
+              NFRESH);
     return 0;
 }
 

@@ -32,10 +32,16 @@
 
 #define MS 1000000LL
 
-static int stop;                              /* atomic */
-static bool coop;                             /* the signal is off: LOOM_DEBUG=coopheld=1 */
-static int stopped(void) { return __atomic_load_n(&stop, __ATOMIC_RELAXED); }
-static long gettid_now(void) { return syscall(SYS_gettid); }
+static int stop;  /* atomic */
+static bool coop; /* the signal is off: LOOM_DEBUG=coopheld=1 */
+static int stopped(void)
+{
+    return __atomic_load_n(&stop, __ATOMIC_RELAXED);
+}
+static long gettid_now(void)
+{
+    return syscall(SYS_gettid);
+}
 
 /* In coop mode, a preemption point every 2^10 rounds of a spinner's loop (held there, a
  * spinner stays on its thread as with the signal). */
@@ -49,7 +55,12 @@ static void coop_point(uint64_t i)
 
 /* A plain loop (no loom call but coop_point) that counts, and checks every 2^16 rounds
  * that it is still on the thread it started on. */
-struct spin { uint64_t n; long tid; int moved; int done; };
+struct spin {
+    uint64_t n;
+    long tid;
+    int moved;
+    int done;
+};
 
 static void spinner(void *arg)
 {
@@ -97,13 +108,15 @@ static void await_started(struct spin *s, int n)
 static int running(struct spin *s, int n)
 {
     int k = 0;
-    for (int i = 0; i < n; i++) k += !__atomic_load_n(&s[i].done, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < n; i++)
+        k += !__atomic_load_n(&s[i].done, __ATOMIC_SEQ_CST);
     return k;
 }
 
 static void snapshot(struct spin *s, int n, uint64_t *out)
 {
-    for (int i = 0; i < n; i++) out[i] = __atomic_load_n(&s[i].n, __ATOMIC_RELAXED);
+    for (int i = 0; i < n; i++)
+        out[i] = __atomic_load_n(&s[i].n, __ATOMIC_RELAXED);
 }
 
 static void stop_spinners(struct spin *s, int n)
@@ -124,7 +137,7 @@ static int threads_test(void *arg)
     struct spin s[NMANY];
     uint64_t before[NMANY];
     start_spinners(s, NMANY);
-    await_started(s, NMANY);                  /* all but two have been preempted */
+    await_started(s, NMANY); /* all but two have been preempted */
     snapshot(s, NMANY, before);
     check_progress("16 spinners at 2 Ps", s, NMANY, before);
     struct loom_stats st;
@@ -156,7 +169,8 @@ static int share_test(void *arg)
     uint64_t total = 0, most = 0;
     for (int i = 0; i < N; i++) {
         total += b[i] - a[i];
-        if (b[i] - a[i] > most) most = b[i] - a[i];
+        if (b[i] - a[i] > most)
+            most = b[i] - a[i];
     }
     CHECK_GT(total, 0);
     check_progress("3 spinners at 2 Ps", s, N, a);
@@ -172,7 +186,8 @@ static int share_test(void *arg)
     CHECK_GE(st.threads, (uint64_t)N);
     for (int i = 0; i < N; i++)
         for (int j = 0; j < i; j++)
-            CHECK_MSG(__atomic_load_n(&s[i].tid, __ATOMIC_RELAXED) != __atomic_load_n(&s[j].tid, __ATOMIC_RELAXED),
+            CHECK_MSG(__atomic_load_n(&s[i].tid, __ATOMIC_RELAXED) !=
+                              __atomic_load_n(&s[j].tid, __ATOMIC_RELAXED),
                       "spinners %d and %d started on one thread: held, not each on its own", j, i);
     stop_spinners(s, N);
     return 0;
@@ -192,7 +207,7 @@ static int wake_test(void *arg)
     enum { N = 3, ROUNDS = 60 };
     struct spin s[N];
     start_spinners(s, N);
-    await_started(s, N);                      /* they have all run: two were held */
+    await_started(s, N); /* they have all run: two were held */
     int64_t d[ROUNDS], ran[ROUNDS];
     for (int i = 0; i < ROUNDS; i++) {
         uint64_t before[N], after[N];
@@ -202,13 +217,15 @@ static int wake_test(void *arg)
         d[i] = loom_now() - t0 - MS;
         snapshot(s, N, after);
         ran[i] = 0;
-        for (int k = 0; k < N; k++) ran[i] += after[k] != before[k];
+        for (int k = 0; k < N; k++)
+            ran[i] += after[k] != before[k];
     }
     qsort(d, ROUNDS, sizeof d[0], cmp_i64);
     qsort(ran, ROUNDS, sizeof ran[0], cmp_i64);
     printf("1 ms sleeps beside %d spinners at 1 P: median %.2f ms late, worst %.2f ms; spinners that "
-           "ran meanwhile: median %lld, most %lld\n", N, d[ROUNDS / 2] / 1e6, d[ROUNDS - 1] / 1e6,
-           (long long)ran[ROUNDS / 2], (long long)ran[ROUNDS - 1]);
+           "ran meanwhile: median %lld, most %lld\n",
+           N, d[ROUNDS / 2] / 1e6, d[ROUNDS - 1] / 1e6, (long long)ran[ROUNDS / 2],
+           (long long)ran[ROUNDS - 1]);
     /* The sleeper runs after the current slice, the one spinner that had the thread when it
      * slept: not after a turn of the held ones (every 61st tick one of them goes first, so
      * the median).  In time: late by at most a slice, where a turn of the held ones would
@@ -223,7 +240,7 @@ static int wake_test(void *arg)
 
 /* ---- the holding thread loses its P to a blocking call, and gets one back */
 
-static int yields;                            /* atomic */
+static int yields; /* atomic */
 static void yielder(void *arg)
 {
     (void)arg;
@@ -238,10 +255,11 @@ static void blocker(void *arg)
     loom_waitgroup *wg = arg;
     for (int i = 0; i < 20; i++) {
         loom_block_begin();
-        usleep(5000);                         /* long enough for sysmon to hand the P on */
+        usleep(5000); /* long enough for sysmon to hand the P on */
         loom_block_end();
         volatile uint64_t k = 0;
-        while (k < 200000) k++;               /* some plain work: may be preempted, held */
+        while (k < 200000)
+            k++; /* some plain work: may be preempted, held */
     }
     loom_wg_done(wg);
 }
@@ -264,8 +282,8 @@ static int blocking_test(void *arg)
     int64_t took = loom_now() - t0;
     struct loom_stats st;
     CHECK_OK(loom_stats(&st));
-    printf("20 blocking calls beside %d spinners and a yielder at 1 P: %.0f ms, %llu handoffs\n", N, took / 1e6,
-           (unsigned long long)st.handoffs);
+    printf("20 blocking calls beside %d spinners and a yielder at 1 P: %.0f ms, %llu handoffs\n", N,
+           took / 1e6, (unsigned long long)st.handoffs);
     check_progress("after blocking calls", s, N, before);
     CHECK_GT(__atomic_load_n(&yields, __ATOMIC_RELAXED), 0);
     stop_spinners(s, N);
@@ -334,7 +352,7 @@ static int prio_global_test(void *arg)
     memset(s, 0, sizeof s);
     for (int i = 0; i < N; i++)
         CHECK(loom_go_attr(spinner, &s[i], &(loom_attr){ .priority = LOOM_PRIO_LOW }) != 0);
-    await_started(s, N);                      /* they have all run: two are held */
+    await_started(s, N); /* they have all run: two are held */
     fchan = loom_chan_new(sizeof(int64_t), 0);
     CHECK(fchan != NULL);
     pthread_t th;
@@ -353,7 +371,8 @@ static int prio_global_test(void *arg)
      * or the slice's end: 2 ms), not after the held ones get their turns on every 61st
      * tick (some 60 slices) */
     if (!t_chaos())
-        CHECK_MSG(d[FROUNDS / 2] < 10 * MS, "median wakeup %.2f ms behind LOW spinners", d[FROUNDS / 2] / 1e6);
+        CHECK_MSG(d[FROUNDS / 2] < 10 * MS, "median wakeup %.2f ms behind LOW spinners",
+                  d[FROUNDS / 2] / 1e6);
     loom_chan_free(fchan);
     stop_spinners(s, N);
     return 0;
@@ -365,13 +384,14 @@ static int prio_global_test(void *arg)
  * is no longer held and any thread may take it, so spare Ps' threads come to hold some.
  * (A yield gives back a spare being retired, as schedule() does: once roam is cleared only
  * the preemption of held goroutines can.) */
-static int roam;                              /* atomic */
+static int roam; /* atomic */
 static void roaming_spinner(void *arg)
 {
     uint64_t *n = arg;
     uint64_t i = 0;
     while (!stopped()) {
-        if ((++i & 0x3ffff) == 0 && __atomic_load_n(&roam, __ATOMIC_RELAXED)) loom_yield();
+        if ((++i & 0x3ffff) == 0 && __atomic_load_n(&roam, __ATOMIC_RELAXED))
+            loom_yield();
         coop_point(i);
         __atomic_store_n(n, i, __ATOMIC_RELAXED);
     }
@@ -381,10 +401,12 @@ static void plain_blocker(void *arg)
 {
     loom_waitgroup *wg = arg;
     for (int i = 0; i < 30; i++) {
-        if (i == 20) __atomic_store_n(&roam, 0, __ATOMIC_RELAXED);
-        usleep(5000);                         /* unannotated: sysmon lends a spare P */
+        if (i == 20)
+            __atomic_store_n(&roam, 0, __ATOMIC_RELAXED);
+        usleep(5000); /* unannotated: sysmon lends a spare P */
         volatile uint64_t k = 0;
-        while (k < 100000) k++;
+        while (k < 100000)
+            k++;
     }
     loom_wg_done(wg);
 }
@@ -401,9 +423,10 @@ static int spare_test(void *arg)
     (void)arg;
     enum { N = 4 };
     uint64_t n[N] = { 0 };
-    alarm(60);                                /* the failure was a hang: make it quick */
+    alarm(60); /* the failure was a hang: make it quick */
     __atomic_store_n(&roam, 1, __ATOMIC_RELAXED);
-    for (int i = 0; i < N; i++) CHECK(loom_go(roaming_spinner, &n[i]) != 0);
+    for (int i = 0; i < N; i++)
+        CHECK(loom_go(roaming_spinner, &n[i]) != 0);
     loom_waitgroup wg = LOOM_WAITGROUP_INIT;
     CHECK_OK(loom_wg_add(&wg, 1));
     CHECK(loom_go(plain_blocker, &wg) != 0);
@@ -418,7 +441,8 @@ static int spare_test(void *arg)
     printf("30 plain blocking calls beside %d roaming spinners at 1 P: %llu spare Ps lent, %llu in use after %.0f ms\n",
            N, (unsigned long long)st.spare_lends, (unsigned long long)st.procs, (loom_now() - t0) / 1e6);
     CHECK_GT(st.spare_lends, 0);
-    for (int i = 0; i < N; i++) CHECK_GT(__atomic_load_n(&n[i], __ATOMIC_RELAXED), 0);
+    for (int i = 0; i < N; i++)
+        CHECK_GT(__atomic_load_n(&n[i], __ATOMIC_RELAXED), 0);
     __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
     loom_sleep(20 * MS);
     alarm(0);

@@ -31,7 +31,10 @@ static int64_t responses_checked;
 
 /* ---- what a response must be */
 enum { R200, R404, R405, R400, R431, R501 };
-static const struct { int status; const char *reason, *body; } replies[] = {
+static const struct {
+    int status;
+    const char *reason, *body;
+} replies[] = {
     [R200] = { 200, "OK", "Hello, World!\n" },
     [R404] = { 404, "Not Found", "Not Found\n" },
     [R405] = { 405, "Method Not Allowed", "Method Not Allowed\n" },
@@ -39,18 +42,18 @@ static const struct { int status; const char *reason, *body; } replies[] = {
     [R431] = { 431, "Request Header Fields Too Large", "Request Header Fields Too Large\n" },
     [R501] = { 501, "Not Implemented", "Not Implemented\n" },
 };
-enum { KEEP, CLOSE, KEEP10 };   /* no Connection header; "Connection: close"; "...: keep-alive" */
+enum { KEEP, CLOSE, KEEP10 }; /* no Connection header; "Connection: close"; "...: keep-alive" */
 
 typedef struct expect {
-    int reply, conn, head;      /* head: a HEAD request (no body) */
+    int reply, conn, head; /* head: a HEAD request (no body) */
 } expect;
 
 /* ---- one client connection */
 typedef struct client {
-    int    id, fd;
-    t_rng  rng;
-    size_t len;                 /* bytes in buf not consumed yet */
-    char   buf[16384];
+    int id, fd;
+    t_rng rng;
+    size_t len; /* bytes in buf not consumed yet */
+    char buf[16384];
 } client;
 
 static void client_dial(client *c)
@@ -122,8 +125,8 @@ static void read_response(client *c, const expect *e, const char *what)
     /* status line */
     char want[128];
     int n = snprintf(want, sizeof want, "HTTP/1.1 %d %s\r\n", replies[rep].status, replies[rep].reason);
-    CHECK_MSG(strncmp(c->buf, want, (size_t)n) == 0, "connection %d: %s: expected \"%.*s\", got \"%.*s\"", c->id,
-              what, n - 2, want, (int)strcspn(c->buf, "\r"), c->buf);
+    CHECK_MSG(strncmp(c->buf, want, (size_t)n) == 0, "connection %d: %s: expected \"%.*s\", got \"%.*s\"",
+              c->id, what, n - 2, want, (int)strcspn(c->buf, "\r"), c->buf);
 
     /* headers: each one expected, each expected one once */
     size_t body_len = strlen(replies[rep].body);
@@ -138,23 +141,23 @@ static void read_response(client *c, const expect *e, const char *what)
 #define IS(name) (nl == strlen(name) && strncmp(line, name, nl) == 0)
 #define VALUE(s) (vl == strlen(s) && strncmp(v, s, vl) == 0)
         if (IS("Content-Type")) {
-            CHECK_MSG(!seen_type++ && VALUE("text/plain; charset=utf-8"), "connection %d: %s: Content-Type: %.*s",
-                      c->id, what, (int)vl, v);
+            CHECK_MSG(!seen_type++ && VALUE("text/plain; charset=utf-8"),
+                      "connection %d: %s: Content-Type: %.*s", c->id, what, (int)vl, v);
         } else if (IS("Content-Length")) {
             char len_s[32];
             snprintf(len_s, sizeof len_s, "%zu", body_len);
-            CHECK_MSG(!seen_len++ && VALUE(len_s), "connection %d: %s: Content-Length: %.*s, expected %s", c->id,
-                      what, (int)vl, v, len_s);
+            CHECK_MSG(!seen_len++ && VALUE(len_s), "connection %d: %s: Content-Length: %.*s, expected %s",
+                      c->id, what, (int)vl, v, len_s);
         } else if (IS("Date")) {
             CHECK_MSG(!seen_date++, "connection %d: %s: two Date headers", c->id, what);
             check_date(c, v, vl, what);
         } else if (IS("Connection")) {
             const char *wantc = e->conn == CLOSE ? "close" : "keep-alive";
-            CHECK_MSG(!seen_conn++ && e->conn != KEEP && VALUE(wantc), "connection %d: %s: unexpected Connection: %.*s",
-                      c->id, what, (int)vl, v);
+            CHECK_MSG(!seen_conn++ && e->conn != KEEP && VALUE(wantc),
+                      "connection %d: %s: unexpected Connection: %.*s", c->id, what, (int)vl, v);
         } else if (IS("Allow")) {
-            CHECK_MSG(!seen_allow++ && rep == R405 && VALUE("GET, HEAD"), "connection %d: %s: unexpected Allow: %.*s",
-                      c->id, what, (int)vl, v);
+            CHECK_MSG(!seen_allow++ && rep == R405 && VALUE("GET, HEAD"),
+                      "connection %d: %s: unexpected Allow: %.*s", c->id, what, (int)vl, v);
         } else {
             FAIL("connection %d: %s: unexpected header \"%.*s\"", c->id, what, (int)(eol - line), line);
         }
@@ -162,8 +165,9 @@ static void read_response(client *c, const expect *e, const char *what)
 #undef VALUE
         line = eol + 2;
     }
-    CHECK_MSG(seen_type && seen_len && seen_date, "connection %d: %s: a header is missing (type %d, length %d, date %d)",
-              c->id, what, seen_type, seen_len, seen_date);
+    CHECK_MSG(seen_type && seen_len && seen_date,
+              "connection %d: %s: a header is missing (type %d, length %d, date %d)", c->id, what, seen_type,
+              seen_len, seen_date);
     CHECK_MSG(seen_conn == (e->conn != KEEP), "connection %d: %s: Connection header %s", c->id, what,
               seen_conn ? "not expected" : "missing");
     CHECK_MSG(seen_allow == (rep == R405), "connection %d: %s: Allow header missing", c->id, what);
@@ -184,7 +188,8 @@ static void read_response(client *c, const expect *e, const char *what)
  * keeps it open, close it when we close ours. */
 static void expect_eof(client *c, const char *what)
 {
-    CHECK_MSG(c->len == 0, "connection %d: %s: %zu unexpected bytes after the last response", c->id, what, c->len);
+    CHECK_MSG(c->len == 0, "connection %d: %s: %zu unexpected bytes after the last response", c->id, what,
+              c->len);
     ssize_t k = fill(c, what);
     CHECK_MSG(k == 0, "connection %d: %s: expected EOF, got %zd more bytes", c->id, what, k);
 }
@@ -192,12 +197,12 @@ static void expect_eof(client *c, const char *what)
 static void finish(client *c, int server_closes, const char *what)
 {
     if (!server_closes)
-        CHECK_OK(shutdown(c->fd, SHUT_WR));     /* we are done: on our EOF the server closes */
+        CHECK_OK(shutdown(c->fd, SHUT_WR)); /* we are done: on our EOF the server closes */
     expect_eof(c, what);
     CHECK_OK(loom_fd_close(c->fd));
 }
 
-static char post_body[20000];           /* filled before loom_run */
+static char post_body[20000]; /* filled before loom_run */
 
 static const char GET[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: test_httpd\r\n\r\n";
 
@@ -214,14 +219,18 @@ static void keep_alive(client *c)
 
 static void pipelined(client *c)
 {
-    static const struct { const char *req; expect e; } kinds[] = {
+    static const struct {
+        const char *req;
+        expect e;
+    } kinds[] = {
         { "GET / HTTP/1.1\r\nHost: x\r\n\r\n", { R200, KEEP, 0 } },
         { "GET /missing?q=1 HTTP/1.1\r\nHost: x\r\n\r\n", { R404, KEEP, 0 } },
         { "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", { R200, KEEP, 1 } },
         { "HEAD /nope HTTP/1.1\r\n\r\n", { R404, KEEP, 1 } },
         { "GET /?a=b HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", { R200, KEEP10, 0 } },
-        { "\r\nGET / HTTP/1.1\r\nconnection: keep-alive\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n", { R200, KEEP, 0 } },
-        { NULL, { R405, KEEP, 0 } },    /* POST with a body of random length */
+        { "\r\nGET / HTTP/1.1\r\nconnection: keep-alive\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+          { R200, KEEP, 0 } },
+        { NULL, { R405, KEEP, 0 } }, /* POST with a body of random length */
     };
     enum { NKINDS = sizeof kinds / sizeof kinds[0] };
     int n = 2 + (int)t_rng_below(&c->rng, 19);
@@ -237,16 +246,18 @@ static void pipelined(client *c)
             len += l;
         } else {
             /* mostly small; sometimes bigger than the server's 8 KiB buffer */
-            size_t bl = t_rng_below(&c->rng, 4) == 0 ? 8192 + t_rng_below(&c->rng, 10000) : t_rng_below(&c->rng, 100);
-            len += (size_t)sprintf(out + len, "POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", bl);
+            size_t bl = t_rng_below(&c->rng, 4) == 0 ? 8192 + t_rng_below(&c->rng, 10000)
+                                                     : t_rng_below(&c->rng, 100);
+            len += (size_t)sprintf(out + len, "POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+                                   bl);
             memcpy(out + len, post_body, bl);
             len += bl;
         }
     }
     if (t_rng_below(&c->rng, 2))
-        send_all(c, out, len);                          /* all at once */
+        send_all(c, out, len); /* all at once */
     else
-        send_pieces(c, out, len, 200);                  /* split anywhere */
+        send_pieces(c, out, len, 200); /* split anywhere */
     free(out);
     for (int i = 0; i < n; i++)
         read_response(c, &kinds[kind[i]].e, "pipelined");
@@ -276,14 +287,14 @@ static void garbage(client *c)
 {
     static const char *const bad[] = {
         "this is not http\r\n\r\n",
-        "GET /\r\n\r\n",                                /* HTTP/0.9 */
+        "GET /\r\n\r\n", /* HTTP/0.9 */
         "GET / HTTP/2.0\r\n\r\n",
         "get / HTTP/1.1\r\n\r\n",
         "GET index.html HTTP/1.1\r\n\r\n",
         "GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
         "GET / HTTP/1.1\r\nContent-Length: ten\r\n\r\n",
         "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
-        "\x16\x03\x01\x02\x05\x01\x01\x01\xfc\x03\x03\r\n\r\n",   /* TLS */
+        "\x16\x03\x01\x02\x05\x01\x01\x01\xfc\x03\x03\r\n\r\n", /* TLS */
     };
     const char *g = bad[t_rng_below(&c->rng, sizeof bad / sizeof bad[0])];
     char req[256];
@@ -326,14 +337,15 @@ static void conn_close(client *c)
     static const char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     send_all(c, req, sizeof req - 1);
     if (t_rng_below(&c->rng, 2))
-        send_all(c, GET, sizeof GET - 1);       /* after "close": must be ignored */
+        send_all(c, GET, sizeof GET - 1); /* after "close": must be ignored */
     read_response(c, &(expect){ R200, CLOSE, 0 }, "GET / with Connection: close");
     finish(c, 1, "Connection: close");
 }
 
 static void http10(client *c)
 {
-    static const char keep[] = "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", once[] = "GET / HTTP/1.0\r\n\r\n";
+    static const char keep[] = "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                      once[] = "GET / HTTP/1.0\r\n\r\n";
     send_all(c, keep, sizeof keep - 1);
     read_response(c, &(expect){ R200, KEEP10, 0 }, "HTTP/1.0 keep-alive");
     send_all(c, once, sizeof once - 1);
@@ -341,8 +353,8 @@ static void http10(client *c)
     finish(c, 1, "HTTP/1.0");
 }
 
-static void (*const scenarios[])(client *) = { keep_alive, pipelined, dribble, not_found, garbage, refused,
-                                               conn_close, http10, keep_alive, pipelined };
+static void (*const scenarios[])(client *) = { keep_alive, pipelined,  dribble, not_found,  garbage,
+                                               refused,    conn_close, http10,  keep_alive, pipelined };
 enum { NSCEN = sizeof scenarios / sizeof scenarios[0] };
 
 static void client_main(void *arg)
@@ -378,18 +390,19 @@ int main(int argc, char **argv)
     const char *path = t_server_path(argc, argv);
     if (!path) {
         printf("test_httpd: skipped: examples not built (LOOM_BUILD_EXAMPLES=OFF)\n");
-        return 77;                      /* ctest: skipped (SKIP_RETURN_CODE) */
+        return 77; /* ctest: skipped (SKIP_RETURN_CODE) */
     }
-    t_server_watchdog(270);             /* ctest's limit is 300 s */
+    t_server_watchdog(270); /* ctest's limit is 300 s */
     t_raise_nofile();
     nconns = (int)t_scale(2000);
     memset(post_body, 'b', sizeof post_body);
     if (nconns < NSCEN)
-        nconns = NSCEN;                 /* every scenario at least once */
+        nconns = NSCEN; /* every scenario at least once */
 
     t_server srv;
     t_server_start(&srv, path, "httpd");
-    server_addr = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port),
+    server_addr = (struct sockaddr_in){ .sin_family = AF_INET,
+                                        .sin_port = htons((uint16_t)srv.port),
                                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     T_RUN(main_fn, NULL);
     t_server_stop(&srv);

@@ -14,7 +14,7 @@
 
 #define MS 1000000LL
 
-static loom_chan *g_forever;     /* nobody ever sends */
+static loom_chan *g_forever; /* nobody ever sends */
 static loom_chan *g_done;
 
 static void blocked_forever(void *arg)
@@ -44,7 +44,12 @@ static int64_t cpu_ns(void)
 
 /* Per-thread CPU ticks from /proc, printed when the check fails: which thread burned it. */
 #define MAXT 64
-typedef struct { int n; long tid[MAXT]; long ticks[MAXT]; char name[MAXT][20]; } tsnap;
+typedef struct {
+    int n;
+    long tid[MAXT];
+    long ticks[MAXT];
+    char name[MAXT][20];
+} tsnap;
 
 static bool snap_one(long tid, char *buf, void *arg)
 {
@@ -109,8 +114,9 @@ static int main_fn(void *arg)
     CHECK_GE(w1 - w0, 500 * MS);
     if (c1 - c0 >= 50 * MS)
         print_threads(&s0, &s1);
-    if (!t_chaos()) CHECK_MSG(c1 - c0 < 50 * MS, "the idle runtime used %.1f ms of CPU in %.1f ms (%d Ps)",
-              (c1 - c0) / 1e6, (w1 - w0) / 1e6, loom_procs());
+    if (!t_chaos())
+        CHECK_MSG(c1 - c0 < 50 * MS, "the idle runtime used %.1f ms of CPU in %.1f ms (%d Ps)",
+                  (c1 - c0) / 1e6, (w1 - w0) / 1e6, loom_procs());
     /* neither channel is freed: the goroutines in g_forever and on timers are abandoned
      * when we return, and the sender on g_done may not have returned from loom_send yet */
     return 0;

@@ -15,19 +15,22 @@
 #include <unistd.h>
 
 static long (*volatile get_tid)(void);
-static long get_tid_impl(void) { return syscall(SYS_gettid); }
+static long get_tid_impl(void)
+{
+    return syscall(SYS_gettid);
+}
 /* glibc declares pthread_self() const: call it through a volatile pointer so each
  * call really asks the thread we run on now */
 static pthread_t (*volatile get_self)(void) = pthread_self;
 
 #define NLOCKED 2
-static long locked_tid[NLOCKED];     /* atomic: tid while goroutine k is locked, else 0 */
-static loom_chan *feed[NLOCKED];     /* partner k -> locked k */
+static long locked_tid[NLOCKED]; /* atomic: tid while goroutine k is locked, else 0 */
+static loom_chan *feed[NLOCKED]; /* partner k -> locked k */
 static loom_mutex g_mu = LOOM_MUTEX_INIT;
 static long g_rounds;
-static int g_stop;                   /* atomic */
-static int g_busy_done, g_locked_done, g_partner_done;   /* atomic */
-static long g_checks;                /* atomic */
+static int g_stop;                                     /* atomic */
+static int g_busy_done, g_locked_done, g_partner_done; /* atomic */
+static long g_checks;                                  /* atomic */
 
 /* self: index of a locked goroutine (to skip its own entry), or -1 */
 static void check_not_on_locked(int self, const char *who)
@@ -37,8 +40,10 @@ static void check_not_on_locked(int self, const char *who)
         if (k == self)
             continue;
         long lt = __atomic_load_n(&locked_tid[k], __ATOMIC_SEQ_CST);
-        CHECK_MSG(lt == 0 || lt != t, "%s (goroutine %" PRIu64 ") runs on thread %ld,"
-                  " which locked goroutine %d owns", who, loom_id(), t, k);
+        CHECK_MSG(lt == 0 || lt != t,
+                  "%s (goroutine %" PRIu64 ") runs on thread %ld,"
+                  " which locked goroutine %d owns",
+                  who, loom_id(), t, k);
     }
     __atomic_add_fetch(&g_checks, 1, __ATOMIC_RELAXED);
 }
@@ -53,17 +58,14 @@ static void busy(void *arg)
             ;
         check_not_on_locked(-1, "busy goroutine");
         switch (t_rng_below(&r, 8)) {
-        case 0:
-            loom_sleep((int64_t)t_rng_below(&r, 100000));
-            break;
+        case 0: loom_sleep((int64_t)t_rng_below(&r, 100000)); break;
         case 1:
             loom_mutex_lock(&g_mu);
             check_not_on_locked(-1, "busy goroutine holding the mutex");
             loom_yield();
             CHECK_OK(loom_mutex_unlock(&g_mu));
             break;
-        default:
-            loom_yield();
+        default: loom_yield();
         }
     }
     __atomic_add_fetch(&g_busy_done, 1, __ATOMIC_SEQ_CST);
@@ -76,7 +78,7 @@ static void partner(void *arg)
     t_rng_seed(&r, (uint64_t)k + 100);
     for (long i = 0; i < g_rounds; i++) {
         if (t_rng_below(&r, 3) == 0)
-            loom_sleep((int64_t)t_rng_below(&r, 50000));   /* so the receiver really parks */
+            loom_sleep((int64_t)t_rng_below(&r, 50000)); /* so the receiver really parks */
         check_not_on_locked(-1, "partner");
         CHECK_OK(loom_send(feed[k], &i));
     }
@@ -86,10 +88,14 @@ static void partner(void *arg)
 #define CHECK_PINNED(what) \
     do { \
         long t__ = get_tid(); \
-        CHECK_MSG(t__ == tid, "locked goroutine %ld moved from thread %ld to %ld after %s" \
-                  " (round %ld)", k, tid, t__, (what), i); \
-        CHECK_MSG(pthread_equal(get_self(), self), "locked goroutine %ld: pthread_self()" \
-                  " changed after %s", k, (what)); \
+        CHECK_MSG(t__ == tid, \
+                  "locked goroutine %ld moved from thread %ld to %ld after %s" \
+                  " (round %ld)", \
+                  k, tid, t__, (what), i); \
+        CHECK_MSG(pthread_equal(get_self(), self), \
+                  "locked goroutine %ld: pthread_self()" \
+                  " changed after %s", \
+                  k, (what)); \
         check_not_on_locked((int)k, "locked goroutine"); \
     } while (0)
 
@@ -126,9 +132,7 @@ static void locked(void *arg)
             CHECK_PINNED("loom_yield holding the mutex");
             CHECK_OK(loom_mutex_unlock(&g_mu));
             break;
-        default:
-            loom_sleep(0);
-            CHECK_PINNED("loom_sleep(0)");
+        default: loom_sleep(0); CHECK_PINNED("loom_sleep(0)");
         }
     }
     /* the window ends before the unlock */

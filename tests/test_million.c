@@ -14,8 +14,7 @@
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define T_SANITIZED 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(memory_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
 #define T_SANITIZED 1
 #endif
 #endif
@@ -27,10 +26,10 @@
 
 static loom_chan *g_chan;
 static long g_n;
-static long g_started;       /* atomic */
-static long g_finished;      /* atomic */
-static long g_bad;           /* atomic: receives that did not return -EPIPE */
-static int g_spawners_done;  /* atomic */
+static long g_started;      /* atomic */
+static long g_finished;     /* atomic */
+static long g_bad;          /* atomic: receives that did not return -EPIPE */
+static int g_spawners_done; /* atomic */
 
 static void parked(void *arg)
 {
@@ -49,8 +48,7 @@ static void spawner(void *arg)
     long lo = g_n * s / NSPAWNERS, hi = g_n * (s + 1) / NSPAWNERS;
     for (long i = lo; i < hi; i++) {
         uint64_t id = loom_go(parked, NULL);
-        CHECK_MSG(id != 0, "loom_go failed at goroutine %ld: errno %d (%s)", i, errno,
-                  strerror(errno));
+        CHECK_MSG(id != 0, "loom_go failed at goroutine %ld: errno %d (%s)", i, errno, strerror(errno));
         if (i % 4096 == 0)
             loom_yield();
     }
@@ -62,9 +60,9 @@ static void wait_long(long *p, long want, double secs, const char *what)
     int64_t dl = t_clock_ns() + (int64_t)(secs * 1e9);
     while (__atomic_load_n(p, __ATOMIC_ACQUIRE) < want) {
         if (t_clock_ns() >= dl) {
-            fprintf(stderr, "test_million: timed out waiting for %s (%ld of %ld); goroutine dump:\n",
-                    what, __atomic_load_n(p, __ATOMIC_ACQUIRE), want);
-            raise(SIGQUIT);           /* loom prints every goroutine and exits 2 */
+            fprintf(stderr, "test_million: timed out waiting for %s (%ld of %ld); goroutine dump:\n", what,
+                    __atomic_load_n(p, __ATOMIC_ACQUIRE), want);
+            raise(SIGQUIT); /* loom prints every goroutine and exits 2 */
             sleep(5);
             CHECK_MSG(0, "timed out waiting for %s", what);
         }
@@ -91,15 +89,15 @@ static int main_fn(void *arg)
     /* the last ones to start may not have parked yet; give them a moment, though
      * receiving on a closed channel returns -EPIPE anyway */
     loom_sleep(20000000);
-    CHECK_EQ(__atomic_load_n(&g_finished, __ATOMIC_ACQUIRE), 0);   /* nobody got past recv */
+    CHECK_EQ(__atomic_load_n(&g_finished, __ATOMIC_ACQUIRE), 0); /* nobody got past recv */
     int64_t t_close = t_clock_ns();
     CHECK_OK(loom_close(g_chan));
     int64_t t_closed = t_clock_ns();
     wait_long(&g_finished, g_n, 200, "goroutines to finish");
     if (getenv("LOOM_TEST_VERBOSE"))
         fprintf(stderr, "test_million: spawn %.2f s, start %.2f s, close %.2f s, finish %.2f s\n",
-                (t_spawned - t_start) / 1e9, (t_started - t_spawned) / 1e9,
-                (t_closed - t_close) / 1e9, (t_clock_ns() - t_closed) / 1e9);
+                (t_spawned - t_start) / 1e9, (t_started - t_spawned) / 1e9, (t_closed - t_close) / 1e9,
+                (t_clock_ns() - t_closed) / 1e9);
     CHECK_EQ(__atomic_load_n(&g_bad, __ATOMIC_SEQ_CST), 0);
     CHECK_EQ(__atomic_load_n(&g_finished, __ATOMIC_SEQ_CST), g_n);
     return 0;
@@ -121,10 +119,14 @@ int main(void)
     long after = maxrss_kib();
     double per = (double)(after - before) * 1024.0 / (double)g_n;
     if (getenv("LOOM_TEST_VERBOSE"))
-        fprintf(stderr, "test_million: %ld goroutines, %.2f s, maxrss %ld -> %ld KiB,"
-                " %.0f bytes per goroutine\n", g_n, (t_clock_ns() - t0) / 1e9, before, after, per);
+        fprintf(stderr,
+                "test_million: %ld goroutines, %.2f s, maxrss %ld -> %ld KiB,"
+                " %.0f bytes per goroutine\n",
+                g_n, (t_clock_ns() - t0) / 1e9, before, after, per);
     if (g_n == 1000000 && !T_SANITIZED)
-        CHECK_MSG(per <= 4.5 * 1024, "peak RSS grew %ld KiB for %ld goroutines: %.0f bytes each"
-                  " (limit 4608)", after - before, g_n, per);
+        CHECK_MSG(per <= 4.5 * 1024,
+                  "peak RSS grew %ld KiB for %ld goroutines: %.0f bytes each"
+                  " (limit 4608)",
+                  after - before, g_n, per);
     return 0;
 }

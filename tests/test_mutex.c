@@ -10,8 +10,8 @@
 
 /* Static initialisation: used as is, never passed through any init call. */
 static loom_mutex g_mu = LOOM_MUTEX_INIT;
-static long g_counter;          /* plain, non-atomic: protected by g_mu only */
-static int g_inside;            /* atomic: goroutines inside the critical section */
+static long g_counter; /* plain, non-atomic: protected by g_mu only */
+static int g_inside;   /* atomic: goroutines inside the critical section */
 
 static struct {
     loom_mutex mu;
@@ -19,7 +19,7 @@ static struct {
 } g_embedded = { LOOM_MUTEX_INIT, 0 };
 
 static long g_iters;
-static int g_workers_done;      /* atomic */
+static int g_workers_done; /* atomic */
 
 static void worker(void *arg)
 {
@@ -61,8 +61,8 @@ static void test_exclusion(void)
 
 /* ---- trylock */
 static loom_mutex t_mu = LOOM_MUTEX_INIT;
-static int t_result = 1;      /* atomic */
-static int t_done;            /* atomic */
+static int t_result = 1; /* atomic */
+static int t_done;       /* atomic */
 
 static void try_other(void *arg)
 {
@@ -82,8 +82,8 @@ static void wait_flag(int *flag, const char *what)
 
 static void test_trylock(void)
 {
-    CHECK_OK(loom_mutex_trylock(&t_mu));          /* free: acquired */
-    CHECK_ERR(loom_mutex_trylock(&t_mu), EBUSY);  /* held (even by this goroutine) */
+    CHECK_OK(loom_mutex_trylock(&t_mu));         /* free: acquired */
+    CHECK_ERR(loom_mutex_trylock(&t_mu), EBUSY); /* held (even by this goroutine) */
     /* held: another goroutine, possibly on another P, gets -EBUSY too */
     __atomic_store_n(&t_done, 0, __ATOMIC_SEQ_CST);
     CHECK(loom_go(try_other, NULL) != 0);
@@ -108,9 +108,9 @@ static void test_trylock(void)
 }
 
 /* ---- misuse: unlock of an unlocked mutex */
-static int m_shared;        /* protected by m_mu */
+static int m_shared; /* protected by m_mu */
 static loom_mutex m_mu = LOOM_MUTEX_INIT;
-static int m_done;          /* atomic */
+static int m_done; /* atomic */
 
 static void misuse_worker(void *arg)
 {
@@ -135,7 +135,7 @@ static void test_misuse(void)
     CHECK_OK(loom_mutex_trylock(&fresh));
     CHECK_ERR(loom_mutex_trylock(&fresh), EBUSY);
     CHECK_OK(loom_mutex_unlock(&fresh));
-    CHECK_ERR(loom_mutex_unlock(&fresh), EPERM);   /* double unlock */
+    CHECK_ERR(loom_mutex_unlock(&fresh), EPERM); /* double unlock */
     loom_mutex_lock(&fresh);
     CHECK_OK(loom_mutex_unlock(&fresh));
 
@@ -172,17 +172,17 @@ static void test_misuse(void)
  * starvation mode the woken waiter loses every race; with it, the lock is handed
  * to a waiter that waited more than 1 ms. */
 static loom_mutex s_mu = LOOM_MUTEX_INIT;
-static int s_stop;              /* atomic */
-static int s_hog_done;          /* atomic */
-static int s_waiter_done;       /* atomic */
-static int64_t s_max_wait;      /* written by the waiter only */
+static int s_stop;         /* atomic */
+static int s_hog_done;     /* atomic */
+static int s_waiter_done;  /* atomic */
+static int64_t s_max_wait; /* written by the waiter only */
 
 static void hog(void *arg)
 {
     (void)arg;
     while (!__atomic_load_n(&s_stop, __ATOMIC_SEQ_CST)) {
         loom_mutex_lock(&s_mu);
-        loom_sleep(100000);                 /* 100 us with the lock held */
+        loom_sleep(100000); /* 100 us with the lock held */
         CHECK_OK(loom_mutex_unlock(&s_mu));
         /* straight back to lock(): no yield in between */
     }
@@ -200,8 +200,7 @@ static void waiter(void *arg)
         if (w > s_max_wait)
             s_max_wait = w;
         CHECK_OK(loom_mutex_unlock(&s_mu));
-        CHECK_MSG(w < 1000000000LL, "waiter needed %.3f s to get the lock (round %d): starved",
-                  w / 1e9, i);
+        CHECK_MSG(w < 1000000000LL, "waiter needed %.3f s to get the lock (round %d): starved", w / 1e9, i);
     }
     __atomic_store_n(&s_waiter_done, 1, __ATOMIC_SEQ_CST);
 }
@@ -213,11 +212,13 @@ static void test_starvation(void)
     __atomic_store_n(&s_waiter_done, 0, __ATOMIC_SEQ_CST);
     s_max_wait = 0;
     CHECK(loom_go(hog, NULL) != 0);
-    loom_sleep(2000000);                    /* let the hog start its loop */
+    loom_sleep(2000000); /* let the hog start its loop */
     CHECK(loom_go(waiter, NULL) != 0);
     int64_t deadline = t_clock_ns() + 20LL * 1000000000;
     while (!__atomic_load_n(&s_waiter_done, __ATOMIC_SEQ_CST)) {
-        CHECK_MSG(t_clock_ns() < deadline, "waiter could not take the mutex 10 times in 20 s: starved by a goroutine re-locking in a loop (no starvation mode?)");
+        CHECK_MSG(
+                t_clock_ns() < deadline,
+                "waiter could not take the mutex 10 times in 20 s: starved by a goroutine re-locking in a loop (no starvation mode?)");
         loom_sleep(1000000);
     }
     __atomic_store_n(&s_stop, 1, __ATOMIC_SEQ_CST);
@@ -231,9 +232,9 @@ static void test_starvation(void)
  * queued (woken flag set), and another unlock must be refused without waking a second
  * waiter or letting two goroutines in. */
 static loom_mutex q_mu = LOOM_MUTEX_INIT;
-static int q_inside;          /* atomic */
-static int q_done;            /* atomic */
-static long q_count;          /* under q_mu */
+static int q_inside; /* atomic */
+static int q_done;   /* atomic */
+static long q_count; /* under q_mu */
 
 static void q_waiter(void *arg)
 {
@@ -242,7 +243,7 @@ static void q_waiter(void *arg)
     int in = __atomic_add_fetch(&q_inside, 1, __ATOMIC_SEQ_CST);
     CHECK_MSG(in == 1, "%d goroutines inside after a refused unlock", in);
     q_count++;
-    loom_yield();             /* hold it across a switch */
+    loom_yield(); /* hold it across a switch */
     __atomic_sub_fetch(&q_inside, 1, __ATOMIC_SEQ_CST);
     CHECK_OK(loom_mutex_unlock(&q_mu));
     __atomic_add_fetch(&q_done, 1, __ATOMIC_SEQ_CST);
@@ -262,8 +263,8 @@ static void test_unlock_unlocked_with_waiters(void)
          * first one woken sets starvation mode if it loses the mutex again */
         loom_sleep(round == 0 ? 100000 : 5000000);
         CHECK_EQ(q_count, 0);
-        CHECK_OK(loom_mutex_unlock(&q_mu));           /* wakes the first waiter */
-        CHECK_ERR(loom_mutex_unlock(&q_mu), EPERM);   /* unlocked, waiters queued */
+        CHECK_OK(loom_mutex_unlock(&q_mu));         /* wakes the first waiter */
+        CHECK_ERR(loom_mutex_unlock(&q_mu), EPERM); /* unlocked, waiters queued */
         CHECK_ERR(loom_mutex_unlock(&q_mu), EPERM);
         if (round == 1) {
             /* take it back before the woken waiter runs: it finds the mutex locked
@@ -275,8 +276,10 @@ static void test_unlock_unlocked_with_waiters(void)
         }
         int64_t deadline = t_clock_ns() + 10LL * 1000000000;
         while (__atomic_load_n(&q_done, __ATOMIC_SEQ_CST) < N) {
-            CHECK_MSG(t_clock_ns() < deadline, "round %d: %d of %d waiters got the mutex after "
-                      "refused unlocks", round, __atomic_load_n(&q_done, __ATOMIC_SEQ_CST), N);
+            CHECK_MSG(t_clock_ns() < deadline,
+                      "round %d: %d of %d waiters got the mutex after "
+                      "refused unlocks",
+                      round, __atomic_load_n(&q_done, __ATOMIC_SEQ_CST), N);
             loom_sleep(100000);
         }
         CHECK_EQ(q_count, N);

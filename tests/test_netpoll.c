@@ -37,16 +37,23 @@ static int count_threads(void)
 
 /* ---- many pipes */
 
-struct pipe_pair { int fd; int chunks; uint64_t sum; loom_waitgroup *wg; };
+struct pipe_pair {
+    int fd;
+    int chunks;
+    uint64_t sum;
+    loom_waitgroup *wg;
+};
 
 static void pipe_writer(void *arg)
 {
     struct pipe_pair *pp = arg;
     unsigned char buf[700];
     for (int c = 0; c < pp->chunks; c++) {
-        for (size_t i = 0; i < sizeof buf; i++) buf[i] = (unsigned char)(c + i);
+        for (size_t i = 0; i < sizeof buf; i++)
+            buf[i] = (unsigned char)(c + i);
         CHECK_EQ(loom_write(pp->fd, buf, sizeof buf), (long long)sizeof buf);
-        if (c % 3 == 0) loom_sleep(100000);      /* let the reader drain and park */
+        if (c % 3 == 0)
+            loom_sleep(100000); /* let the reader drain and park */
     }
     CHECK_OK(loom_fd_close(pp->fd));
     loom_wg_done(pp->wg);
@@ -60,8 +67,10 @@ static void pipe_reader(void *arg)
     for (;;) {
         ssize_t k = loom_read(pp->fd, buf, sizeof buf);
         CHECK_GE(k, 0);
-        if (k == 0) break;
-        for (ssize_t i = 0; i < k; i++) sum += buf[i];
+        if (k == 0)
+            break;
+        for (ssize_t i = 0; i < k; i++)
+            sum += buf[i];
         n += (uint64_t)k;
     }
     CHECK_EQU(n, (uint64_t)pp->chunks * 700);
@@ -77,7 +86,8 @@ static void watch_threads(void *arg)
     int *stop = arg;
     while (!__atomic_load_n(stop, __ATOMIC_SEQ_CST)) {
         int n = count_threads();
-        if (n > max_threads) max_threads = n;
+        if (n > max_threads)
+            max_threads = n;
         loom_sleep(2 * MS);
     }
 }
@@ -103,8 +113,10 @@ static void test_many_pipes(void)
     __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
     uint64_t want = 0;
     for (int c = 0; c < chunks; c++)
-        for (int i = 0; i < 700; i++) want += (unsigned char)(c + i);
-    for (int i = 0; i < pairs; i++) CHECK_EQU(r[i].sum, want);
+        for (int i = 0; i < 700; i++)
+            want += (unsigned char)(c + i);
+    for (int i = 0; i < pairs; i++)
+        CHECK_EQU(r[i].sum, want);
     /* parked readers cost no thread: procs + sysmon + loom_run's thread + a few spares */
     CHECK_MSG(max_threads <= loom_procs() + 6, "%d threads for %d pipes", max_threads, pairs);
     free(w);
@@ -124,7 +136,7 @@ static void test_fd_wait(void)
     CHECK_EQ(loom_fd_wait(fds[1], LOOM_WRITABLE, -1), LOOM_WRITABLE);
     CHECK_EQ(loom_write(fds[1], "x", 1), 1);
     CHECK_EQ(loom_fd_wait(fds[0], LOOM_READABLE, -1), LOOM_READABLE);
-    CHECK_EQ(loom_fd_wait(fds[0], LOOM_READABLE, 5 * MS), LOOM_READABLE);   /* a level */
+    CHECK_EQ(loom_fd_wait(fds[0], LOOM_READABLE, 5 * MS), LOOM_READABLE); /* a level */
     char c;
     CHECK_EQ(loom_read(fds[0], &c, 1), 1);
     CHECK_ERR(loom_fd_wait(fds[0], LOOM_READABLE, 0), EAGAIN);
@@ -151,7 +163,11 @@ static void test_fd_wait(void)
 
 /* ---- loom_fd_close wakes waiters; a second waiter gets -EBUSY */
 
-struct closer { int fd; long result; int started; };
+struct closer {
+    int fd;
+    long result;
+    int started;
+};
 
 static void blocked_reader(void *arg)
 {
@@ -178,7 +194,8 @@ static void wait_parked(uint64_t n)
     for (;;) {
         struct loom_stats st;
         CHECK_OK(loom_stats(&st));
-        if (st.waiting >= n) return;
+        if (st.waiting >= n)
+            return;
         CHECK_MSG(t_clock_ns() < dl, "the reader never parked");
         loom_sleep(MS / 4);
     }
@@ -199,9 +216,9 @@ static void test_close_wakes(void)
     CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp));
     struct closer rd = { sp[0], 1, 0 }, wr = { sp[0], 1, 0 };
     loom_go(blocked_reader, &rd);
-    loom_go(blocked_writer, &wr);       /* 1 MiB fills the socket buffer: it parks */
+    loom_go(blocked_writer, &wr); /* 1 MiB fills the socket buffer: it parks */
     loom_sleep(30 * MS);
-    CHECK_EQ(__atomic_load_n(&rd.result, __ATOMIC_SEQ_CST), 1);    /* still parked */
+    CHECK_EQ(__atomic_load_n(&rd.result, __ATOMIC_SEQ_CST), 1); /* still parked */
     CHECK_EQ(__atomic_load_n(&wr.result, __ATOMIC_SEQ_CST), 1);
     /* a second reader on the same fd while the first waits */
     char b;
@@ -221,15 +238,16 @@ static void test_reuse_after_plain_close(void)
     for (int round = 0; round < 20; round++) {
         int a[2];
         CHECK_OK(pipe(a));
-        CHECK_ERR(loom_fd_wait(a[0], LOOM_READABLE, MS), ETIMEDOUT);   /* registered */
+        CHECK_ERR(loom_fd_wait(a[0], LOOM_READABLE, MS), ETIMEDOUT); /* registered */
         close(a[0]);
         close(a[1]);
         int b[2];
-        CHECK_OK(pipe(b));          /* most likely the same two numbers */
+        CHECK_OK(pipe(b)); /* most likely the same two numbers */
         struct closer rd = { b[0], 1, 0 };
         loom_go(blocked_reader, &rd);
-        while (!__atomic_load_n(&rd.started, __ATOMIC_SEQ_CST)) loom_yield();
-        loom_sleep(MS);             /* let it park */
+        while (!__atomic_load_n(&rd.started, __ATOMIC_SEQ_CST))
+            loom_yield();
+        loom_sleep(MS); /* let it park */
         CHECK_EQ(loom_write(b[1], "hello", 5), 5);
         wait_result(&rd);
         CHECK_EQ(rd.result, 5);
@@ -249,18 +267,19 @@ static void test_reuse_after_fd_close(void)
         CHECK_OK(pipe(a));
         struct closer old = { a[0], 1, 0 };
         loom_go(blocked_reader, &old);
-        while (!__atomic_load_n(&old.started, __ATOMIC_SEQ_CST)) loom_yield();
+        while (!__atomic_load_n(&old.started, __ATOMIC_SEQ_CST))
+            loom_yield();
         wait_parked(1);
-        CHECK_OK(loom_fd_close(a[0]));             /* readies it */
+        CHECK_OK(loom_fd_close(a[0])); /* readies it */
         CHECK_OK(pipe(b));
-        b[0] = t_fd_onto(b[0], a[0]);              /* (another thread took the number) */
+        b[0] = t_fd_onto(b[0], a[0]); /* (another thread took the number) */
         CHECK_EQ(b[0], a[0]);
         struct closer nw = { b[0], 1, 0 };
         loom_go(blocked_reader, &nw);
-        loom_sleep(MS);                            /* the new reader parks, then the old runs */
+        loom_sleep(MS); /* the new reader parks, then the old runs */
         wait_result(&old);
         CHECK_ERR(old.result, ECANCELED);
-        CHECK_EQ(__atomic_load_n(&nw.result, __ATOMIC_SEQ_CST), 1);     /* still parked */
+        CHECK_EQ(__atomic_load_n(&nw.result, __ATOMIC_SEQ_CST), 1); /* still parked */
         CHECK_EQ(loom_write(b[1], "hello", 5), 5);
         wait_result(&nw);
         CHECK_EQ(nw.result, 5);
@@ -284,7 +303,8 @@ static void *late_writer(void *arg)
     int fd = *(int *)arg;
     struct timespec ts = { 0, 100 * MS };
     nanosleep(&ts, NULL);
-    if (write(fd, "z", 1) != 1) abort();
+    if (write(fd, "z", 1) != 1)
+        abort();
     return NULL;
 }
 
@@ -296,7 +316,7 @@ static void test_foreign_waker(void)
     CHECK_OK(pthread_create(&t, NULL, late_writer, &fds[1]));
     char c = 0;
     int64_t t0 = loom_now();
-    CHECK_EQ(loom_read(fds[0], &c, 1), 1);       /* every P idles meanwhile */
+    CHECK_EQ(loom_read(fds[0], &c, 1), 1); /* every P idles meanwhile */
     CHECK_EQ(c, 'z');
     CHECK_GE(loom_now() - t0, 50 * MS);
     pthread_join(t, NULL);
@@ -313,7 +333,8 @@ static void test_files_and_errors(void)
     CHECK_GE(fd, 0);
     unlink(path);
     char buf[8192];
-    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (char)(i * 7);
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (char)(i * 7);
     CHECK_EQ(loom_write(fd, buf, sizeof buf), (long long)sizeof buf);
     CHECK_EQ(lseek(fd, 0, SEEK_SET), 0);
     char back[8192];
@@ -324,16 +345,16 @@ static void test_files_and_errors(void)
         got += (size_t)k;
     }
     CHECK_MEMEQ(buf, back, sizeof buf);
-    CHECK_EQ(loom_read(fd, back, 10), 0);                            /* EOF */
-    CHECK_EQ(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);                   /* files left alone */
+    CHECK_EQ(loom_read(fd, back, 10), 0);         /* EOF */
+    CHECK_EQ(fcntl(fd, F_GETFL) & O_NONBLOCK, 0); /* files left alone */
     CHECK_OK(loom_fd_close(fd));
 
     int fds[2];
     CHECK_OK(pipe(fds));
     CHECK_OK(loom_fd_close(fds[0]));
-    CHECK_ERR(loom_write(fds[1], "x", 1), EPIPE);                   /* and no SIGPIPE */
+    CHECK_ERR(loom_write(fds[1], "x", 1), EPIPE); /* and no SIGPIPE */
     CHECK_OK(loom_fd_close(fds[1]));
-    CHECK_EQ(dup2(1, 901), 901);                  /* a closed number nobody takes back */
+    CHECK_EQ(dup2(1, 901), 901); /* a closed number nobody takes back */
     CHECK_OK(loom_fd_close(901));
     CHECK_ERR(loom_read(901, buf, 1), EBADF);
     CHECK_ERR(loom_read(-1, buf, 1), EINVAL);

@@ -8,18 +8,18 @@
 #define NCALLERS 100
 
 static loom_once g_once = LOOM_ONCE_INIT;
-static int g_calls;          /* atomic */
-static int g_completed;      /* atomic: set by fn as its last action */
-static void *g_arg_seen;     /* written by fn */
-static int g_returned;       /* atomic */
-static int g_ready;          /* atomic: callers that arrived at the gate */
-static int g_go;             /* atomic: gate */
+static int g_calls;      /* atomic */
+static int g_completed;  /* atomic: set by fn as its last action */
+static void *g_arg_seen; /* written by fn */
+static int g_returned;   /* atomic */
+static int g_ready;      /* atomic: callers that arrived at the gate */
+static int g_go;         /* atomic: gate */
 
 static void init_fn(void *arg)
 {
     CHECK_EQ(__atomic_add_fetch(&g_calls, 1, __ATOMIC_SEQ_CST), 1);
     g_arg_seen = arg;
-    loom_sleep(30000000);          /* 30 ms: the other callers pile up meanwhile */
+    loom_sleep(30000000); /* 30 ms: the other callers pile up meanwhile */
     loom_yield();
     __atomic_store_n(&g_completed, 1, __ATOMIC_SEQ_CST);
 }
@@ -40,7 +40,10 @@ static void caller(void *arg)
 }
 
 /* independent once objects, each with its own counter */
-typedef struct { loom_once once; int calls; } slot;
+typedef struct {
+    loom_once once;
+    int calls;
+} slot;
 static slot g_slots[16];
 
 static void slot_fn(void *arg)
@@ -50,7 +53,7 @@ static void slot_fn(void *arg)
     loom_yield();
 }
 
-static int g_slot_done;   /* atomic */
+static int g_slot_done; /* atomic */
 static void slot_caller(void *arg)
 {
     long id = (long)(intptr_t)arg;
@@ -73,11 +76,11 @@ static int main_fn(void *arg)
     (void)arg;
     for (int i = 0; i < NCALLERS; i++)
         CHECK(loom_go(caller, NULL) != 0);
-    T_WAIT_UNTIL(t_get(&g_ready) >= NCALLERS, 30,
-                 "callers at the gate (%d of %d)", t_get(&g_ready), NCALLERS);
+    T_WAIT_UNTIL(t_get(&g_ready) >= NCALLERS, 30, "callers at the gate (%d of %d)", t_get(&g_ready),
+                 NCALLERS);
     __atomic_store_n(&g_go, 1, __ATOMIC_SEQ_CST);
-    T_WAIT_UNTIL(t_get(&g_returned) >= NCALLERS, 30,
-                 "callers to return from loom_once_do (%d of %d)", t_get(&g_returned), NCALLERS);
+    T_WAIT_UNTIL(t_get(&g_returned) >= NCALLERS, 30, "callers to return from loom_once_do (%d of %d)",
+                 t_get(&g_returned), NCALLERS);
     CHECK_EQ(__atomic_load_n(&g_calls, __ATOMIC_SEQ_CST), 1);
 
     /* done: later calls return at once without calling fn */

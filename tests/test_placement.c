@@ -26,7 +26,7 @@ static void leaf(void)
     int x = 0;
     for (int i = 0; i < 2000; i++) {
         x += i;
-        __asm__ volatile("" : "+r"(x));      /* a loop the compiler must keep */
+        __asm__ volatile("" : "+r"(x)); /* a loop the compiler must keep */
     }
     loom_wg_done(&wg);
 }
@@ -39,12 +39,13 @@ static void fan(void *arg)
         return;
     }
     CHECK_OK(loom_wg_add(&wg, 4));
-    for (int i = 0; i < 4; i++) CHECK(loom_go(fan, (void *)(depth - 1)) != 0);
+    for (int i = 0; i < 4; i++)
+        CHECK(loom_go(fan, (void *)(depth - 1)) != 0);
     loom_wg_done(&wg);
 }
 
 static struct loom_stats st;
-static long depth = 6;          /* fan-out trees of 4^depth leaves */
+static long depth = 6; /* fan-out trees of 4^depth leaves */
 
 /* fan-out trees until at least `want` steals happened (or 400 trees) */
 static int steal_run(void *arg)
@@ -55,7 +56,8 @@ static int steal_run(void *arg)
         CHECK(loom_go(fan, (void *)depth) != 0);
         loom_wg_wait(&wg);
         CHECK_OK(loom_stats(&st));
-        if ((long)st.steals >= want) break;
+        if ((long)st.steals >= want)
+            break;
     }
     return 0;
 }
@@ -84,7 +86,8 @@ static void check_mask(void *arg)
         cpu_set_t set;
         CHECK_OK(sched_getaffinity(0, sizeof set, &set));
         int n = CPU_COUNT(&set), cpu = sched_getcpu();
-        if (pinned ? (n != 1 || !CPU_ISSET(cpu, &set)) : n != process_cpus) atomic_fetch_add(&bad_mask, 1);
+        if (pinned ? (n != 1 || !CPU_ISSET(cpu, &set)) : n != process_cpus)
+            atomic_fetch_add(&bad_mask, 1);
         atomic_fetch_add(&checked, 1);
         loom_yield();
     }
@@ -94,7 +97,8 @@ static void check_mask(void *arg)
 static int pin_run(void *arg)
 {
     CHECK_OK(loom_wg_add(&wg, 16));
-    for (int i = 0; i < 16; i++) CHECK(loom_go(check_mask, arg) != 0);
+    for (int i = 0; i < 16; i++)
+        CHECK(loom_go(check_mask, arg) != 0);
     loom_wg_wait(&wg);
     return 0;
 }
@@ -105,13 +109,14 @@ int main(void)
     const char *four = "0-1;2-3;4-5;6-7";
     /* sanitizer builds (LOOM_TEST_SCALE) run fewer: the counters' consistency, not the shares */
     long want = t_scale(1000) < 200 ? 200 : t_scale(1000);
-    uint64_t near[2] = { 0, 0 }, blind[2] = { 0, 0 };     /* tier-0 steals, all steals */
+    uint64_t near[2] = { 0, 0 }, blind[2] = { 0, 0 }; /* tier-0 steals, all steals */
     int rounds = want >= 1000 ? 3 : 1;
-    if (want < 1000) depth = 4;
+    if (want < 1000)
+        depth = 4;
     /* alternated, so load hits both; if other load on the two CPUs left the shares close
      * after three rounds each (seen once in many runs), up to six more decide */
-    for (int round = 0; round < rounds || (want >= 1000 && round < 9 &&
-                                           near[0] * blind[1] <= blind[0] * near[1]); round++) {
+    for (int round = 0;
+         round < rounds || (want >= 1000 && round < 9 && near[0] * blind[1] <= blind[0] * near[1]); round++) {
         steals_under(four, want);
         CHECK_EQ(st.steals_by_tier[1], 0);
         near[0] += st.steals_by_tier[0];
@@ -126,13 +131,15 @@ int main(void)
     printf("sibling share: %.3f nearest-first, %.3f random\n", fn, fb);
     /* chaos mode (LOOM_CHAOS) picks victims at random and stretches the steal windows:
      * the shares mean nothing there */
-    if (want >= 1000 && !t_chaos()) CHECK_MSG(fn > fb, "sibling share %.3f with the topology, %.3f without", fn, fb);
+    if (want >= 1000 && !t_chaos())
+        CHECK_MSG(fn > fb, "sibling share %.3f with the topology, %.3f without", fn, fb);
     setenv("LOOM_PROCS", "4", 1);
     steals_under("0;1;2;3", want);
     /* all remote, but for a spare P lent for a thread that looked blocked (a loaded or
      * sanitized run): a spare runs on its base P's CPU, tier 0 */
     CHECK_EQ(st.steals_by_tier[1], 0);
-    if (st.spare_lends == 0) CHECK_EQ(st.steals_by_tier[2], st.steals);
+    if (st.spare_lends == 0)
+        CHECK_EQ(st.steals_by_tier[2], st.steals);
 
     cpu_set_t set;
     CHECK_OK(sched_getaffinity(0, sizeof set, &set));
@@ -145,7 +152,8 @@ int main(void)
     T_RUN(pin_run, (void *)1);
     unsetenv("LOOM_PIN");
     CHECK_EQ(atomic_load(&checked), 16 * 20);
-    CHECK_MSG(atomic_load(&bad_mask) == 0, "%d of %d looks saw an unpinned thread", atomic_load(&bad_mask), 16 * 20);
+    CHECK_MSG(atomic_load(&bad_mask) == 0, "%d of %d looks saw an unpinned thread", atomic_load(&bad_mask),
+              16 * 20);
     /* the caller's own thread is left as it was */
     cpu_set_t after;
     CHECK_OK(sched_getaffinity(0, sizeof after, &after));

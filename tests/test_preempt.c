@@ -25,16 +25,19 @@
 
 #define MS 1000000LL
 
-
 static int stop;
-static int stopped(void) { return __atomic_load_n(&stop, __ATOMIC_RELAXED); }
+static int stopped(void)
+{
+    return __atomic_load_n(&stop, __ATOMIC_RELAXED);
+}
 
 /* ---- a plain loop beside a 1 ms sleeper at one P */
 
 static void plain_spinner(void *arg)
 {
     volatile uint64_t *n = arg;
-    while (!stopped()) (*n)++;
+    while (!stopped())
+        (*n)++;
 }
 
 static int wakeup_test(void *arg)
@@ -42,16 +45,19 @@ static int wakeup_test(void *arg)
     (void)arg;
     volatile uint64_t spins = 0;
     loom_go(plain_spinner, (void *)&spins);
-    T_WAIT_UNTIL(spins > 0, 30, "the spinner never ran");   /* it shares the P from now on */
+    T_WAIT_UNTIL(spins > 0, 30, "the spinner never ran"); /* it shares the P from now on */
     int rounds = 300, late = 0, very_late = 0;
     int64_t worst = 0;
     for (int i = 0; i < rounds; i++) {
         int64_t t0 = loom_now();
         loom_sleep(MS);
         int64_t d = loom_now() - t0 - MS;
-        if (d > worst) worst = d;
-        if (d > 3 * MS) late++;
-        if (d > 10 * MS) very_late++;
+        if (d > worst)
+            worst = d;
+        if (d > 3 * MS)
+            late++;
+        if (d > 10 * MS)
+            very_late++;
     }
     __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
     loom_sleep(5 * MS);
@@ -60,13 +66,24 @@ static int wakeup_test(void *arg)
     /* Without preemption the sleeper would not wake at all while the spinner runs.  The
      * 3 ms bar itself is measured by bench/preempt.c on a quiet machine; here another
      * test may share the two cores (ctest -j2), so allow the OS some 10 ms hiccups. */
-    if (!t_chaos()) CHECK_MSG(very_late <= rounds / 10, "%d of %d wakeups later than 10 ms (worst %.2f ms)", very_late, rounds, worst / 1e6);
+    if (!t_chaos())
+        CHECK_MSG(very_late <= rounds / 10, "%d of %d wakeups later than 10 ms (worst %.2f ms)", very_late,
+                  rounds, worst / 1e6);
     return 0;
 }
 
 /* ---- four spinners at two Ps: progress, same thread, FP and errno intact */
 
-struct spin { uint64_t n; int tid; int moved; int fp_bad; int errno_bad; int mask_bad; int id; int done; };
+struct spin {
+    uint64_t n;
+    int tid;
+    int moved;
+    int fp_bad;
+    int errno_bad;
+    int mask_bad;
+    int id;
+    int done;
+};
 
 static void state_spinner(void *arg)
 {
@@ -86,13 +103,18 @@ static void state_spinner(void *arg)
         acc += 0.5;
         i++;
         if ((i & 0xfffff) == 0) {
-            if (acc != 0.5 * (double)i) s->fp_bad++;
-            if (fegetround() != mode) s->fp_bad++;
-            if (errno != 1000 + s->id) s->errno_bad++;
-            if ((int)syscall(SYS_gettid) != tid) s->moved++;
+            if (acc != 0.5 * (double)i)
+                s->fp_bad++;
+            if (fegetround() != mode)
+                s->fp_bad++;
+            if (errno != 1000 + s->id)
+                s->errno_bad++;
+            if ((int)syscall(SYS_gettid) != tid)
+                s->moved++;
             pthread_sigmask(SIG_BLOCK, NULL, &now);
-            if (!sigismember(&now, SIGUSR1 + (s->id % 2))) s->mask_bad++;
-            errno = 1000 + s->id;     /* the syscalls above may not touch it, but be sure */
+            if (!sigismember(&now, SIGUSR1 + (s->id % 2)))
+                s->mask_bad++;
+            errno = 1000 + s->id; /* the syscalls above may not touch it, but be sure */
         }
         __atomic_store_n(&s->n, i, __ATOMIC_RELAXED);
     }
@@ -113,7 +135,8 @@ static int stalled(struct spin *s, int n, const uint64_t *before)
 static int running(struct spin *s, int n)
 {
     int k = 0;
-    for (int i = 0; i < n; i++) k += !__atomic_load_n(&s[i].done, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < n; i++)
+        k += !__atomic_load_n(&s[i].done, __ATOMIC_SEQ_CST);
     return k;
 }
 
@@ -129,13 +152,12 @@ static int spinners_test(void *arg)
     }
     uint64_t before[N];
     T_WAIT_UNTIL(stalled(s, N, NULL) < 0, 30, "spinner %d never ran", stalled(s, N, NULL));
-    for (int i = 0; i < N; i++) before[i] = __atomic_load_n(&s[i].n, __ATOMIC_RELAXED);
+    for (int i = 0; i < N; i++)
+        before[i] = __atomic_load_n(&s[i].n, __ATOMIC_RELAXED);
     /* each one runs again: all four make progress, two Ps time-sliced among them */
-    T_WAIT_UNTIL(stalled(s, N, before) < 0, 30, "spinner %d made no progress",
-                 stalled(s, N, before));
+    T_WAIT_UNTIL(stalled(s, N, before) < 0, 30, "spinner %d made no progress", stalled(s, N, before));
     __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
-    T_WAIT_UNTIL(running(s, N) == 0, 30, "%d of %d spinners still running after stop",
-                 running(s, N), N);
+    T_WAIT_UNTIL(running(s, N) == 0, 30, "%d of %d spinners still running after stop", running(s, N), N);
     for (int i = 0; i < N; i++) {
         CHECK_EQ(s[i].fp_bad, 0);
         CHECK_EQ(s[i].errno_bad, 0);
@@ -147,7 +169,7 @@ static int spinners_test(void *arg)
 
 /* ---- libc in tight loops under preemption */
 
-static int libc_done;                     /* atomic: workers that returned */
+static int libc_done; /* atomic: workers that returned */
 
 static void libc_worker(void *arg)
 {
@@ -161,7 +183,8 @@ static void libc_worker(void *arg)
         CHECK(p != NULL);
         unsigned char pat = (unsigned char)t_rng_next(&r);
         memset(p, pat, n);
-        for (size_t i = 0; i < n; i += 97) CHECK_EQ(p[i], pat);
+        for (size_t i = 0; i < n; i += 97)
+            CHECK_EQ(p[i], pat);
         int k = snprintf(buf, sizeof buf, "%zu:%u:%.3f", n, pat, (double)n / 7);
         CHECK_GT(k, 0);
         char expect[128];
@@ -179,7 +202,8 @@ static int libc_test(void *arg)
     FILE *devnull = fopen("/dev/null", "w");
     CHECK(devnull != NULL);
     __atomic_store_n(&libc_done, 0, __ATOMIC_SEQ_CST);
-    for (int i = 0; i < 8; i++) loom_go(libc_worker, devnull);
+    for (int i = 0; i < 8; i++)
+        loom_go(libc_worker, devnull);
     loom_sleep(t_scale(10) * 100 * MS);
     __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
     /* no worker still writes to devnull when it is closed */
@@ -192,9 +216,9 @@ static int libc_test(void *arg)
 
 struct spinner {
     volatile uint64_t n;
-    struct loom_stats s0, s1;     /* taken by the spinner itself, around its loop */
-    int64_t           t0, t1;     /* when its loop started and ended */
-    loom_waitgroup    done;
+    struct loom_stats s0, s1; /* taken by the spinner itself, around its loop */
+    int64_t t0, t1;           /* when its loop started and ended */
+    loom_waitgroup done;
 };
 
 static void nonpreemptible(void *arg)
@@ -204,7 +228,8 @@ static void nonpreemptible(void *arg)
     CHECK_OK(loom_stats(&sp->s0));
     sp->t0 = loom_now();
     int64_t end = sp->t0 + 60 * MS;
-    while (loom_now() < end) sp->n++;     /* loom_now is no preemption point */
+    while (loom_now() < end)
+        sp->n++; /* loom_now is no preemption point */
     sp->t1 = loom_now();
     CHECK_OK(loom_stats(&sp->s1));
     loom_preempt_enable();
@@ -220,7 +245,7 @@ static int disable_test(void *arg)
     CHECK_OK(loom_stats(&before));
     loom_go(nonpreemptible, &sp);
     int64_t t0 = loom_now();
-    loom_sleep(MS);                       /* at one P the spinner runs, all 60 ms of it */
+    loom_sleep(MS); /* at one P the spinner runs, all 60 ms of it */
     int64_t woke = loom_now(), d = woke - t0;
     loom_wg_wait(&sp.done);
     /* main may run beside the spinner only on a spare P, lent if a long page fault on the
@@ -234,10 +259,12 @@ static int disable_test(void *arg)
      * legitimately.  What must not happen is main waking inside the window. */
     if (sp.s1.spare_lends == before.spare_lends && sp.s0.procs == 1 && sp.s1.procs == 1) {
         CHECK_EQ(sp.s1.preemptions, sp.s0.preemptions);
-        CHECK_MSG(woke <= sp.t0 || woke >= sp.t1, "a goroutine with preemption disabled was preempted: main woke after %.1f ms"
+        CHECK_MSG(woke <= sp.t0 || woke >= sp.t1,
+                  "a goroutine with preemption disabled was preempted: main woke after %.1f ms"
                   ", %.1f ms into the spinner's window"
                   " (spare lends %" PRIu64 ", handoffs %" PRIu64 ", threads %" PRIu64 ", procs %" PRIu64 ")",
-                  d / 1e6, (woke - sp.t0) / 1e6, sp.s1.spare_lends, sp.s1.handoffs, sp.s1.threads, sp.s1.procs);
+                  d / 1e6, (woke - sp.t0) / 1e6, sp.s1.spare_lends, sp.s1.handoffs, sp.s1.threads,
+                  sp.s1.procs);
     }
     CHECK_GT(sp.n, 0);
     return 0;
@@ -245,16 +272,16 @@ static int disable_test(void *arg)
 
 /* ---- loom_preempt_enable is a preemption point */
 
-static uint64_t sections;                 /* atomic: the spinner's finished sections */
+static uint64_t sections; /* atomic: the spinner's finished sections */
 
 static void sectioned(void *arg)
 {
     (void)arg;
     while (!stopped()) {
         loom_preempt_disable();
-        loom_preempt_disable();           /* nested: only the outer enable is a point */
+        loom_preempt_disable(); /* nested: only the outer enable is a point */
         int64_t end = loom_now() + MS;
-        while (loom_now() < end) {}       /* loom_now is no preemption point */
+        while (loom_now() < end) {} /* loom_now is no preemption point */
         loom_preempt_enable();
         loom_preempt_enable();
         __atomic_add_fetch(&sections, 1, __ATOMIC_RELAXED);
@@ -270,7 +297,8 @@ static int enable_point_test(void *arg)
      * section in which its slice ran out (the signal, if on, is refused inside one).
      * Without that point main would never wake: the alarm fails the test then. */
     alarm(30);
-    for (int i = 0; i < 20; i++) loom_sleep(MS);
+    for (int i = 0; i < 20; i++)
+        loom_sleep(MS);
     alarm(0);
     /* and the spinner ran meanwhile: 20 ms at least, in 1 ms sections */
     CHECK_GE(__atomic_load_n(&sections, __ATOMIC_RELAXED), 5);
@@ -287,7 +315,7 @@ int main(void)
         printf("test_preempt: the preemption signal is off; the rest skipped\n");
         return 0;
     }
-    setenv("LOOM_ASYNCPREEMPT", "0", 1);  /* the enable point alone, without the signal */
+    setenv("LOOM_ASYNCPREEMPT", "0", 1); /* the enable point alone, without the signal */
     T_RUN_AT(1, enable_point_test, &stop);
     unsetenv("LOOM_ASYNCPREEMPT");
     T_RUN_AT(4, libc_test, &stop);

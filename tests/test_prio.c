@@ -61,7 +61,9 @@ static void record(void *arg)
 
 static int prio_of(char tag)
 {
-    return tag >= 'a' && tag <= 'z' ? LOOM_PRIO_LOW : tag >= 'A' && tag <= 'Z' ? LOOM_PRIO_HIGH : LOOM_PRIO_NORMAL;
+    return tag >= 'a' && tag <= 'z'   ? LOOM_PRIO_LOW
+           : tag >= 'A' && tag <= 'Z' ? LOOM_PRIO_HIGH
+                                      : LOOM_PRIO_NORMAL;
 }
 
 static void spawn_tag(void (*fn)(void *), char tag)
@@ -74,10 +76,11 @@ static int t_order(void *arg)
     (void)arg;
     /* HIGH itself, so that spawning HIGH goroutines does not switch main out */
     loom_set_priority(LOOM_PRIO_HIGH);
-    const char *spawn = "a1Ab2Bc3C";        /* lower case LOW, digits NORMAL, upper HIGH */
+    const char *spawn = "a1Ab2Bc3C"; /* lower case LOW, digits NORMAL, upper HIGH */
     loom_wg_add(&order_wg, (int)strlen(spawn));
-    for (const char *s = spawn; *s; s++) spawn_tag(record, *s);
-    loom_set_priority(LOOM_PRIO_LOW);       /* now everything outranks main */
+    for (const char *s = spawn; *s; s++)
+        spawn_tag(record, *s);
+    loom_set_priority(LOOM_PRIO_LOW); /* now everything outranks main */
     loom_wg_wait(&order_wg);
     order_log[atomic_load(&order_n)] = 0;
     /* HIGH in spawn order, then the NORMAL ones (their order is Go's runnext rule, which
@@ -88,8 +91,12 @@ static int t_order(void *arg)
               strchr(order_log + 3, '1') && strchr(order_log + 3, '2') && strchr(order_log + 3, '3') &&
               strchr(order_log + 3, '1') < order_log + 6 && strchr(order_log + 3, '2') < order_log + 6 &&
               strchr(order_log + 3, '3') < order_log + 6;
-    CHECK_MSG(ok, "ran in order %s, want ABC, then 1 2 3 in any order, then abc (lends %llu steals %llu async %llu preempt %llu procs %llu)", order_log,
-              (unsigned long long)st.spare_lends, (unsigned long long)st.steals, (unsigned long long)st.async_preemptions, (unsigned long long)st.preemptions, (unsigned long long)st.procs);
+    CHECK_MSG(
+            ok,
+            "ran in order %s, want ABC, then 1 2 3 in any order, then abc (lends %llu steals %llu async %llu preempt %llu procs %llu)",
+            order_log, (unsigned long long)st.spare_lends, (unsigned long long)st.steals,
+            (unsigned long long)st.async_preemptions, (unsigned long long)st.preemptions,
+            (unsigned long long)st.procs);
     return 0;
 }
 
@@ -131,19 +138,22 @@ static void lock_tag(void *arg)
 
 static void handoff_case(const char *what, void (*fn)(void *), bool mutex)
 {
-    const char *park = "l1Hm2";             /* parks in this order */
+    const char *park = "l1Hm2"; /* parks in this order */
     memset(hand_log, 0, sizeof hand_log);
     atomic_store(&hand_n, 0);
     loom_wg_add(&hand_wg, 5);
-    if (mutex) loom_mutex_lock(&hand_mu);
+    if (mutex)
+        loom_mutex_lock(&hand_mu);
     for (const char *s = park; *s; s++) {
-        char tag = *s == '2' ? 'I' : *s;      /* l, 1, H, m, I: L1 N1 H1 L2 H2 */
+        char tag = *s == '2' ? 'I' : *s; /* l, 1, H, m, I: L1 N1 H1 L2 H2 */
         spawn_tag(fn, tag);
-        loom_sleep(3 * 1000000);            /* it parks before the next one comes */
+        loom_sleep(3 * 1000000); /* it parks before the next one comes */
     }
-    if (mutex) CHECK_OK(loom_mutex_unlock(&hand_mu));
+    if (mutex)
+        CHECK_OK(loom_mutex_unlock(&hand_mu));
     else
-        for (int v = 0; v < 5; v++) CHECK_OK(loom_send(hand_ch, &v));
+        for (int v = 0; v < 5; v++)
+            CHECK_OK(loom_send(hand_ch, &v));
     loom_wg_wait(&hand_wg);
     CHECK_MSG(strcmp(hand_log, "HI1lm") == 0, "%s served %s, want HI1lm", what, hand_log);
 }
@@ -167,7 +177,8 @@ static atomic_long low_ran_after;
 static void yielder(void *arg)
 {
     (void)arg;
-    while (!atomic_load(&stop_flag)) loom_yield();
+    while (!atomic_load(&stop_flag))
+        loom_yield();
 }
 
 static void low_one(void *arg)
@@ -186,7 +197,8 @@ static int t_aging(void *arg)
     CHECK(loom_go_attr(low_one, &t0, &(loom_attr){ .priority = LOOM_PRIO_LOW }) != 0);
     for (int i = 0; i < 3; i++)
         CHECK(loom_go_attr(yielder, NULL, &(loom_attr){ .priority = LOOM_PRIO_HIGH }) != 0);
-    while (!atomic_load(&stop_flag)) loom_yield();   /* main is one of the HIGH yielders */
+    while (!atomic_load(&stop_flag))
+        loom_yield(); /* main is one of the HIGH yielders */
     long waited = atomic_load(&low_ran_after);
     /* it had to wait for aging (20 ms by default): it did not run at once... */
     CHECK_MSG(waited >= 15 * 1000000L, "LOW ran after %ld ns, before aging could apply", waited);
@@ -204,7 +216,8 @@ static void low_holder(void *arg)
     (void)arg;
     loom_mutex_lock(&inv_mu);
     atomic_store(&inv_locked, 1);
-    for (int i = 0; i < 20; i++) loom_yield();   /* needs the CPU to get to the unlock */
+    for (int i = 0; i < 20; i++)
+        loom_yield(); /* needs the CPU to get to the unlock */
     CHECK_OK(loom_mutex_unlock(&inv_mu));
 }
 
@@ -222,12 +235,14 @@ static int t_inversion(void *arg)
     (void)arg;
     atomic_store(&stop_flag, 0);
     CHECK(loom_go_attr(low_holder, NULL, &(loom_attr){ .priority = LOOM_PRIO_LOW }) != 0);
-    while (!atomic_load(&inv_locked)) loom_sleep(1000000);
+    while (!atomic_load(&inv_locked))
+        loom_sleep(1000000);
     loom_set_priority(LOOM_PRIO_HIGH);
     CHECK(loom_go_attr(high_waiter, NULL, &(loom_attr){ .priority = LOOM_PRIO_HIGH }) != 0);
     for (int i = 0; i < 2; i++)
         CHECK(loom_go_attr(yielder, NULL, &(loom_attr){ .priority = LOOM_PRIO_HIGH }) != 0);
-    while (!atomic_load(&stop_flag)) loom_yield();
+    while (!atomic_load(&stop_flag))
+        loom_yield();
     CHECK(atomic_load(&inv_done));
     loom_sleep(5 * 1000000);
     return 0;
@@ -259,14 +274,16 @@ static int t_preempt(void *arg)
     loom_set_priority(LOOM_PRIO_HIGH);
     CHECK(loom_go_attr(low_spinner, NULL, &(loom_attr){ .priority = LOOM_PRIO_LOW }) != 0);
     CHECK(loom_go_attr(high_sleeper, NULL, &(loom_attr){ .priority = LOOM_PRIO_HIGH }) != 0);
-    loom_set_priority(LOOM_PRIO_LOW);      /* let the spinner start (it is FIFO before main) */
-    while (!atomic_load(&spin_stop)) loom_sleep(1000000);
+    loom_set_priority(LOOM_PRIO_LOW); /* let the spinner start (it is FIFO before main) */
+    while (!atomic_load(&spin_stop))
+        loom_sleep(1000000);
     loom_sleep(5 * 1000000);
     long ns = atomic_load(&spin_ns);
     /* a 1 s slice: only the priority kick can have stopped it this early */
     /* (chaos mode's sleeps in its windows may let the sleeper's 1 ms pass before the spinner
      * even starts, and draw slices down to a tenth: the bound is for the real runtime) */
-    if (!t_chaos()) CHECK_MSG(ns > 0 && ns < 500L * 1000000, "the spinner ran %ld ns", ns);
+    if (!t_chaos())
+        CHECK_MSG(ns > 0 && ns < 500L * 1000000, "the spinner ran %ld ns", ns);
     return 0;
 }
 
@@ -289,8 +306,9 @@ static void held_spinner(void *arg)
 static void high_locker(void *arg)
 {
     (void)arg;
-    loom_sleep(2000000);                       /* the spinner runs meanwhile */
-    if (!atomic_load(&held_stop)) atomic_store(&high_ran_early, 1);
+    loom_sleep(2000000); /* the spinner runs meanwhile */
+    if (!atomic_load(&held_stop))
+        atomic_store(&high_ran_early, 1);
     high_thread_wake = pthread_self();
     loom_lock_thread();
     pthread_t me = pthread_self();
@@ -319,7 +337,8 @@ static int t_held(void *arg)
         CHECK(pthread_equal(low_thread_start, low_thread_end));
         /* no thread handoff (chaos mode's sleeps in the kernel may have sysmon lend a spare P,
          * on whose thread the HIGH goroutine then wakes: right, but not this fast path) */
-        if (!t_chaos()) CHECK(pthread_equal(low_thread_start, high_thread_wake));
+        if (!t_chaos())
+            CHECK(pthread_equal(low_thread_start, high_thread_wake));
     }
     return 0;
 }

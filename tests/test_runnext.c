@@ -17,12 +17,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static long tid(void) { return syscall(SYS_gettid); }
+static long tid(void)
+{
+    return syscall(SYS_gettid);
+}
 
 /* ---- an idle P steals a busy P's runnext */
 
-static int worker_ran;          /* atomic */
-static long worker_tid;         /* atomic */
+static int worker_ran;  /* atomic */
+static long worker_tid; /* atomic */
 
 static void worker(void *arg)
 {
@@ -39,7 +42,8 @@ static void test_steal_busy_runnext(void)
     int64_t t0 = t_clock_ns();
     /* no loom call in here: only a thief can run the worker */
     while (!__atomic_load_n(&worker_ran, __ATOMIC_SEQ_CST)) {
-        CHECK_MSG(t_clock_ns() - t0 < 5000000000LL, "the goroutine in a busy P's runnext was not stolen in 5 s");
+        CHECK_MSG(t_clock_ns() - t0 < 5000000000LL,
+                  "the goroutine in a busy P's runnext was not stolen in 5 s");
     }
     int64_t took = t_clock_ns() - t0;
     CHECK_MSG(worker_tid != me, "the stolen goroutine ran on the spinner's thread %ld", me);
@@ -47,8 +51,8 @@ static void test_steal_busy_runnext(void)
     CHECK(loom_stats(&st) == 0);
     /* taken by a thief; or, on a loaded machine where sysmon took the spinner's thread for
      * one asleep in the kernel, moved to the global queue with a spare P lent */
-    CHECK_MSG(st.steals >= 1 || st.spare_lends >= 1, "steals = %" PRIu64 ", spare lends = %" PRIu64, st.steals,
-              st.spare_lends);
+    CHECK_MSG(st.steals >= 1 || st.spare_lends >= 1, "steals = %" PRIu64 ", spare lends = %" PRIu64,
+              st.steals, st.spare_lends);
     printf("runnext stolen from a busy P after %.1f us\n", (double)took / 1e3);
 }
 
@@ -58,10 +62,10 @@ static void test_steal_busy_runnext(void)
 
 struct player {
     loom_chan *in, *out;
-    int running;                /* atomic: 1 while this goroutine runs a step */
+    int running; /* atomic: 1 while this goroutine runs a step */
     long rounds;
     uint64_t seed;
-    bool echo;                  /* B: receive, then send back; A: send, then receive */
+    bool echo; /* B: receive, then send back; A: send, then receive */
     int pair;
     loom_waitgroup *wg;
 };
@@ -69,19 +73,18 @@ struct player {
 static void spin_ns(int64_t ns)
 {
     int64_t end = t_clock_ns() + ns;
-    while (t_clock_ns() < end) {
-    }
+    while (t_clock_ns() < end) {}
 }
 
 /* A step between two channel operations: nobody else may run this goroutine meanwhile,
  * and sometimes it takes long enough (up to 8 µs) for a thief to want the runnext */
 static void step(struct player *p, t_rng *r)
 {
-    CHECK_MSG(__atomic_exchange_n(&p->running, 1, __ATOMIC_SEQ_CST) == 0,
-              "pair %d (%s) runs twice at once", p->pair, p->echo ? "B" : "A");
+    CHECK_MSG(__atomic_exchange_n(&p->running, 1, __ATOMIC_SEQ_CST) == 0, "pair %d (%s) runs twice at once",
+              p->pair, p->echo ? "B" : "A");
     uint64_t x = t_rng_below(r, 256);
     if (x == 0)
-        spin_ns(200000);        /* long enough for sysmon to wake an idle P to steal */
+        spin_ns(200000); /* long enough for sysmon to wake an idle P to steal */
     else if (x < 64)
         spin_ns((int64_t)t_rng_below(r, 8000));
     __atomic_store_n(&p->running, 0, __ATOMIC_SEQ_CST);
@@ -122,9 +125,19 @@ static void test_race(void)
     for (int k = 0; k < NPAIRS; k++) {
         loom_chan *ab = loom_chan_new(sizeof(long), 0), *ba = loom_chan_new(sizeof(long), 0);
         CHECK(ab && ba);
-        pl[k][0] = (struct player){ .in = ba, .out = ab, .rounds = rounds, .seed = 2 * k + 1, .pair = k, .wg = &wg };
-        pl[k][1] = (struct player){ .in = ab, .out = ba, .rounds = rounds, .seed = 2 * k + 2, .pair = k,
-                                    .echo = true, .wg = &wg };
+        pl[k][0] = (struct player){ .in = ba,
+                                    .out = ab,
+                                    .rounds = rounds,
+                                    .seed = 2 * k + 1,
+                                    .pair = k,
+                                    .wg = &wg };
+        pl[k][1] = (struct player){ .in = ab,
+                                    .out = ba,
+                                    .rounds = rounds,
+                                    .seed = 2 * k + 2,
+                                    .pair = k,
+                                    .echo = true,
+                                    .wg = &wg };
         CHECK(loom_go(player, &pl[k][1]) != 0);
         CHECK(loom_go(player, &pl[k][0]) != 0);
     }

@@ -36,9 +36,9 @@ static int ret_arg(void *arg)
 
 /* ---- ids */
 #define NIDS 200
-static uint64_t id_seen[NIDS];     /* written by goroutine i, read after id_done */
-static uint64_t id_given[NIDS];    /* loom_go's return */
-static int id_done;                /* atomic */
+static uint64_t id_seen[NIDS];  /* written by goroutine i, read after id_done */
+static uint64_t id_given[NIDS]; /* loom_go's return */
+static int id_done;             /* atomic */
 
 static void record_id(void *arg)
 {
@@ -62,12 +62,12 @@ static void test_ids(void)
     T_WAIT_UNTIL(t_get(&id_done) >= NIDS, 20, "id goroutines (%d of %d)", t_get(&id_done), NIDS);
     for (long i = 0; i < NIDS; i++) {
         uint64_t s = __atomic_load_n(&id_seen[i], __ATOMIC_SEQ_CST);
-        CHECK_MSG(s == id_given[i], "goroutine %ld: loom_id() %" PRIu64 " but loom_go returned %"
-                  PRIu64, i, s, id_given[i]);
+        CHECK_MSG(s == id_given[i], "goroutine %ld: loom_id() %" PRIu64 " but loom_go returned %" PRIu64, i,
+                  s, id_given[i]);
         for (long j = 0; j < i; j++)
             CHECK_MSG(s != id_seen[j], "goroutines %ld and %ld share id %" PRIu64, i, j, s);
     }
-    CHECK_EQU(loom_id(), 1);     /* still main */
+    CHECK_EQU(loom_id(), 1); /* still main */
 
     /* NULL fn */
     errno = 0;
@@ -84,7 +84,7 @@ static void test_ids(void)
 }
 
 /* ---- attr: name, big stack, priorities */
-static int big_ok;       /* atomic */
+static int big_ok; /* atomic */
 
 __attribute__((noinline)) static unsigned use_big_array(void)
 {
@@ -106,13 +106,13 @@ static void big_stack(void *arg)
         want += (unsigned char)(i >> 9);
     want += 0x5a;
     unsigned got = use_big_array();
-    loom_yield();                  /* a switch with a deep stack behind us is fine too */
+    loom_yield(); /* a switch with a deep stack behind us is fine too */
     CHECK_EQ(got, want);
     CHECK_EQ(use_big_array(), want);
     __atomic_store_n(&big_ok, 1, __ATOMIC_SEQ_CST);
 }
 
-static int prio_ran;     /* atomic */
+static int prio_ran; /* atomic */
 static void prio_fn(void *arg)
 {
     (void)arg;
@@ -127,9 +127,8 @@ static void test_attr(void)
     loom_attr a = { 1024 * 1024, LOOM_PRIO_NORMAL, name };
     uint64_t id = loom_go_attr(big_stack, NULL, &a);
     CHECK(id > 0);
-    memset(name, 'X', sizeof name - 1);   /* the name was copied; clobbering ours is fine */
-    T_WAIT_UNTIL(t_get(&big_ok) >= 1, 20,
-                 "the 1 MiB-stack goroutine (%d of %d)", t_get(&big_ok), 1);
+    memset(name, 'X', sizeof name - 1); /* the name was copied; clobbering ours is fine */
+    T_WAIT_UNTIL(t_get(&big_ok) >= 1, 20, "the 1 MiB-stack goroutine (%d of %d)", t_get(&big_ok), 1);
 
     /* the largest class: 128 MiB usable fits in a 256 MiB slot; 256 MiB does not */
     loom_attr a128 = { (size_t)128 << 20, LOOM_PRIO_NORMAL, "128m" };
@@ -148,23 +147,23 @@ static void test_attr(void)
     CHECK(loom_go_attr(prio_fn, NULL, &lo) > 0);
     CHECK(loom_go_attr(prio_fn, NULL, &hi) > 0);
     CHECK(loom_go_attr(prio_fn, NULL, &def) > 0);
-    T_WAIT_UNTIL(t_get(&prio_ran) >= 4, 20,
-                 "goroutines with priorities and the 128 MiB stack (%d of %d)", t_get(&prio_ran), 4);
+    T_WAIT_UNTIL(t_get(&prio_ran) >= 4, 20, "goroutines with priorities and the 128 MiB stack (%d of %d)",
+                 t_get(&prio_ran), 4);
 }
 
 /* ---- loom_exit */
-static int ex_before, ex_after, ex_observed, ex_many;   /* atomics */
+static int ex_before, ex_after, ex_observed, ex_many; /* atomics */
 
 __attribute__((noinline)) static void exit_deep(int depth)
 {
     if (depth > 0) {
         exit_deep(depth - 1);
-        __atomic_store_n(&ex_after, 1, __ATOMIC_SEQ_CST);   /* never reached */
+        __atomic_store_n(&ex_after, 1, __ATOMIC_SEQ_CST); /* never reached */
         return;
     }
     __atomic_store_n(&ex_before, 1, __ATOMIC_SEQ_CST);
     loom_exit();
-    __atomic_store_n(&ex_after, 1, __ATOMIC_SEQ_CST);       /* never reached */
+    __atomic_store_n(&ex_after, 1, __ATOMIC_SEQ_CST); /* never reached */
 }
 
 static void exiter(void *arg)
@@ -172,7 +171,7 @@ static void exiter(void *arg)
     (void)arg;
     loom_yield();
     exit_deep(10);
-    __atomic_store_n(&ex_after, 1, __ATOMIC_SEQ_CST);       /* never reached */
+    __atomic_store_n(&ex_after, 1, __ATOMIC_SEQ_CST); /* never reached */
 }
 
 static void observer(void *arg)
@@ -203,8 +202,7 @@ static void test_exit(void)
 {
     CHECK(loom_go(observer, NULL) != 0);
     CHECK(loom_go(exiter, NULL) != 0);
-    T_WAIT_UNTIL(t_get(&ex_observed) >= 1, 30,
-                 "the loom_exit observer (%d of %d)", t_get(&ex_observed), 1);
+    T_WAIT_UNTIL(t_get(&ex_observed) >= 1, 30, "the loom_exit observer (%d of %d)", t_get(&ex_observed), 1);
     CHECK(!__atomic_load_n(&ex_after, __ATOMIC_SEQ_CST));
     /* many goroutines ending through loom_exit: their stacks are recycled properly */
     int n = (int)t_scale(2000);
@@ -287,7 +285,7 @@ static int cgroup_limited(void)
 static void test_affinity(void);
 static void test_procs(void)
 {
-    test_affinity();            /* forks first, before any runtime thread ever existed */
+    test_affinity(); /* forks first, before any runtime thread ever existed */
     set_procs_env("3");
     CHECK_EQ(loom_run(procs_main, NULL), 3);
     set_procs_env("1");
@@ -331,9 +329,9 @@ static void test_affinity(void)
 }
 
 /* ---- yield ping-pong at LOOM_PROCS=1 */
-static int pp_turn;        /* atomic: 0 = A's turn, 1 = B's */
+static int pp_turn; /* atomic: 0 = A's turn, 1 = B's */
 static long pp_rounds;
-static int pp_done;        /* atomic */
+static int pp_done; /* atomic */
 
 static void ping(void *arg)
 {
@@ -341,8 +339,10 @@ static void ping(void *arg)
     int64_t dl = t_clock_ns() + 30LL * 1000000000;
     for (long i = 0; i < pp_rounds; i++) {
         while (__atomic_load_n(&pp_turn, __ATOMIC_ACQUIRE) != me) {
-            CHECK_MSG(t_clock_ns() < dl, "goroutine %d: the other one never ran (round %ld):"
-                      " loom_yield does not let it run", me, i);
+            CHECK_MSG(t_clock_ns() < dl,
+                      "goroutine %d: the other one never ran (round %ld):"
+                      " loom_yield does not let it run",
+                      me, i);
             loom_yield();
         }
         __atomic_store_n(&pp_turn, !me, __ATOMIC_RELEASE);

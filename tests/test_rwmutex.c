@@ -15,13 +15,16 @@
  */
 #include "t.h"
 
-static int64_t deadline_in(double s) { return t_clock_ns() + (int64_t)(s * 1e9); }
+static int64_t deadline_in(double s)
+{
+    return t_clock_ns() + (int64_t)(s * 1e9);
+}
 
 /* ---- 1. readers share the lock: N readers all inside at once */
 #define NREADERS 8
 static loom_rwmutex r_mu = LOOM_RWMUTEX_INIT;
-static int r_inside;     /* atomic */
-static int r_done;       /* atomic */
+static int r_inside; /* atomic */
+static int r_done;   /* atomic */
 
 static void sharing_reader(void *arg)
 {
@@ -41,7 +44,7 @@ static void sharing_reader(void *arg)
 }
 
 /* readers spinning across Ps without sleeping: at least two inside at once */
-static int c_inside, c_max, c_stop, c_done;   /* atomics */
+static int c_inside, c_max, c_stop, c_done; /* atomics */
 static void concurrent_reader(void *arg)
 {
     (void)arg;
@@ -49,12 +52,11 @@ static void concurrent_reader(void *arg)
         loom_rwmutex_rlock(&r_mu);
         int in = __atomic_add_fetch(&c_inside, 1, __ATOMIC_SEQ_CST);
         int m = __atomic_load_n(&c_max, __ATOMIC_SEQ_CST);
-        while (in > m && !__atomic_compare_exchange_n(&c_max, &m, in, 0,
-                                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        while (in > m && !__atomic_compare_exchange_n(&c_max, &m, in, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
             ;
         for (volatile int k = 0; k < 200; k++)
             ;
-        loom_yield();     /* still holding the read lock */
+        loom_yield(); /* still holding the read lock */
         __atomic_sub_fetch(&c_inside, 1, __ATOMIC_SEQ_CST);
         CHECK_OK(loom_rwmutex_runlock(&r_mu));
         loom_yield();
@@ -66,8 +68,7 @@ static void test_readers_share(void)
 {
     for (int i = 0; i < NREADERS; i++)
         CHECK(loom_go(sharing_reader, NULL) != 0);
-    T_WAIT_UNTIL(t_get(&r_done) >= NREADERS, 30,
-                 "sharing readers (%d of %d)", t_get(&r_done), NREADERS);
+    T_WAIT_UNTIL(t_get(&r_done) >= NREADERS, 30, "sharing readers (%d of %d)", t_get(&r_done), NREADERS);
 
     int nprocs = loom_procs();
     int nr = nprocs < 2 ? 2 : nprocs * 2;
@@ -86,11 +87,11 @@ static void test_readers_share(void)
 
 /* ---- 2. writers exclude readers and other writers */
 static loom_rwmutex x_mu = LOOM_RWMUTEX_INIT;
-static int x_readers;        /* atomic: readers inside */
-static int x_writers;        /* atomic: writers inside */
-static long x_a, x_b;        /* plain: written by writers only, both equal outside a write */
-static long x_writes;        /* plain: under the write lock */
-static int x_done;           /* atomic */
+static int x_readers; /* atomic: readers inside */
+static int x_writers; /* atomic: writers inside */
+static long x_a, x_b; /* plain: written by writers only, both equal outside a write */
+static long x_writes; /* plain: under the write lock */
+static int x_done;    /* atomic */
 static long x_iters;
 
 static void x_writer(void *arg)
@@ -104,7 +105,7 @@ static void x_writer(void *arg)
         long v = x_a + 1;
         x_a = v;
         if (i % 3 == 0)
-            loom_yield();       /* readers must not see x_a != x_b */
+            loom_yield(); /* readers must not see x_a != x_b */
         x_b = v;
         x_writes++;
         __atomic_sub_fetch(&x_writers, 1, __ATOMIC_SEQ_CST);
@@ -143,8 +144,7 @@ static void test_exclusion(void)
         CHECK(loom_go(x_writer, (void *)(intptr_t)i) != 0);
     for (long i = 0; i < NR; i++)
         CHECK(loom_go(x_reader, (void *)(intptr_t)i) != 0);
-    T_WAIT_UNTIL(t_get(&x_done) >= NW + NR, 120,
-                 "writers and readers (%d of %d)", t_get(&x_done), NW + NR);
+    T_WAIT_UNTIL(t_get(&x_done) >= NW + NR, 120, "writers and readers (%d of %d)", t_get(&x_done), NW + NR);
     loom_rwmutex_rlock(&x_mu);
     CHECK_EQ(x_writes, NW * x_iters);
     CHECK_EQ(x_a, NW * x_iters);
@@ -194,8 +194,8 @@ static void test_misuse(void)
 
 /* after misuse, a writer still waits for a reader and vice versa */
 static loom_rwmutex mm = LOOM_RWMUTEX_INIT;
-static int mm_writer_in;   /* atomic */
-static int mm_reader_in;   /* atomic */
+static int mm_writer_in; /* atomic */
+static int mm_reader_in; /* atomic */
 
 static void mm_writer(void *arg)
 {
@@ -224,8 +224,8 @@ static void test_misuse_then_blocking(void)
     CHECK_MSG(!__atomic_load_n(&mm_writer_in, __ATOMIC_SEQ_CST),
               "writer got the lock while a reader held it");
     CHECK_OK(loom_rwmutex_runlock(&mm));
-    T_WAIT_UNTIL(t_get(&mm_writer_in) >= 1, 10,
-                 "writer after the reader left (%d of %d)", t_get(&mm_writer_in), 1);
+    T_WAIT_UNTIL(t_get(&mm_writer_in) >= 1, 10, "writer after the reader left (%d of %d)",
+                 t_get(&mm_writer_in), 1);
 
     loom_rwmutex_lock(&mm);
     CHECK_ERR(loom_rwmutex_runlock(&mm), EPERM);
@@ -234,24 +234,24 @@ static void test_misuse_then_blocking(void)
     CHECK_MSG(!__atomic_load_n(&mm_reader_in, __ATOMIC_SEQ_CST),
               "reader got the lock while a writer held it");
     CHECK_OK(loom_rwmutex_unlock(&mm));
-    T_WAIT_UNTIL(t_get(&mm_reader_in) >= 1, 10,
-                 "reader after the writer left (%d of %d)", t_get(&mm_reader_in), 1);
+    T_WAIT_UNTIL(t_get(&mm_reader_in) >= 1, 10, "reader after the writer left (%d of %d)",
+                 t_get(&mm_reader_in), 1);
 }
 
 /* ---- 4. a writer is not starved by a continuous stream of overlapping readers */
 static loom_rwmutex s_mu = LOOM_RWMUTEX_INIT;
-static int s_stop;        /* atomic */
-static int s_done;        /* atomic */
-static int s_reads;       /* atomic */
+static int s_stop;  /* atomic */
+static int s_done;  /* atomic */
+static int s_reads; /* atomic */
 
 static void stream_reader(void *arg)
 {
     long id = (long)(intptr_t)arg;
-    loom_sleep(id * 300000);          /* stagger, so read holds overlap */
+    loom_sleep(id * 300000); /* stagger, so read holds overlap */
     while (!__atomic_load_n(&s_stop, __ATOMIC_SEQ_CST)) {
         loom_rwmutex_rlock(&s_mu);
         __atomic_add_fetch(&s_reads, 1, __ATOMIC_SEQ_CST);
-        loom_sleep(1000000);          /* 1 ms inside */
+        loom_sleep(1000000); /* 1 ms inside */
         CHECK_OK(loom_rwmutex_runlock(&s_mu));
         /* straight back to rlock() */
     }
@@ -263,8 +263,7 @@ static void test_writer_not_starved(void)
     enum { NR = 6 };
     for (long i = 0; i < NR; i++)
         CHECK(loom_go(stream_reader, (void *)(intptr_t)i) != 0);
-    T_WAIT_UNTIL(t_get(&s_reads) >= 3 * NR, 20,
-                 "readers to get going (%d of %d)", t_get(&s_reads), 3 * NR);
+    T_WAIT_UNTIL(t_get(&s_reads) >= 3 * NR, 20, "readers to get going (%d of %d)", t_get(&s_reads), 3 * NR);
     for (int round = 0; round < 10; round++) {
         int64_t t0 = t_clock_ns();
         loom_rwmutex_lock(&s_mu);
@@ -274,9 +273,9 @@ static void test_writer_not_starved(void)
         /* no reader got in while the writer held the lock */
         CHECK_EQ(__atomic_load_n(&s_reads, __ATOMIC_SEQ_CST), before);
         CHECK_OK(loom_rwmutex_unlock(&s_mu));
-        CHECK_MSG(w < 1000000000LL, "writer waited %.3f s behind readers (round %d): starved",
-                  w / 1e9, round);
-        loom_sleep(3000000);          /* readers back in */
+        CHECK_MSG(w < 1000000000LL, "writer waited %.3f s behind readers (round %d): starved", w / 1e9,
+                  round);
+        loom_sleep(3000000); /* readers back in */
     }
     __atomic_store_n(&s_stop, 1, __ATOMIC_SEQ_CST);
     T_WAIT_UNTIL(t_get(&s_done) >= NR, 20, "stream readers to stop (%d of %d)", t_get(&s_done), NR);
@@ -284,17 +283,22 @@ static void test_writer_not_starved(void)
 
 /* ---- 5. stray calls in the states where readers or a writer wait */
 static loom_rwmutex b_mu = LOOM_RWMUTEX_INIT;
-static int b_started;      /* atomic: goroutines about to call rlock / lock */
-static int b_reader_in;    /* atomic: readers that got in */
-static int b_reader_done;  /* atomic: readers that left again */
-static int b_writer_in;    /* atomic: 1 while the writer holds b_mu */
-static int b_writer_go;    /* atomic: the writer may unlock */
-static int b_writer_done;  /* atomic */
+static int b_started;     /* atomic: goroutines about to call rlock / lock */
+static int b_reader_in;   /* atomic: readers that got in */
+static int b_reader_done; /* atomic: readers that left again */
+static int b_writer_in;   /* atomic: 1 while the writer holds b_mu */
+static int b_writer_go;   /* atomic: the writer may unlock */
+static int b_writer_done; /* atomic */
 
 enum { OP_RUNLOCK, OP_UNLOCK };
 
 /* A call made by a goroutine of its own, which holds nothing. */
-typedef struct { loom_rwmutex *mu; int op; int result; int done; } stray_call;
+typedef struct {
+    loom_rwmutex *mu;
+    int op;
+    int result;
+    int done;
+} stray_call;
 
 static void stray_main(void *arg)
 {
@@ -328,8 +332,7 @@ static void b_writer(void *arg)
     __atomic_add_fetch(&b_started, 1, __ATOMIC_SEQ_CST);
     loom_rwmutex_lock(&b_mu);
     __atomic_store_n(&b_writer_in, 1, __ATOMIC_SEQ_CST);
-    T_WAIT_UNTIL(t_get(&b_writer_go) >= 1, 30,
-                 "leave to unlock (%d of %d)", t_get(&b_writer_go), 1);
+    T_WAIT_UNTIL(t_get(&b_writer_go) >= 1, 30, "leave to unlock (%d of %d)", t_get(&b_writer_go), 1);
     __atomic_store_n(&b_writer_in, 0, __ATOMIC_SEQ_CST);
     CHECK_OK(loom_rwmutex_unlock(&b_mu));
     __atomic_store_n(&b_writer_done, 1, __ATOMIC_SEQ_CST);
@@ -349,16 +352,16 @@ static void b_reset(void)
 static void b_start(void (*fn)(void *), int started)
 {
     CHECK(loom_go(fn, NULL) != 0);
-    T_WAIT_UNTIL(t_get(&b_started) >= started, 10,
-                 "a goroutine to start (%d of %d)", t_get(&b_started), started);
+    T_WAIT_UNTIL(t_get(&b_started) >= started, 10, "a goroutine to start (%d of %d)", t_get(&b_started),
+                 started);
     loom_sleep(30000000);
 }
 
 /* once the readers started have left, b_mu is free again and works both ways */
 static void b_check_free(int readers)
 {
-    T_WAIT_UNTIL(t_get(&b_reader_done) >= readers, 10,
-                 "the readers to leave (%d of %d)", t_get(&b_reader_done), readers);
+    T_WAIT_UNTIL(t_get(&b_reader_done) >= readers, 10, "the readers to leave (%d of %d)",
+                 t_get(&b_reader_done), readers);
     CHECK_ERR(loom_rwmutex_runlock(&b_mu), EPERM);
     CHECK_ERR(loom_rwmutex_unlock(&b_mu), EPERM);
     loom_rwmutex_lock(&b_mu);
@@ -379,14 +382,16 @@ static void test_stray_runlock_reader_waits(void)
     loom_rwmutex_lock(&b_mu);
     b_start(b_reader, 1);
     CHECK_EQ(__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST), 0);
-    int by_other = stray(&b_mu, OP_RUNLOCK);       /* a goroutine that holds nothing */
-    int by_writer = loom_rwmutex_runlock(&b_mu);   /* the writer holds no read lock either */
+    int by_other = stray(&b_mu, OP_RUNLOCK);     /* a goroutine that holds nothing */
+    int by_writer = loom_rwmutex_runlock(&b_mu); /* the writer holds no read lock either */
     CHECK_EQ(__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST), 0);
     CHECK_OK(loom_rwmutex_unlock(&b_mu));
     int64_t dl = deadline_in(10);
     while (__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST) == 0) {
-        CHECK_MSG(t_clock_ns() < dl, "the waiting reader did not get in within 10 s of the "
-                  "writer's unlock (the stray runlocks returned %d and %d)", by_other, by_writer);
+        CHECK_MSG(t_clock_ns() < dl,
+                  "the waiting reader did not get in within 10 s of the "
+                  "writer's unlock (the stray runlocks returned %d and %d)",
+                  by_other, by_writer);
         loom_sleep(200000);
     }
     CHECK_ERR(by_other, EPERM);
@@ -429,18 +434,16 @@ static void test_stray_unlock_writer_pending(void)
     loom_sleep(10000000);
     CHECK_MSG(!__atomic_load_n(&b_writer_in, __ATOMIC_SEQ_CST),
               "a refused unlock let the writer in while readers were in");
-    CHECK_MSG(!__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST),
-              "a refused unlock let the waiting reader in");
+    CHECK_MSG(!__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST), "a refused unlock let the waiting reader in");
     CHECK_OK(loom_rwmutex_runlock(&b_mu));
     CHECK_OK(loom_rwmutex_runlock(&b_mu));
-    T_WAIT_UNTIL(t_get(&b_writer_in) >= 1, 10,
-                 "the writer after the readers left (%d of %d)", t_get(&b_writer_in), 1);
+    T_WAIT_UNTIL(t_get(&b_writer_in) >= 1, 10, "the writer after the readers left (%d of %d)",
+                 t_get(&b_writer_in), 1);
     CHECK_EQ(__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST), 0);
     __atomic_store_n(&b_writer_go, 1, __ATOMIC_SEQ_CST);
-    T_WAIT_UNTIL(t_get(&b_writer_done) >= 1, 10,
-                 "the writer to unlock (%d of %d)", t_get(&b_writer_done), 1);
-    T_WAIT_UNTIL(t_get(&b_reader_in) >= 1, 10,
-                 "the waiting reader after the writer's unlock (%d of %d)", t_get(&b_reader_in), 1);
+    T_WAIT_UNTIL(t_get(&b_writer_done) >= 1, 10, "the writer to unlock (%d of %d)", t_get(&b_writer_done), 1);
+    T_WAIT_UNTIL(t_get(&b_reader_in) >= 1, 10, "the waiting reader after the writer's unlock (%d of %d)",
+                 t_get(&b_reader_in), 1);
     b_check_free(1);
 }
 
@@ -451,22 +454,21 @@ static void test_runlock_beyond_writer_pending(void)
     b_writer_pending();
     CHECK_OK(loom_rwmutex_runlock(&b_mu));
     loom_sleep(10000000);
-    CHECK_MSG(!__atomic_load_n(&b_writer_in, __ATOMIC_SEQ_CST),
-              "the writer got in with a reader still in");
-    CHECK_OK(stray(&b_mu, OP_RUNLOCK));     /* one reader in: any goroutine may release it */
-    T_WAIT_UNTIL(t_get(&b_writer_in) >= 1, 10,
-                 "the writer after the last reader left (%d of %d)", t_get(&b_writer_in), 1);
+    CHECK_MSG(!__atomic_load_n(&b_writer_in, __ATOMIC_SEQ_CST), "the writer got in with a reader still in");
+    CHECK_OK(stray(&b_mu, OP_RUNLOCK)); /* one reader in: any goroutine may release it */
+    T_WAIT_UNTIL(t_get(&b_writer_in) >= 1, 10, "the writer after the last reader left (%d of %d)",
+                 t_get(&b_writer_in), 1);
     int by_writer_goroutine = loom_rwmutex_runlock(&b_mu);
     int by_other = stray(&b_mu, OP_RUNLOCK);
     loom_sleep(10000000);
     CHECK_MSG(!__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST),
               "the reader got in while the writer held the lock");
     __atomic_store_n(&b_writer_go, 1, __ATOMIC_SEQ_CST);
-    T_WAIT_UNTIL(t_get(&b_writer_done) >= 1, 10,
-                 "the writer to unlock (%d of %d)", t_get(&b_writer_done), 1);
+    T_WAIT_UNTIL(t_get(&b_writer_done) >= 1, 10, "the writer to unlock (%d of %d)", t_get(&b_writer_done), 1);
     int64_t dl = deadline_in(10);
     while (__atomic_load_n(&b_reader_in, __ATOMIC_SEQ_CST) == 0) {
-        CHECK_MSG(t_clock_ns() < dl, "the waiting reader did not get in within 10 s of the "
+        CHECK_MSG(t_clock_ns() < dl,
+                  "the waiting reader did not get in within 10 s of the "
                   "writer's unlock (the runlocks beyond the readers in returned %d and %d)",
                   by_writer_goroutine, by_other);
         loom_sleep(200000);
@@ -491,14 +493,12 @@ static void test_stray_readers_in(void)
 
     loom_rwmutex_rlock(&b_mu);
     b_start(b_writer, 1);
-    CHECK_MSG(!__atomic_load_n(&b_writer_in, __ATOMIC_SEQ_CST),
-              "the writer got in with a reader in");
+    CHECK_MSG(!__atomic_load_n(&b_writer_in, __ATOMIC_SEQ_CST), "the writer got in with a reader in");
     CHECK_OK(loom_rwmutex_runlock(&b_mu));
-    T_WAIT_UNTIL(t_get(&b_writer_in) >= 1, 10,
-                 "the writer after the reader left (%d of %d)", t_get(&b_writer_in), 1);
+    T_WAIT_UNTIL(t_get(&b_writer_in) >= 1, 10, "the writer after the reader left (%d of %d)",
+                 t_get(&b_writer_in), 1);
     __atomic_store_n(&b_writer_go, 1, __ATOMIC_SEQ_CST);
-    T_WAIT_UNTIL(t_get(&b_writer_done) >= 1, 10,
-                 "the writer to unlock (%d of %d)", t_get(&b_writer_done), 1);
+    T_WAIT_UNTIL(t_get(&b_writer_done) >= 1, 10, "the writer to unlock (%d of %d)", t_get(&b_writer_done), 1);
     b_check_free(0);
 }
 
@@ -507,15 +507,18 @@ static void test_stray_readers_in(void)
  * writer holds the lock (no reader is in), an unlock while a reader holds it (no writer
  * holds it).  Every one must return -EPERM, and mutual exclusion must hold throughout. */
 static loom_rwmutex st_mu = LOOM_RWMUTEX_INIT;
-static int st_readers, st_writers;   /* atomic: inside */
-static long st_a, st_b;              /* written under the write lock; equal outside it */
+static int st_readers, st_writers; /* atomic: inside */
+static long st_a, st_b;            /* written under the write lock; equal outside it */
 static long st_iters;
-static int st_done;                  /* atomic */
-static long st_strays;               /* atomic: stray calls made */
-static loom_chan *st_req;            /* st_request *: to the stray goroutines */
+static int st_done;       /* atomic */
+static long st_strays;    /* atomic: stray calls made */
+static loom_chan *st_req; /* st_request *: to the stray goroutines */
 static int st_flag;
 
-typedef struct { int op; loom_chan *reply; } st_request;
+typedef struct {
+    int op;
+    loom_chan *reply;
+} st_request;
 
 static void st_stray(void *arg)
 {
@@ -554,7 +557,7 @@ static void st_writer(void *arg)
         st_a = v;
         uint64_t dice = t_rng_below(&rng, 8);
         if (dice == 0) {
-            CHECK_ERR(st_ask(reply, OP_RUNLOCK), EPERM);    /* readers queue meanwhile */
+            CHECK_ERR(st_ask(reply, OP_RUNLOCK), EPERM); /* readers queue meanwhile */
         } else if (dice == 1) {
             CHECK_ERR(loom_rwmutex_runlock(&st_mu), EPERM);
             loom_yield();
@@ -612,11 +615,11 @@ static int stress_main(void *arg)
         CHECK(loom_go(st_writer, (void *)(intptr_t)i) != 0);
     for (long i = 0; i < NR; i++)
         CHECK(loom_go(st_reader, (void *)(intptr_t)i) != 0);
-    T_WAIT_UNTIL(t_get(&st_done) >= NW + NR, 240,
-                 "the stress's readers and writers (%d of %d)", t_get(&st_done), NW + NR);
+    T_WAIT_UNTIL(t_get(&st_done) >= NW + NR, 240, "the stress's readers and writers (%d of %d)",
+                 t_get(&st_done), NW + NR);
     CHECK_OK(loom_close(st_req));
-    T_WAIT_UNTIL(t_get(&st_done) >= NW + NR + NSTRAY, 10,
-                 "the stray goroutines (%d of %d)", t_get(&st_done), NW + NR + NSTRAY);
+    T_WAIT_UNTIL(t_get(&st_done) >= NW + NR + NSTRAY, 10, "the stray goroutines (%d of %d)", t_get(&st_done),
+                 NW + NR + NSTRAY);
     loom_chan_free(st_req);
     CHECK_EQ(st_a, NW * st_iters);
     CHECK_EQ(st_b, NW * st_iters);

@@ -24,7 +24,7 @@
 #include <stdatomic.h>
 
 #define DEADLINE_NS (10LL * 1000000000LL)
-#define MS (1000LL * 1000LL)
+#define MS          (1000LL * 1000LL)
 
 static void test_ready_index(void)
 {
@@ -178,7 +178,7 @@ static void test_closed_cases(void)
 
 struct bsel {
     loom_chan *c[3];
-    int op;            /* op used for all 3 cases */
+    int op; /* op used for all 3 cases */
     long vals[3];
     int64_t timeout;
     int rc;
@@ -348,7 +348,8 @@ static void test_timeouts(void)
         int64_t t0 = loom_now();
         CHECK_ERR(loom_select(cs, 3, reqs[k]), ETIMEDOUT);
         int64_t el = loom_now() - t0;
-        CHECK_MSG(el >= reqs[k], "select timed out after %lld ns, requested %lld", (long long)el, (long long)reqs[k]);
+        CHECK_MSG(el >= reqs[k], "select timed out after %lld ns, requested %lld", (long long)el,
+                  (long long)reqs[k]);
         CHECK_MSG(el < reqs[k] + 5000 * MS, "select with %lld ns timeout returned after %lld ns",
                   (long long)reqs[k], (long long)el);
     }

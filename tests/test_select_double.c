@@ -16,7 +16,7 @@
 #include <stdatomic.h>
 
 #define DEADLINE_NS (30LL * 1000000000LL)
-#define DEADLINE_S 30
+#define DEADLINE_S  30
 
 /* ------------------------------------------------------- doubleselect */
 
@@ -25,10 +25,10 @@ enum { NS = 4, NC = 4, NMUX = NC, NSELFWD = 2 };
 struct ds {
     loom_chan *c[NC];
     loom_chan *out;
-    long n;                /* values per sender */
+    long n; /* values per sender */
     atomic_int senders_left;
     atomic_int fwd_left;
-    atomic_int exited;     /* goroutines past their last channel call */
+    atomic_int exited; /* goroutines past their last channel call */
 };
 
 struct ds_sender {
@@ -46,7 +46,10 @@ static void ds_sender_fn(void *arg)
         long v = s->id * d->n + i;
         for (int k = 0; k < 3; k++) {
             vals[k] = v;
-            cs[k] = (loom_case){ .chan = d->c[(s->id + k) % NC], .op = LOOM_SEND, .elem = &vals[k], .ok = -1 };
+            cs[k] = (loom_case){ .chan = d->c[(s->id + k) % NC],
+                                 .op = LOOM_SEND,
+                                 .elem = &vals[k],
+                                 .ok = -1 };
         }
         int r = loom_select(cs, 3, -1);
         CHECK(r >= 0 && r < 3);
@@ -167,13 +170,13 @@ static void doubleselect(size_t cap)
 
 struct sr {
     loom_chan *c;
-    loom_chan *quit;      /* NULL in the two-goroutine version */
+    loom_chan *quit; /* NULL in the two-goroutine version */
     int id;
-    long n;               /* iterations (two-goroutine version) */
+    long n; /* iterations (two-goroutine version) */
     long sent, recvd;
-    long *got;            /* received values, in order */
+    long *got; /* received values, in order */
     long got_cap;
-    atomic_long *total;   /* received so far, all goroutines */
+    atomic_long *total; /* received so far, all goroutines */
     long target;
     atomic_int *finished;
 };
@@ -218,7 +221,11 @@ static void sendrecv_two(void)
     atomic_init(&finished, 0);
     struct sr s[2];
     for (int i = 0; i < 2; i++) {
-        s[i] = (struct sr){ .c = c, .id = i + 1, .n = n, .got = calloc((size_t)n, sizeof(long)), .got_cap = n,
+        s[i] = (struct sr){ .c = c,
+                            .id = i + 1,
+                            .n = n,
+                            .got = calloc((size_t)n, sizeof(long)),
+                            .got_cap = n,
                             .finished = &finished };
         CHECK(s[i].got != NULL);
     }
@@ -256,8 +263,14 @@ static void sendrecv_many(void)
     atomic_init(&finished, 0);
     struct sr s[G];
     for (int i = 0; i < G; i++) {
-        s[i] = (struct sr){ .c = c, .quit = quit, .id = i + 1, .got = calloc((size_t)target * 2 + 1000, sizeof(long)),
-                            .got_cap = target * 2 + 1000, .total = &total, .target = target, .finished = &finished };
+        s[i] = (struct sr){ .c = c,
+                            .quit = quit,
+                            .id = i + 1,
+                            .got = calloc((size_t)target * 2 + 1000, sizeof(long)),
+                            .got_cap = target * 2 + 1000,
+                            .total = &total,
+                            .target = target,
+                            .finished = &finished };
         CHECK(s[i].got != NULL);
     }
     for (int i = 0; i < G; i++)

@@ -121,8 +121,8 @@ static void scenario_b(void)
 
 static void scenario_c(void)
 {
-    loom_chan *full = loom_chan_new(sizeof(long), 1);  /* RECV ready */
-    loom_chan *room = loom_chan_new(sizeof(long), 1);  /* SEND ready */
+    loom_chan *full = loom_chan_new(sizeof(long), 1); /* RECV ready */
+    loom_chan *room = loom_chan_new(sizeof(long), 1); /* SEND ready */
     loom_chan *closed = loom_chan_new(sizeof(long), 0);
     CHECK(full && room && closed);
     CHECK_OK(loom_close(closed));
@@ -154,9 +154,7 @@ static void scenario_c(void)
             CHECK_EQ(x, 42);
             break;
         }
-        default:
-            CHECK_EQ(cs[r].ok, 0);
-            break;
+        default: CHECK_EQ(cs[r].ok, 0); break;
         }
     }
     check_uniform("mixed ready kinds", count, 4, n);

@@ -33,8 +33,8 @@
 /* ================================================================ children */
 
 static loom_chan *never;
-static int blocker_tid;             /* atomic: the thread blocked in sleep() */
-static volatile int returned;       /* work after each call: no tail call hides the frame */
+static int blocker_tid;       /* atomic: the thread blocked in sleep() */
+static volatile int returned; /* work after each call: no tail call hides the frame */
 
 static __attribute__((noinline)) void parked_in_recv(void *arg)
 {
@@ -49,7 +49,7 @@ static __attribute__((noinline)) void blocked_in_sleep(void *arg)
     (void)arg;
     __atomic_store_n(&blocker_tid, (int)syscall(SYS_gettid), __ATOMIC_SEQ_CST);
     for (;;)
-        returned += (int)sleep(3600);   /* plain, not loom_sleep: the thread blocks */
+        returned += (int)sleep(3600); /* plain, not loom_sleep: the thread blocks */
 }
 
 static __attribute__((noinline)) int child_main(void *arg)
@@ -63,11 +63,11 @@ static __attribute__((noinline)) int child_main(void *arg)
     CHECK(loom_go(blocked_in_sleep, NULL) != 0);
     while (!__atomic_load_n(&blocker_tid, __ATOMIC_SEQ_CST))
         loom_sleep(1000000);
-    loom_sleep(30 * 1000000);          /* the sleeper in sleep(), the receiver parked */
+    loom_sleep(30 * 1000000); /* the sleeper in sleep(), the receiver parked */
     printf("ready %d\n", __atomic_load_n(&blocker_tid, __ATOMIC_SEQ_CST));
     fflush(stdout);
     int v;
-    loom_recv(never, &v);              /* until SIGQUIT */
+    loom_recv(never, &v); /* until SIGQUIT */
     returned++;
     return 1;
 }
@@ -104,14 +104,14 @@ static void set_quit(void (*handler)(int), void (*action)(int, siginfo_t *, void
 
 /* ================================================================ parent */
 
-static char *out;                   /* the last child's stderr */
+static char *out; /* the last child's stderr */
 
 static void ignore_quit(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
-    sigaction(SIGQUIT, &sa, NULL);   /* kept across exec, as a shell's background job */
+    sigaction(SIGQUIT, &sa, NULL); /* kept across exec, as a shell's background job */
 }
 
 /* Runs this program in `mode`, with SIGQUIT ignored if `ignore`; once it is ready sends
@@ -120,7 +120,8 @@ static void ignore_quit(void)
 static int run_child(const char *self, const char *mode, bool ignore)
 {
     t_child c = t_child_start((const char *[]){ mode, NULL },
-                              &(t_child_opts){ .path = self, .stdout_apart = true,
+                              &(t_child_opts){ .path = self,
+                                               .stdout_apart = true,
                                                .before_exec = ignore ? ignore_quit : NULL });
 
     char line[64] = { 0 };
@@ -163,7 +164,8 @@ static void goroutine_block(int id, char *blk, size_t cap)
     CHECK_MSG(b != NULL, "dump lacks goroutine %d:\n%s", id, out);
     const char *e = strstr(b + 1, "\ngoroutine ");
     size_t n = e ? (size_t)(e - b) : strlen(b);
-    if (n >= cap) n = cap - 1;
+    if (n >= cap)
+        n = cap - 1;
     memcpy(blk, b, n);
     blk[n] = 0;
 }
@@ -236,10 +238,13 @@ static void check_disposition(const char *what, void (*handler)(int),
 int main(int argc, char **argv)
 {
     if (argc > 1) {
-        if (!strcmp(argv[1], "own")) set_quit(own_quit, NULL);
-        else if (!strcmp(argv[1], "own_siginfo")) set_quit(NULL, own_quit_info);
-        else if (strcmp(argv[1], "ignored")) return 2;
-        return loom_run(child_main, NULL);   /* a tail call where optimized: see the top */
+        if (!strcmp(argv[1], "own"))
+            set_quit(own_quit, NULL);
+        else if (!strcmp(argv[1], "own_siginfo"))
+            set_quit(NULL, own_quit_info);
+        else if (strcmp(argv[1], "ignored"))
+            return 2;
+        return loom_run(child_main, NULL); /* a tail call where optimized: see the top */
     }
     check_ignored(argv[0]);
     check_own(argv[0], "own");

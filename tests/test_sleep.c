@@ -21,7 +21,7 @@ static void test_basic(void)
         CHECK_GE(n1 - n0, 20 * MS);
         CHECK_GE(c1 - c0, 20 * MS);
         CHECK_LT(c1 - c0, 2000 * MS);
-        CHECK_LT(n1 - n0, 2000 * MS);   /* loom_now counts ns, not some other unit */
+        CHECK_LT(n1 - n0, 2000 * MS); /* loom_now counts ns, not some other unit */
     }
     /* 1 ns and 1 us sleeps return */
     int64_t c0 = t_clock_ns();
@@ -31,8 +31,8 @@ static void test_basic(void)
 }
 
 /* ---- sleep(0) / negative: a yield */
-static int y_flag;     /* atomic */
-static int y_done;     /* atomic */
+static int y_flag; /* atomic */
+static int y_done; /* atomic */
 
 static void setter(void *arg)
 {
@@ -63,7 +63,7 @@ static void test_zero_yields(int64_t how)
 
 /* ---- many sleepers */
 #define NSLEEPERS 1000
-static int s_done;     /* atomic */
+static int s_done; /* atomic */
 
 static void sleeper(void *arg)
 {
@@ -92,8 +92,8 @@ static void test_many(void)
 }
 
 /* ---- loom_now monotonic, across Ps */
-static int64_t mono_max;   /* atomic */
-static int mono_done;      /* atomic */
+static int64_t mono_max; /* atomic */
+static int mono_done;    /* atomic */
 
 static void mono(void *arg)
 {
@@ -104,11 +104,11 @@ static void mono(void *arg)
         int64_t seen = __atomic_load_n(&mono_max, __ATOMIC_SEQ_CST);
         int64_t v = loom_now();
         CHECK_MSG(v >= prev, "loom_now went back: %" PRId64 " after %" PRId64, v, prev);
-        CHECK_MSG(v >= seen, "loom_now %" PRId64 " is before %" PRId64
-                  " published earlier by another goroutine", v, seen);
+        CHECK_MSG(v >= seen,
+                  "loom_now %" PRId64 " is before %" PRId64 " published earlier by another goroutine", v,
+                  seen);
         int64_t m = seen;
-        while (v > m && !__atomic_compare_exchange_n(&mono_max, &m, v, 0, __ATOMIC_SEQ_CST,
-                                                     __ATOMIC_SEQ_CST))
+        while (v > m && !__atomic_compare_exchange_n(&mono_max, &m, v, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
             ;
         prev = v;
         if (i % 1000 == 0)
@@ -126,9 +126,9 @@ static void test_monotonic(void)
 }
 
 /* ---- sleeping goroutines don't block the thread (LOOM_PROCS=1) */
-static long b_progress;   /* atomic */
-static int b_stop;        /* atomic */
-static int b_sleepers_done, b_sleeping, b_busy_done;   /* atomics */
+static long b_progress;                              /* atomic */
+static int b_stop;                                   /* atomic */
+static int b_sleepers_done, b_sleeping, b_busy_done; /* atomics */
 
 static void busy(void *arg)
 {
@@ -149,8 +149,10 @@ static void long_sleeper(void *arg)
     loom_sleep(200 * MS);
     CHECK_GE(t_clock_ns() - c0, 200 * MS);
     long after = __atomic_load_n(&b_progress, __ATOMIC_SEQ_CST);
-    CHECK_MSG(after > before, "the busy goroutine made no progress while this one slept"
-              " (%ld -> %ld)", before, after);
+    CHECK_MSG(after > before,
+              "the busy goroutine made no progress while this one slept"
+              " (%ld -> %ld)",
+              before, after);
     __atomic_add_fetch(&b_sleepers_done, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -160,18 +162,16 @@ static void test_not_blocking(void)
     CHECK(loom_go(busy, NULL) != 0);
     for (int i = 0; i < 100; i++)
         CHECK(loom_go(long_sleeper, NULL) != 0);
-    T_WAIT_UNTIL(t_get(&b_sleeping) >= 100, 20,
-                 "sleepers to start (%d of %d)", t_get(&b_sleeping), 100);
+    T_WAIT_UNTIL(t_get(&b_sleeping) >= 100, 20, "sleepers to start (%d of %d)", t_get(&b_sleeping), 100);
     long p0 = __atomic_load_n(&b_progress, __ATOMIC_SEQ_CST);
     /* main sleeps as well: 101 goroutines asleep, one runnable */
     loom_sleep(50 * MS);
     long p1 = __atomic_load_n(&b_progress, __ATOMIC_SEQ_CST);
     CHECK_MSG(p1 > p0, "no progress by the busy goroutine during main's 50 ms sleep");
-    T_WAIT_UNTIL(t_get(&b_sleepers_done) >= 100, 30,
-                 "sleepers to wake (%d of %d)", t_get(&b_sleepers_done), 100);
+    T_WAIT_UNTIL(t_get(&b_sleepers_done) >= 100, 30, "sleepers to wake (%d of %d)", t_get(&b_sleepers_done),
+                 100);
     __atomic_store_n(&b_stop, 1, __ATOMIC_SEQ_CST);
-    T_WAIT_UNTIL(t_get(&b_busy_done) >= 1, 10,
-                 "busy goroutine to stop (%d of %d)", t_get(&b_busy_done), 1);
+    T_WAIT_UNTIL(t_get(&b_busy_done) >= 1, 10, "busy goroutine to stop (%d of %d)", t_get(&b_busy_done), 1);
 }
 
 static int main_all(void *arg)

@@ -11,9 +11,10 @@
 static int main_sleep(void *arg)
 {
     (void)arg;
-    CHECK(loom_set_priority(LOOM_PRIO_HIGH) == LOOM_PRIO_NORMAL);   /* levels in use */
+    CHECK(loom_set_priority(LOOM_PRIO_HIGH) == LOOM_PRIO_NORMAL); /* levels in use */
     int n = (int)t_scale(300);
-    for (int i = 0; i < n; i++) loom_sleep(100000 + (i % 7) * 30000);
+    for (int i = 0; i < n; i++)
+        loom_sleep(100000 + (i % 7) * 30000);
     return 5;
 }
 

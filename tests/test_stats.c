@@ -16,7 +16,6 @@
 
 #define MS 1000000LL
 
-
 static void parked(void *arg)
 {
     loom_chan *c = arg;
@@ -24,13 +23,14 @@ static void parked(void *arg)
     CHECK_OK(loom_recv(c, &v));
 }
 
-static int released;        /* atomic: the sleepers may return */
+static int released; /* atomic: the sleepers may return */
 
 /* Sleeps (a pending timer nearly all the time) until released. */
 static void sleeper(void *arg)
 {
     (void)arg;
-    while (!__atomic_load_n(&released, __ATOMIC_SEQ_CST)) loom_sleep(50 * MS);
+    while (!__atomic_load_n(&released, __ATOMIC_SEQ_CST))
+        loom_sleep(50 * MS);
 }
 
 /* loom_stats into st; true, for use in a T_WAIT_UNTIL condition. */
@@ -50,8 +50,10 @@ static int counts(void *arg)
     CHECK_GE(st.threads, 1);
     uint64_t base_waiting = st.waiting, base_timers = st.timers, sw0 = st.switches;
     loom_chan *c = loom_chan_new(sizeof(int), 0);
-    for (int i = 0; i < 100; i++) loom_go(parked, c);
-    for (int i = 0; i < 10; i++) loom_go(sleeper, NULL);
+    for (int i = 0; i < 100; i++)
+        loom_go(parked, c);
+    for (int i = 0; i < 10; i++)
+        loom_go(sleeper, NULL);
     /* until all 110 have parked: 100 waiting on the channel, 10 with a timer pending */
     T_WAIT_UNTIL(stats(&st) && st.waiting >= base_waiting + 110 && st.timers >= base_timers + 10, 60,
                  "%llu waiting (base %llu), %llu timers (base %llu)", (unsigned long long)st.waiting,
@@ -59,7 +61,8 @@ static int counts(void *arg)
                  (unsigned long long)base_timers);
     CHECK_GE(st.goroutines, 111);
     CHECK_GT(st.switches, sw0);
-    for (int i = 0; i < 100; i++) CHECK_OK(loom_send(c, &i));
+    for (int i = 0; i < 100; i++)
+        CHECK_OK(loom_send(c, &i));
     __atomic_store_n(&released, 1, __ATOMIC_SEQ_CST);
     /* and until they are gone */
     T_WAIT_UNTIL(stats(&st) && st.goroutines <= 5 && st.waiting <= base_waiting + 4, 60,
@@ -68,7 +71,8 @@ static int counts(void *arg)
     /* each yield switches back to main at least (through the scheduler if nothing else
      * is runnable) */
     uint64_t sw1 = st.switches;
-    for (int i = 0; i < 100; i++) loom_yield();
+    for (int i = 0; i < 100; i++)
+        loom_yield();
     CHECK_OK(loom_stats(&st));
     CHECK_GE(st.switches, sw1 + 100);
     CHECK_OK(loom_close(c));
@@ -87,7 +91,8 @@ static void spin(void *arg)
 static void spin_yield(void *arg)
 {
     (void)arg;
-    while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) loom_yield();
+    while (!__atomic_load_n(&stop, __ATOMIC_RELAXED))
+        loom_yield();
 }
 
 static int blocking(void *arg)
@@ -103,7 +108,8 @@ static int blocking(void *arg)
         usleep(50000);
         loom_block_end();
         CHECK_OK(loom_stats(&st));
-        if (st.handoffs >= 1) break;
+        if (st.handoffs >= 1)
+            break;
     }
     CHECK_GE(st.handoffs, 1);
     /* not annotated: a spare P.  Sysmon lends one after four looks (the switch, a CPU
@@ -112,7 +118,8 @@ static int blocking(void *arg)
     for (int i = 0; i < 20; i++) {
         usleep(50000);
         CHECK_OK(loom_stats(&st));
-        if (st.spare_lends >= 1) break;
+        if (st.spare_lends >= 1)
+            break;
     }
     CHECK_GE(st.spare_lends, 1);
     CHECK_GE(st.handoffs, 2);
@@ -126,7 +133,8 @@ static int preempting(void *arg)
     (void)arg;
     __atomic_store_n(&stop, 0, __ATOMIC_SEQ_CST);
     loom_go(spin, NULL);
-    for (int i = 0; i < 20; i++) loom_sleep(MS);
+    for (int i = 0; i < 20; i++)
+        loom_sleep(MS);
     __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
     struct loom_stats st;
     CHECK_OK(loom_stats(&st));
@@ -139,12 +147,14 @@ static int traced(void *arg)
 {
     (void)arg;
     loom_chan *c = loom_chan_new(sizeof(int), 0);
-    for (int i = 0; i < 5; i++) loom_go(parked, c);
+    for (int i = 0; i < 5; i++)
+        loom_go(parked, c);
     struct loom_stats st;
     T_WAIT_UNTIL(stats(&st) && st.waiting >= 5, 60, "%llu of 5 receivers parked",
                  (unsigned long long)st.waiting);
-    loom_sleep(60 * MS);                  /* schedtrace lines every 10 ms meanwhile */
-    for (int i = 0; i < 5; i++) CHECK_OK(loom_send(c, &i));
+    loom_sleep(60 * MS); /* schedtrace lines every 10 ms meanwhile */
+    for (int i = 0; i < 5; i++)
+        CHECK_OK(loom_send(c, &i));
     loom_chan_free(c);
     return 0;
 }
@@ -170,7 +180,8 @@ static char *run_child(const char *self, const char *debug)
     ssize_t k;
     while ((k = read(pfd[0], buf + len, cap - 1 - len)) > 0) {
         len += (size_t)k;
-        if (len + 1 >= cap) buf = realloc(buf, cap *= 2);
+        if (len + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
     }
     buf[len] = 0;
     close(pfd[0]);
@@ -191,18 +202,20 @@ int main(int argc, char **argv)
     T_RUN(counts, NULL);
     setenv("LOOM_PROCS", "1", 1);
     T_RUN(blocking, NULL);
-    if (t_async_preempt()) T_RUN(preempting, NULL);
+    if (t_async_preempt())
+        T_RUN(preempting, NULL);
     unsetenv("LOOM_PROCS");
 
     char *out = run_child(argv[0], "schedtrace=10");
     int lines = 0;
-    for (char *p = out; (p = strstr(p, "loom: SCHED ")); p++) lines++;
+    for (char *p = out; (p = strstr(p, "loom: SCHED ")); p++)
+        lines++;
     CHECK_MSG(lines >= 3, "expected schedtrace lines every 10 ms over 60 ms, got:\n%s", out);
     CHECK_MSG(strstr(out, "procs=2 ") && strstr(out, "goroutines=") && strstr(out, "runqueue="),
               "schedtrace line lacks fields:\n%s", out);
     CHECK_MSG(!strstr(out, "  P0: "), "scheddetail lines without scheddetail:\n%s", out);
     free(out);
-#if !defined(LOOM_TSAN)   /* scheddetail reads other threads' fields without their locks */
+#if !defined(LOOM_TSAN) /* scheddetail reads other threads' fields without their locks */
     out = run_child(argv[0], "schedtrace=10,scheddetail=1");
     CHECK_MSG(strstr(out, "  P0: status=") && strstr(out, "  P1: status=") && strstr(out, "  M"),
               "scheddetail lacks P/M lines:\n%s", out);

@@ -24,9 +24,10 @@
 
 #include <loom.h>
 
-static char exe[256];       /* this program's basename, as the symbolizer should show it */
+static char exe[256]; /* this program's basename, as the symbolizer should show it */
 
-static const char *sym(uintptr_t pc) {
+static const char *sym(uintptr_t pc)
+{
     static __thread char b[1024];
     size_t n = loom__symbolize(pc, b, sizeof b);
     CHECK_EQU(n, strlen(b));
@@ -34,20 +35,24 @@ static const char *sym(uintptr_t pc) {
 }
 
 /* s is "name+0xOFF (module)": name and offset out (false if not of that form). */
-static bool parse(const char *s, char *name, size_t cap, unsigned long long *off, const char **mod) {
+static bool parse(const char *s, char *name, size_t cap, unsigned long long *off, const char **mod)
+{
     const char *plus = strstr(s, "+0x");
     const char *paren = strstr(s, " (");
-    if (!plus || !paren || plus > paren || plus == s || (size_t)(plus - s) >= cap) return false;
+    if (!plus || !paren || plus > paren || plus == s || (size_t)(plus - s) >= cap)
+        return false;
     memcpy(name, s, (size_t)(plus - s));
     name[plus - s] = '\0';
     char *end;
     *off = strtoull(plus + 3, &end, 16);
-    if (end != paren) return false;
+    if (end != paren)
+        return false;
     *mod = paren + 2;
     return s[strlen(s) - 1] == ')';
 }
 
-static void check_exact(uintptr_t pc, const char *want) {
+static void check_exact(uintptr_t pc, const char *want)
+{
     const char *got = sym(pc);
     CHECK_MSG(strcmp(got, want) == 0, "pc %#lx: got \"%s\", want \"%s\"", (unsigned long)pc, got, want);
     printf("ok   %#14lx -> %s\n", (unsigned long)pc, got);
@@ -55,13 +60,15 @@ static void check_exact(uintptr_t pc, const char *want) {
 
 /* ---- functions of this program */
 
-__attribute__((noinline)) static void *ret_addr(void) {
+__attribute__((noinline)) static void *ret_addr(void)
+{
     return __builtin_return_address(0);
 }
 
-__attribute__((noinline)) static uintptr_t probe_fn(void) {
+__attribute__((noinline)) static uintptr_t probe_fn(void)
+{
     void *ra = ret_addr();
-    __asm__ __volatile__("" ::: "memory");      /* no tail call: ra stays inside probe_fn */
+    __asm__ __volatile__("" ::: "memory"); /* no tail call: ra stays inside probe_fn */
     return (uintptr_t)ra;
 }
 
@@ -75,15 +82,16 @@ __asm__(".pushsection .text\n"
         ".popsection\n");
 __attribute__((visibility("hidden"))) extern void t_zero_size_fn(void);
 
-static void test_self(void) {
+static void test_self(void)
+{
     char want[512];
     uintptr_t f = (uintptr_t)probe_fn;
     snprintf(want, sizeof want, "probe_fn+0x0 (%s)", exe);
     check_exact(f, want);
 
     uintptr_t ra = probe_fn();
-    CHECK_MSG(ra > f && ra - f < 4096, "return address %#lx vs probe_fn %#lx",
-              (unsigned long)ra, (unsigned long)f);
+    CHECK_MSG(ra > f && ra - f < 4096, "return address %#lx vs probe_fn %#lx", (unsigned long)ra,
+              (unsigned long)f);
     snprintf(want, sizeof want, "probe_fn+%#lx (%s)", (unsigned long)(ra - f), exe);
     check_exact(ra, want);
 
@@ -100,26 +108,29 @@ static void test_self(void) {
 
 /* pc is the start of a function of the library h (RTLD_NEXT: after this program): the
  * answer is "NAME+0x0 (mod)" where NAME resolves to pc again, and "NAME+0x1" after it. */
-static void check_lib_fn(void *h, uintptr_t pc, const char *needle, const char *modpart) {
+static void check_lib_fn(void *h, uintptr_t pc, const char *needle, const char *modpart)
+{
     char name[256];
     unsigned long long off;
     const char *mod;
     const char *got = sym(pc);
     CHECK_MSG(parse(got, name, sizeof name, &off, &mod), "pc %#lx: \"%s\"", (unsigned long)pc, got);
     CHECK_MSG(off == 0 && strstr(name, needle) && strstr(mod, modpart),
-              "pc %#lx: \"%s\" (want a name with %s, +0x0, a module with %s)",
-              (unsigned long)pc, got, needle, modpart);
-    CHECK_MSG((uintptr_t)dlsym(h, name) == pc, "\"%s\": dlsym(%s) = %p, not %#lx",
-              got, name, dlsym(h, name), (unsigned long)pc);
+              "pc %#lx: \"%s\" (want a name with %s, +0x0, a module with %s)", (unsigned long)pc, got, needle,
+              modpart);
+    CHECK_MSG((uintptr_t)dlsym(h, name) == pc, "\"%s\": dlsym(%s) = %p, not %#lx", got, name, dlsym(h, name),
+              (unsigned long)pc);
     printf("ok   %#14lx -> %s\n", (unsigned long)pc, got);
     char name1[256];
     got = sym(pc + 1);
     CHECK_MSG(parse(got, name1, sizeof name1, &off, &mod) && off == 1 && strcmp(name, name1) == 0 &&
-              strstr(mod, modpart), "pc %#lx: \"%s\"", (unsigned long)pc + 1, got);
+                      strstr(mod, modpart),
+              "pc %#lx: \"%s\"", (unsigned long)pc + 1, got);
 }
 
-static void test_libc(void) {
-    uintptr_t w = (uintptr_t)dlsym(RTLD_NEXT, "write");    /* libc's, not a sanitizer's */
+static void test_libc(void)
+{
+    uintptr_t w = (uintptr_t)dlsym(RTLD_NEXT, "write"); /* libc's, not a sanitizer's */
     CHECK(w != 0);
     check_lib_fn(RTLD_NEXT, w, "write", "libc");
     /* &write: libc's, or an interceptor in this program under a sanitizer */
@@ -128,13 +139,15 @@ static void test_libc(void) {
     printf("ok   %#14lx -> %s\n", (unsigned long)(uintptr_t)&write, got);
 }
 
-static void test_outside(void) {
+static void test_outside(void)
+{
     check_exact(0x10, "0x10");
     check_exact(0, "0x0");
     check_exact(UINTPTR_MAX, "0xffffffffffffffff");
 }
 
-static void test_vdso(void) {
+static void test_vdso(void)
+{
     uintptr_t v = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
     if (!v) {
         printf("note: no vDSO, skipped\n");
@@ -151,21 +164,25 @@ static void test_vdso(void) {
     for (uintptr_t pc = v; pc < end; pc++) {
         const char *got = sym(pc);
         CHECK_MSG(strstr(got, "vdso"), "vDSO pc %#lx: \"%s\"", (unsigned long)pc, got);
-        if (strstr(got, "+0x")) named++;
-        if (strstr(got, "clock_gettime+0x0 ") && !clock++) snprintf(first, sizeof first, "%s", got);
+        if (strstr(got, "+0x"))
+            named++;
+        if (strstr(got, "clock_gettime+0x0 ") && !clock++)
+            snprintf(first, sizeof first, "%s", got);
     }
     CHECK_MSG(clock > 0, "no clock_gettime in the vDSO (%d named addresses)", named);
     printf("ok   vDSO: %d of %lu addresses named, e.g. %s\n", named, (unsigned long)(end - v), first);
 }
 
-static void test_truncation(void) {
+static void test_truncation(void)
+{
     char full[512], b[16];
     size_t n = loom__symbolize((uintptr_t)loom_yield, full, sizeof full);
     CHECK_GT(n, 8);
     memset(b, 'X', sizeof b);
     CHECK_EQU(loom__symbolize((uintptr_t)loom_yield, b, 8), 7);
     CHECK(b[7] == '\0' && memcmp(b, full, 7) == 0);
-    for (size_t i = 8; i < sizeof b; i++) CHECK(b[i] == 'X');
+    for (size_t i = 8; i < sizeof b; i++)
+        CHECK(b[i] == 'X');
     memset(b, 'X', sizeof b);
     CHECK_EQU(loom__symbolize((uintptr_t)loom_yield, b, 1), 0);
     CHECK(b[0] == '\0' && b[1] == 'X');
@@ -181,7 +198,8 @@ static void test_truncation(void) {
 
 /* ---- a library whose file is replaced on disk by damaged copies */
 
-static unsigned char *slurp(const char *path, size_t *size) {
+static unsigned char *slurp(const char *path, size_t *size)
+{
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     CHECK_MSG(fd >= 0, "%s: %s", path, strerror(errno));
     struct stat st;
@@ -199,7 +217,8 @@ static unsigned char *slurp(const char *path, size_t *size) {
     return b;
 }
 
-static void spit(const char *path, const void *b, size_t n) {
+static void spit(const char *path, const void *b, size_t n)
+{
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.new", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -211,13 +230,14 @@ static void spit(const char *path, const void *b, size_t n) {
         put += (size_t)r;
     }
     CHECK_OK(close(fd));
-    CHECK_OK(rename(tmp, path));         /* the loaded library keeps the old inode */
+    CHECK_OK(rename(tmp, path)); /* the loaded library keeps the old inode */
 }
 
 /* After the file at the library's path became (b, n): every answer names the module and is
  * either a name+offset or the address; strict: the address only. */
 static int damaged(const char *what, const char *path, const void *b, size_t n, const uintptr_t *pcs,
-                   int npcs, const char *mod, bool strict) {
+                   int npcs, const char *mod, bool strict)
+{
     spit(path, b, n);
     loom__symbolize_term();
     int named = 0;
@@ -235,19 +255,30 @@ static int damaged(const char *what, const char *path, const void *b, size_t n, 
     return named;
 }
 
-static void sym_name_out(Elf64_Sym *s) { s->st_name = 0xfffffff0u; }
-static void sym_no_section(Elf64_Sym *s) { s->st_shndx = 0xfff0; s->st_size = 0; }
+static void sym_name_out(Elf64_Sym *s)
+{
+    s->st_name = 0xfffffff0u;
+}
+static void sym_no_section(Elf64_Sym *s)
+{
+    s->st_shndx = 0xfff0;
+    s->st_size = 0;
+}
 
 /* fn on every symbol of the file image b (section headers bsh) */
-static void each_sym(unsigned char *b, Elf64_Shdr *bsh, size_t shnum, void (*fn)(Elf64_Sym *)) {
+static void each_sym(unsigned char *b, Elf64_Shdr *bsh, size_t shnum, void (*fn)(Elf64_Sym *))
+{
     for (size_t i = 1; i < shnum; i++) {
-        if (bsh[i].sh_type != SHT_DYNSYM && bsh[i].sh_type != SHT_SYMTAB) continue;
+        if (bsh[i].sh_type != SHT_DYNSYM && bsh[i].sh_type != SHT_SYMTAB)
+            continue;
         Elf64_Sym *s = (Elf64_Sym *)(b + bsh[i].sh_offset);
-        for (size_t k = 0; k < bsh[i].sh_size / sizeof *s; k++) fn(&s[k]);
+        for (size_t k = 0; k < bsh[i].sh_size / sizeof *s; k++)
+            fn(&s[k]);
     }
 }
 
-static void test_damaged_file(void) {
+static void test_damaged_file(void)
+{
     void *libm = dlopen("libm.so.6", RTLD_NOW | RTLD_LOCAL);
     CHECK(libm);
     Dl_info di;
@@ -271,7 +302,7 @@ static void test_damaged_file(void) {
     CHECK(fa && la);
     loom__symbolize_term();
     check_lib_fn(h, fa, "frexp", "libsymtest.so");
-    check_lib_fn(h, la, "", "libsymtest.so");     /* ldexp or its alias scalbn */
+    check_lib_fn(h, la, "", "libsymtest.so"); /* ldexp or its alias scalbn */
     uintptr_t pcs[] = { fa, fa + 1, fa + 40, la, la + 7 };
     int np = (int)(sizeof pcs / sizeof pcs[0]);
     const char *mod = "libsymtest.so";
@@ -285,7 +316,12 @@ static void test_damaged_file(void) {
     Elf64_Shdr *bsh = (Elf64_Shdr *)(b + shoff);
     int nvar = 0;
 #define VARIANT(what, strict, ...) \
-    do { memcpy(b, orig, n); __VA_ARGS__; damaged(what, path, b, n, pcs, np, mod, strict); nvar++; } while (0)
+    do { \
+        memcpy(b, orig, n); \
+        __VA_ARGS__; \
+        damaged(what, path, b, n, pcs, np, mod, strict); \
+        nvar++; \
+    } while (0)
 
     VARIANT("intact copy", false, (void)0);
     CHECK_EQ(damaged("intact copy again", path, orig, n, pcs, np, mod, false), np);
@@ -336,12 +372,13 @@ static void test_damaged_file(void) {
             case 0: b[shoff + t_rng_below(&r, shnum * sizeof(Elf64_Shdr))] = (unsigned char)v; break;
             case 1: b[dynoff + t_rng_below(&r, dynsz)] = (unsigned char)v; break;
             case 2: /* one whole field of a section header */
-                memcpy(b + shoff + t_rng_below(&r, shnum) * sizeof(Elf64_Shdr) + 8 * t_rng_below(&r, 8), &v, 8);
+                memcpy(b + shoff + t_rng_below(&r, shnum) * sizeof(Elf64_Shdr) + 8 * t_rng_below(&r, 8), &v,
+                       8);
                 break;
             default: {
-                static const size_t fields[] = {
-                    offsetof(Elf64_Ehdr, e_shoff), offsetof(Elf64_Ehdr, e_shnum),
-                    offsetof(Elf64_Ehdr, e_shentsize), offsetof(Elf64_Ehdr, e_shstrndx) };
+                static const size_t fields[] = { offsetof(Elf64_Ehdr, e_shoff), offsetof(Elf64_Ehdr, e_shnum),
+                                                 offsetof(Elf64_Ehdr, e_shentsize),
+                                                 offsetof(Elf64_Ehdr, e_shstrndx) };
                 size_t at = fields[t_rng_below(&r, 4)];
                 memcpy(b + at, &v, at == offsetof(Elf64_Ehdr, e_shoff) ? 8 : 2);
             }
@@ -370,7 +407,8 @@ static uintptr_t race_pc[NPC];
 static char race_want[NPC][512];
 static long race_calls;
 
-static void *race_thread(void *arg) {
+static void *race_thread(void *arg)
+{
     long id = (long)arg, bad = 0;
     char b[512];
     for (long i = 0; i < race_calls; i++) {
@@ -379,37 +417,48 @@ static void *race_thread(void *arg) {
         if (strcmp(b, race_want[k]) != 0 && bad++ == 0)
             fprintf(stderr, "thread %ld: pc %#lx: got \"%s\", want \"%s\"\n", id, (unsigned long)race_pc[k],
                     b, race_want[k]);
-        if (id == 1 && i % 997 == 0) loom__symbolize_term();
+        if (id == 1 && i % 997 == 0)
+            loom__symbolize_term();
     }
     return (void *)bad;
 }
 
-static void test_race(void) {
+static void test_race(void)
+{
     uintptr_t v = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
-    uintptr_t pcs[NPC] = {
-        (uintptr_t)probe_fn, (uintptr_t)probe_fn + 3, (uintptr_t)loom_yield, (uintptr_t)loom__symbolize + 9,
-        (uintptr_t)dlsym(RTLD_NEXT, "write"), (uintptr_t)dlsym(RTLD_NEXT, "read") + 2,
-        (uintptr_t)dlsym(RTLD_NEXT, "pthread_create"), (uintptr_t)dlsym(RTLD_NEXT, "malloc"),
-        0x10, v ? v + 0x800 : 0x20, (uintptr_t)t_zero_size_fn + 1, (uintptr_t)race_thread + 5 };
+    uintptr_t pcs[NPC] = { (uintptr_t)probe_fn,
+                           (uintptr_t)probe_fn + 3,
+                           (uintptr_t)loom_yield,
+                           (uintptr_t)loom__symbolize + 9,
+                           (uintptr_t)dlsym(RTLD_NEXT, "write"),
+                           (uintptr_t)dlsym(RTLD_NEXT, "read") + 2,
+                           (uintptr_t)dlsym(RTLD_NEXT, "pthread_create"),
+                           (uintptr_t)dlsym(RTLD_NEXT, "malloc"),
+                           0x10,
+                           v ? v + 0x800 : 0x20,
+                           (uintptr_t)t_zero_size_fn + 1,
+                           (uintptr_t)race_thread + 5 };
     for (int k = 0; k < NPC; k++) {
         race_pc[k] = pcs[k];
         snprintf(race_want[k], sizeof race_want[k], "%s", sym(pcs[k]));
     }
     race_calls = 10000;
     pthread_t t[2];
-    for (long i = 0; i < 2; i++) CHECK_OK(pthread_create(&t[i], NULL, race_thread, (void *)i));
+    for (long i = 0; i < 2; i++)
+        CHECK_OK(pthread_create(&t[i], NULL, race_thread, (void *)i));
     for (int i = 0; i < 2; i++) {
         void *bad;
         CHECK_OK(pthread_join(t[i], &bad));
         CHECK_MSG(bad == NULL, "thread %d: %ld inconsistent answers", i, (long)bad);
     }
-    printf("ok   2 threads x %ld calls over %d addresses agree (cache flushed every 997 calls)\n",
-           race_calls, NPC);
+    printf("ok   2 threads x %ld calls over %d addresses agree (cache flushed every 997 calls)\n", race_calls,
+           NPC);
 }
 
 /* ---- on a goroutine's stack */
 
-static int in_goroutine(void *arg) {
+static int in_goroutine(void *arg)
+{
     (void)arg;
     char want[512];
     snprintf(want, sizeof want, "loom_yield+0x0 (%s)", exe);
@@ -417,7 +466,8 @@ static int in_goroutine(void *arg) {
     return 0;
 }
 
-static int64_t cpu_ns(void) {
+static int64_t cpu_ns(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
@@ -425,7 +475,8 @@ static int64_t cpu_ns(void) {
 
 /* One call's cost, in this thread's CPU time (the machine may be busy): the first for a
  * module (open, mmap, index) and then cached ones. */
-static void timing(void) {
+static void timing(void)
+{
     uintptr_t pcs[2] = { (uintptr_t)probe_fn, (uintptr_t)dlsym(RTLD_NEXT, "write") };
     const char *what[2] = { "this program", "libc" };
     char b[512];
@@ -436,14 +487,16 @@ static void timing(void) {
         int64_t cold = cpu_ns() - t0;
         long n = t_scale(200000);
         t0 = cpu_ns();
-        for (long i = 0; i < n; i++) loom__symbolize(pcs[k] + (uintptr_t)(i & 7), b, sizeof b);
+        for (long i = 0; i < n; i++)
+            loom__symbolize(pcs[k] + (uintptr_t)(i & 7), b, sizeof b);
         int64_t warm = (cpu_ns() - t0) / n;
         printf("time %-12s first call %7.1f us, cached %5lld ns per call  (%s)\n", what[k], cold / 1e3,
                (long long)warm, b);
     }
 }
 
-int main(void) {
+int main(void)
+{
     char p[4096];
     ssize_t n = readlink("/proc/self/exe", p, sizeof p - 1);
     CHECK(n > 0);

@@ -13,7 +13,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-struct nice_count { int want, n; };
+struct nice_count {
+    int want, n;
+};
 
 static bool count_nice(long tid, char *buf, void *arg)
 {
@@ -75,7 +77,8 @@ static void plain_sleeper(void *arg)
 static void busy(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < 40; i++) loom_sleep(1000000);
+    for (int i = 0; i < 40; i++)
+        loom_sleep(1000000);
     loom_wg_done(&wg);
 }
 
@@ -83,7 +86,8 @@ static int look(void *arg)
 {
     (void)arg;
     CHECK_OK(loom_wg_add(&wg, 1 + loom_procs()));
-    for (int i = 0; i < loom_procs(); i++) CHECK(loom_go(plain_sleeper, NULL) != 0);
+    for (int i = 0; i < loom_procs(); i++)
+        CHECK(loom_go(plain_sleeper, NULL) != 0);
     CHECK(loom_go(busy, NULL) != 0);
     loom_wg_wait(&wg);
     got = threads_with_nice(-10);
@@ -93,7 +97,7 @@ static int look(void *arg)
 int main(void)
 {
     bool may = may_lower_nice();
-    CHECK_EQ(threads_with_nice(-10), 0);      /* the probe thread is gone */
+    CHECK_EQ(threads_with_nice(-10), 0); /* the probe thread is gone */
     T_RUN(look, NULL);
     CHECK_EQ(got, may ? 1 : 0);
     setenv("LOOM_SYSMON_NICE", "0", 1);
@@ -101,7 +105,7 @@ int main(void)
     CHECK_EQ(got, 0);
     setenv("LOOM_SYSMON_NICE", "-5", 1);
     T_RUN(look, NULL);
-    CHECK_EQ(got, 0);                         /* -5, not -10 */
+    CHECK_EQ(got, 0); /* -5, not -10 */
     printf("test_sysmon_nice: ok%s\n", may ? "" : " (this process may not lower a nice: none changed)");
     return 0;
 }

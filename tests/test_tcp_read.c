@@ -54,7 +54,10 @@ static void tcp_pair(int c[2])
 
 /* ---- ping-pong: the reader empties the socket and parks before each message */
 
-struct pp { int fd, rounds; loom_waitgroup *wg; };
+struct pp {
+    int fd, rounds;
+    loom_waitgroup *wg;
+};
 
 static void echo_side(void *arg)
 {
@@ -86,7 +89,8 @@ static void test_pingpong(void)
     struct pp p = { c[0], 2000, &wg };
     loom_go(echo_side, &p);
     for (int r = 0; r < p.rounds; r++) {
-        if (r % 50 == 0) loom_sleep(200000);      /* let the echo side park first */
+        if (r % 50 == 0)
+            loom_sleep(200000); /* let the echo side park first */
         uint64_t v = (uint64_t)r * 2654435761u;
         CHECK_EQ(loom_write(c[1], &v, 8), 8);
         uint64_t back = 0;
@@ -105,7 +109,11 @@ static void test_pingpong(void)
 
 /* ---- loom_fd_wait between two reads */
 
-struct waiter { int fd; int result; int64_t parked; };
+struct waiter {
+    int fd;
+    int result;
+    int64_t parked;
+};
 
 static void wait_then_read(void *arg)
 {
@@ -115,9 +123,9 @@ static void wait_then_read(void *arg)
     /* empty it: the peer answers one byte per byte */
     CHECK_EQ(loom_read(w->fd, buf, sizeof buf), 1);
     __atomic_store_n(&w->parked, 1, __ATOMIC_SEQ_CST);
-    int r = loom_fd_wait(w->fd, LOOM_READABLE, 5000 * MS);    /* takes the edge of "y" */
+    int r = loom_fd_wait(w->fd, LOOM_READABLE, 5000 * MS); /* takes the edge of "y" */
     CHECK_EQ(r, LOOM_READABLE);
-    ssize_t k = loom_read(w->fd, buf, sizeof buf);            /* must not park for another */
+    ssize_t k = loom_read(w->fd, buf, sizeof buf); /* must not park for another */
     CHECK_EQ(k, 1);
     CHECK_EQ(buf[0], 'y');
     __atomic_store_n(&w->result, 1, __ATOMIC_SEQ_CST);
@@ -133,8 +141,9 @@ static void test_wait_then_read(void)
         char b;
         CHECK_EQ(loom_read(c[1], &b, 1), 1);
         CHECK_EQ(loom_write(c[1], "a", 1), 1);
-        while (!__atomic_load_n(&w.parked, __ATOMIC_SEQ_CST)) loom_yield();
-        loom_sleep(MS);                           /* it parks in loom_fd_wait */
+        while (!__atomic_load_n(&w.parked, __ATOMIC_SEQ_CST))
+            loom_yield();
+        loom_sleep(MS); /* it parks in loom_fd_wait */
         CHECK_EQ(loom_write(c[1], "y", 1), 1);
         T_WAIT_UNTIL(t_get(&w.result), 30, "the read after loom_fd_wait hangs");
         CHECK_OK(loom_fd_close(c[0]));
@@ -150,7 +159,8 @@ static void test_small_reads(void)
     tcp_pair(c);
     enum { N = 100000 };
     static unsigned char out[N], in[N];
-    for (int i = 0; i < N; i++) out[i] = (unsigned char)(i * 7 + i / 251);
+    for (int i = 0; i < N; i++)
+        out[i] = (unsigned char)(i * 7 + i / 251);
     CHECK_EQ(loom_write(c[1], out, N), N);
     size_t got = 0, step = 1;
     while (got < N) {
@@ -171,10 +181,10 @@ static void eof_reader(void *arg)
 {
     struct waiter *w = arg;
     char buf[8];
-    CHECK_EQ(loom_read(w->fd, buf, sizeof buf), 3);     /* "abc": empties it */
+    CHECK_EQ(loom_read(w->fd, buf, sizeof buf), 3); /* "abc": empties it */
     __atomic_store_n(&w->parked, 1, __ATOMIC_SEQ_CST);
-    CHECK_EQ(loom_read(w->fd, buf, sizeof buf), 0);     /* parks; the FIN wakes it */
-    CHECK_EQ(loom_read(w->fd, buf, sizeof buf), 0);     /* and stays readable */
+    CHECK_EQ(loom_read(w->fd, buf, sizeof buf), 0); /* parks; the FIN wakes it */
+    CHECK_EQ(loom_read(w->fd, buf, sizeof buf), 0); /* and stays readable */
     __atomic_store_n(&w->result, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -185,7 +195,8 @@ static void test_eof(void)
     struct waiter w = { c[0], 0, 0 };
     CHECK_EQ(loom_write(c[1], "abc", 3), 3);
     loom_go(eof_reader, &w);
-    while (!__atomic_load_n(&w.parked, __ATOMIC_SEQ_CST)) loom_yield();
+    while (!__atomic_load_n(&w.parked, __ATOMIC_SEQ_CST))
+        loom_yield();
     loom_sleep(MS);
     CHECK_OK(shutdown(c[1], SHUT_WR));
     T_WAIT_UNTIL(t_get(&w.result), 30, "the read after FIN hangs");
@@ -201,9 +212,9 @@ static void test_urgent(void)
     tcp_pair(c);
     char buf[16];
     CHECK_EQ(send(c[1], "ab", 2, 0), 2);
-    CHECK_EQ(send(c[1], "c", 1, MSG_OOB), 1);          /* 'c' goes out of band */
+    CHECK_EQ(send(c[1], "c", 1, MSG_OOB), 1); /* 'c' goes out of band */
     CHECK_EQ(send(c[1], "de", 2, 0), 2);
-    loom_sleep(MS);                                     /* all of it queued */
+    loom_sleep(MS); /* all of it queued */
     size_t got = 0;
     int64_t t0 = now_ns();
     while (got < 4) {
@@ -222,7 +233,12 @@ static void test_urgent(void)
 
 /* ---- a number reused behind loom's back */
 
-struct reader { int fd; char buf[8]; ssize_t result; int started; };
+struct reader {
+    int fd;
+    char buf[8];
+    ssize_t result;
+    int started;
+};
 
 static void one_read(void *arg)
 {
@@ -239,15 +255,15 @@ static void test_reuse(void)
         int a[2];
         tcp_pair(a);
         char buf[8];
-        CHECK_ERR(loom_fd_wait(a[0], LOOM_READABLE, MS), ETIMEDOUT);     /* registered */
+        CHECK_ERR(loom_fd_wait(a[0], LOOM_READABLE, MS), ETIMEDOUT); /* registered */
         CHECK_EQ(loom_write(a[1], "old", 3), 3);
-        CHECK_EQ(loom_read(a[0], buf, sizeof buf), 3);      /* and emptied */
+        CHECK_EQ(loom_read(a[0], buf, sizeof buf), 3); /* and emptied */
         close(a[0]);
         close(a[1]);
         int b[2];
         tcp_pair(b);
-        if (b[0] != a[0]) {                     /* give the new connection the old number */
-            if (b[1] == a[0]) {                 /* (another fd opened meanwhile shifted the
+        if (b[0] != a[0]) {     /* give the new connection the old number */
+            if (b[1] == a[0]) { /* (another fd opened meanwhile shifted the
                                                    numbers: keep the peer off it first) */
                 int t = dup(b[1]);
                 CHECK(t >= 0);
@@ -257,13 +273,15 @@ static void test_reuse(void)
             b[0] = t_fd_onto(b[0], a[0]);
             CHECK_EQ(b[0], a[0]);
         }
-        bool before = round % 2 == 0;           /* data already there, or after the park */
-        if (before) CHECK_EQ(loom_write(b[1], "new", 3), 3);
+        bool before = round % 2 == 0; /* data already there, or after the park */
+        if (before)
+            CHECK_EQ(loom_write(b[1], "new", 3), 3);
         struct reader r = { .fd = b[0], .result = 1000 };
         loom_go(one_read, &r);
-        while (!__atomic_load_n(&r.started, __ATOMIC_SEQ_CST)) loom_yield();
+        while (!__atomic_load_n(&r.started, __ATOMIC_SEQ_CST))
+            loom_yield();
         if (!before) {
-            loom_sleep(MS);                     /* let it park */
+            loom_sleep(MS); /* let it park */
             CHECK_EQ(loom_write(b[1], "new", 3), 3);
         }
         int64_t t0 = now_ns();
@@ -272,7 +290,8 @@ static void test_reuse(void)
                       before ? "before" : "after");
             loom_sleep(MS / 2);
         }
-        if (now_ns() - t0 > worst) worst = now_ns() - t0;
+        if (now_ns() - t0 > worst)
+            worst = now_ns() - t0;
         CHECK_EQ(r.result, 3);
         CHECK_MEMEQ(r.buf, "new", 3);
         CHECK_OK(loom_fd_close(b[0]));

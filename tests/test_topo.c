@@ -22,7 +22,7 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static cpu_set_t orig_mask;     /* this thread's mask when the test started */
+static cpu_set_t orig_mask; /* this thread's mask when the test started */
 
 static void env(const char *name, const char *value)
 {
@@ -67,7 +67,7 @@ static void check_invariants(int nprocs)
 {
     int nn = loom__topo_nnodes();
     CHECK_GE(nn, 1);
-    CHECK_EQ(loom__topo_node(0), 0);                          /* node 0 exists: P0 is there */
+    CHECK_EQ(loom__topo_node(0), 0); /* node 0 exists: P0 is there */
     for (int p = 0; p < 2 * nprocs; p++) {
         CHECK_GE(loom__topo_cpu(p), 0);
         CHECK_LT(loom__topo_cpu(p), 1024);
@@ -75,7 +75,7 @@ static void check_invariants(int nprocs)
         CHECK_LT(loom__topo_node(p), nn);
         CHECK_GE(loom__topo_cache(p), 0);
         CHECK_EQ(loom__topo_tier(p, p), 0);
-        if (p >= nprocs) {                                    /* spare P: its base's CPU */
+        if (p >= nprocs) { /* spare P: its base's CPU */
             CHECK_EQ(loom__topo_cpu(p), loom__topo_cpu(p - nprocs));
             CHECK_EQ(loom__topo_cache(p), loom__topo_cache(p - nprocs));
             CHECK_EQ(loom__topo_node(p), loom__topo_node(p - nprocs));
@@ -86,9 +86,11 @@ static void check_invariants(int nprocs)
             CHECK_EQ(t, loom__topo_tier(q, p));
             bool same_cache = loom__topo_cache(p) == loom__topo_cache(q);
             bool same_node = loom__topo_node(p) == loom__topo_node(q);
-            if (same_cache) CHECK(same_node);                 /* groups are inside nodes */
+            if (same_cache)
+                CHECK(same_node); /* groups are inside nodes */
             CHECK_EQ(t, same_cache ? 0 : same_node ? 1 : 2);
-            if (loom__topo_cpu(p) == loom__topo_cpu(q)) CHECK_EQ(t, 0);
+            if (loom__topo_cpu(p) == loom__topo_cpu(q))
+                CHECK_EQ(t, 0);
         }
     }
     /* Every node number 0..nn-1 is used by some P when there are enough Ps to go round
@@ -100,32 +102,37 @@ static void check_invariants(int nprocs)
 static void check_order(int p, int n, uint32_t r, int rot[3], int k[3])
 {
     int out[2 * MAXP + 1];
-    for (int i = 0; i <= n; i++) out[i] = -1;
+    for (int i = 0; i <= n; i++)
+        out[i] = -1;
     int cnt = loom__topo_steal_order(p, n, r, out);
     CHECK_EQ(cnt, p < n ? n - 1 : n);
-    CHECK_EQ(out[cnt], -1);                                   /* nothing written past cnt */
+    CHECK_EQ(out[cnt], -1); /* nothing written past cnt */
 
-    bool seen[2 * MAXP] = {false};
+    bool seen[2 * MAXP] = { false };
     for (int i = 0; i < cnt; i++) {
         CHECK_GE(out[i], 0);
         CHECK_LT(out[i], n);
         CHECK_NE(out[i], p);
         CHECK(!seen[out[i]]);
         seen[out[i]] = true;
-        if (i > 0) CHECK_LE(loom__topo_tier(p, out[i - 1]), loom__topo_tier(p, out[i]));
+        if (i > 0)
+            CHECK_LE(loom__topo_tier(p, out[i - 1]), loom__topo_tier(p, out[i]));
     }
     /* Each tier: the increasing list of its members, rotated. */
     int i = 0;
     for (int t = 0; t < 3; t++) {
         int members[2 * MAXP], m = 0;
         for (int q = 0; q < n; q++)
-            if (q != p && loom__topo_tier(p, q) == t) members[m++] = q;
+            if (q != p && loom__topo_tier(p, q) == t)
+                members[m++] = q;
         k[t] = m;
         rot[t] = 0;
-        if (m == 0) continue;
+        if (m == 0)
+            continue;
         int start = -1;
         for (int j = 0; j < m; j++)
-            if (members[j] == out[i]) start = j;
+            if (members[j] == out[i])
+                start = j;
         CHECK_GE(start, 0);
         for (int j = 0; j < m; j++)
             CHECK_EQ(out[i + j], members[(start + j) % m]);
@@ -136,7 +143,8 @@ static void check_order(int p, int n, uint32_t r, int rot[3], int k[3])
     /* The documented choice of rotation: mixed radix in r. */
     uint32_t rr = r;
     for (int t = 0; t < 3; t++) {
-        if (k[t] == 0) continue;
+        if (k[t] == 0)
+            continue;
         CHECK_EQ(rot[t], (int)(rr % (uint32_t)k[t]));
         rr /= (uint32_t)k[t];
     }
@@ -180,10 +188,11 @@ static void test_real(void)
     CHECK_GE(ncpu, 1);
 
     env("LOOM_PIN", NULL);
-    int sizes[] = {1, ncpu, ncpu + 1, 2 * ncpu + 3};
+    int sizes[] = { 1, ncpu, ncpu + 1, 2 * ncpu + 3 };
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         int nprocs = sizes[s];
-        if (nprocs > MAXP) continue;
+        if (nprocs > MAXP)
+            continue;
         init_quiet(NULL, nprocs);
         CHECK(!loom__topo_fake());
         check_invariants(nprocs);
@@ -193,8 +202,10 @@ static void test_real(void)
         }
         /* The first min(nprocs, ncpu) Ps have distinct CPUs; then they wrap around. */
         for (int p = 0; p < nprocs && p < ncpu; p++)
-            for (int q = 0; q < p; q++) CHECK_NE(loom__topo_cpu(p), loom__topo_cpu(q));
-        for (int p = ncpu; p < nprocs; p++) CHECK_EQ(loom__topo_cpu(p), loom__topo_cpu(p - ncpu));
+            for (int q = 0; q < p; q++)
+                CHECK_NE(loom__topo_cpu(p), loom__topo_cpu(q));
+        for (int p = ncpu; p < nprocs; p++)
+            CHECK_EQ(loom__topo_cpu(p), loom__topo_cpu(p - ncpu));
         check_orders(nprocs, nprocs);
         check_orders(nprocs, 2 * nprocs);
         /* Pinning is off without LOOM_PIN. */
@@ -250,7 +261,8 @@ static void test_pin(void)
     pthread_t th[4];
     for (int i = 0; i < 4; i++)
         CHECK_OK(pthread_create(&th[i], NULL, pin_thread, (void *)(intptr_t)(i % (2 * ncpu))));
-    for (int i = 0; i < 4; i++) CHECK_OK(pthread_join(th[i], NULL));
+    for (int i = 0; i < 4; i++)
+        CHECK_OK(pthread_join(th[i], NULL));
     CHECK_OK(sched_getaffinity(0, sizeof now, &now));
     CHECK(CPU_EQUAL(&now, &orig_mask));
     loom__topo_term();
@@ -258,7 +270,8 @@ static void test_pin(void)
     /* Fake topology: no-op, even for CPUs that do not exist here. */
     init_quiet("0-1/2-3;4-5/6-7", 8);
     CHECK(loom__topo_fake());
-    for (int p = 0; p < 16; p++) CHECK_OK(loom__topo_pin_self(p));
+    for (int p = 0; p < 16; p++)
+        CHECK_OK(loom__topo_pin_self(p));
     CHECK_OK(loom__topo_unpin_self());
     CHECK_OK(sched_getaffinity(0, sizeof now, &now));
     CHECK(CPU_EQUAL(&now, &orig_mask));
@@ -287,16 +300,20 @@ static void test_bind(void)
     int nn = loom__topo_nnodes();
     for (int node = 0; node < nn; node++) {
         int rc = loom__topo_bind(mem, len, node);
-        if (nn == 1) CHECK_EQ(rc, 0);
-        else CHECK_MSG(rc == 0 || rc == -EPERM || rc == -ENOSYS, "bind: %s", t_errname(rc));
-        CHECK_OK(loom__topo_bind(mem + 1, 10, node));         /* no whole page: nothing to do */
+        if (nn == 1)
+            CHECK_EQ(rc, 0);
+        else
+            CHECK_MSG(rc == 0 || rc == -EPERM || rc == -ENOSYS, "bind: %s", t_errname(rc));
+        CHECK_OK(loom__topo_bind(mem + 1, 10, node)); /* no whole page: nothing to do */
     }
-    if (nn > 1) CHECK_ERR(loom__topo_bind(mem, len, nn), EINVAL);
-    else CHECK_OK(loom__topo_bind(mem, len, 5));               /* one node: no-op */
+    if (nn > 1)
+        CHECK_ERR(loom__topo_bind(mem, len, nn), EINVAL);
+    else
+        CHECK_OK(loom__topo_bind(mem, len, 5)); /* one node: no-op */
     memset(mem, 1, len);
     loom__topo_term();
 
-    init_quiet("0-1/2-3;4-5/6-7", 8);                        /* fake: no-op */
+    init_quiet("0-1/2-3;4-5/6-7", 8); /* fake: no-op */
     CHECK_EQ(loom__topo_nnodes(), 2);
     CHECK_OK(loom__topo_bind(mem, len, 1));
     loom__topo_term();
@@ -326,28 +343,31 @@ static void test_fake_2x2x2(void)
     check_invariants(8);
 
     /* From P0 with 8 Ps: {1}, then {2,3}, then {4..7}, each some rotation; all reached. */
-    bool reached[2][4] = {{false}};
+    bool reached[2][4] = { { false } };
     for (uint32_t r = 0; r < 64; r++) {
         int out[8];
         CHECK_EQ(loom__topo_steal_order(0, 8, r, out), 7);
         CHECK_EQ(out[0], 1);
         CHECK((out[1] == 2 && out[2] == 3) || (out[1] == 3 && out[2] == 2));
-        for (int i = 0; i < 4; i++) CHECK_EQ(out[3 + i], 4 + (out[3] - 4 + i) % 4);
+        for (int i = 0; i < 4; i++)
+            CHECK_EQ(out[3 + i], 4 + (out[3] - 4 + i) % 4);
         reached[out[1] - 2][out[3] - 4] = true;
     }
     for (int a = 0; a < 2; a++)
-        for (int b = 0; b < 4; b++) CHECK_MSG(reached[a][b], "rotation (%d,%d) never used", a, b);
+        for (int b = 0; b < 4; b++)
+            CHECK_MSG(reached[a][b], "rotation (%d,%d) never used", a, b);
 
     /* From P5 with spares (16): tier 0 {4, 12, 13}, tier 1 {6, 7, 14, 15}, tier 2 the rest. */
     {
         int out[16];
         CHECK_EQ(loom__topo_steal_order(5, 16, 0, out), 15);
-        int want[15] = {4, 12, 13, 6, 7, 14, 15, 0, 1, 2, 3, 8, 9, 10, 11};
-        for (int i = 0; i < 15; i++) CHECK_EQ(out[i], want[i]);
-        CHECK_EQ(loom__topo_steal_order(5, 16, 1, out), 15);  /* tier 0 rotated by 1 */
+        int want[15] = { 4, 12, 13, 6, 7, 14, 15, 0, 1, 2, 3, 8, 9, 10, 11 };
+        for (int i = 0; i < 15; i++)
+            CHECK_EQ(out[i], want[i]);
+        CHECK_EQ(loom__topo_steal_order(5, 16, 1, out), 15); /* tier 0 rotated by 1 */
         CHECK_EQ(out[0], 12);
         CHECK_EQ(out[3], 6);
-        CHECK_EQ(loom__topo_steal_order(5, 16, 3, out), 15);  /* 3 = 0 + 3*1: tier 1 by 1 */
+        CHECK_EQ(loom__topo_steal_order(5, 16, 3, out), 15); /* 3 = 0 + 3*1: tier 1 by 1 */
         CHECK_EQ(out[0], 4);
         CHECK_EQ(out[3], 7);
     }
@@ -358,12 +378,14 @@ static void test_fake_2x2x2(void)
 
     /* Fewer Ps than CPUs: the first ones in order; more: wrap around. */
     init_quiet("0-1/2-3;4-5/6-7", 3);
-    for (int p = 0; p < 6; p++) CHECK_EQ(loom__topo_cpu(p), p % 3);
+    for (int p = 0; p < 6; p++)
+        CHECK_EQ(loom__topo_cpu(p), p % 3);
     check_invariants(3);
     check_orders(3, 6);
     loom__topo_term();
     init_quiet("0-1/2-3;4-5/6-7", 12);
-    for (int p = 0; p < 24; p++) CHECK_EQ(loom__topo_cpu(p), (p % 12) % 8);
+    for (int p = 0; p < 24; p++)
+        CHECK_EQ(loom__topo_cpu(p), (p % 12) % 8);
     check_invariants(12);
     check_orders(12, 24);
     loom__topo_term();
@@ -393,17 +415,22 @@ static void check_layout(const struct layout *l)
 static void test_fake_layouts(void)
 {
     static const struct layout ls[] = {
-        {"0", 1, 1, {0}, {0}, {0}},
-        {"7", 2, 1, {7, 7}, {0, 0}, {0, 0}},
-        {"5,3/1;0", 4, 2, {5, 3, 1, 0}, {0, 0, 1, 2}, {0, 0, 0, 1}},
-        {"0,2/1,3", 4, 1, {0, 2, 1, 3}, {0, 0, 1, 1}, {0, 0, 0, 0}},
-        {"0;1;2;3", 4, 4, {0, 1, 2, 3}, {0, 1, 2, 3}, {0, 1, 2, 3}},
-        {"0/1/2/3", 4, 1, {0, 1, 2, 3}, {0, 1, 2, 3}, {0, 0, 0, 0}},
-        {"10-12,1020-1023", 7, 1, {10, 11, 12, 1020, 1021, 1022, 1023}, {0}, {0}},
-        {"0-3/4-7;8-11/12-15", 16, 2, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-         {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3}, {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1}},
+        { "0", 1, 1, { 0 }, { 0 }, { 0 } },
+        { "7", 2, 1, { 7, 7 }, { 0, 0 }, { 0, 0 } },
+        { "5,3/1;0", 4, 2, { 5, 3, 1, 0 }, { 0, 0, 1, 2 }, { 0, 0, 0, 1 } },
+        { "0,2/1,3", 4, 1, { 0, 2, 1, 3 }, { 0, 0, 1, 1 }, { 0, 0, 0, 0 } },
+        { "0;1;2;3", 4, 4, { 0, 1, 2, 3 }, { 0, 1, 2, 3 }, { 0, 1, 2, 3 } },
+        { "0/1/2/3", 4, 1, { 0, 1, 2, 3 }, { 0, 1, 2, 3 }, { 0, 0, 0, 0 } },
+        { "10-12,1020-1023", 7, 1, { 10, 11, 12, 1020, 1021, 1022, 1023 }, { 0 }, { 0 } },
+        { "0-3/4-7;8-11/12-15",
+          16,
+          2,
+          { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 },
+          { 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3 },
+          { 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1 } },
     };
-    for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++) check_layout(&ls[i]);
+    for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
+        check_layout(&ls[i]);
 
     /* An empty value is no value: discovery, silently. */
     init_quiet("", 2);
@@ -416,13 +443,16 @@ static void test_malformed(void)
     /* What discovery gives, to compare the fallbacks with. */
     int nprocs = 4, real[8];
     init_quiet(NULL, nprocs);
-    for (int p = 0; p < 2 * nprocs; p++) real[p] = loom__topo_cpu(p);
+    for (int p = 0; p < 2 * nprocs; p++)
+        real[p] = loom__topo_cpu(p);
     loom__topo_term();
 
     static const char *bad[] = {
-        "0-1;;", "a", "3-1", "0-1//2-3", "0-1/", "/0-1", "0-1;", ";0", "0;/1",
-        "0-1/1-2", "0,0", "0-3;2", "1024", "0-1024", "99999999999999999999", "0-", "-1",
-        "0 1", " 0", "0-1,", ",0", "0-1;2-3x", "0:1", "0-1\t",
+        "0-1;;", "a",        "3-1",  "0-1//2-3", "0-1/",
+        "/0-1",  "0-1;",     ";0",   "0;/1",     "0-1/1-2",
+        "0,0",   "0-3;2",    "1024", "0-1024",   "99999999999999999999",
+        "0-",    "-1",       "0 1",  " 0",       "0-1,",
+        ",0",    "0-1;2-3x", "0:1",  "0-1\t",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char err[1024], prefix[256];
@@ -431,12 +461,13 @@ static void test_malformed(void)
         size_t n = strlen(err), pl = strlen(prefix);
         static const char suffix[] = ", ignored\n";
         CHECK_MSG(n > pl + strlen(suffix) && strncmp(err, prefix, pl) == 0 &&
-                  strcmp(err + n - strlen(suffix), suffix) == 0,
+                          strcmp(err + n - strlen(suffix), suffix) == 0,
                   "LOOM_TOPOLOGY=%s: message: \"%s\"", bad[i], err);
         /* one line (the value itself may hold a newline) */
         CHECK_MSG(strchr(err + pl, '\n') == err + n - 1, "more than one line: \"%s\"", err);
         CHECK(!loom__topo_fake());
-        for (int p = 0; p < 2 * nprocs; p++) CHECK_EQ(loom__topo_cpu(p), real[p]);
+        for (int p = 0; p < 2 * nprocs; p++)
+            CHECK_EQ(loom__topo_cpu(p), real[p]);
         check_invariants(nprocs);
         loom__topo_term();
         printf("test_topo: rejected as expected: %s", err);
@@ -452,7 +483,7 @@ static void test_lifecycle(void)
     CHECK_OK(loom__topo_init(2));
     CHECK_ERR(loom__topo_init(2), EBUSY);
     loom__topo_term();
-    loom__topo_term();                                         /* twice: harmless */
+    loom__topo_term(); /* twice: harmless */
     /* Before init: one CPU 0, one node. */
     CHECK_EQ(loom__topo_cpu(3), 0);
     CHECK_EQ(loom__topo_node(3), 0);
@@ -475,16 +506,18 @@ static void mkdirs(const char *path)
     char p[PATH_MAX];
     snprintf(p, sizeof p, "%s", path);
     for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
+        if (*s != '/')
+            continue;
         *s = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) FAIL("mkdir %s: %s", p, strerror(errno));
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            FAIL("mkdir %s: %s", p, strerror(errno));
         *s = '/';
     }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) FAIL("mkdir %s: %s", p, strerror(errno));
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        FAIL("mkdir %s: %s", p, strerror(errno));
 }
 
-__attribute__((format(printf, 2, 3)))
-static void put(const char *rel, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void put(const char *rel, const char *fmt, ...)
 {
     char p[PATH_MAX + 64];
     snprintf(p, sizeof p, "%s/%s", base, rel);
@@ -493,7 +526,8 @@ static void put(const char *rel, const char *fmt, ...)
     mkdirs(p);
     *slash = '/';
     FILE *f = fopen(p, "w");
-    if (!f) FAIL("%s: %s", p, strerror(errno));
+    if (!f)
+        FAIL("%s: %s", p, strerror(errno));
     va_list ap;
     va_start(ap, fmt);
     vfprintf(f, fmt, ap);
@@ -525,7 +559,9 @@ static void x86(int cpu, const char *pair, const char *l3)
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    (void)st; (void)flag; (void)ftw;
+    (void)st;
+    (void)flag;
+    (void)ftw;
     return remove(path);
 }
 
@@ -535,8 +571,8 @@ static void reset_tree(void)
     mkdirs(base);
 }
 
-static void expect_at(const char *what, const char *allowed, int nprocs, int nnodes,
-                      const int *cpu, const int *cachev, const int *node)
+static void expect_at(const char *what, const char *allowed, int nprocs, int nnodes, const int *cpu,
+                      const int *cachev, const int *node)
 {
     env("LOOM_PIN", NULL);
     CHECK_OK(loom__topo_init_at(nprocs, base, allowed));
@@ -544,9 +580,10 @@ static void expect_at(const char *what, const char *allowed, int nprocs, int nno
     CHECK_MSG(loom__topo_nnodes() == nnodes, "%s: %d nodes", what, loom__topo_nnodes());
     for (int p = 0; p < nprocs; p++) {
         CHECK_MSG(loom__topo_cpu(p) == cpu[p], "%s: P%d CPU %d, want %d", what, p, loom__topo_cpu(p), cpu[p]);
-        CHECK_MSG(loom__topo_cache(p) == cachev[p], "%s: P%d cache %d, want %d", what, p,
-                  loom__topo_cache(p), cachev[p]);
-        CHECK_MSG(loom__topo_node(p) == node[p], "%s: P%d node %d, want %d", what, p, loom__topo_node(p), node[p]);
+        CHECK_MSG(loom__topo_cache(p) == cachev[p], "%s: P%d cache %d, want %d", what, p, loom__topo_cache(p),
+                  cachev[p]);
+        CHECK_MSG(loom__topo_node(p) == node[p], "%s: P%d node %d, want %d", what, p, loom__topo_node(p),
+                  node[p]);
     }
     check_invariants(nprocs);
     check_orders(nprocs, 2 * nprocs);
@@ -562,7 +599,7 @@ static void test_sysfs(void)
     reset_tree();
     put("node/node0/cpulist", "0-1,4-5\n");
     put("node/node2/cpulist", "2-3,6-7\n");
-    put("node/node1/cpulist", "\n");                          /* memory-only node */
+    put("node/node1/cpulist", "\n"); /* memory-only node */
     put("node/possible", "0-2\n");
     for (int c = 0; c < 8; c++) {
         char pair[16];
@@ -570,11 +607,12 @@ static void test_sysfs(void)
         x86(c, pair, c % 4 < 2 ? "0-1,4-5" : "2-3,6-7");
     }
     {
-        int cpu[] = {0, 1, 4, 5, 2, 3, 6, 7}, ca[] = {0, 0, 0, 0, 1, 1, 1, 1}, no[] = {0, 0, 0, 0, 1, 1, 1, 1};
+        int cpu[] = { 0, 1, 4, 5, 2, 3, 6, 7 }, ca[] = { 0, 0, 0, 0, 1, 1, 1, 1 },
+            no[] = { 0, 0, 0, 0, 1, 1, 1, 1 };
         expect_at("2 nodes", "0-7", 8, 2, cpu, ca, no);
-        int cpu2[] = {1, 5, 3}, ca2[] = {0, 0, 1}, no2[] = {0, 0, 1};
+        int cpu2[] = { 1, 5, 3 }, ca2[] = { 0, 0, 1 }, no2[] = { 0, 0, 1 };
         expect_at("2 nodes, 3 allowed", "1,3,5", 3, 2, cpu2, ca2, no2);
-        int cpu3[] = {2, 3, 6, 7}, ca3[] = {0, 0, 0, 0}, no3[] = {0, 0, 0, 0};
+        int cpu3[] = { 2, 3, 6, 7 }, ca3[] = { 0, 0, 0, 0 }, no3[] = { 0, 0, 0, 0 };
         expect_at("node 2 only", "2-3,6-7", 4, 1, cpu3, ca3, no3);
     }
 
@@ -592,20 +630,21 @@ static void test_sysfs(void)
         CHECK(mem != MAP_FAILED);
         CHECK_ERR(loom__topo_bind(mem, len, 2), EINVAL);
         CHECK_ERR(loom__topo_bind(mem, len, -1), EINVAL);
-        int rc = loom__topo_bind(mem + 1, len - 1, 0);        /* pages 1..3 */
+        int rc = loom__topo_bind(mem + 1, len - 1, 0); /* pages 1..3 */
         if (rc == -EPERM || rc == -ENOSYS) {
             printf("test_topo: mbind not permitted here (%s), not checked\n", t_errname(rc));
         } else {
             CHECK_OK(rc);
             for (int i = 0; i < 4; i++) {
                 int mode = -1;
-                unsigned long mask[1024 / (8 * sizeof(unsigned long))] = {0};
-                CHECK_OK(syscall(SYS_get_mempolicy, &mode, mask, 1024UL + 1, mem + i * pg, 2UL /* MPOL_F_ADDR */));
+                unsigned long mask[1024 / (8 * sizeof(unsigned long))] = { 0 };
+                CHECK_OK(syscall(SYS_get_mempolicy, &mode, mask, 1024UL + 1, mem + i * pg,
+                                 2UL /* MPOL_F_ADDR */));
                 if (i == 0) {
-                    CHECK_EQ(mode, 0);                          /* MPOL_DEFAULT: page 0 untouched */
+                    CHECK_EQ(mode, 0); /* MPOL_DEFAULT: page 0 untouched */
                 } else {
-                    CHECK_EQ(mode, 1);                          /* MPOL_PREFERRED */
-                    CHECK_EQU(mask[0], 1);                      /* node 0 */
+                    CHECK_EQ(mode, 1);     /* MPOL_PREFERRED */
+                    CHECK_EQU(mask[0], 1); /* node 0 */
                 }
             }
             memset(mem, 1, len);
@@ -618,19 +657,23 @@ static void test_sysfs(void)
     reset_tree();
     put("node/node0/cpulist", "0-3\n");
     put("node/node1/cpulist", "4-7\n");
-    for (int c = 0; c < 8; c++) x86(c, c % 2 ? "1,3,5,7" : "0,2,4,6", "0-7");
+    for (int c = 0; c < 8; c++)
+        x86(c, c % 2 ? "1,3,5,7" : "0,2,4,6", "0-7");
     {
-        int cpu[] = {0, 1, 2, 3, 4, 5, 6, 7}, ca[] = {0, 0, 0, 0, 1, 1, 1, 1}, no[] = {0, 0, 0, 0, 1, 1, 1, 1};
+        int cpu[] = { 0, 1, 2, 3, 4, 5, 6, 7 }, ca[] = { 0, 0, 0, 0, 1, 1, 1, 1 },
+            no[] = { 0, 0, 0, 0, 1, 1, 1, 1 };
         expect_at("SNC", "0-7", 8, 2, cpu, ca, no);
     }
 
     /* No node directory; two interleaved L3 groups: Ps keep each group together. */
     reset_tree();
-    for (int c = 0; c < 8; c++) x86(c, "", c % 2 ? "1,3,5,7" : "0,2,4,6");
+    for (int c = 0; c < 8; c++)
+        x86(c, "", c % 2 ? "1,3,5,7" : "0,2,4,6");
     {
-        int cpu[] = {0, 2, 4, 6, 1, 3, 5, 7}, ca[] = {0, 0, 0, 0, 1, 1, 1, 1}, no[8] = {0};
+        int cpu[] = { 0, 2, 4, 6, 1, 3, 5, 7 }, ca[] = { 0, 0, 0, 0, 1, 1, 1, 1 }, no[8] = { 0 };
         expect_at("interleaved", "0-7", 8, 1, cpu, ca, no);
-        int cpu2[] = {0, 2, 4, 6, 1, 3, 5, 7, 0, 2}, ca2[] = {0, 0, 0, 0, 1, 1, 1, 1, 0, 0}, no2[10] = {0};
+        int cpu2[] = { 0, 2, 4, 6, 1, 3, 5, 7, 0, 2 }, ca2[] = { 0, 0, 0, 0, 1, 1, 1, 1, 0, 0 },
+            no2[10] = { 0 };
         expect_at("interleaved, wrap", "0-7", 10, 1, cpu2, ca2, no2);
     }
 
@@ -641,19 +684,20 @@ static void test_sysfs(void)
         cache(c, 1, 3, "Instruction", "0-3");
     }
     {
-        int cpu[] = {0, 1, 2, 3}, ca[] = {0, 0, 1, 1}, no[4] = {0};
+        int cpu[] = { 0, 1, 2, 3 }, ca[] = { 0, 0, 1, 1 }, no[4] = { 0 };
         expect_at("L3 instruction", "0-3", 4, 1, cpu, ca, no);
     }
 
     /* Nothing at all (not even the directory): one node, each CPU its own group. */
     reset_tree();
     {
-        int cpu[] = {0, 1, 2}, ca[] = {0, 1, 2}, no[3] = {0};
+        int cpu[] = { 0, 1, 2 }, ca[] = { 0, 1, 2 }, no[3] = { 0 };
         expect_at("empty sysfs", "0-2", 3, 1, cpu, ca, no);
         char gone[PATH_MAX + 16];
         snprintf(gone, sizeof gone, "%s/nonexistent", base);
         CHECK_OK(loom__topo_init_at(3, gone, "0-2"));
-        for (int p = 0; p < 3; p++) CHECK_EQ(loom__topo_cache(p), p);
+        for (int p = 0; p < 3; p++)
+            CHECK_EQ(loom__topo_cache(p), p);
         check_invariants(3);
         loom__topo_term();
     }
@@ -666,15 +710,15 @@ static void test_sysfs(void)
     put("node/node5/cpulist", "garbage\n");
     put("node/node7/cpulist", "3-4\n");
     put("node/nodeX/cpulist", "5\n");
-    cache(0, 0, 3, "Unified", "zzz");                           /* unreadable: own group */
+    cache(0, 0, 3, "Unified", "zzz"); /* unreadable: own group */
     cache(1, 0, 3, "Unified", "1,3,4");
-    put("cpu/cpu1/cache/index1/level", "4\n");                 /* no type: skipped */
+    put("cpu/cpu1/cache/index1/level", "4\n"); /* no type: skipped */
     cache(3, 0, 3, "Unified", "0-7");
-    cache(4, 0, 3, "Unified", "5");                            /* without itself */
+    cache(4, 0, 3, "Unified", "5"); /* without itself */
     {
         /* nodes: 0,1,3 -> node3 (dense 0); 4 -> node7 (dense 1); 2,5 unlisted -> dense 0.
          * groups: {0}, {1,3} (4 is on another node), {2}, {4}, {5} (5 is on node 0). */
-        int cpu[] = {0, 1, 3, 2, 5, 4}, ca[] = {0, 1, 1, 2, 3, 4}, no[] = {0, 0, 0, 0, 0, 1};
+        int cpu[] = { 0, 1, 3, 2, 5, 4 }, ca[] = { 0, 1, 1, 2, 3, 4 }, no[] = { 0, 0, 0, 0, 0, 1 };
         expect_at("garbage", "0-5", 6, 2, cpu, ca, no);
     }
 
@@ -684,12 +728,13 @@ static void test_sysfs(void)
     {
         static char big[16384];
         size_t n = (size_t)snprintf(big, sizeof big, "1,3");
-        for (int i = 0; i < 1637; i++) n += (size_t)snprintf(big + n, sizeof big - n, ",2000");
+        for (int i = 0; i < 1637; i++)
+            n += (size_t)snprintf(big + n, sizeof big - n, ",2000");
         CHECK_EQ(n, 8188);
         snprintf(big + n, sizeof big - n, ",1023");
         put("node/node0/cpulist", "%s\n", big);
         put("node/node1/cpulist", "0,2,10\n");
-        int cpu[] = {1, 3, 0, 2, 10}, ca[] = {0, 1, 2, 3, 4}, no[] = {0, 0, 1, 1, 1};
+        int cpu[] = { 1, 3, 0, 2, 10 }, ca[] = { 0, 1, 2, 3, 4 }, no[] = { 0, 0, 1, 1, 1 };
         expect_at("long list", "0-3,10,1500", 5, 2, cpu, ca, no);
     }
 
@@ -698,7 +743,10 @@ static void test_sysfs(void)
 
 /* ------------------------------------------------------------------ concurrent readers */
 
-struct reader { int nprocs; int want[16][16]; };
+struct reader {
+    int nprocs;
+    int want[16][16];
+};
 
 static void *reader(void *arg)
 {
@@ -708,7 +756,8 @@ static void *reader(void *arg)
             int out[16];
             int n = loom__topo_steal_order(p, 2 * rd->nprocs, (uint32_t)round, out);
             if (round == 0) {
-                for (int i = 0; i < n; i++) CHECK_EQ(out[i], rd->want[p][i]);
+                for (int i = 0; i < n; i++)
+                    CHECK_EQ(out[i], rd->want[p][i]);
             }
             CHECK_EQ(loom__topo_tier(p, 0), loom__topo_tier(0, p));
         }
@@ -717,12 +766,15 @@ static void *reader(void *arg)
 
 static void test_readers(void)
 {
-    static struct reader rd = {.nprocs = 8};
+    static struct reader rd = { .nprocs = 8 };
     init_quiet("0-1/2-3;4-5/6-7", 8);
-    for (int p = 0; p < 16; p++) loom__topo_steal_order(p, 16, 0, rd.want[p]);
+    for (int p = 0; p < 16; p++)
+        loom__topo_steal_order(p, 16, 0, rd.want[p]);
     pthread_t th[4];
-    for (int i = 0; i < 4; i++) CHECK_OK(pthread_create(&th[i], NULL, reader, &rd));
-    for (int i = 0; i < 4; i++) CHECK_OK(pthread_join(th[i], NULL));
+    for (int i = 0; i < 4; i++)
+        CHECK_OK(pthread_create(&th[i], NULL, reader, &rd));
+    for (int i = 0; i < 4; i++)
+        CHECK_OK(pthread_join(th[i], NULL));
     loom__topo_term();
 }
 

@@ -10,10 +10,13 @@
 #include <limits.h>
 #include <pthread.h>
 
-static loom_waitgroup g_wg = LOOM_WAITGROUP_INIT;   /* static initialisation */
-static int g_finished;        /* atomic */
+static loom_waitgroup g_wg = LOOM_WAITGROUP_INIT; /* static initialisation */
+static int g_finished;                            /* atomic */
 
-typedef struct { int round; uint64_t seed; } job;
+typedef struct {
+    int round;
+    uint64_t seed;
+} job;
 
 static void work(void *arg)
 {
@@ -21,7 +24,7 @@ static void work(void *arg)
     t_rng r;
     t_rng_seed(&r, j->seed);
     if (t_rng_below(&r, 4) == 0)
-        loom_sleep((int64_t)t_rng_below(&r, 2000000));   /* up to 2 ms */
+        loom_sleep((int64_t)t_rng_below(&r, 2000000)); /* up to 2 ms */
     else if (t_rng_below(&r, 2) == 0)
         loom_yield();
     __atomic_add_fetch(&g_finished, 1, __ATOMIC_SEQ_CST);
@@ -42,7 +45,7 @@ static void spawner(void *arg)
     loom_wg_done(&g_wg);
 }
 
-static int g_waiters_released;   /* atomic */
+static int g_waiters_released; /* atomic */
 static void extra_waiter(void *arg)
 {
     long want = (long)(intptr_t)arg;
@@ -87,7 +90,7 @@ static void test_rounds(void)
 }
 
 /* ---- misuse and zero */
-static int z_flag;      /* atomic */
+static int z_flag; /* atomic */
 static loom_waitgroup *z_wg;
 
 static void flag_waiter(void *arg)
@@ -123,19 +126,19 @@ static void test_misuse(void)
 
     CHECK_ERR(loom_wg_add(&wg, -1), EINVAL);
     CHECK_ERR(loom_wg_add(&wg, -100), EINVAL);
-    loom_wg_wait(&wg);                          /* still 0 */
+    loom_wg_wait(&wg); /* still 0 */
 
     CHECK_OK(loom_wg_add(&wg, 2));
-    CHECK_ERR(loom_wg_add(&wg, -3), EINVAL);    /* 2 - 3 < 0: refused, counter stays 2 */
+    CHECK_ERR(loom_wg_add(&wg, -3), EINVAL); /* 2 - 3 < 0: refused, counter stays 2 */
     CHECK_ERR(loom_wg_add(&wg, LONG_MIN), EINVAL);
     CHECK_ERR(loom_wg_add(&wg, LONG_MAX), EINVAL);
-    CHECK_ERR(loom_wg_add(&wg, INT32_MAX), EINVAL);   /* 2 + INT32_MAX is past the counter's range */
+    CHECK_ERR(loom_wg_add(&wg, INT32_MAX), EINVAL); /* 2 + INT32_MAX is past the counter's range */
     __atomic_store_n(&z_flag, 0, __ATOMIC_SEQ_CST);
     CHECK(loom_go(flag_waiter, NULL) != 0);
     expect_blocked("with the counter at 2");
     loom_wg_done(&wg);
     expect_blocked("with the counter at 1 (wg_add(-3) must not have changed it)");
-    CHECK_ERR(loom_wg_add(&wg, -2), EINVAL);    /* refused with a waiter parked */
+    CHECK_ERR(loom_wg_add(&wg, -2), EINVAL); /* refused with a waiter parked */
     expect_blocked("after a refused wg_add(-2) with the counter at 1");
     loom_wg_done(&wg);
     expect_released("when the counter reached 0");
@@ -169,9 +172,9 @@ static void test_misuse(void)
  * while waiters wait.  No add may be lost (each bumper's -1 must succeed) and no waiter
  * may be left parked. */
 static loom_waitgroup r_wg = LOOM_WAITGROUP_INIT;
-static int r_stop;            /* atomic */
-static int r_done;            /* atomic */
-static long r_waits;          /* atomic: wg_wait calls that returned */
+static int r_stop;   /* atomic */
+static int r_done;   /* atomic */
+static long r_waits; /* atomic: wg_wait calls that returned */
 static int r_flag;
 
 static void r_bumper(void *arg)
@@ -181,10 +184,12 @@ static void r_bumper(void *arg)
         int a = loom_wg_add(&r_wg, 1);
         CHECK_MSG(a == 0, "bumper %ld: wg_add(1) returned %s", id, t_errname(a));
         if ((i + id) % 64 == 0)
-            loom_yield();                     /* let a waiter register on this P */
+            loom_yield(); /* let a waiter register on this P */
         int b = loom_wg_add(&r_wg, -1);
-        CHECK_MSG(b == 0, "bumper %ld: wg_add(-1) after its own wg_add(1) returned %s: an add "
-                  "racing with the counter reaching zero was lost", id, t_errname(b));
+        CHECK_MSG(b == 0,
+                  "bumper %ld: wg_add(-1) after its own wg_add(1) returned %s: an add "
+                  "racing with the counter reaching zero was lost",
+                  id, t_errname(b));
     }
     __atomic_add_fetch(&r_done, 1, __ATOMIC_SEQ_CST);
 }
@@ -209,16 +214,18 @@ static int race_main(void *arg)
         CHECK(loom_go(r_bumper, (void *)(intptr_t)i) != 0);
     for (long i = 0; i < NW; i++)
         CHECK(loom_go(r_waiter, NULL) != 0);
-    loom_sleep(2000000000LL);   /* 2 s: the racing add must land within a few instructions */
+    loom_sleep(2000000000LL); /* 2 s: the racing add must land within a few instructions */
     __atomic_store_n(&r_stop, 1, __ATOMIC_SEQ_CST);
     int64_t dl = t_clock_ns() + 20LL * 1000000000;
     while (__atomic_load_n(&r_done, __ATOMIC_SEQ_CST) < NB + NW) {
-        CHECK_MSG(t_clock_ns() < dl, "only %d of %d bumpers and waiters finished: a waiter "
-                  "was left parked", __atomic_load_n(&r_done, __ATOMIC_SEQ_CST), NB + NW);
+        CHECK_MSG(t_clock_ns() < dl,
+                  "only %d of %d bumpers and waiters finished: a waiter "
+                  "was left parked",
+                  __atomic_load_n(&r_done, __ATOMIC_SEQ_CST), NB + NW);
         loom_sleep(1000000);
     }
     CHECK_GT(__atomic_load_n(&r_waits, __ATOMIC_SEQ_CST), 0);
-    CHECK_ERR(loom_wg_add(&r_wg, -1), EINVAL);  /* the counter is back to 0 */
+    CHECK_ERR(loom_wg_add(&r_wg, -1), EINVAL); /* the counter is back to 0 */
     loom_wg_wait(&r_wg);
     return 0;
 }
@@ -226,7 +233,7 @@ static int race_main(void *arg)
 /* ---- a thread that runs no goroutine waits (it cannot park: it spins until released),
  * and one that runs none is the last to call done, releasing a goroutine */
 static loom_waitgroup f_wg = LOOM_WAITGROUP_INIT;
-static int f_returned;        /* atomic */
+static int f_returned; /* atomic */
 
 static void *f_waiter_thread(void *arg)
 {
@@ -286,7 +293,7 @@ static void test_foreign_threads(void)
 static int main_fn(void *arg)
 {
     (void)arg;
-    loom_wg_wait(&g_wg);      /* static, counter 0 */
+    loom_wg_wait(&g_wg); /* static, counter 0 */
     if (t_want("misuse"))
         test_misuse();
     if (t_want("foreign_threads"))

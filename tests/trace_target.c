@@ -27,7 +27,7 @@
 #define US 1000LL
 #define MS 1000000LL
 
-static int nspawn;          /* goroutines spawned by this program (atomic) */
+static int nspawn; /* goroutines spawned by this program (atomic) */
 
 static uint64_t spawn(void (*fn)(void *), void *arg, const char *name)
 {
@@ -60,11 +60,11 @@ static void wait_parked(uint64_t base, uint64_t n, const char *what)
 
 #define NRECV 4
 #define NSEND 4
-#define NSEL 4
+#define NSEL  4
 
 static loom_chan *c_recv, *c_send, *c_sel_a, *c_sel_b;
 static loom_waitgroup wg_chan = LOOM_WAITGROUP_INIT;
-static long recv_sum, sel_sum;                      /* atomic */
+static long recv_sum, sel_sum; /* atomic */
 
 static void receiver(void *arg)
 {
@@ -103,9 +103,12 @@ static void phase_chan(void)
     CHECK(c_recv && c_send && c_sel_a && c_sel_b);
     uint64_t base = waiting_now();
     CHECK_OK(loom_wg_add(&wg_chan, NRECV + NSEND + NSEL));
-    for (int i = 0; i < NRECV; i++) spawn(receiver, NULL, "receiver");
-    for (int i = 0; i < NSEND; i++) spawn(sender, (void *)(intptr_t)(i + 1), "sender");
-    for (int i = 0; i < NSEL; i++) spawn(selector, NULL, "selector");
+    for (int i = 0; i < NRECV; i++)
+        spawn(receiver, NULL, "receiver");
+    for (int i = 0; i < NSEND; i++)
+        spawn(sender, (void *)(intptr_t)(i + 1), "sender");
+    for (int i = 0; i < NSEL; i++)
+        spawn(selector, NULL, "selector");
     wait_parked(base, NRECV + NSEND + NSEL, "channels");
     long want = 0, got = 0;
     for (int i = 1; i <= NRECV; i++) {
@@ -118,7 +121,8 @@ static void phase_chan(void)
         got += v;
     }
     CHECK_EQ(got, NSEND * (NSEND + 1) / 2);
-    for (int i = 1; i <= NSEL; i++) CHECK_OK(loom_send(i % 2 ? c_sel_a : c_sel_b, &i));
+    for (int i = 1; i <= NSEL; i++)
+        CHECK_OK(loom_send(i % 2 ? c_sel_a : c_sel_b, &i));
     loom_wg_wait(&wg_chan);
     CHECK_EQ(__atomic_load_n(&recv_sum, __ATOMIC_RELAXED), want);
     CHECK_EQ(__atomic_load_n(&sel_sum, __ATOMIC_RELAXED), NSEL * (NSEL + 1) / 2);
@@ -145,7 +149,8 @@ static void phase_waitgroup(void)
     uint64_t base = waiting_now();
     CHECK_OK(loom_wg_add(&wg_gate, 1));
     CHECK_OK(loom_wg_add(&wg_waiters, NWG));
-    for (int i = 0; i < NWG; i++) spawn(wg_waiter, NULL, "wg-waiter");
+    for (int i = 0; i < NWG; i++)
+        spawn(wg_waiter, NULL, "wg-waiter");
     wait_parked(base, NWG, "waitgroup");
     loom_wg_done(&wg_gate);
     loom_wg_wait(&wg_waiters);
@@ -155,7 +160,7 @@ static void phase_waitgroup(void)
 
 #define NLOCK 4
 static loom_mutex mu = LOOM_MUTEX_INIT;
-static long in_lock;                       /* under mu */
+static long in_lock; /* under mu */
 static loom_waitgroup wg_lockers = LOOM_WAITGROUP_INIT;
 
 static void locker(void *arg)
@@ -163,7 +168,7 @@ static void locker(void *arg)
     (void)arg;
     loom_mutex_lock(&mu);
     long v = ++in_lock;
-    loom_yield();                          /* others stay parked on mu meanwhile */
+    loom_yield(); /* others stay parked on mu meanwhile */
     CHECK_EQ(in_lock, v);
     CHECK_OK(loom_mutex_unlock(&mu));
     loom_wg_done(&wg_lockers);
@@ -174,7 +179,8 @@ static void phase_mutex(void)
     uint64_t base = waiting_now();
     loom_mutex_lock(&mu);
     CHECK_OK(loom_wg_add(&wg_lockers, NLOCK));
-    for (int i = 0; i < NLOCK; i++) spawn(locker, NULL, "locker");
+    for (int i = 0; i < NLOCK; i++)
+        spawn(locker, NULL, "locker");
     wait_parked(base, NLOCK, "mutex");
     CHECK_OK(loom_mutex_unlock(&mu));
     loom_wg_wait(&wg_lockers);
@@ -198,14 +204,16 @@ static void sleeper(void *arg)
 static void yielder(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < 50; i++) loom_yield();
+    for (int i = 0; i < 50; i++)
+        loom_yield();
     loom_wg_done(&wg_sleep);
 }
 
 static void phase_sleep(void)
 {
     CHECK_OK(loom_wg_add(&wg_sleep, NSLEEP + 1));
-    for (int i = 0; i < NSLEEP; i++) spawn(sleeper, (void *)(intptr_t)(i + 1), "sleeper");
+    for (int i = 0; i < NSLEEP; i++)
+        spawn(sleeper, (void *)(intptr_t)(i + 1), "sleeper");
     spawn(yielder, NULL, "yielder \"q\" \\b");
     loom_wg_wait(&wg_sleep);
 }
@@ -214,14 +222,15 @@ static void phase_sleep(void)
 
 #define NWORK 200
 static loom_waitgroup wg_work = LOOM_WAITGROUP_INIT;
-static unsigned long sink;                 /* atomic: keeps the loop */
+static unsigned long sink; /* atomic: keeps the loop */
 
 static void burn_ns(int64_t ns)
 {
     int64_t end = t_clock_ns() + ns;
     unsigned long x = 1;
     while (t_clock_ns() < end)
-        for (int i = 0; i < 100; i++) x = x * 6364136223846793005UL + 1442695040888963407UL;
+        for (int i = 0; i < 100; i++)
+            x = x * 6364136223846793005UL + 1442695040888963407UL;
     __atomic_store_n(&sink, x, __ATOMIC_RELAXED);
 }
 
@@ -236,8 +245,9 @@ static void phase_steal(void)
 {
     CHECK_OK(loom_wg_add(&wg_work, NWORK));
     /* all into this P's queue (loom_go queues locally), none run here meanwhile */
-    for (int i = 0; i < NWORK; i++) spawn(worker, NULL, "worker");
-    burn_ns(3 * MS);            /* the other P, woken for the queued work, steals some */
+    for (int i = 0; i < NWORK; i++)
+        spawn(worker, NULL, "worker");
+    burn_ns(3 * MS); /* the other P, woken for the queued work, steals some */
     loom_wg_wait(&wg_work);
 }
 
