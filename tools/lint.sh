@@ -4,7 +4,7 @@
 # clang-tidy runs the checks of .clang-tidy on each src/*.c, with the flags of a clang
 # configuration in BUILD_DIR (default build-lint; only its compile_commands.json is used,
 # nothing is built).  cppcheck then reads src on its own, in every #if configuration.
-# Any finding of either fails (exit 1).  A false positive is silenced on its line, with
+# Any finding of either fails (exit 1), as does a file that clang-format would change.  A false positive is silenced on its line, with
 # the reason: NOLINT(check) / NOLINTNEXTLINE(check) for clang-tidy, a
 # "cppcheck-suppress id ; reason" comment on the line before for cppcheck.
 set -euo pipefail
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build-lint}
 jobs=${2:-$(nproc)}
 
-for tool in cmake clang clang-tidy cppcheck; do
+for tool in cmake clang clang-tidy cppcheck clang-format; do
     command -v "$tool" >/dev/null 2>&1 || { echo "lint: $tool not found" >&2; exit 1; }
 done
 
@@ -42,8 +42,13 @@ cppcheck_failed=0
 cppcheck -q -j "$jobs" --std=c11 --enable=warning,portability,performance --inline-suppr \
     --error-exitcode=1 -I include -I src src || cppcheck_failed=1
 
-if [ "$tidy_failed" -ne 0 ] || [ "$cppcheck_failed" -ne 0 ]; then
-    echo "lint: findings above (clang-tidy: $tidy_failed, cppcheck: $cppcheck_failed)" >&2
+echo "---- clang-format (.clang-format: the tree stays formatted)"
+format_failed=0
+find src include tests examples bench -name '*.[ch]' -print0 |
+    xargs -0 clang-format --dry-run -Werror || format_failed=1
+
+if [ "$tidy_failed" -ne 0 ] || [ "$cppcheck_failed" -ne 0 ] || [ "$format_failed" -ne 0 ]; then
+    echo "lint: findings above (clang-tidy: $tidy_failed, cppcheck: $cppcheck_failed, clang-format: $format_failed)" >&2
     exit 1
 fi
 echo "lint: clean"
