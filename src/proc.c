@@ -623,7 +623,9 @@ uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
         return 0;
     }
     uint64_t id = newproc(m->p, fn, arg, attr, __builtin_return_address(0));
-    if (id) loom__wakep();
+    /* failed: errno is set on this thread, where the caller reads it (API.md), so no switch */
+    if (!id) return 0;
+    loom__wakep();
     preempt_point(m); /* a loop spawning goroutines yields at its slice's end */
     return id;
 }

@@ -152,6 +152,21 @@ __attribute__((noreturn, format(printf, 3, 4))) static inline void t_fail(const 
 
 /* Workload scaling: n divided by env LOOM_TEST_SCALE (default 1), at least 1.
  * Sanitizer runs set LOOM_TEST_SCALE=10..20. */
+/* errno of the thread the goroutine runs on now.  glibc declares __errno_location() const,
+ * so within one function the compiler may keep the address it computed before a loom call
+ * that moved the goroutine to another thread; these go through a pointer it cannot see
+ * into, so each access asks afresh. */
+static inline int t__errno_get(void)
+{
+    return errno;
+}
+static inline void t__errno_set(int v)
+{
+    errno = v;
+}
+static int (*volatile t_errno)(void) __attribute__((unused)) = t__errno_get;
+static void (*volatile t_set_errno)(int) __attribute__((unused)) = t__errno_set;
+
 static inline long t_scale(long n)
 {
     static long scale = 0;

@@ -4,6 +4,9 @@
  * possibly on another OS thread, while other goroutines set errno to their own values
  * meanwhile.  Switches tried: loom_yield, loom_sleep, blocking channel send/recv,
  * contended loom_mutex.
+ * And loom_go that fails sets errno and returns at once on the caller's thread: it is no
+ * preemption point (API.md: the caller reads errno before any other loom call), so the
+ * cooperative preemptions do not grow over a loop of failing calls ten slices long.
  *
  * errno is read and written through functions called via volatile pointers: glibc
  * declares __errno_location() const, so inside one function the compiler may reuse
@@ -140,10 +143,44 @@ static int main_fn(void *arg)
     return 0;
 }
 
+static void never_runs(void *arg)
+{
+    (void)arg;
+    t_fail(__FILE__, __LINE__, "a goroutine with a bad priority ran");
+}
+
+static int spawn_fail_fn(void *arg)
+{
+    (void)arg;
+    long me = 0;
+    loom_attr bad = { 0, 7, "bad priority" };
+    struct loom_stats a, b;
+    CHECK_OK(loom_stats(&a));
+    int64_t end = loom_now() + 20 * 1000000LL; /* ten time slices */
+    long calls = 0;
+    while (loom_now() < end) {
+        long tid = get_tid();
+        set_errno(0);
+        CHECK_EQU(loom_go_attr(never_runs, NULL, &bad), 0);
+        CHECK_ERRNO(EINVAL, "a failing loom_go");
+        CHECK_EQ(get_tid(), tid);
+        calls++;
+    }
+    CHECK_OK(loom_stats(&b));
+    CHECK_MSG(b.preemptions - b.async_preemptions == a.preemptions - a.async_preemptions,
+              "%llu cooperative preemptions in %ld failing loom_go calls",
+              (unsigned long long)((b.preemptions - b.async_preemptions) -
+                                   (a.preemptions - a.async_preemptions)),
+              calls);
+    return 0;
+}
+
 int main(void)
 {
     get_tid = get_tid_impl;
     T_RUN(main_fn, NULL);
+    setenv("LOOM_PROCS", "1", 1);
+    T_RUN(spawn_fail_fn, NULL);
     if (getenv("LOOM_TEST_VERBOSE"))
         fprintf(stderr, "test_errno: %ld thread changes seen\n", g_migrations);
     return 0;

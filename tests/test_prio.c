@@ -38,9 +38,9 @@ static int t_api(void *arg)
     CHECK_EQ(loom_set_priority(LOOM_PRIO_LOW), LOOM_PRIO_HIGH);
     CHECK_EQ(loom_set_priority(LOOM_PRIO_NORMAL), LOOM_PRIO_LOW);
     int seen = 99;
-    errno = 0;
+    t_set_errno(0);
     CHECK_EQ(loom_go_attr(at_level, &seen, &(loom_attr){ .priority = 5 }), 0);
-    CHECK_EQ(errno, EINVAL);
+    CHECK_EQ(t_errno(), EINVAL);
     CHECK(loom_go_attr(at_level, &seen, &(loom_attr){ .priority = LOOM_PRIO_LOW }) != 0);
     loom_sleep(5 * 1000000);
     CHECK_EQ(seen, LOOM_PRIO_LOW);

@@ -70,15 +70,15 @@ static void test_ids(void)
     CHECK_EQU(loom_id(), 1); /* still main */
 
     /* NULL fn */
-    errno = 0;
+    t_set_errno(0);
     uint64_t bad = loom_go(NULL, NULL);
-    int e = errno;
+    int e = t_errno();
     CHECK_EQU(bad, 0);
     CHECK_EQ(e, EINVAL);
-    errno = 0;
+    t_set_errno(0);
     loom_attr a = { 0, 0, "null" };
     bad = loom_go_attr(NULL, NULL, &a);
-    e = errno;
+    e = t_errno();
     CHECK_EQU(bad, 0);
     CHECK_EQ(e, EINVAL);
 }
@@ -136,9 +136,9 @@ static void test_attr(void)
     size_t too_big[] = { ((size_t)256 << 20) - 4096, (size_t)256 << 20, ((size_t)256 << 20) + 1 };
     for (size_t i = 0; i < sizeof too_big / sizeof *too_big; i++) {
         loom_attr big = { too_big[i], LOOM_PRIO_NORMAL, "too big" };
-        errno = 0;
+        t_set_errno(0);
         CHECK_EQU(loom_go_attr(prio_fn, NULL, &big), 0);
-        CHECK_EQ(errno, EINVAL);
+        CHECK_EQ(t_errno(), EINVAL);
     }
 
     loom_attr lo = { 0, LOOM_PRIO_LOW, "low" };
