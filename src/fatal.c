@@ -5,7 +5,8 @@
  * (state, wait reason and for how long, symbolized frames, where it was created; see
  * loom__dump_goroutines) to stderr, then aborts.  SIGQUIT prints the same dump and exits
  * with status 2, as Go does, unless the program installed a SIGQUIT handler of its own
- * (see on_quit).  A SIGSEGV/SIGBUS on a goroutine's guard page is a stack overflow;
+ * (see on_quit).  A SIGSEGV/SIGBUS on a goroutine's guard page is a stack overflow, and
+ * so is a signal whose frame did not fit on a goroutine's nearly full stack (overflowed);
  * the handler runs on a per-thread alternate signal stack (the faulting stack is full)
  * and prints "loom: fatal: goroutine N overflowed its stack (S KiB)".  Other faults are
  * passed on to the previous handler or the default action.
@@ -14,6 +15,8 @@
 #include "symbolize.h"
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/auxv.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 static const char *status_name(uint32_t s) {
@@ -204,11 +207,36 @@ static void fmt_u64(char *out, uint64_t v) {
     *out = 0;
 }
 
-static void on_fault(int sig, siginfo_t *si, void *uctx) {
-    G *g;
+/* The most a signal frame may take below the stack pointer (the kernel's AT_MINSIGSTKSZ,
+ * which grows with the CPU's vector state: ~12 KiB with AMX), plus the red zone. */
+static uintptr_t sigframe_room;
+
+/* Is this fault goroutine *g overflowing its stack?  Either it touched its guard page, or a
+ * signal delivered on its stack (the preemption signal runs there: preempt_signal.c) found
+ * no room for its frame below the stack pointer: the kernel then sends SIGSEGV with
+ * si_code SI_KERNEL and no address, and the registers handed to us are the goroutine's,
+ * its stack pointer within a frame's size of the end of its stack. */
+static bool overflowed(int sig, siginfo_t *si, void *uctx, G **g, bool *byframe) {
     uintptr_t lo, hi;
     bool guard;
-    if (loom__stack_find((uintptr_t)si->si_addr, &g, &lo, &hi, &guard) && guard) {
+    *byframe = false;
+    if (loom__stack_find((uintptr_t)si->si_addr, g, &lo, &hi, &guard) && guard) return true;
+#if defined(__x86_64__)
+    if (sig != SIGSEGV || si->si_code != SI_KERNEL || !uctx) return false;
+    uintptr_t sp = (uintptr_t)((ucontext_t *)uctx)->uc_mcontext.gregs[REG_RSP];
+    if (!loom__stack_find(sp, g, &lo, &hi, &guard)) return false;
+    *byframe = guard || sp - (uintptr_t)(*g)->stack_lo < sigframe_room;
+    return *byframe;
+#else
+    (void)uctx;
+    return false;
+#endif
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uctx) {
+    G *g;
+    bool byframe;
+    if (overflowed(sig, si, uctx, &g, &byframe)) {
         char num[24], kib[24];
         fmt_u64(num, g->id);
         fmt_u64(kib, g->stack_size / 1024);
@@ -216,7 +244,7 @@ static void on_fault(int sig, siginfo_t *si, void *uctx) {
         write_str(num);
         write_str(" overflowed its stack (");
         write_str(kib);
-        write_str(" KiB)\n");
+        write_str(byframe ? " KiB; a signal's frame did not fit below its stack pointer)\n" : " KiB)\n");
         loom__det_say_seed();
         loom__dump_goroutines(2);
         signal(SIGABRT, SIG_DFL);
@@ -238,6 +266,11 @@ static void on_fault(int sig, siginfo_t *si, void *uctx) {
 
 void loom__signals_init(void) {
     if (handlers_installed) return;
+    unsigned long room = 0;
+#ifdef AT_MINSIGSTKSZ
+    room = getauxval(AT_MINSIGSTKSZ);
+#endif
+    sigframe_room = (room ? room : SIGSTKSZ) + 128;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fault;

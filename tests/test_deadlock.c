@@ -11,6 +11,10 @@
  *  - overflow: a goroutine with a 64 KiB stack recursing with 1 KiB frames: stderr has
  *    "loom: fatal: goroutine N overflowed its stack" (N its id) and the child dies of
  *    SIGABRT.  Skipped under ASan, which reports stack overflows itself.
+ *  - overflow_signal: a goroutine that spins in plain code a few hundred bytes above the end
+ *    of its stack, where the preemption signal's frame does not fit (the kernel then kills
+ *    with SIGSEGV, no address): the same report, naming the signal's frame, and SIGABRT.
+ *    Only where the preemption signal is on.
  */
 #include "t.h"
 
@@ -200,11 +204,36 @@ static void overflower(void *arg)
     fprintf(stderr, "child: UNREACHABLE recursion returned\n");
 }
 
-static int child_overflow(void *arg)
+/* The usable size of a 64 KiB slot (less its guard page and 64-byte header): asked for,
+ * it is what the goroutine gets, so its stack ends STACK_USABLE below its first frame, give
+ * or take the few hundred bytes of the frames that start a goroutine. */
+#define STACK_USABLE (64 * 1024 - 4096 - 64)
+
+static volatile int spin_stop;
+
+/* Takes `below` bytes of stack under the caller's frame, then spins without a call. */
+__attribute__((noinline)) static void spin_below(size_t below)
+{
+    volatile char pad[below];
+    pad[0] = 1;
+    while (!spin_stop) {}
+    sink = pad[0];
+}
+
+static void edge_spinner(void *arg)
 {
     (void)arg;
-    loom_attr a = { 64 * 1024, 0, "overflower" };
-    uint64_t id = loom_go_attr(overflower, NULL, &a);
+    char top;
+    fprintf(stderr, "child: overflow goroutine %" PRIu64 " spins at the end of its stack (from %p)\n",
+            loom_id(), (void *)&top);
+    spin_below(STACK_USABLE - 1000); /* 1000 bytes above the end, less the starting frames */
+    fprintf(stderr, "child: UNREACHABLE spin ended\n");
+}
+
+static int child_overflow_at(void (*fn)(void *), size_t size)
+{
+    loom_attr a = { size, 0, "overflower" };
+    uint64_t id = loom_go_attr(fn, NULL, &a);
     if (id == 0) {
         fprintf(stderr, "child: loom_go_attr failed\n");
         return 3;
@@ -212,6 +241,18 @@ static int child_overflow(void *arg)
     loom_sleep(30LL * 1000000000); /* the overflow must end the process before this */
     fprintf(stderr, "child: UNREACHABLE main woke\n");
     return 0;
+}
+
+static int child_overflow(void *arg)
+{
+    (void)arg;
+    return child_overflow_at(overflower, 64 * 1024);
+}
+
+static int child_overflow_signal(void *arg)
+{
+    (void)arg;
+    return child_overflow_at(edge_spinner, STACK_USABLE);
 }
 
 static int run_child(const char *mode)
@@ -231,6 +272,8 @@ static int run_child(const char *mode)
         fn = child_foreign_gone;
     else if (strcmp(mode, "overflow") == 0)
         fn = child_overflow;
+    else if (strcmp(mode, "overflow_signal") == 0)
+        fn = child_overflow_signal;
     else {
         fprintf(stderr, "unknown mode %s\n", mode);
         return 2;
@@ -338,10 +381,10 @@ static void test_foreign_gone(void)
     free(r.out);
 }
 
-static void test_overflow(void)
+static void test_overflow(const char *mode, const char *how)
 {
-    t_child r = spawn("overflow");
-    expect_abort(&r, "overflow");
+    t_child r = spawn(mode);
+    expect_abort(&r, mode);
     unsigned long long id = 0;
     const char *s = strstr(r.out, "child: overflow goroutine ");
     CHECK_MSG(s && sscanf(s, "child: overflow goroutine %llu", &id) == 1, "overflow child did not start:\n%s",
@@ -350,6 +393,7 @@ static void test_overflow(void)
     snprintf(want, sizeof want, "loom: fatal: goroutine %llu overflowed its stack", id);
     const char *l = find_line(r.out, want);
     CHECK_MSG(l != NULL, "no line starting '%s' on stderr; output:\n%s", want, r.out);
+    CHECK_MSG(!how || strstr(l, how), "the report does not say '%s': %s", how, l);
     free(r.out);
 }
 
@@ -363,9 +407,14 @@ int main(int argc, char **argv)
     test_exit_main();
     test_foreign_late();
     test_foreign_gone();
-    if (!T_ASAN && !T_TSAN)
-        test_overflow();
-    else
+    if (!T_ASAN && !T_TSAN) {
+        test_overflow("overflow", NULL);
+        if (t_async_preempt())
+            test_overflow("overflow_signal", "a signal's frame did not fit");
+        else
+            fprintf(stderr,
+                    "test_deadlock: signal-frame overflow case skipped: the preemption signal is off\n");
+    } else
         fprintf(stderr, "test_deadlock: stack overflow case skipped under ASan\n");
     return 0;
 }
