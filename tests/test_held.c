@@ -324,8 +324,19 @@ static int lock_test(void *arg)
 
 /* ---- a NORMAL goroutine readied on the global queue goes before held LOW spinners */
 
-enum { FROUNDS = 40 };
+enum { FROUNDS = 40, FN = 3 };
 static loom_chan *fchan;
+static struct spin *fspin; /* prio_global_test's spinners */
+
+/* What the foreign sender hands main: when it sent, and the switches-out counted so far
+ * (loom_stats' preemptions, read from the sender's thread just before the send), so that
+ * main can tell how many times a spinner was switched out between its readying and its
+ * turn; and each spinner's count then, to tell which of them ran meanwhile. */
+struct fmsg {
+    int64_t t0;
+    uint64_t preemptions;
+    uint64_t before[FN];
+};
 
 static void *foreign_sender(void *arg)
 {
@@ -333,13 +344,22 @@ static void *foreign_sender(void *arg)
     for (int i = 0; i < FROUNDS; i++) {
         struct timespec ts = { 0, 2 * MS };
         nanosleep(&ts, NULL);
-        int64_t t0 = t_clock_ns();
         /* unbuffered: succeeds once main waits in loom_recv; from this thread, which runs
-         * no goroutine, main is readied onto the global queue */
-        while (loom_try_send(fchan, &t0) == -EAGAIN) {
+         * no goroutine, main is readied onto the global queue.  The counts are taken
+         * afresh before each try, so they are the ones just before the send that readied
+         * main. */
+        struct fmsg m;
+        do {
+            struct loom_stats st;
+            CHECK_OK(loom_stats(&st));
+            m.preemptions = st.preemptions;
+            snapshot(fspin, FN, m.before);
+            m.t0 = t_clock_ns();
+            if (loom_try_send(fchan, &m) != -EAGAIN)
+                break;
             struct timespec w = { 0, 100000 };
             nanosleep(&w, NULL);
-        }
+        } while (1);
     }
     return NULL;
 }
@@ -347,34 +367,51 @@ static void *foreign_sender(void *arg)
 static int prio_global_test(void *arg)
 {
     (void)arg;
-    enum { N = 3 };
-    struct spin s[N];
+    struct spin s[FN];
     memset(s, 0, sizeof s);
-    for (int i = 0; i < N; i++)
+    fspin = s;
+    for (int i = 0; i < FN; i++)
         CHECK(loom_go_attr(spinner, &s[i], &(loom_attr){ .priority = LOOM_PRIO_LOW }) != 0);
-    await_started(s, N); /* they have all run: two are held */
-    fchan = loom_chan_new(sizeof(int64_t), 0);
+    await_started(s, FN); /* they have all run: two are held */
+    fchan = loom_chan_new(sizeof(struct fmsg), 0);
     CHECK(fchan != NULL);
     pthread_t th;
     CHECK_EQ(pthread_create(&th, NULL, foreign_sender, NULL), 0);
-    int64_t d[FROUNDS];
+    int64_t d[FROUNDS], out[FROUNDS], ran[FROUNDS];
     for (int i = 0; i < FROUNDS; i++) {
-        int64_t t0;
-        CHECK_OK(loom_recv(fchan, &t0));
-        d[i] = t_clock_ns() - t0;
+        struct fmsg m;
+        CHECK_OK(loom_recv(fchan, &m));
+        d[i] = t_clock_ns() - m.t0;
+        uint64_t after[FN];
+        snapshot(s, FN, after);
+        struct loom_stats st;
+        CHECK_OK(loom_stats(&st));
+        out[i] = (int64_t)(st.preemptions - m.preemptions);
+        ran[i] = 0;
+        for (int k = 0; k < FN; k++)
+            ran[i] += after[k] != m.before[k];
     }
     CHECK_EQ(pthread_join(th, NULL), 0);
     qsort(d, FROUNDS, sizeof d[0], cmp_i64);
-    printf("NORMAL receiver woken from a foreign thread beside %d LOW spinners at 1 P: median %.2f ms, worst %.2f ms\n",
-           N, d[FROUNDS / 2] / 1e6, d[FROUNDS - 1] / 1e6);
-    /* it outranks the spinners: it runs once the running one is switched out (a kick,
-     * or the slice's end: 2 ms), not after the held ones get their turns on every 61st
-     * tick (some 60 slices) */
+    qsort(out, FROUNDS, sizeof out[0], cmp_i64);
+    qsort(ran, FROUNDS, sizeof ran[0], cmp_i64);
+    printf("NORMAL receiver woken from a foreign thread beside %d LOW spinners at 1 P: median %.2f ms, worst %.2f ms; "
+           "spinners switched out meanwhile: median %lld, most %lld; spinners that ran: median %lld, most %lld\n",
+           FN, d[FROUNDS / 2] / 1e6, d[FROUNDS - 1] / 1e6, (long long)out[FROUNDS / 2],
+           (long long)out[FROUNDS - 1], (long long)ran[FROUNDS / 2], (long long)ran[FROUNDS - 1]);
+    /* it outranks the spinners: it runs once the running one is switched out (a kick, or
+     * the slice's end), not after the held ones get their turns on every 61st tick (some
+     * 60 of them): asserted as the order, how many times a spinner was switched out between
+     * its readying and its turn (once: the one that had the thread), which a loaded machine
+     * does not change.  (Chaos mode stretches the readying and draws slices down to a
+     * tenth: more may end in it.) */
     if (!t_chaos())
-        CHECK_MSG(d[FROUNDS / 2] < 10 * MS, "median wakeup %.2f ms behind LOW spinners",
-                  d[FROUNDS / 2] / 1e6);
+        CHECK_MSG(out[FROUNDS / 2] <= 1,
+                  "a NORMAL goroutine readied globally waited while spinners were switched "
+                  "out %lld times (median)",
+                  (long long)out[FROUNDS / 2]);
     loom_chan_free(fchan);
-    stop_spinners(s, N);
+    stop_spinners(s, FN);
     return 0;
 }
 
