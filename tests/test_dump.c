@@ -2,7 +2,8 @@
  * test_dump.c — goroutine dumps, each in a child process (this program re-exec'd with a
  * mode argument); the parent reads the child's stderr and checks how it ended:
  *  - quit: goroutines parked in known static functions (a channel receive, a sleep, a
- *    mutex) and a named one; the parent sends SIGQUIT once they are parked.  The child
+ *    mutex) and a named one; the parent sends SIGQUIT once they are parked (the child says
+ *    so once loom_stats counts them and main waiting, and every other P idle).  The child
  *    exits with status 2 after "SIGQUIT: quit" and a dump in which each goroutine shows its
  *    state and wait reason with how long it waited, its name, symbolized frames naming the
  *    static function it parked in and the loom call, and "created by" its creator.
@@ -52,15 +53,32 @@ static __attribute__((noinline)) void spawn_all(void)
     loom_go(parked_in_sleep, NULL);
     loom_go(parked_in_lock, NULL);
     loom_go_attr(parked_in_recv, NULL, &(loom_attr){ .name = "named-waiter" });
-    loom_sleep(30 * 1000000); /* all four parked */
+}
+
+/* Are `parked` goroutines parked, none ready to run, and every P idle but those running
+ * one (the caller's)?  A P goes idle only after its goroutine's switch out is done, so the
+ * parked ones' frames are saved by then. */
+static bool settled(uint64_t parked)
+{
+    struct loom_stats st;
+    CHECK_OK(loom_stats(&st));
+    return st.waiting >= parked && st.runnable == 0 && st.idle_procs + st.running >= st.procs;
+}
+
+/* Says "ready" once the four and main are parked. */
+static void announcer(void *arg)
+{
+    (void)arg;
+    T_WAIT_UNTIL(settled(5), 30, "the four goroutines and main to park");
+    printf("ready\n");
+    fflush(stdout);
 }
 
 static int child_quit(void *arg)
 {
     (void)arg;
     spawn_all();
-    printf("ready\n");
-    fflush(stdout);
+    loom_go(announcer, NULL);
     int v;
     loom_recv(never, &v); /* until SIGQUIT */
     return 1;
@@ -92,7 +110,6 @@ static int run_child(const char *self, const char *mode, bool quit)
         char buf[16] = { 0 };
         ssize_t n = read(c.out_fd, buf, sizeof buf - 1);
         CHECK_MSG(n > 0 && strncmp(buf, "ready", 5) == 0, "child did not get ready");
-        usleep(50 * 1000);
         CHECK_OK(kill(c.pid, SIGQUIT));
     }
     size_t len = 0;
@@ -139,7 +156,7 @@ static __attribute__((unused)) void check_dump(void)
     block_with("\tloom_sleep+0x");
     block_with("\tloom__park+0x");
     check_has("] named-waiter:\n");
-    /* how long: the waiters parked >= 30 ms before the dump */
+    /* how long the waiters waited, in ms */
     check_has(" ms]");
     check_has("created by spawn_all+0x");
 }

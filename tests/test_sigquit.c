@@ -13,8 +13,9 @@
  *  - own, own_siginfo: the program installed its own handler (sa_handler, SA_SIGINFO)
  *    before loom_run: that handler runs, loom prints nothing.
  * In each child a goroutine sits in a plain blocking sleep(); once every goroutine is in
- * place the child prints "ready TID" (that thread's id) and the parent sends SIGQUIT to
- * the process.  Under ThreadSanitizer it is sent to that thread instead: TSan holds an
+ * place (loom_stats counts the receiver and main parked, every other P is idle, and the
+ * sleeper's thread is asleep in the kernel) the child prints "ready TID" (that thread's
+ * id) and the parent sends SIGQUIT to the process.  Under ThreadSanitizer it is sent to that thread instead: TSan holds an
  * asynchronous signal until the thread it hit calls an intercepted function, and the
  * thread a process-directed signal usually hits, loom_run's, waits on a futex, which is not
  * one; a thread inside sleep(), which TSan treats as blocking, gets the signal at once.
@@ -52,6 +53,43 @@ static __attribute__((noinline)) void blocked_in_sleep(void *arg)
         returned += (int)sleep(3600); /* plain, not loom_sleep: the thread blocks */
 }
 
+/* Is thread tid asleep in the kernel (S in /proc/self/task/TID/stat)? */
+struct tstate {
+    long tid;
+    bool asleep;
+};
+
+static bool see_state(long tid, char *stat, void *arg)
+{
+    struct tstate *t = arg;
+    if (tid != t->tid)
+        return true;
+    char *e = strrchr(stat, ')');
+    t->asleep = e && e[1] == ' ' && e[2] == 'S';
+    return false;
+}
+
+/* The receiver and main parked, none ready to run, every P idle but those running a
+ * goroutine (a P goes idle only after its goroutine's switch out is done, so the parked
+ * ones' frames are saved), and the sleeper's thread asleep in sleep(). */
+static bool in_place(void)
+{
+    struct loom_stats st;
+    CHECK_OK(loom_stats(&st));
+    struct tstate t = { __atomic_load_n(&blocker_tid, __ATOMIC_SEQ_CST), false };
+    CHECK(t_each_thread_stat(see_state, &t));
+    return st.waiting >= 2 && st.runnable == 0 && st.idle_procs + st.running >= st.procs && t.asleep;
+}
+
+/* Says "ready TID" once everything is in place. */
+static void announcer(void *arg)
+{
+    (void)arg;
+    T_WAIT_UNTIL(in_place(), 30, "the receiver and main to park and the sleeper to sleep");
+    printf("ready %d\n", __atomic_load_n(&blocker_tid, __ATOMIC_SEQ_CST));
+    fflush(stdout);
+}
+
 static __attribute__((noinline)) int child_main(void *arg)
 {
     (void)arg;
@@ -63,9 +101,7 @@ static __attribute__((noinline)) int child_main(void *arg)
     CHECK(loom_go(blocked_in_sleep, NULL) != 0);
     while (!__atomic_load_n(&blocker_tid, __ATOMIC_SEQ_CST))
         loom_sleep(1000000);
-    loom_sleep(30 * 1000000); /* the sleeper in sleep(), the receiver parked */
-    printf("ready %d\n", __atomic_load_n(&blocker_tid, __ATOMIC_SEQ_CST));
-    fflush(stdout);
+    CHECK(loom_go(announcer, NULL) != 0);
     int v;
     loom_recv(never, &v); /* until SIGQUIT */
     returned++;
@@ -135,7 +171,6 @@ static int run_child(const char *self, const char *mode, bool ignore)
     }
     int tid = 0;
     CHECK_MSG(sscanf(line, "ready %d", &tid) == 1 && tid > 0, "child %s said \"%s\"", mode, line);
-    usleep(50 * 1000);
 #if defined(LOOM_TSAN)
     CHECK_OK(syscall(SYS_tgkill, c.pid, tid, SIGQUIT));
 #else
