@@ -6,7 +6,9 @@
  * (parked_in_recv, parked_in_send, …) so that a backtrace can be checked for it; then a
  * goroutine "spinner" that loops in spin_forever without calling loom.  Once all are in
  * place (the parkers count themselves just before blocking; main_fn waits for the count,
- * then 20 ms more) it calls gdb_target_ready(), where the test's breakpoint stops it.
+ * then until loom_stats counts them parked and every other P idle: a P goes idle only
+ * after its goroutine's switch out, so their frames are saved) it calls
+ * gdb_target_ready(), where the test's breakpoint stops it.
  *
  * With LOOM_PROCS=2 and LOOM_ASYNCPREEMPT=0 the spinner is running on the other thread
  * when gdb stops; with LOOM_PROCS=1 (and asynchronous preemption on) main_fn can only run
@@ -173,7 +175,14 @@ static int main_fn(void *arg)
         return 1;
     while (__atomic_load_n(&parking, __ATOMIC_SEQ_CST) < PARKERS)
         loom_sleep(1000000);
-    loom_sleep(20 * 1000000LL); /* the last one's few steps to its park */
+    for (;;) { /* the last one's few steps to its park */
+        struct loom_stats st;
+        if (loom_stats(&st) != 0)
+            return 1;
+        if (st.waiting >= PARKERS && st.runnable == 0 && st.idle_procs + st.running >= st.procs)
+            break;
+        loom_sleep(1000000);
+    }
     id_spinner = go_named(run_spinner, "spinner");
     if (!id_spinner)
         return 1;
