@@ -29,7 +29,9 @@ static int main_fn(void *arg)
     CHECK(loom_go(blocked_reader, NULL) != 0);
     while (!atomic_load(&reading))
         loom_sleep(1000 * 1000);
-    loom_sleep(20 * 1000 * 1000); /* let it enter read() */
+    /* until it is inside loom_block_begin/end (its read() follows) */
+    struct loom_stats st;
+    T_WAIT_UNTIL(loom_stats(&st) == 0 && st.syscall >= 1, 30, "the reader to enter its blocking call");
     return 7;
 }
 
