@@ -24,7 +24,7 @@
 
 static void at_level(void *arg)
 {
-    *(int *)arg = loom_priority();
+    __atomic_store_n((int *)arg, loom_priority(), __ATOMIC_SEQ_CST);
 }
 
 static int t_api(void *arg)
@@ -42,7 +42,7 @@ static int t_api(void *arg)
     CHECK_EQ(loom_go_attr(at_level, &seen, &(loom_attr){ .priority = 5 }), 0);
     CHECK_EQ(t_errno(), EINVAL);
     CHECK(loom_go_attr(at_level, &seen, &(loom_attr){ .priority = LOOM_PRIO_LOW }) != 0);
-    loom_sleep(5 * 1000000);
+    T_WAIT_UNTIL(t_get(&seen) != 99, 30, "the LOW goroutine to run");
     CHECK_EQ(seen, LOOM_PRIO_LOW);
     return 0;
 }
@@ -136,6 +136,14 @@ static void lock_tag(void *arg)
     loom_wg_done(&hand_wg);
 }
 
+/* Goroutines parked now. */
+static uint64_t parked_now(void)
+{
+    struct loom_stats st;
+    CHECK_OK(loom_stats(&st));
+    return st.waiting;
+}
+
 static void handoff_case(const char *what, void (*fn)(void *), bool mutex)
 {
     const char *park = "l1Hm2"; /* parks in this order */
@@ -144,10 +152,12 @@ static void handoff_case(const char *what, void (*fn)(void *), bool mutex)
     loom_wg_add(&hand_wg, 5);
     if (mutex)
         loom_mutex_lock(&hand_mu);
+    uint64_t base = parked_now();
     for (const char *s = park; *s; s++) {
         char tag = *s == '2' ? 'I' : *s; /* l, 1, H, m, I: L1 N1 H1 L2 H2 */
         spawn_tag(fn, tag);
-        loom_sleep(3 * 1000000); /* it parks before the next one comes */
+        base++; /* it parks before the next one comes */
+        T_WAIT_UNTIL(parked_now() >= base, 30, "%s: waiter %c to park", what, tag);
     }
     if (mutex)
         CHECK_OK(loom_mutex_unlock(&hand_mu));
