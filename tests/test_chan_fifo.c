@@ -10,12 +10,10 @@
  *   - a daisy chain of goroutines receives values in sequence (Go's SynchFifo);
  *   - with several Ps, each sender's values arrive in its own send order.
  *
- * "Blocked in a known order": phase 1 runs with LOOM_PROCS=1, where a goroutine
- * that was just started and signalled "about to block" holds the only P until it
- * parks, so yielding/sleeping in the spawner is enough to know it is queued.
- * Phase 2 runs with the normal number of Ps, where that is only very likely
- * (a 5 ms grace per waiter); there a mismatch is retried twice before failing,
- * since an OS-level stall could reorder two waiters without any library bug.
+ * "Blocked in a known order": the spawner starts the next waiter only once loom_stats
+ * counts the last one parked (a goroutine counts as waiting once it is queued on the
+ * channel), so the order is known at one P (phase 1) and at the normal number of Ps
+ * (phase 2) alike, however slow the machine.
  */
 #include "t.h"
 
@@ -38,16 +36,12 @@ static void wait_flag(atomic_int *f)
     }
 }
 
-/* after the goroutine said "about to block", give it time to park */
-static void settle(void)
+/* Goroutines parked now. */
+static uint64_t parked_now(void)
 {
-    if (strict_mode) {
-        for (int i = 0; i < 4; i++)
-            loom_yield();
-        loom_sleep(200 * 1000);
-    } else {
-        loom_sleep(5 * 1000 * 1000);
-    }
+    struct loom_stats st;
+    CHECK_OK(loom_stats(&st));
+    return st.waiting;
 }
 
 enum { NWAIT = 8 };
@@ -107,6 +101,21 @@ static void receiver_fn(void *arg)
     atomic_store(&w->done, 1);
 }
 
+static bool parked(uint64_t base, int n, struct waiter *timed)
+{
+    int t = timed && !atomic_load(&timed->done); /* read first: it only ever finishes */
+    return parked_now() >= base + (uint64_t)n + (uint64_t)t;
+}
+
+/* Until n more goroutines than base are parked, and the timed waiter too while it has
+ * not finished (NULL: none): the goroutine just started is queued behind the others. */
+static void settle(uint64_t base, int n, struct waiter *timed)
+{
+    T_WAIT_UNTIL(parked(base, n, timed), DEADLINE_NS / 1000000000,
+                 "%d waiters to park (%llu parked, %llu before)", n, (unsigned long long)parked_now(),
+                 (unsigned long long)base);
+}
+
 static void wait_done(struct waiter *w)
 {
     int64_t end = loom_now() + DEADLINE_NS;
@@ -128,6 +137,7 @@ static int senders_in_order(size_t prefill)
         CHECK_OK(loom_send(c, &v));
     }
     struct waiter w[NWAIT];
+    uint64_t base = parked_now();
     for (int i = 0; i < NWAIT; i++) {
         memset(&w[i], 0, sizeof w[i]);
         w[i].c = c;
@@ -137,7 +147,7 @@ static int senders_in_order(size_t prefill)
         atomic_init(&w[i].done, 0);
         CHECK(loom_go(sender_fn, &w[i]) != 0);
         wait_flag(&w[i].started);
-        settle();
+        settle(base, i + 1, NULL);
     }
     for (int i = 0; i < NWAIT; i++)
         CHECK_MSG(!atomic_load(&w[i].done), "sender %d did not block", i);
@@ -177,6 +187,7 @@ static int receivers_in_order(size_t cap)
     CHECK(c != NULL);
     struct waiter w[NWAIT];
     struct waiter timed;
+    uint64_t base = parked_now();
     for (int i = 0; i < NWAIT; i++) {
         if (i == NWAIT / 2) {
             memset(&timed, 0, sizeof timed);
@@ -187,7 +198,7 @@ static int receivers_in_order(size_t cap)
             atomic_init(&timed.done, 0);
             CHECK(loom_go(receiver_fn, &timed) != 0);
             wait_flag(&timed.started);
-            settle();
+            settle(base, i, &timed);
         }
         memset(&w[i], 0, sizeof w[i]);
         w[i].c = c;
@@ -198,7 +209,7 @@ static int receivers_in_order(size_t cap)
         atomic_init(&w[i].done, 0);
         CHECK(loom_go(receiver_fn, &w[i]) != 0);
         wait_flag(&w[i].started);
-        settle();
+        settle(base, i + 1, i >= NWAIT / 2 ? &timed : NULL);
     }
     wait_done(&timed); /* its timeout passed while queued among the others */
     CHECK_ERR(timed.rc, ETIMEDOUT);
@@ -226,20 +237,13 @@ static int receivers_in_order(size_t cap)
 
 static void order_tests(void)
 {
-    int attempts = strict_mode ? 1 : 3;
     for (int kind = 0; kind < 4; kind++) {
         int bad = 0;
-        for (int a = 0; a < attempts; a++) {
-            switch (kind) {
-            case 0: bad = senders_in_order(0); break;
-            case 1: bad = senders_in_order(3); break;
-            case 2: bad = receivers_in_order(0); break;
-            default: bad = receivers_in_order(4); break;
-            }
-            if (!bad)
-                break;
-            if (a + 1 < attempts)
-                fprintf(stderr, "note: order test %d out of order (attempt %d), retrying\n", kind, a + 1);
+        switch (kind) {
+        case 0: bad = senders_in_order(0); break;
+        case 1: bad = senders_in_order(3); break;
+        case 2: bad = receivers_in_order(0); break;
+        default: bad = receivers_in_order(4); break;
         }
         CHECK_MSG(bad == 0, "FIFO order violated in order test %d (%s mode)", kind,
                   strict_mode ? "single-P strict" : "multi-P");
