@@ -5,9 +5,11 @@
  *    calls, then writes to each pipe, and every reader finishes.  Spare Ps stand in for
  *    blocked threads, and for blocked spares in turn, with threads added as needed;
  *  - past LOOM_MAX_THREADS loom lends no more spares and says so on stderr (a child run
- *    with a limit of 4 and 6 goroutines in usleep: they still finish, one after another).
+ *    with a limit of 4 and 6 goroutines in plain blocking reads, which the parent answers
+ *    once it has read that: they all finish).
  */
 #include "t.h"
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -76,13 +78,16 @@ static int main_many(void *arg)
 }
 
 /* The limit: LOOM_MAX_THREADS=4 at LOOM_PROCS=2 leaves room for 2 spares.  Six goroutines
- * sleep 300 ms in plain usleep(); loom says it lends no more, and all of them still end. */
+ * block in plain reads on a pipe (its read end's number in argv) that the parent writes
+ * six bytes to once loom has said it lends no more; all of them then end. */
 static int sleepers_done;
+static int limit_fd = -1;
 
 static void sleeper(void *arg)
 {
     (void)arg;
-    usleep(300000);
+    char c;
+    CHECK_EQ(read(limit_fd, &c, 1), 1); /* plain: loom does not know */
     __atomic_add_fetch(&sleepers_done, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -99,7 +104,8 @@ static int main_limit(void *arg)
 int main(int argc, char **argv)
 {
     alarm(240);
-    if (argc > 1 && !strcmp(argv[1], "limit")) {
+    if (argc > 2 && !strcmp(argv[1], "limit")) {
+        limit_fd = atoi(argv[2]);
         setenv("LOOM_PROCS", "2", 1);
         setenv("LOOM_MAX_THREADS", "4", 1);
         return loom_run(main_limit, NULL);
@@ -108,23 +114,45 @@ int main(int argc, char **argv)
     nblock = 100; /* threads are cheap enough under the sanitizers too */
     CHECK_EQ(loom_run(main_many, NULL), 0);
 
-    /* the limit, in a child whose stderr we read */
-    int errp[2];
+    /* the limit, in a child whose stderr we read, and whose readers we answer once it has
+     * said it lends no more (a 60 s guard) */
+    int errp[2], rel[2];
     CHECK_EQ(pipe(errp), 0);
+    CHECK_EQ(pipe(rel), 0);
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
         dup2(errp[1], 2);
         close(errp[0]);
-        execl("/proc/self/exe", argv[0], "limit", (char *)NULL);
+        close(rel[1]);
+        char fd[16];
+        snprintf(fd, sizeof fd, "%d", rel[0]);
+        execl("/proc/self/exe", argv[0], "limit", fd, (char *)NULL);
         _exit(127);
     }
     close(errp[1]);
-    char out[8192];
+    close(rel[0]);
+    char out[8192] = "";
     size_t n = 0;
     ssize_t k;
-    while (n < sizeof out - 1 && (k = read(errp[0], out + n, sizeof out - 1 - n)) > 0)
+    bool answered = false;
+    int64_t dl = t_clock_ns() + 60000000000LL;
+    for (;;) {
+        struct pollfd pf = { errp[0], POLLIN, 0 };
+        int r = poll(&pf, 1, 1000);
+        if (!answered && strstr(out, "LOOM_MAX_THREADS=4")) {
+            CHECK_EQ(write(rel[1], "abcdef", 6), 6);
+            answered = true;
+        }
+        CHECK_MSG(answered || t_clock_ns() < dl, "no word at the limit in 60 s; stderr:\n%s", out);
+        if (r <= 0)
+            continue;
+        if (n == sizeof out - 1 || (k = read(errp[0], out + n, sizeof out - 1 - n)) <= 0)
+            break;
         n += (size_t)k;
+        out[n] = 0;
+    }
+    close(rel[1]);
     out[n] = 0;
     int st;
     CHECK_EQ(waitpid(pid, &st, 0), pid);
