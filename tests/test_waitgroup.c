@@ -215,6 +215,8 @@ static int race_main(void *arg)
     for (long i = 0; i < NW; i++)
         CHECK(loom_go(r_waiter, NULL) != 0);
     loom_sleep(2000000000LL); /* 2 s: the racing add must land within a few instructions */
+    /* the waiters got through (the counter did reach zero under them), before they stop */
+    T_WAIT_UNTIL(__atomic_load_n(&r_waits, __ATOMIC_SEQ_CST) > 0, 30, "no waiter ever returned from wg_wait");
     __atomic_store_n(&r_stop, 1, __ATOMIC_SEQ_CST);
     int64_t dl = t_clock_ns() + 20LL * 1000000000;
     while (__atomic_load_n(&r_done, __ATOMIC_SEQ_CST) < NB + NW) {
