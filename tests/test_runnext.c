@@ -42,8 +42,8 @@ static void test_steal_busy_runnext(void)
     int64_t t0 = t_clock_ns();
     /* no loom call in here: only a thief can run the worker */
     while (!__atomic_load_n(&worker_ran, __ATOMIC_SEQ_CST)) {
-        CHECK_MSG(t_clock_ns() - t0 < 5000000000LL,
-                  "the goroutine in a busy P's runnext was not stolen in 5 s");
+        CHECK_MSG(t_clock_ns() - t0 < 30000000000LL,
+                  "the goroutine in a busy P's runnext was not stolen in 30 s");
     }
     int64_t took = t_clock_ns() - t0;
     CHECK_MSG(worker_tid != me, "the stolen goroutine ran on the spinner's thread %ld", me);
