@@ -118,6 +118,12 @@ static void w_thread_name(loom__wbuf *w, int pid, int64_t tid, const char *prefi
     loom__wb_str(w, "\"}}");
 }
 
+/* ",key": and a number */
+static void put_u64(loom__wbuf *w, const char *key, uint64_t v) {
+    loom__wb_str(w, key);
+    loom__wb_u64(w, v);
+}
+
 static void w_rec(loom__wbuf *w, M *m, const trec *r) {
     int pid = r->p >= 0 ? 1 : 2;
     int64_t tid = r->p >= 0 ? r->p : m->id;
@@ -161,46 +167,33 @@ static void w_rec(loom__wbuf *w, M *m, const trec *r) {
     loom__wb_i64(w, m->id);
     switch (r->kind) {
     case TR_RUN:
-        loom__wb_str(w, ",\"g\":");
-        loom__wb_u64(w, r->a);
+        put_u64(w, ",\"g\":", r->a);
         loom__wb_str(w, ",\"end\":\"");
         loom__wb_str(w, end_names[r->why]);
         loom__wb_str(w, "\"");
         break;
-    case TR_SYSCALL:
-        loom__wb_str(w, ",\"g\":");
-        loom__wb_u64(w, r->a);
-        break;
+    case TR_SYSCALL: put_u64(w, ",\"g\":", r->a); break;
     case TR_SPAWN:
-        loom__wb_str(w, ",\"g\":");
-        loom__wb_u64(w, r->a);
-        loom__wb_str(w, ",\"new\":");
-        loom__wb_u64(w, r->b);
+        put_u64(w, ",\"g\":", r->a);
+        put_u64(w, ",\"new\":", r->b);
         break;
     case TR_BLOCK:
-        loom__wb_str(w, ",\"g\":");
-        loom__wb_u64(w, r->a);
+        put_u64(w, ",\"g\":", r->a);
         loom__wb_str(w, ",\"reason\":\"");
         loom__wb_str(w, reason_names[r->why < WAIT_COUNT ? r->why : 0]);
         loom__wb_str(w, "\"");
         break;
     case TR_UNBLOCK:
-        loom__wb_str(w, ",\"g\":");
-        loom__wb_u64(w, r->a);
-        loom__wb_str(w, ",\"by\":");
-        loom__wb_u64(w, r->b);
+        put_u64(w, ",\"g\":", r->a);
+        put_u64(w, ",\"by\":", r->b);
         break;
     case TR_STEAL:
-        loom__wb_str(w, ",\"from\":");
-        loom__wb_u64(w, r->b);
-        loom__wb_str(w, ",\"n\":");
-        loom__wb_u64(w, r->why);
-        loom__wb_str(w, ",\"g\":");
-        loom__wb_u64(w, r->a);
+        put_u64(w, ",\"from\":", r->b);
+        put_u64(w, ",\"n\":", r->why);
+        put_u64(w, ",\"g\":", r->a);
         break;
     case TR_PREEMPT:
-        loom__wb_str(w, ",\"g\":");
-        loom__wb_u64(w, r->a);
+        put_u64(w, ",\"g\":", r->a);
         loom__wb_str(w, r->why ? ",\"kind\":\"async\"" : ",\"kind\":\"cooperative\"");
         break;
     }
@@ -332,17 +325,23 @@ void loom__trace_preempt(M *m, G *g, bool async) {
     m->tr_why = LOOM__TR_PREEMPT;
 }
 
+/* The record of a thread slice (idle, or in a blocking call) that began at m->tr_idle. */
+static trec *thread_slice(M *m, int kind, int64_t now) {
+    trec *r = rec_new(m, kind, m->tr_idle);
+    if (r) {
+        r->p = -1;
+        r->dur = now - m->tr_idle;
+    }
+    return r;
+}
+
 void loom__trace_idle(M *m, bool begin) {
     int64_t now = tnow();
     if (begin) {
         m->tr_idle = now;
         return;
     }
-    trec *r = rec_new(m, TR_IDLE, m->tr_idle);
-    if (r) {
-        r->p = -1;
-        r->dur = now - m->tr_idle;
-    }
+    thread_slice(m, TR_IDLE, now);
 }
 
 void loom__trace_syscall(M *m, G *g, bool begin) {
@@ -352,12 +351,8 @@ void loom__trace_syscall(M *m, G *g, bool begin) {
         m->tr_idle = now;
         return;
     }
-    trec *r = rec_new(m, TR_SYSCALL, m->tr_idle);
-    if (r) {
-        r->p = -1;
-        r->dur = now - m->tr_idle;
-        r->a = g->id;
-    }
+    trec *r = thread_slice(m, TR_SYSCALL, now);
+    if (r) r->a = g->id;
     if (m->p) run_begin(m, now);
 }
 
