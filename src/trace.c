@@ -124,6 +124,13 @@ static void put_u64(loom__wbuf *w, const char *key, uint64_t v) {
     loom__wb_u64(w, v);
 }
 
+/* ",key":"value" (key ends with the opening quote) */
+static void put_str(loom__wbuf *w, const char *key, const char *v) {
+    loom__wb_str(w, key);
+    loom__wb_str(w, v);
+    loom__wb_str(w, "\"");
+}
+
 static void w_rec(loom__wbuf *w, M *m, const trec *r) {
     int pid = r->p >= 0 ? 1 : 2;
     int64_t tid = r->p >= 0 ? r->p : m->id;
@@ -168,9 +175,7 @@ static void w_rec(loom__wbuf *w, M *m, const trec *r) {
     switch (r->kind) {
     case TR_RUN:
         put_u64(w, ",\"g\":", r->a);
-        loom__wb_str(w, ",\"end\":\"");
-        loom__wb_str(w, end_names[r->why]);
-        loom__wb_str(w, "\"");
+        put_str(w, ",\"end\":\"", end_names[r->why]);
         break;
     case TR_SYSCALL: put_u64(w, ",\"g\":", r->a); break;
     case TR_SPAWN:
@@ -179,9 +184,7 @@ static void w_rec(loom__wbuf *w, M *m, const trec *r) {
         break;
     case TR_BLOCK:
         put_u64(w, ",\"g\":", r->a);
-        loom__wb_str(w, ",\"reason\":\"");
-        loom__wb_str(w, reason_names[r->why < WAIT_COUNT ? r->why : 0]);
-        loom__wb_str(w, "\"");
+        put_str(w, ",\"reason\":\"", reason_names[r->why < WAIT_COUNT ? r->why : 0]);
         break;
     case TR_UNBLOCK:
         put_u64(w, ",\"g\":", r->a);
