@@ -217,6 +217,29 @@ static inline bool t_each_thread_stat(bool (*fn)(long tid, char *stat, void *arg
     return true;
 }
 
+/* Is thread tid of this process asleep in the kernel ('S' in /proc/self/task/TID/stat: a
+ * read, a sleep)? */
+struct t__tstate {
+    long tid;
+    bool asleep;
+};
+
+static inline bool t__see_state(long tid, char *stat, void *arg)
+{
+    struct t__tstate *t = arg;
+    if (tid != t->tid)
+        return true;
+    char *e = strrchr(stat, ')');
+    t->asleep = e && e[1] == ' ' && e[2] == 'S';
+    return false;
+}
+
+static inline bool t_thread_asleep(long tid)
+{
+    struct t__tstate t = { tid, false };
+    return t_each_thread_stat(t__see_state, &t) && t.asleep;
+}
+
 /* Small deterministic PRNG (xorshift64*); keep one state per goroutine. */
 typedef struct t_rng {
     uint64_t s;

@@ -65,30 +65,6 @@ static void blocker(void *arg)
     __atomic_store_n(&done, 1, __ATOMIC_SEQ_CST);
 }
 
-/* Whether thread tid of this process is asleep in the kernel ('S' in /proc: its read or
- * usleep). */
-struct tstate {
-    long tid;
-    bool asleep;
-};
-
-static bool see_state(long tid, char *stat, void *arg)
-{
-    struct tstate *t = arg;
-    if (tid != t->tid)
-        return true;
-    char *e = strrchr(stat, ')');
-    t->asleep = e && e[1] == ' ' && e[2] == 'S';
-    return false;
-}
-
-static bool thread_asleep(long tid)
-{
-    struct tstate t = { tid, false };
-    CHECK(t_each_thread_stat(see_state, &t));
-    return t.asleep;
-}
-
 /* The counter must move while the blocker is inside its call, which lasts until main has
  * seen that (so a slow, loaded machine only makes the test slower). */
 static int one_case(void *arg)
@@ -103,7 +79,7 @@ static int one_case(void *arg)
     loom_go(counter, NULL);
     T_WAIT_UNTIL(t_get(&inside_call), 30, "case %d: the blocker never reached its call", how);
     /* it is inside its call: its thread sleeps in the kernel */
-    T_WAIT_UNTIL(thread_asleep(__atomic_load_n(&blocker_tid, __ATOMIC_SEQ_CST)), 30,
+    T_WAIT_UNTIL(t_thread_asleep(__atomic_load_n(&blocker_tid, __ATOMIC_SEQ_CST)), 30,
                  "case %d: the blocker's thread never fell asleep", how);
     uint64_t c0 = __atomic_load_n(&count, __ATOMIC_RELAXED);
     T_WAIT_UNTIL(__atomic_load_n(&count, __ATOMIC_RELAXED) > c0, 30,

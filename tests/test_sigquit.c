@@ -53,22 +53,6 @@ static __attribute__((noinline)) void blocked_in_sleep(void *arg)
         returned += (int)sleep(3600); /* plain, not loom_sleep: the thread blocks */
 }
 
-/* Is thread tid asleep in the kernel (S in /proc/self/task/TID/stat)? */
-struct tstate {
-    long tid;
-    bool asleep;
-};
-
-static bool see_state(long tid, char *stat, void *arg)
-{
-    struct tstate *t = arg;
-    if (tid != t->tid)
-        return true;
-    char *e = strrchr(stat, ')');
-    t->asleep = e && e[1] == ' ' && e[2] == 'S';
-    return false;
-}
-
 /* The receiver and main parked, none ready to run, every P idle but those running a
  * goroutine (a P goes idle only after its goroutine's switch out is done, so the parked
  * ones' frames are saved), and the sleeper's thread asleep in sleep(). */
@@ -76,9 +60,8 @@ static bool in_place(void)
 {
     struct loom_stats st;
     CHECK_OK(loom_stats(&st));
-    struct tstate t = { __atomic_load_n(&blocker_tid, __ATOMIC_SEQ_CST), false };
-    CHECK(t_each_thread_stat(see_state, &t));
-    return st.waiting >= 2 && st.runnable == 0 && st.idle_procs + st.running >= st.procs && t.asleep;
+    return st.waiting >= 2 && st.runnable == 0 && st.idle_procs + st.running >= st.procs &&
+           t_thread_asleep(__atomic_load_n(&blocker_tid, __ATOMIC_SEQ_CST));
 }
 
 /* Says "ready TID" once everything is in place. */
