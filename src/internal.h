@@ -259,8 +259,8 @@ extern const char *const loom__wait_names[WAIT_COUNT];
 
 typedef struct loom__sudog loom__sudog;
 
-/* A FIFO of goroutines linked through schedlink (the priority levels' queues, an M's held
- * goroutines); the caller owns or locks it.  g goes at the tail, or at the head (it runs
+/* A FIFO of goroutines linked through schedlink (the priority levels' queues); the caller
+ * owns or locks it.  g goes at the tail, or at the head (it runs
  * next); get takes the head off. */
 static inline void loom__glist_put(G **head, G **tail, G *g, bool front);
 static inline G *loom__glist_get(G **head, G **tail);
@@ -294,8 +294,6 @@ struct loom__g {
     bool guarded;         /* a guard page sits below stack_lo */
     bool alocked;         /* locked to its M by an async preemption (not by the program);
                                   owner: the G */
-    bool movelock;        /* in loom_lock_thread, moving off a thread that holds
-                                  preempted goroutines: not to be run there; owner: the G */
     bool named;           /* name[] holds a loom_attr.name (else it is not read) */
     /* line 2 */
     int64_t waitsince;   /* loom_now() when it parked */
@@ -360,16 +358,6 @@ struct loom__m {
     G *lockedg;      /* goroutine locked to this thread */
     G *pending_g;    /* locked goroutine handed back with a P (startlockedm); set before park wakeup */
     G *nextg;        /* picked to run next but without a stack yet: g0 starts it; this M only */
-    /* goroutines this M switched out by the preemption signal (preempt_policy.c): each
-     * locked here (g->alocked), runnable, in no shared queue, oldest first, linked through
-     * schedlink.
-     * This M only; n[] is also read by others (relaxed: loom__m_nheld). */
-    struct {
-        G *head, *tail;
-        uint32_t n[LOOM__NLEVELS]; /* how many, per level */
-        int64_t since;             /* when a held goroutine last ran, or the first was held */
-        G *aged;                   /* the one resumed by aging, until it has resumed */
-    } held;
     /* the "after switch" hook: set by the context switching away, run by the one switched to */
     void (*after_fn)(G *prev, void *arg);
     void *after_arg;
@@ -399,13 +387,6 @@ struct loom__m {
     bool dtimer_ok;
     int64_t dtimer_when; /* what it is armed for, 0: not */
 };
-
-/* How many goroutines M m holds (a racy read from another thread: dumps, estimates). */
-static inline uint32_t loom__m_nheld(M *m) {
-    uint32_t n = 0;
-    for (int l = 0; l < LOOM__NLEVELS; l++) n += __atomic_load_n(&m->held.n[l], __ATOMIC_RELAXED);
-    return n;
-}
 
 /* Local run queue size, as Go's 256-slot ring. */
 #define LOOM_RUNQ_SIZE 256
@@ -541,7 +522,7 @@ struct loom__sched {
     uint64_t nhandoff, nlend; /* loom_stats: Ps handed on by sysmon; atomic */
     int schedtrace_ms;        /* LOOM_DEBUG=schedtrace=MS (0: off) */
     bool scheddetail;         /* LOOM_DEBUG=scheddetail=1 */
-    bool coopheld;            /* LOOM_DEBUG=coopheld=1 (proc.c, preempt_point) */
+    bool coopasync;           /* LOOM_DEBUG=coopasync=1 (proc.c, preempt_point) */
     bool check;               /* LOOM_DEBUG=check=1, chaos and sanitizer builds: invariant checks */
 };
 extern struct loom__sched loom__sched;
@@ -599,24 +580,22 @@ G *loom__prio_steal(P *p, P *victim, int prio);
 bool loom__prio_holds(P *p, G *g); /* invariant checks */
 void loom__prio_drain(P *p);
 /* ...and the policy, reached from the scheduler, each call behind a check of prio.used: */
-void loom__prio_init(void);                  /* schedinit: LOOM_PRIO_AGE_MS */
-void loom__prio_use(void);                   /* a goroutine left NORMAL: levels in use */
-bool loom__prio_ready(P *p, int prio);       /* a goroutine of level >= prio is ready */
-bool loom__prio_outranked(P *p);             /* a ready goroutine outranks p's running one */
-bool loom__prio_keeps(M *m, G *g);           /* g outranks every ready one: it keeps the P */
-G *loom__prio_runqget_above(P *p, int prio); /* a HIGH goroutine, if prio is lower */
-void loom__prio_kick(P *p);                  /* switch p's goroutine out soon */
-void loom__prio_queued(P *p, int prio);      /* level prio queued on p: kick if it outranks */
-void loom__prio_queued_global(int prio);     /* ...queued globally: kick the lowest Ps */
-bool loom__prio_kick_high(P *p);             /* sysmon: a HIGH one waits behind p's */
-void loom__prio_rearm(M *m);                 /* the deadline timer follows p's timers */
-void loom__prio_sysmon(P *p, int64_t now);   /* sysmon: aging, due timers */
-void loom__prio_sysmon_global(int64_t now);  /* sysmon: aging of the global queues */
+void loom__prio_init(void);                 /* schedinit: LOOM_PRIO_AGE_MS */
+void loom__prio_use(void);                  /* a goroutine left NORMAL: levels in use */
+bool loom__prio_ready(P *p, int prio);      /* a goroutine of level >= prio is ready */
+bool loom__prio_outranked(P *p);            /* a ready goroutine outranks p's running one */
+bool loom__prio_keeps(M *m, G *g);          /* g outranks every ready one: it keeps the P */
+void loom__prio_kick(P *p);                 /* switch p's goroutine out soon */
+void loom__prio_queued(P *p, int prio);     /* level prio queued on p: kick if it outranks */
+void loom__prio_queued_global(int prio);    /* ...queued globally: kick the lowest Ps */
+bool loom__prio_kick_high(P *p);            /* sysmon: a HIGH one waits behind p's */
+void loom__prio_rearm(M *m);                /* the deadline timer follows p's timers */
+void loom__prio_sysmon(P *p, int64_t now);  /* sysmon: aging, due timers */
+void loom__prio_sysmon_global(int64_t now); /* sysmon: aging of the global queues */
 
 /* ------------------------------------------------------------------ preempt_policy.c
  * Held goroutines (the rest of preempt_policy.c's interface is the core's: proc.h). */
-bool loom__held_has(M *m, int prio); /* m holds a goroutine of level >= prio */
-void loom__async_preempt(M *m);      /* from the signal handler: switch out, resume on m */
+void loom__async_preempt(M *m); /* from the signal handler: switch out, resume on m */
 
 /* ------------------------------------------------------------------ runq.c */
 void loom__runqput(P *p, G *g, bool next);

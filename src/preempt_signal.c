@@ -43,8 +43,8 @@
  * Sanitizer builds leave asynchronous preemption off: the sanitizer runtimes live inside
  * the executable with per-thread state that a switch in their middle would corrupt, and
  * ThreadSanitizer defers signals to its own points anyway.  Cooperative preemption works;
- * with LOOM_DEBUG=coopheld=1 a cooperative point switches the goroutine out as the signal
- * would (proc.c, preempt_point), which is how their tests reach the held goroutines' paths.
+ * with LOOM_DEBUG=coopasync=1 a cooperative point switches the goroutine out as the signal
+ * would (proc.c, preempt_point), which is how their tests reach that path.
  * The outermost loom_preempt_enable is such a point, as Go's releasem re-arms a preemption
  * refused while preemption was off.
  */

@@ -15,8 +15,8 @@
  * Jumping the queue.  A goroutine queued on a P whose running goroutine it outranks kicks
  * that P (loom__prio_kick): the preempt flag, which the running goroutine obeys at its
  * next loom call, and the preemption signal for one that runs plain C code
- * (preempt_signal.c);
- * the signal handler runs the HIGH goroutine on the spot (loom__async_preempt).  One
+ * (preempt_signal.c), whose handler gives the P to the HIGH goroutine
+ * (loom__async_preempt).  One
  * queued globally kicks every running P of the lowest level below it (the first of them
  * to get a CPU takes it).  The kicks are made where goroutines become ready (proc.c's
  * runqput/globrunqput wrappers), never by the queues themselves.  A goroutine that
@@ -191,55 +191,35 @@ bool loom__prio_outranked(P *p) {
 bool loom__prio_keeps(M *m, G *g) {
     if (!LOAD_RLX(&loom__sched.prio.used) || loom__prio_ready(m->p, g->prio)) return false;
     if (LOAD_RLX(&m->p->spare.retire)) return false;
-    if (unlikely(m->held.head) && loom__held_has(m, g->prio)) return false;
     if (LOAD_RLX(&m->p->preempt)) STORE(&m->p->preempt, 0);
     return true;
 }
 
-/* The first goroutine of HIGH level in a HIGH FIFO (not one aged into it, nor one moving to
- * lock another thread), unlinked if `take`; the caller holds the FIFO's lock. */
-static G *fifo_high(G **head, G **tail, bool take) {
-    G *prev = NULL;
-    for (G *g = *head; g; prev = g, g = g->schedlink) {
-        if (g->prio != LOOM_PRIO_HIGH || g->movelock) continue;
-        if (take) {
-            if (prev) prev->schedlink = g->schedlink;
-            else *head = g->schedlink;
-            if (*tail == g) *tail = prev;
-            g->schedlink = NULL;
-        }
-        return g;
-    }
-    return NULL;
+/* Does a HIGH FIFO hold a goroutine of HIGH level (not only ones aged into it)?  The caller
+ * holds the FIFO's lock. */
+static bool fifo_high(G *head) {
+    for (G *g = head; g; g = g->schedlink)
+        if (g->prio == LOOM_PRIO_HIGH) return true;
+    return false;
 }
 
-/* Such a goroutine in p's HIGH FIFO, else in the global one; taken off it if `take` (if
- * not, the result only says whether there is one: it may run and exit at once). */
-static G *find_high(P *p, bool take) {
-    G *g = NULL;
+/* Does such a goroutine wait in p's HIGH FIFO or the global one?  (A hint: it may run and
+ * exit at once.) */
+static bool find_high(P *p) {
+    bool found = false;
     int hi = LVL(LOOM_PRIO_HIGH);
     if (LOAD(&p->prio.n[hi])) {
         loom__spin_lock(&p->prio.lock);
-        if ((g = fifo_high(&p->prio.head[hi], &p->prio.tail[hi], take)) && take)
-            STORE(&p->prio.n[hi], p->prio.n[hi] - 1);
+        found = fifo_high(p->prio.head[hi]);
         loom__spin_unlock(&p->prio.lock);
     }
-    if (!g && LOAD(&loom__sched.prio.gq_n[hi])) { /* readied by sysmon or a thread without a P */
+    if (!found && LOAD(&loom__sched.prio.gq_n[hi])) { /* readied by sysmon or a thread without a P */
         loom__lock_acquire(&loom__sched.lock);
-        if ((g = fifo_high(&loom__sched.prio.gq_head[hi], &loom__sched.prio.gq_tail[hi], take)) && take) {
-            STORE(&loom__sched.prio.gq_n[hi], loom__sched.prio.gq_n[hi] - 1);
-            STORE(&loom__sched.runqsize, loom__sched.runqsize - 1);
-        }
+        found = fifo_high(loom__sched.prio.gq_head[hi]);
         loom__lock_release(&loom__sched.lock);
     }
-    return g;
+    return found;
 }
-
-/* A HIGH goroutine from p's own queue or the global one, when prio is lower, or NULL: the
- * M that holds an async-preempted goroutine of level prio runs these first on its own
- * thread (loom__async_preempt).  Aged goroutines at the head of the HIGH FIFO (aging puts
- * them there) keep their place and run right after. */
-G *loom__prio_runqget_above(P *p, int prio) { return prio < LOOM_PRIO_HIGH ? find_high(p, true) : NULL; }
 
 /* ---------------------------------------------------------------- kicks */
 
@@ -278,10 +258,10 @@ void loom__prio_queued_global(int prio) {
 }
 
 /* sysmon: a HIGH goroutine (not an aged one) waits, on p or globally, while p runs a
- * lower level: kick now, and loom__async_preempt runs it on p's thread.  True if kicked. */
+ * lower level: kick now, and loom__async_preempt gives it p.  True if kicked. */
 bool loom__prio_kick_high(P *p) {
     int rp = LOAD_RLX(&p->prio.running);
-    if (rp == LOOM__PRIO_NONE || rp >= LOOM_PRIO_HIGH || !find_high(p, false)) return false;
+    if (rp == LOOM__PRIO_NONE || rp >= LOOM_PRIO_HIGH || !find_high(p)) return false;
     loom__prio_kick(p);
     return true;
 }

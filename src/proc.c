@@ -60,8 +60,8 @@
  * Beyond Go: three policies of loom's own, each in a file that tells its story, hooked in
  * here by one direct call behind a check of its own state (proc.h):
  *   preempt_policy.c  goroutines preempted by signal (preempt_signal.c) must resume on
- *                     their thread; the M holds them and rotates them with its P's
- *                     queues (m->held.head);
+ *                     their thread: each waits locked to it, as a goroutine locked by
+ *                     the program does, and the thread runs nothing else meanwhile;
  *   spare.c           a thread blocked in a call loom was not told about gets a stand-in P
  *                     from sysmon, given back when the thread runs again (p->spare.retire);
  *   prio.c            priority levels: their queues, the kick that lets a HIGH goroutine
@@ -634,6 +634,15 @@ uint64_t loom_go(void (*fn)(void *), void *arg) { return loom_go_attr(fn, arg, N
 
 /* ------------------------------------------------------------------ schedule */
 
+/* The slice is used up (p->preempt): runnext loses its claim to the rest of it and goes to
+ * the tail, behind what waited meanwhile.  A goroutine readied after this (a due timer's)
+ * takes runnext afresh. */
+static ALWAYS_INLINE void slice_end(P *p) {
+    STORE(&p->preempt, 0);
+    G *next = loom__runnext_take(p);
+    if (next) runqput(p, next, false);
+}
+
 /* The top of runtime.schedule: the end of a slice's bookkeeping, the global queue on every
  * 61st tick (returned, if it had a goroutine), then due timers. */
 static ALWAYS_INLINE G *runq_first(P *p) {
@@ -641,11 +650,8 @@ static ALWAYS_INLINE G *runq_first(P *p) {
         /* deterministic mode keeps p->preempt set (det.c): its picks branch off here, off
          * the common path */
         if (unlikely(loom__det_on)) return loom__det_next(p);
-        /* the slice is used up: runnext loses its claim to the rest of it */
-        STORE(&p->preempt, 0);
         if (LOAD_RLX(&p->prio.kick)) STORE(&p->prio.kick, 0);
-        G *next = loom__runnext_take(p);
-        if (next) runqput(p, next, false);
+        slice_end(p);
     }
     if (p->schedtick % 61 == 0 && LOAD_RLX(&loom__sched.runqsize) > 0) {
         loom__lock_acquire(&loom__sched.lock);
@@ -667,9 +673,8 @@ static G *globrunq_take(P *p) {
     return g;
 }
 
-/* The next goroutine for M m from its P p and its held ones, or NULL. */
-static ALWAYS_INLINE G *runq_next(M *m, P *p, bool *inherit) {
-    if (unlikely(m->held.head)) return loom__held_next(m, p, inherit);
+/* The next goroutine from P p's queues, or NULL. */
+static ALWAYS_INLINE G *runq_next(P *p, bool *inherit) {
     *inherit = false;
     G *g = runq_first(p);
     return g ? g : loom__runqget(p, inherit);
@@ -864,7 +869,7 @@ static G *findrunnable(M *m) {
             LOOM__CHAOS(CH_SPIN);
             /* the re-check after dropping nmspinning (see the design story): the global
              * queue first (as Go since 1.21): a thread without a P that queued a goroutine
-             * there (held_wait, a timer fired by sysmon) saw us spinning and woke nobody */
+             * there (a timer fired by sysmon, a send from a thread outside the runtime) saw us spinning and woke nobody */
             bool work = LOAD(&loom__sched.runqsize) != 0;
             for (int i = 0; i < loom__nallp() && !work; i++) work = !loom__runqempty(loom__sched.allp[i]);
             P *np = work ? pidleget_lock() : NULL;
@@ -981,7 +986,7 @@ static void schedule(M *m) {
             loom__spare_retirep(m);
         }
         if (!m->p && !m->lockedg) { /* back from a blocking call without a P */
-            if (!(unlikely(m->held.head) ? loom__held_wait(m) : stopm(m))) return;
+            if (!stopm(m)) return;
             continue;
         }
         G *g;
@@ -996,7 +1001,7 @@ static void schedule(M *m) {
             m->nextg = NULL;
         } else {
             bool inherit;
-            g = runq_next(m, m->p, &inherit);
+            g = runq_next(m->p, &inherit);
             if (g) ran(m->p, inherit);
             else {
                 g = findrunnable(m);
@@ -1005,10 +1010,6 @@ static void schedule(M *m) {
             if (m->spinning) resetspinning(m);
             if (g->lockedm && g->lockedm != m) {
                 startlockedm(m, g);
-                continue;
-            }
-            if (unlikely(g->movelock) && m->held.head) {
-                loom__held_pass(m, g);
                 continue;
             }
         }
@@ -1022,13 +1023,12 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
     P *p = m->p;
     if (!m->lockedg && !LOAD_RLX(&loom__sched.exiting) && !LOAD_RLX(&p->spare.retire)) {
         bool inherit;
-        G *next = runq_next(m, p, &inherit);
+        G *next = runq_next(p, &inherit);
         if (next) {
             /* a goroutine's first run on a fresh stack faults in a page (~10 µs here):
              * not while `after` still holds the lock g parked under — go through g0;
              * a warm stack from the P's cache costs nothing: switch straight to it */
-            if (likely(next->lockedm == NULL) ? likely(!m->held.head) || !next->movelock
-                                              : next->lockedm == m) {
+            if (likely(next->lockedm == NULL) || next->lockedm == m) {
                 ran(p, inherit);
                 if (likely(next->stack_base != 0) || loom__stack_cached(p, next)) {
                     gogo(m, g, next, after, arg, false);
@@ -1049,14 +1049,7 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
 
 P *loom__releasep(M *m) { return releasep(m); }
 void loom__startm(P *p, bool spinning) { startm(p, spinning); }
-bool loom__mpark(M *m) { return mpark(m); }
-G *loom__runq_first(P *p) { return runq_first(p); }
-G *loom__runq_next(M *m, P *p, bool *inherit) { return runq_next(m, p, inherit); }
-G *loom__globrunq_take(P *p) { return globrunq_take(p); }
-
-void loom__gogo(M *m, G *from, G *to, void (*after)(G *, void *), void *arg) {
-    gogo(m, from, to, after, arg, false);
-}
+void loom__slice_end(P *p) { slice_end(p); }
 
 /* ------------------------------------------------------------------ park / ready */
 
@@ -1260,16 +1253,16 @@ void loom_yield(void) {
 }
 
 /* A cooperative preemption point on M m: yield if sysmon says the slice is used up.
- * LOOM_DEBUG=coopheld=1 switches the goroutine out as the signal would (held by this thread,
- * counted and traced as asynchronous): the held goroutines' paths then run where the signal
- * is off, in the sanitizer builds' tests (tests/test_held.c), and from points a test picks. */
+ * LOOM_DEBUG=coopasync=1 switches the goroutine out as the signal would (locked to this
+ * thread, counted and traced as asynchronous): that path then runs where the signal is
+ * off, in the sanitizer builds' tests (tests/test_preempt_turns.c, test_preempt_lock.c). */
 static void preempt_point(M *m) {
     if (m->p && LOAD_RLX(&m->p->preempt) && m->curg != &m->g0) {
         if (unlikely(loom__det_on)) { /* LOOM_SEED: a scheduling point (det.c) */
             if (loom__det_yield(m->p, m->curg)) yield_m(m);
             return;
         }
-        if (unlikely(loom__sched.coopheld)) {
+        if (unlikely(loom__sched.coopasync)) {
             loom__async_preempt(m);
             return;
         }
@@ -1312,7 +1305,6 @@ void loom_lock_thread(void) {
     if (!m || m->curg == &m->g0) return;
     G *g = m->curg;
     if (g->lockedm == m) return;
-    if (unlikely(m->held.head)) m = loom__held_move_off(m, g);
     m->lockedg = g;
     g->lockedm = m;
 }

@@ -1,10 +1,11 @@
 /*
  * proc.h — the scheduler's core (proc.c) as the files of loom's own policies see it:
- * preempt_policy.c (held goroutines), spare.c (spare Ps) and prio.c (priority levels).
+ * preempt_policy.c (goroutines preempted by signal), spare.c (spare Ps) and prio.c
+ * (priority levels).
  *
  * proc.c is Go's scheduler.  Each policy hooks into it by a direct call behind one check of
- * its own state (m->held.head, p->spare.retire, sched.prio.used: a predicted branch when the
- * policy is idle), and calls back into the core only through what is declared here.  Only
+ * its own state (the preemption signal's handler, p->spare.retire, sched.prio.used: a
+ * predicted branch when the policy is idle), and calls back into the core only through what is declared here.  Only
  * these files include it.  The static inline names are Go's (casgstatus, runqput,
  * globrunqput), so the callers read as proc.go does.
  */
@@ -83,18 +84,7 @@ static ALWAYS_INLINE void ran(P *p, bool inherit) {
 P *loom__p_new(int id);                 /* a P record, P_OFF; NULL: no memory */
 P *loom__releasep(M *m);                /* m drops its P (runtime.releasep) */
 void loom__startm(P *p, bool spinning); /* runtime.startm */
-bool loom__mpark(M *m);                 /* sleep until handed a P; false: exit */
-/* gogo, out of line: switch from `from` (running on m) to `to`; `after` runs on to's side */
-void loom__gogo(M *m, G *from, G *to, void (*after)(G *, void *), void *arg);
-G *loom__runq_first(P *p);                     /* schedule()'s first look */
-G *loom__runq_next(M *m, P *p, bool *inherit); /* the next goroutine for m, or NULL */
-G *loom__globrunq_take(P *p);                  /* a batch of the global queue */
-
-/* ------------------------------------------------------------------ preempt_policy.c */
-G *loom__held_next(M *m, P *p, bool *inherit); /* runq_next for an M that holds some */
-bool loom__held_wait(M *m);                    /* m holds some and lost its P */
-void loom__held_pass(M *m, G *g);              /* g moves to lock a thread: not here */
-M *loom__held_move_off(M *m, G *g);            /* loom_lock_thread on an M that holds */
+void loom__slice_end(P *p);             /* p's slice is used up: runnext to the tail */
 
 /* ------------------------------------------------------------------ spare.c */
 void loom__spare_off(P *sp);       /* give back spare sp, which we own */

@@ -37,7 +37,7 @@ static bool debug_opt(const char *e, size_t len, const char *name, int *out) {
 void loom__debug_init(void) {
     loom__sched.schedtrace_ms = 0;
     loom__sched.scheddetail = false;
-    loom__sched.coopheld = false;
+    loom__sched.coopasync = false;
 #if defined(LOOM_ASAN) || defined(LOOM_TSAN)
     loom__sched.check = true; /* the sanitizer builds always check */
 #else
@@ -50,7 +50,7 @@ void loom__debug_init(void) {
         int v;
         if (debug_opt(e, len, "schedtrace=", &v)) loom__sched.schedtrace_ms = v;
         else if (debug_opt(e, len, "scheddetail=", &v)) loom__sched.scheddetail = v != 0;
-        else if (debug_opt(e, len, "coopheld=", &v)) loom__sched.coopheld = v != 0;
+        else if (debug_opt(e, len, "coopasync=", &v)) loom__sched.coopasync = v != 0;
         else if (debug_opt(e, len, "check=", &v)) loom__sched.check = v != 0;
         e = end ? end + 1 : NULL;
     }
@@ -164,10 +164,10 @@ void loom__schedtrace(int64_t now) {
         P *mp = LOAD_RLX(&m->p);
         G *cg = LOAD_RLX(&m->curg);
         G *lg = LOAD_RLX(&m->lockedg);
-        fprintf(stderr, "  M%d: p=%d curg=%llu spinning=%d blocked=%d lockedg=%llu held=%u\n", m->id,
+        fprintf(stderr, "  M%d: p=%d curg=%llu spinning=%d blocked=%d lockedg=%llu\n", m->id,
                 mp ? mp->id : -1, (unsigned long long)(cg && cg != &m->g0 ? cg->id : 0),
                 (int)LOAD_RLX(&m->spinning), (int)LOAD_RLX(&m->blocked),
-                (unsigned long long)(lg ? lg->id : 0), loom__m_nheld(m));
+                (unsigned long long)(lg ? lg->id : 0));
     }
     loom__lock_release(&loom__sched.lock);
     fprintf(stderr, "  goroutines: runnable=%llu running=%llu syscall=%llu waiting=%llu",
