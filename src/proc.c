@@ -996,6 +996,7 @@ static void schedule(M *m) {
             if (!stoplockedm(m)) return;
             g = XCHG(&m->pending_g, NULL);
             if (!g) continue;
+            ran(m->p, false); /* a slice of its own (Go: execute(gp, false)) */
         } else if (m->nextg) {
             g = m->nextg; /* picked by schedule_from, to start here */
             m->nextg = NULL;
