@@ -403,8 +403,9 @@ struct loom__p {
     uint32_t runqhead;
     uint32_t runqtail;
     G *runq[LOOM_RUNQ_SIZE];
-    G *runnext; /* filled by the owner only; the owner and foreign takers CAS
+    G *runnext;           /* filled by the owner only; the owner and foreign takers CAS
                                    it to NULL (runq.c, "runnext") */
+    uint32_t runnexttick; /* schedtick when runnext was filled; owner only */
     /* priority levels (prio.c): a FIFO per level but NORMAL, which uses the ring above,
      * linked through schedlink, under lock (the owner, thieves and sysmon's aging take it);
      * n[] counts them, atomic, read without the lock */
@@ -589,7 +590,6 @@ void loom__prio_kick(P *p);                 /* switch p's goroutine out soon */
 void loom__prio_queued(P *p, int prio);     /* level prio queued on p: kick if it outranks */
 void loom__prio_queued_global(int prio);    /* ...queued globally: kick the lowest Ps */
 bool loom__prio_kick_high(P *p);            /* sysmon: a HIGH one waits behind p's */
-void loom__prio_rearm(M *m);                /* the deadline timer follows p's timers */
 void loom__prio_sysmon(P *p, int64_t now);  /* sysmon: aging, due timers */
 void loom__prio_sysmon_global(int64_t now); /* sysmon: aging of the global queues */
 
@@ -705,6 +705,7 @@ void loom__preempt_kick(P *p);   /* any thread: signal p's thread now */
 void loom__preempt_mstart(M *m); /* the M's deadline timer */
 void loom__preempt_mexit(M *m);
 void loom__preempt_arm(M *m, int64_t when); /* 0: disarm */
+void loom__preempt_rearm(M *m);             /* ...to the earliest timer of m's P */
 
 /* ------------------------------------------------------------------ stats.c */
 #define LOOM__COUNT(m, field) STORE_RLX(&(m)->field, (m)->field + 1) /* an M's own counter */

@@ -60,7 +60,7 @@ again:;
         return;
     }
     /* a spare P being given back (spare.c) is given back by the switch (schedule) */
-    if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
+    timers_at_switch(p);
     if (!LOAD_RLX(&p->spare.retire) && loom__runqempty(p) && LOAD_RLX(&loom__sched.runqsize) == 0) {
         STORE(&p->preempt, 0); /* nothing else to run: go on, a new slice */
         return;

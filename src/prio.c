@@ -25,7 +25,7 @@
  *
  * Timers of a HIGH sleeper must fire on time even when every CPU runs spinning goroutines
  * and sysmon waits for a CPU: each thread's deadline timer (preempt_signal.c) follows its P's
- * earliest timer (loom__prio_rearm), and sysmon fires due timers itself.
+ * earliest timer (loom__preempt_rearm), and sysmon fires due timers itself.
  *
  * Aging: sysmon watches the head of each lower level (runnext, the NORMAL ring, the LOW
  * FIFO, and the global NORMAL and LOW queues); a head that has not moved for
@@ -264,14 +264,6 @@ bool loom__prio_kick_high(P *p) {
     if (rp == LOOM__PRIO_NONE || rp >= LOOM_PRIO_HIGH || !find_high(p)) return false;
     loom__prio_kick(p);
     return true;
-}
-
-/* The thread's deadline timer follows the earliest timer of its P (preempt_signal.c), so
- * a HIGH sleeper's wakeup does not wait for sysmon to get a CPU. */
-void loom__prio_rearm(M *m) {
-    if (!m->dtimer_ok || !m->p) return;
-    int64_t w = LOAD_RLX(&m->p->timer0_when);
-    if (w != m->dtimer_when) loom__preempt_arm(m, w);
 }
 
 /* ---------------------------------------------------------------- aging (sysmon) */

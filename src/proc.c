@@ -163,7 +163,7 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
     to->m = m;
     if (m->p) {
         STORE_RLX(&m->p->prio.running, to != &m->g0 ? to->prio : LOOM__PRIO_NONE);
-        if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && to != &m->g0) loom__prio_rearm(m);
+        if (unlikely(LOAD_RLX(&loom__sched.prio.used) || to->alocked) && to != &m->g0) loom__preempt_rearm(m);
     }
     if (to != &m->g0) {
         if (unlikely(!to->stack_base)) start_stack(m, to);
@@ -634,11 +634,15 @@ uint64_t loom_go(void (*fn)(void *), void *arg) { return loom_go_attr(fn, arg, N
 
 /* ------------------------------------------------------------------ schedule */
 
-/* The slice is used up (p->preempt): runnext loses its claim to the rest of it and goes to
- * the tail, behind what waited meanwhile.  A goroutine readied after this (a due timer's)
- * takes runnext afresh. */
+/* The slice is used up (p->preempt): a runnext filled during it loses its claim to the rest
+ * of it and goes to the tail, behind what waited meanwhile (a ping-pong pair that shares
+ * one slice cannot starve the queue).  One filled before the slice began has waited a
+ * whole slice already (readied as a goroutine preempted by signal was switched out, which
+ * then got the P back by the global queue's turn): it keeps runnext and runs next.  A
+ * goroutine readied after this (a due timer's) takes runnext afresh. */
 static ALWAYS_INLINE void slice_end(P *p) {
     STORE(&p->preempt, 0);
+    if (!LOAD_RLX(&p->runnext) || p->runnexttick != p->schedtick) return;
     G *next = loom__runnext_take(p);
     if (next) runqput(p, next, false);
 }
@@ -947,7 +951,7 @@ static void startlockedm(M *m, G *g) { handlockedm(releasep(m), g); }
 static bool stoplockedm(M *m) {
     P *p = m->p;
     /* what a thread taking p would do first: run its due timers (they may ready work) */
-    if (p && LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
+    if (p) timers_at_switch(p);
     p = releasep(m);
     G *next = NULL;
     /* (not in deterministic mode: det.c picks what runs next, handoffp wakes it) */
@@ -1159,7 +1163,7 @@ static void timed_after(G *prev, void *arg) {
     if (tp->after) tp->after(prev, tp->arg);
     if (when >= 0 && LOAD(&prev->selectdone) == 0) {
         loom__timer_add(m->p, &prev->timer, when);
-        if (unlikely(LOAD_RLX(&loom__sched.prio.used))) loom__prio_rearm(m);
+        if (unlikely(LOAD_RLX(&loom__sched.prio.used))) loom__preempt_rearm(m);
     }
     STORE_REL(&prev->parking, 0);
 }
@@ -1193,7 +1197,7 @@ static void sleep_after(G *prev, void *arg) {
     int64_t when = *(int64_t *)arg;
     M *m = prev->m; /* this M: once the timer is armed, prev may run elsewhere */
     loom__timer_add(m->p, &prev->timer, when);
-    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) loom__prio_rearm(m);
+    if (unlikely(LOAD_RLX(&loom__sched.prio.used))) loom__preempt_rearm(m);
 }
 
 void loom_sleep(int64_t ns) {

@@ -75,7 +75,18 @@ static inline void globrunqputbatch(G *head, G *tail, int n) { /* sched.lock hel
         if (levels[LVL(prio)]) loom__prio_queued_global(prio);
 }
 
-/* A goroutine taken to run on p: one not from runnext starts a want time slice. */
+/* Runs p's due timers at a switch away from the running goroutine (loom__async_preempt,
+ * stoplockedm).  What they put in runnext did not share that goroutine's slice: it keeps
+ * runnext however late the thread that takes the P comes (slice_end, in proc.c, would see
+ * that slice's end if sysmon marks it meanwhile). */
+static inline void timers_at_switch(P *p) {
+    if (LOAD_RLX(&p->timer0_when) == 0) return;
+    G *before = LOAD_RLX(&p->runnext);
+    loom__timers_run(p, loom__now());
+    if (LOAD_RLX(&p->runnext) != before) p->runnexttick = p->schedtick - 1;
+}
+
+/* A goroutine taken to run on p: one not from runnext starts a new time slice. */
 static ALWAYS_INLINE void ran(P *p, bool inherit) {
     if (!inherit) STORE_RLX(&p->schedtick, p->schedtick + 1);
 }

@@ -179,6 +179,7 @@ void loom__runqput(P *p, G *g, bool next) {
         /* Only the owner (us) makes runnext non-NULL; foreign takers only CAS it to NULL.
          * So an empty slot stays empty until we fill it: a release store will do (the
          * common case: a channel handoff readies into the slot its peer just left). */
+        p->runnexttick = p->schedtick;
         G *old = LOAD_RLX(&p->runnext);
         if (!old) {
             STORE_REL(&p->runnext, g);
