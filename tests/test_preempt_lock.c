@@ -64,11 +64,8 @@ static void spin_round(uint64_t i)
 static void spin_until(const int *until, int want)
 {
     uint64_t i = 0;
-    volatile uint64_t sink = 0;
-    while (__atomic_load_n(until, __ATOMIC_ACQUIRE) < want) {
-        sink += ++i;
-        spin_round(i);
-    }
+    while (__atomic_load_n(until, __ATOMIC_ACQUIRE) < want)
+        spin_round(++i);
 }
 
 static void spinner(void *arg)
