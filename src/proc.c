@@ -323,9 +323,20 @@ static void newm(P *p, bool spinning) {
     errno = saved_errno;
 }
 
+/* Wakes M mp, parked in mpark, which has its P.  `here`: the caller is about to sleep
+ * (it hands its own P on), so mp goes to the caller's CPU, which is about to be free:
+ * woken plainly, the kernel may queue it behind a busy CPU's running thread for a tick
+ * (4 ms here) while the caller's CPU idles, and a P handed on at every preemption (a
+ * goroutine preempted by signal keeps its thread: preempt_policy.c) would be lost that
+ * long each time.  mpark gives the woken M its mask back. */
+static void mwake(M *mp, bool here) {
+    if (here && loom__topo_lend_cpu(mp->tid) == 0) mp->cpu_lent = true;
+    loom__note_wakeup(&mp->park);
+}
+
 /* Runs some M on P p, or on an idle P if p is NULL (runtime.startm).  If spinning, the
- * caller already counted the M in nmspinning. */
-static void startm(P *p, bool spinning) {
+ * caller already counted the M in nmspinning.  `here`: see mwake. */
+static void startm_here(P *p, bool spinning, bool here) {
     loom__lock_acquire(&loom__sched.lock);
     if (!p) {
         p = pidleget();
@@ -344,8 +355,10 @@ static void startm(P *p, bool spinning) {
     nm->spinning = spinning;
     nm->nextp = p;
     LOOM__CHAOS(CH_SPIN);
-    loom__note_wakeup(&nm->park);
+    mwake(nm, here);
 }
+
+static void startm(P *p, bool spinning) { startm_here(p, spinning, false); }
 
 /* Tries to add one more spinning M to run goroutines (runtime.wakep). */
 void loom__wakep(void) {
@@ -355,32 +368,33 @@ void loom__wakep(void) {
     startm(NULL, true);
 }
 
-/* Hands off P from an M that is about to block or sleep (runtime.handoffp). */
-static void handoffp(P *p) {
+/* Hands off P from an M that is about to block or sleep (runtime.handoffp); `here`: the
+ * caller is that M, not sysmon (see mwake). */
+static void handoffp_here(P *p, bool here) {
     if (unlikely(LOAD(&p->spare.retire))) { /* a spare being given back */
         loom__spare_off(p);
         return;
     }
     if (!loom__runqempty(p) || LOAD(&loom__sched.runqsize) != 0 ||
         (unlikely(loom__det_on) && loom__det_waiting())) {
-        startm(p, false);
+        startm_here(p, false, here);
         return;
     }
     if (LOAD(&loom__sched.nmspinning) + LOAD(&loom__sched.npidle) == 0 &&
         CAS(&loom__sched.nmspinning, 0, 1)) {
-        startm(p, true);
+        startm_here(p, true, here);
         return;
     }
     loom__lock_acquire(&loom__sched.lock);
     if (LOAD(&loom__sched.runqsize) != 0) {
         loom__lock_release(&loom__sched.lock);
-        startm(p, false);
+        startm_here(p, false, here);
         return;
     }
     if (loom__timers_next(p) != 0 && LOAD(&loom__sched.npidle) + 1 == LOAD(&loom__sched.nactive)) {
         /* this P's timers must not be left unwatched: keep it running */
         loom__lock_release(&loom__sched.lock);
-        startm(p, false);
+        startm_here(p, false, here);
         return;
     }
     if (unlikely(LOAD(&p->spare.retire))) { /* asked back since the look above */
@@ -391,6 +405,8 @@ static void handoffp(P *p) {
     pidleput(p);
     loom__lock_release(&loom__sched.lock);
 }
+
+static void handoffp(P *p) { handoffp_here(p, false); }
 
 /* A P record, zeroed, numbered id, P_OFF; NULL when out of memory. */
 P *loom__p_new(int id) {
@@ -412,6 +428,11 @@ static bool mpark(M *m) {
     STORE_RLX(&loom__sched.coarse_now, loom__nanotime()); /* sysmon may sleep deeply */
     LOOM__TRACE(loom__trace_idle(m, false));
     loom__note_clear(&m->park);
+    if (m->cpu_lent) { /* woken onto its waker's CPU (mwake) */
+        m->cpu_lent = false;
+        loom__topo_lent_back();
+        m->pin_cpu = -1; /* acquirep pins it again with LOOM_PIN=1 */
+    }
     if (LOAD(&loom__sched.exiting)) return false;
     acquirep(m, m->nextp);
     m->nextp = NULL;
@@ -935,7 +956,7 @@ static void handlockedm(P *p, G *g) {
     loom__lock_release(&loom__sched.lock);
     lm->nextp = p;
     STORE(&lm->pending_g, g);
-    loom__note_wakeup(&lm->park);
+    mwake(lm, true); /* the caller sleeps next (stoplockedm, startlockedm) */
 }
 
 /* Gives our P to the M that g is locked to, then waits for a P (runtime.startlockedm). */
@@ -969,7 +990,7 @@ static bool stoplockedm(M *m) {
     if (next) {
         handlockedm(p, next);
     } else if (p) {
-        handoffp(p);
+        handoffp_here(p, true);
     }
     loom__lock_acquire(&loom__sched.lock);
     loom__sched.nmlockedidle++;

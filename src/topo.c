@@ -211,6 +211,19 @@ int loom__topo_unpin_self(void) {
     return 0;
 }
 
+int loom__topo_lend_cpu(int tid) {
+    int cpu = sched_getcpu();
+    if (!T.mask || T.fake || cpu < 0) return -ENOSYS;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(tid, sizeof set, &set) == 0 ? 0 : -errno;
+}
+
+void loom__topo_lent_back(void) {
+    if (T.mask) (void)sched_setaffinity(0, T.masksz, T.mask);
+}
+
 int loom__topo_bind(void *addr, size_t len, int node) {
     if (T.fake || loom__topo_nnodes() <= 1) return 0;
     if (node < 0 || node >= T.nnodes) return -EINVAL;

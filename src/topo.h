@@ -43,6 +43,14 @@ int loom__topo_pin_self(int p);
  * A no-op (0) whenever loom__topo_pin_self is one. */
 int loom__topo_unpin_self(void);
 
+/* Places thread tid, about to be woken by the caller, on the caller's CPU (the caller is
+ * about to sleep: the kernel would otherwise queue the woken thread behind a busy CPU's
+ * running one); 0 or -errno.  The woken thread calls loom__topo_lent_back. */
+int loom__topo_lend_cpu(int tid);
+/* Undoes loom__topo_lend_cpu on the calling thread: the mask it had (the process's at init,
+ * or its P's CPU with LOOM_PIN=1, which acquirep sets again). */
+void loom__topo_lent_back(void);
+
 /* Prefers node's memory (node as loom__topo_node numbers it) for the whole pages inside
  * [addr, addr+len), via mbind(MPOL_PREFERRED); it affects pages touched after the call.
  * 0 or -errno (-EINVAL for a bad node; mbind's error, e.g. -EPERM or -ENOSYS under a
