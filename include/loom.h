@@ -230,6 +230,21 @@ int     loom_connect(int fd, const struct sockaddr *addr, socklen_t len);
 void    loom_block_begin(void);
 void    loom_block_end(void);
 
+/* loom additions, for libraries that interpose blocking libc calls (libloom_hook):
+ * loom_can_park: 1 if the caller is a goroutine that may park here, 0 on a thread that
+ * runs no goroutine (a foreign thread, the scheduler itself) and between
+ * loom_block_begin and loom_block_end, where the goroutine has no P to give back.
+ * loom_text_range: the bounds [*begin, *end) of loom's own code.  loom calls libc from
+ * there (read, poll, fcntl, close...) expecting the plain calls: an interposer that finds
+ * its return address in that range must act as the plain call.
+ * loom_fd_forget: loom drops what it knows of fd number fd (its kind, its epoll
+ * registration) and wakes the goroutines waiting on it with -ECANCELED, without closing
+ * it: for a caller about to put another file under that number (dup2, dup3).  0, -EINVAL
+ * for a negative fd; a no-op outside loom_run. */
+int     loom_can_park(void);
+void    loom_text_range(const void **begin, const void **end);
+int     loom_fd_forget(int fd);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

@@ -130,13 +130,29 @@ int loom_fd_wait(int fd, int events, int64_t timeout_ns) {
     }
 }
 
-int loom_fd_close(int fd) {
+int loom_fd_forget(int fd) {
     if (fd < 0) return -EINVAL;
     if (LOAD(&loom__sched.running)) {
         loom__pd *pd = loom__pd_get(fd);
         if (pd) loom__netpoll_close(pd);
     }
+    return 0;
+}
+
+int loom_fd_close(int fd) {
+    int r = loom_fd_forget(fd);
+    if (r < 0) return r;
     return close(fd) < 0 ? -errno : 0;
+}
+
+int loom_can_park(void) { return loom__in_goroutine(); }
+
+/* (src/arch/text_begin_elf.S says how the build keeps loom's code in one range) */
+extern const char loom__text_begin[], loom__text_end[];
+
+void loom_text_range(const void **begin, const void **end) {
+    if (begin) *begin = loom__text_begin;
+    if (end) *end = loom__text_end;
 }
 
 /* The I/O calls share one loop (do_io): an operation is tried without blocking; on EAGAIN

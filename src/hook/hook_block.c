@@ -1,0 +1,57 @@
+/*
+ * hook_block.c — calls that block inside libc with no fd the hook could wait on: name
+ * resolution (getaddrinfo, getnameinfo, gethostbyname*, gethostbyaddr*).  From a
+ * goroutine they run between loom_block_begin and loom_block_end: if one lasts, loom hands
+ * the goroutine's P to another thread (Go's syscall handoff), so the other goroutines go
+ * on; the thread itself waits in libc.  Anywhere else they are the plain calls.
+ */
+#include "hook.h"
+#include <errno.h>
+
+/* Runs `call` as the blocking path from a goroutine, else plainly; keeps its errno. */
+#define BLOCKING(type, call) \
+    do { \
+        if (loom__hook_mode(HOOK_CALLER()) != H_PARK) return call; \
+        loom_block_begin(); \
+        type r__ = call; \
+        int e__ = loom__hook_errno(); \
+        loom_block_end(); \
+        loom__hook_set_errno(e__); \
+        return r__; \
+    } while (0)
+
+HOOK_API int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res) {
+    BLOCKING(int, loom__real.getaddrinfo(node, service, hints, res));
+}
+
+HOOK_API int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen, char *serv,
+                         socklen_t servlen, int flags) {
+    BLOCKING(int, loom__real.getnameinfo(sa, salen, host, hostlen, serv, servlen, flags));
+}
+
+HOOK_API struct hostent *gethostbyname(const char *name) {
+    BLOCKING(struct hostent *, loom__real.gethostbyname(name));
+}
+
+HOOK_API struct hostent *gethostbyname2(const char *name, int af) {
+    BLOCKING(struct hostent *, loom__real.gethostbyname2(name, af));
+}
+
+HOOK_API struct hostent *gethostbyaddr(const void *addr, socklen_t len, int type) {
+    BLOCKING(struct hostent *, loom__real.gethostbyaddr(addr, len, type));
+}
+
+HOOK_API int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen, struct hostent **result,
+                             int *h_errnop) {
+    BLOCKING(int, loom__real.gethostbyname_r(name, ret, buf, buflen, result, h_errnop));
+}
+
+HOOK_API int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, size_t buflen,
+                              struct hostent **result, int *h_errnop) {
+    BLOCKING(int, loom__real.gethostbyname2_r(name, af, ret, buf, buflen, result, h_errnop));
+}
+
+HOOK_API int gethostbyaddr_r(const void *addr, socklen_t len, int type, struct hostent *ret, char *buf, size_t buflen,
+                             struct hostent **result, int *h_errnop) {
+    BLOCKING(int, loom__real.gethostbyaddr_r(addr, len, type, ret, buf, buflen, result, h_errnop));
+}

@@ -1,0 +1,155 @@
+/*
+ * t_hook.h — helpers for the tests of libloom_hook (tests/test_hook_*.c), which link it.
+ *
+ * t_hook_require() exits 77 (skipped) where the hook is off (LOOM_HOOK=0 set by hand).
+ * The watcher samples the process's thread count while a test runs: the hook's promise is
+ * that goroutines blocked in hooked calls cost no thread, so a test asserts a bound
+ * (t_hook_bound: LOOM_PROCS + 4 threads — loom_run's thread, sysmon, a thread per P and
+ * a little room) and that no spare P was lent for a thread blocked in the kernel.
+ */
+#ifndef LOOM_TEST_T_HOOK_H
+#define LOOM_TEST_T_HOOK_H
+
+#include "t.h"
+#include <loom_hook.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+
+#define MS 1000000LL
+
+static inline void t_hook_require(const char *name)
+{
+    if (!loom_hook_active()) {
+        printf("%s: skipped: libloom_hook is off (LOOM_HOOK=0)\n", name);
+        exit(77);
+    }
+}
+
+static inline int t_count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    CHECK(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* The most threads the process may have while goroutines block in hooked calls. */
+static inline int t_hook_bound(void) { return loom_procs() + 4; }
+
+struct t_watch {
+    int stop;
+    int max_threads;
+    loom_waitgroup done;
+};
+
+static void t_watch_fn(void *arg)
+{
+    struct t_watch *w = arg;
+    while (!__atomic_load_n(&w->stop, __ATOMIC_SEQ_CST)) {
+        int n = t_count_threads();
+        if (n > w->max_threads)
+            __atomic_store_n(&w->max_threads, n, __ATOMIC_SEQ_CST);
+        loom_sleep(MS);
+    }
+    loom_wg_done(&w->done);
+}
+
+/* Starts sampling the thread count every millisecond (from a goroutine). */
+static inline void t_watch_start(struct t_watch *w)
+{
+    memset(w, 0, sizeof *w);
+    w->done = (loom_waitgroup)LOOM_WAITGROUP_INIT;
+    loom_wg_add(&w->done, 1);
+    CHECK(loom_go(t_watch_fn, w) != 0);
+}
+
+/* Stops sampling and checks the bound and that no spare P was lent. */
+static inline void t_watch_check(struct t_watch *w, const char *what)
+{
+    __atomic_store_n(&w->stop, 1, __ATOMIC_SEQ_CST);
+    loom_wg_wait(&w->done);
+    int n = t_count_threads();
+    if (n > w->max_threads)
+        w->max_threads = n;
+    struct loom_stats st;
+    CHECK_OK(loom_stats(&st));
+    CHECK_MSG(w->max_threads <= t_hook_bound(), "%s: %d threads at LOOM_PROCS=%d (bound %d)", what,
+              w->max_threads, loom_procs(), t_hook_bound());
+    CHECK_MSG(st.spare_lends == 0, "%s: %llu spare Ps lent for threads blocked in the kernel", what,
+              (unsigned long long)st.spare_lends);
+}
+
+/* A TCP listener on 127.0.0.1, port chosen by the kernel; *port gets it. */
+static inline int t_listen_tcp(int *port, int backlog)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    CHECK_OK(bind(fd, (struct sockaddr *)&a, sizeof a));
+    CHECK_OK(listen(fd, backlog));
+    socklen_t len = sizeof a;
+    CHECK_OK(getsockname(fd, (struct sockaddr *)&a, &len));
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static inline struct sockaddr_in t_loopback(int port)
+{
+    return (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+}
+
+/* The kernel's O_NONBLOCK flag of fd, asked without going through the hook's fcntl. */
+static inline int t_kernel_nonblock(int fd)
+{
+    long fl = syscall(SYS_fcntl, fd, F_GETFL);
+    CHECK(fl >= 0);
+    return (fl & O_NONBLOCK) != 0;
+}
+
+/* errno, read and set through a call the compiler cannot fold: a goroutine may come back
+ * from a hooked call that parked on another thread, and a compiler may keep errno's
+ * (thread-local) address from before the call (README, "Blocking libraries on goroutines"). */
+__attribute__((noinline, noipa)) static int t_errno(void) { return errno; }
+__attribute__((noinline, noipa)) static void t_set_errno(int e) { errno = e; }
+
+/* Before loom_run (one thread): raise the soft RLIMIT_NOFILE to the hard limit and grow the
+ * fd table to n numbers.  Growing it later, with several threads, waits for an RCU grace
+ * period inside the kernel (milliseconds asleep in whatever call made the fd), which loom
+ * takes, rightly, for a thread blocked in the kernel and lends a spare P for. */
+static inline void t_prepare_fds(int n)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (rlim_t)n > rl.rlim_cur)
+        n = (int)rl.rlim_cur;
+    if (dup2(2, n - 1) == n - 1)
+        close(n - 1);
+}
+
+/* Sets the env LOOM_PROCS and runs fn under loom_run, requiring 0. */
+static inline void t_hook_run(int procs, int (*fn)(void *), void *arg)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", procs);
+    setenv("LOOM_PROCS", v, 1);
+    int rc = loom_run(fn, arg);
+    CHECK_MSG(rc == 0, "loom_run returned %d", rc);
+}
+
+#endif
