@@ -122,8 +122,8 @@ static inline int t_kernel_nonblock(int fd)
 /* errno, read and set through a call the compiler cannot fold: a goroutine may come back
  * from a hooked call that parked on another thread, and a compiler may keep errno's
  * (thread-local) address from before the call (README, "Blocking libraries on goroutines"). */
-__attribute__((noinline, noipa)) static int t_errno(void) { return errno; }
-__attribute__((noinline, noipa)) static void t_set_errno(int e) { errno = e; }
+__attribute__((noinline, noipa, unused)) static int t_errno(void) { return errno; }
+__attribute__((noinline, noipa, unused)) static void t_set_errno(int e) { errno = e; }
 
 /* Before loom_run (one thread): raise the soft RLIMIT_NOFILE to the hard limit and grow the
  * fd table to n numbers.  Growing it later, with several threads, waits for an RCU grace

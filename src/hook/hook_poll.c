@@ -153,7 +153,7 @@ static bool isset(const fd_set *s, int fd) {
 }
 
 static void copy_set(fd_set *dst, const fd_set *src, int nfds) {
-    if (src) memcpy(dst, src, (size_t)(nfds + LBITS - 1) / LBITS * sizeof(unsigned long));
+    if (src && dst) memcpy(dst, src, (size_t)(nfds + LBITS - 1) / LBITS * sizeof(unsigned long));
 }
 
 /* The zero-timeout look of select on copies of the sets; a result > 0 goes back to the
