@@ -7,6 +7,8 @@
 #      statically against libloom.a (checked to need no libloom.so);
 #   2. as a small CMake project: find_package(loom REQUIRED) + target_link_libraries(x loom::loom)
 #      (and loom::loom_shared when it is exported), with CMAKE_PREFIX_PATH=<tmp>/prefix.
+#   3. libloom_hook the same ways (pkg-config loom-hook; loom::hook, loom::hook_shared), with
+#      tests/hook_installed.c: a goroutine's plain read() parks.
 # Runs every binary and checks its line.  Prints "install: ok", or exits 1 with a reason.
 # Needs cmake, a C compiler (CC, default cc), pkg-config, nm and readelf (binutils).
 set -euo pipefail
@@ -138,5 +140,56 @@ check_run "cmake find_package, loom::loom" "$proj/build/x"
 if [ -x "$proj/build/x_shared" ]; then
     check_run "cmake find_package, loom::loom_shared" "$proj/build/x_shared"
 fi
+
+# ---- 3. libloom_hook: pkg-config loom-hook (shared, and static with -l:libloom_hook.a) and
+# CMake loom::hook / loom::hook_shared, each running tests/hook_installed.c
+want="hello from loom-hook: active=1 read=5 kernel_nonblock=1 view_nonblock=0 spare_lends=0"
+[ -f "$prefix/include/loom_hook.h" ] || fail "no include/loom_hook.h under $prefix"
+[ -f "$libdir/libloom_hook.a" ] || fail "no libloom_hook.a in $libdir"
+[ -f "$pcdir/loom-hook.pc" ] || fail "no loom-hook.pc in $pcdir"
+nm -D --defined-only "$libdir/libloom_hook.so" | grep -q ' T read$' \
+    || fail "libloom_hook.so does not export read"
+cp "$srcdir/tests/hook_installed.c" "$proj/"
+hcflags=$("${pkgconf[@]}" --cflags loom-hook)
+hlibs=$("${pkgconf[@]}" --libs loom-hook)
+hslibs=$("${pkgconf[@]}" --static --libs loom-hook)
+echo "install: pkg-config loom-hook: libs '$hlibs' static libs '$hslibs'"
+# shellcheck disable=SC2086
+quiet "pkg-config loom-hook shared build failed" \
+    "$cc" -std=gnu11 -Wall -Wextra -Werror "$proj/hook_installed.c" $hcflags -o "$tmp/hook_shared" $hlibs
+readelf -d "$tmp/hook_shared" | grep -q 'NEEDED.*libloom_hook\.so' \
+    || fail "hook_shared is not linked against libloom_hook.so"
+check_run "pkg-config loom-hook, shared" LD_LIBRARY_PATH="$libdir" "$tmp/hook_shared"
+static_libs=""
+for w in $hslibs; do
+    case $w in
+    -lloom) w="-l:libloom.a" ;;
+    -lloom_hook) w="-l:libloom_hook.a" ;;
+    esac
+    static_libs+="$w "
+done
+# shellcheck disable=SC2086
+quiet "pkg-config loom-hook static build failed" \
+    "$cc" -std=gnu11 -Wall -Wextra -Werror "$proj/hook_installed.c" $hcflags -o "$tmp/hook_static" $static_libs
+if readelf -d "$tmp/hook_static" | grep -q 'NEEDED.*libloom'; then
+    fail "hook_static still needs a shared libloom"
+fi
+nm -D --defined-only "$tmp/hook_static" | grep -q ' T read$' \
+    || fail "hook_static does not export read (hook.dynlist)"
+check_run "pkg-config loom-hook, static" "$tmp/hook_static"
+cat >"$proj/CMakeLists.txt" <<'EOF2'
+cmake_minimum_required(VERSION 3.16)
+project(hook_installed C)
+find_package(loom REQUIRED)
+add_executable(h hook_installed.c)
+target_link_libraries(h loom::hook)
+add_executable(h_shared hook_installed.c)
+target_link_libraries(h_shared loom::hook_shared)
+EOF2
+rm -rf "$proj/build"
+quiet "find_package(loom) loom::hook project did not configure" cmake "${cmake_args[@]}"
+quiet "find_package(loom) loom::hook project did not build" cmake --build "$proj/build"
+check_run "cmake find_package, loom::hook" "$proj/build/h"
+check_run "cmake find_package, loom::hook_shared" "$proj/build/h_shared"
 
 echo "install: ok"
