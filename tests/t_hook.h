@@ -16,6 +16,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -150,6 +151,73 @@ static inline void t_hook_run(int procs, int (*fn)(void *), void *arg)
     setenv("LOOM_PROCS", v, 1);
     int rc = loom_run(fn, arg);
     CHECK_MSG(rc == 0, "loom_run returned %d", rc);
+}
+
+/* ---- servers the tests start and stop (redis-server, postgres): outside loom_run */
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+static inline int t_free_port(void)
+{
+    int port;
+    int fd = t_listen_tcp(&port, 1);
+    close(fd);
+    return port;
+}
+
+/* Starts argv[0] (a path, or a name looked up in PATH) with its output appended to log;
+ * it dies with the test (a parent-death signal).  Returns its pid. */
+static inline pid_t t_spawn(const char *const argv[], const char *log)
+{
+    fflush(NULL);
+    pid_t parent = getpid(), pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits up to secs for a TCP connect to 127.0.0.1:port to succeed; false if pid died or
+ * time ran out. */
+static inline bool t_wait_port(int port, pid_t pid, int secs)
+{
+    int64_t dl = t_clock_ns() + secs * 1000000000LL;
+    while (t_clock_ns() < dl) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = t_loopback(port);
+        int r = connect(fd, (struct sockaddr *)&a, sizeof a);
+        close(fd);
+        if (r == 0) return true;
+        if (pid > 0 && waitpid(pid, NULL, WNOHANG) == pid) return false;
+        usleep(20000);
+    }
+    return false;
+}
+
+/* SIGTERM, then SIGKILL after secs; reaps it. */
+static inline void t_stop(pid_t pid, int secs)
+{
+    if (pid <= 0) return;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < secs * 50; i++) {
+        if (waitpid(pid, NULL, WNOHANG) == pid) return;
+        usleep(20000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* Prints the end of a log file to stderr (a server that would not start). */
+static inline void t_show_log(const char *log)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "tail -n 20 '%s' >&2", log);
+    if (system(cmd)) {}
 }
 
 #endif
