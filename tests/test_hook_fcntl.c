@@ -64,7 +64,7 @@ static void test_view(void)
     CHECK_GE(d2, 100);
     CHECK_EQ(fcntl(d, F_GETFL) & O_NONBLOCK, 0);
     CHECK_EQ(fcntl(d2, F_GETFL) & O_NONBLOCK, 0);
-    loom_go(write_later, &l);
+    CHECK_EQ(write(sv[1], "d", 1), 1);       /* (ThreadSanitizer does not follow F_DUPFD) */
     CHECK_EQ(read(d2, &c, 1), 1);
     CHECK_OK(close(d));
     CHECK_OK(close(d2));
