@@ -237,6 +237,22 @@ static inline void t_stop(pid_t pid, int secs)
     waitpid(pid, NULL, 0);
 }
 
+/* A test still running `seconds` from now prints every goroutine (loom's SIGQUIT dump, which
+ * also ends it) instead of waiting for ctest's timeout; its servers die with it. */
+static void t_hook_on_alarm(int sig)
+{
+    (void)sig;
+    static const char m[] = "FAIL: watchdog: the test did not finish in time; goroutines follow\n";
+    if (write(2, m, sizeof m - 1) < 0) {}
+    raise(SIGQUIT);
+}
+
+static inline void t_hook_watchdog(unsigned seconds)
+{
+    signal(SIGALRM, t_hook_on_alarm);
+    alarm(seconds);
+}
+
 /* Prints the end of a log file to stderr (a server that would not start). */
 static inline void t_show_log(const char *log)
 {

@@ -146,9 +146,10 @@ static int main_fn(void *arg)
     lfd = t_listen_tcp(&port, 512);
     struct pol *pols = calloc((size_t)quarter, sizeof *pols);
     int64_t t0 = loom_now();
-    loom_wg_add(&wg, 4 * quarter + quarter / 2);   /* (2 echo, acceptor, connector) per pair, poller,
-                                                      sleeper, and a feeder per odd poller */
-    for (int i = 0; i < quarter / 2; i++) {
+    int pairs = quarter / 2;
+    loom_wg_add(&wg, 4 * pairs + 2 * quarter + quarter / 2);  /* (2 echo, acceptor, connector) per pair,
+                                                                 poller, sleeper, a feeder per odd poller */
+    for (int i = 0; i < pairs; i++) {
         int sv[2];
         CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
         loom_go(echo_server, (void *)(intptr_t)sv[0]);
@@ -171,7 +172,7 @@ static int main_fn(void *arg)
     for (int i = 0; i < quarter; i++) close(pols[i].peer);
     CHECK_OK(close(lfd));
     free(pols);
-    printf("test_hook_many: %d goroutines in %.0f ms, at most %d threads\n", 4 * quarter + quarter / 2, took / 1e6,
+    printf("test_hook_many: %d goroutines in %.0f ms, at most %d threads\n", 4 * pairs + 2 * quarter + quarter / 2, took / 1e6,
            w.max_threads);
     return 0;
 }
@@ -179,6 +180,7 @@ static int main_fn(void *arg)
 int main(void)
 {
     t_hook_require("test_hook_many");
+    t_hook_watchdog(240);
     signal(SIGPIPE, SIG_IGN);
     t_prepare_fds(8192);
     t_hook_run(2, main_fn, NULL);

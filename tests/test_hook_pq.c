@@ -129,6 +129,7 @@ static int skip(const char *why)
 int main(void)
 {
     t_hook_require("test_hook_pq");
+    t_hook_watchdog(240);
     char initdb[256], postgres[256];
     if (!find_bin("initdb", initdb, sizeof initdb) || !find_bin("postgres", postgres, sizeof postgres))
         return skip("no initdb/postgres under /usr/lib/postgresql/*/bin (postgresql; .ci/run installs it) "

@@ -133,6 +133,7 @@ static int main_fn(void *arg)
 int main(void)
 {
     t_hook_require("test_hook_redis");
+    t_hook_watchdog(240);
     char dir[] = "/tmp/loom-redis-XXXXXX", log[64];
     CHECK(mkdtemp(dir) != NULL);
     snprintf(log, sizeof log, "%s/redis.log", dir);

@@ -38,6 +38,7 @@ static void test_many_sleepers(void)
     for (int i = 0; i < n; i++) CHECK_GE(ss[i].took, ss[i].us * 1000LL);
     /* on threads, 1000 sleeps of 50 ms would need 1000 threads or 50 s; parked, ~60 ms */
     CHECK_MSG(all < 3000 * MS, "1000 sleepers took %.1f ms", all / 1e6);
+    free(ss);
 }
 
 static void test_calls(void)
