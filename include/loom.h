@@ -240,10 +240,17 @@ void    loom_block_end(void);
  * loom_fd_forget: loom drops what it knows of fd number fd (its kind, its epoll
  * registration) and wakes the goroutines waiting on it with -ECANCELED, without closing
  * it: for a caller about to put another file under that number (dup2, dup3).  0, -EINVAL
- * for a negative fd; a no-op outside loom_run. */
+ * for a negative fd; a no-op outside loom_run.
+ * loom_fd_park: loom_fd_wait for a caller that has just seen EAGAIN from a non-blocking call
+ * on fd (or a zero-timeout poll say "not ready") and will make it again: it parks until an
+ * event may have come since, without looking at the fd's state first or after, so it may
+ * return > 0 with nothing ready (the caller's next try says EAGAIN and it parks again).
+ * Returns and errors as loom_fd_wait; timeout 0 returns -ETIMEDOUT unless an event is
+ * already pending. */
 int     loom_can_park(void);
 void    loom_text_range(const void **begin, const void **end);
 int     loom_fd_forget(int fd);
+int     loom_fd_park(int fd, int events, int64_t timeout_ns);
 
 #pragma GCC visibility pop
 

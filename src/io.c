@@ -130,6 +130,23 @@ int loom_fd_wait(int fd, int events, int64_t timeout_ns) {
     }
 }
 
+/* loom_fd_wait less its two looks at the fd's level (poll_once), for callers that have just
+ * made one themselves (loom.h): they retry their own call after any wake-up. */
+int loom_fd_park(int fd, int events, int64_t timeout_ns) {
+    if (fd < 0 || !(events & (LOOM_READABLE | LOOM_WRITABLE)) || (events & ~(LOOM_READABLE | LOOM_WRITABLE)))
+        return -EINVAL;
+    int err;
+    loom__pd *pd = poller_pd(fd, &err);
+    if (err) return err;
+    if (!pd) return wait_blocking(fd, events, timeout_ns);
+    int r = loom__netpoll_wait(pd, events, timeout_ns);
+    if (r == -EPERM) {                  /* epoll cannot watch it: the blocking path from now on */
+        STORE_RLX(&pd->flags, PD_KNOWN | PD_BLOCKING);
+        return wait_blocking(fd, events, timeout_ns);
+    }
+    return r;
+}
+
 int loom_fd_forget(int fd) {
     if (fd < 0) return -EINVAL;
     if (LOAD(&loom__sched.running)) {

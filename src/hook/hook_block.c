@@ -3,9 +3,12 @@
  * resolution (getaddrinfo, getnameinfo, gethostbyname*, gethostbyaddr*).  From a
  * goroutine they run between loom_block_begin and loom_block_end: if one lasts, loom hands
  * the goroutine's P to another thread (Go's syscall handoff), so the other goroutines go
- * on; the thread itself waits in libc.  Anywhere else they are the plain calls.
+ * on; the thread itself waits in libc.  Anywhere else they are the plain calls, and so
+ * are lookups that need no lookup (a numeric address and port, as libraries pass for
+ * "127.0.0.1"): a handoff there would cost a thread for a few microseconds' work.
  */
 #include "hook.h"
+#include <arpa/inet.h>
 #include <errno.h>
 
 /* Runs `call` as the blocking path from a goroutine, else plainly; keeps its errno. */
@@ -20,12 +23,24 @@
         return r__; \
     } while (0)
 
+/* A host that is an address already (or none), and a port number (or none). */
+static bool numeric(const char *node, const char *service) {
+    unsigned char a[16];
+    if (node && inet_pton(AF_INET, node, a) != 1 && inet_pton(AF_INET6, node, a) != 1) return false;
+    for (const char *p = service; p && *p; p++)
+        if (*p < '0' || *p > '9') return false;
+    return true;
+}
+
 HOOK_API int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res) {
+    if (numeric(node, service)) return loom__real.getaddrinfo(node, service, hints, res);
     BLOCKING(int, loom__real.getaddrinfo(node, service, hints, res));
 }
 
 HOOK_API int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen, char *serv,
                          socklen_t servlen, int flags) {
+    if ((flags & NI_NUMERICHOST) && (flags & NI_NUMERICSERV))
+        return loom__real.getnameinfo(sa, salen, host, hostlen, serv, servlen, flags);
     BLOCKING(int, loom__real.getnameinfo(sa, salen, host, hostlen, serv, servlen, flags));
 }
 

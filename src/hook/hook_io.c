@@ -24,9 +24,11 @@
  * where the blocking call would wait for room: it is retried, backing off from 100 us
  * to 10 ms, until it goes through or SO_SNDTIMEO passes.
  *
- * Waiting: loom_fd_wait on the fd.  When another goroutine already waits on it in the
- * same direction (-EBUSY: several acceptors of one listener, say), the waiter parks on a
- * temporary epoll set holding the fd instead, so any number can wait, as threads can.
+ * Waiting: loom_fd_park on the fd (the caller has just seen EAGAIN, or a zero-timeout look
+ * said "not ready", and tries again after any wake-up: no look at the fd's level is spent
+ * on either side).  When another goroutine already waits on it in the same direction
+ * (-EBUSY: several acceptors of one listener, say), the waiter parks on a temporary epoll
+ * set holding the fd instead, so any number can wait, as threads can.
  */
 #include "hook.h"
 #include <errno.h>
@@ -61,7 +63,7 @@ int loom__hook_wait(int fd, struct loom__hfd *e, int events, int64_t deadline, b
     }
     if (e && !(__atomic_load_n(&e->flags, __ATOMIC_RELAXED) & HF_LOOM))
         __atomic_fetch_or(&e->flags, HF_LOOM, __ATOMIC_RELAXED);   /* before loom knows it */
-    int r = loom_fd_wait(fd, events, left);
+    int r = loom_fd_park(fd, events, left);     /* (the caller has just seen EAGAIN) */
     if (r > 0) return 0;
     if (r == -EBUSY) {
         struct pollfd p = { .fd = fd, .events = poll_events(events) };
