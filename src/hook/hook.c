@@ -318,7 +318,9 @@ HOOK_API int setsockopt(int fd, int level, int opt, const void *val, socklen_t l
 /* ------------------------------------------------------------------ closing and reusing numbers */
 
 HOOK_API int close(int fd) {
-    if (loom__hook_mode(HOOK_CALLER()) == H_PLAIN) return loom__real.close(fd);
+    int mode = loom__hook_mode(HOOK_CALLER());
+    /* the entry goes whoever closes: loom_fd_close, called by the program itself, closes
+     * from inside loom */
     struct loom__hfd *e = entry(fd, false);
     uint32_t f = 0;
     if (e) {
@@ -326,7 +328,7 @@ HOOK_API int close(int fd) {
         __atomic_store_n(&e->rcvtimeo, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&e->sndtimeo, 0, __ATOMIC_RELAXED);
     }
-    if ((f & HF_LOOM) && may_call_loom()) {
+    if (mode != H_PLAIN && (f & HF_LOOM) && may_call_loom()) {
         int r = loom_fd_close(fd);
         if (r < 0) { errno = -r; return -1; }
         return 0;
