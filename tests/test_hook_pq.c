@@ -165,7 +165,13 @@ int main(void)
         t_stop(pid, 10);
         return skip("the PostgreSQL server did not start (see above)");
     }
-    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d user=loom dbname=postgres connect_timeout=60", port);
+    /* gssencmode=disable: libpq's default (prefer) has libgssapi set up a Kerberos context on
+     * every connect, parsing krb5.conf under a process-wide pthread mutex of libkrb5's; a
+     * goroutine switched out by the preemption signal while it holds that mutex must resume
+     * on its own thread, whose next goroutine then blocks on the mutex: every thread
+     * deadlocks (README, "Blocking libraries on goroutines").  Nothing here uses Kerberos. */
+    snprintf(conninfo, sizeof conninfo,
+             "host=127.0.0.1 port=%d user=loom dbname=postgres connect_timeout=60 gssencmode=disable", port);
     for (int i = 0; PQping(conninfo) != PQPING_OK; i++) {    /* listening is not yet accepting */
         if (i == 600 || waitpid(pid, NULL, WNOHANG) == pid) {
             t_show_log(log);

@@ -58,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -117,7 +118,26 @@ void loom__hook_resolve(void) {
     __atomic_store_n(&loom__hook_state, on ? HS_ON : HS_OFF, __ATOMIC_RELEASE);
 }
 
-__attribute__((constructor)) static void hook_init(void) { loom__hook_resolve(); }
+/* The kernel grows a process's fd table by doubling, and once the process has threads each
+ * growth waits for an RCU grace period (milliseconds asleep inside whichever call made the
+ * fd: socket, accept, pipe).  A goroutine caught there looks to loom like a thread blocked
+ * in the kernel.  So the table is grown here, before any thread exists, to the soft
+ * RLIMIT_NOFILE (at most 4096): a dup to the top number and back. */
+static void grow_fd_table(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    int top = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 4096 ? 4096 : (int)rl.rlim_cur;
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    int hi = top > fd + 1 ? (int)loom__real.fcntl(fd, F_DUPFD_CLOEXEC, top - 1) : -1;
+    if (hi >= 0) loom__real.close(hi);
+    loom__real.close(fd);
+}
+
+__attribute__((constructor)) static void hook_init(void) {
+    loom__hook_resolve();
+    if (__atomic_load_n(&loom__hook_state, __ATOMIC_ACQUIRE) == HS_ON) grow_fd_table();
+}
 
 HOOK_API int loom_hook_active(void) {
     loom__hook_resolve();
