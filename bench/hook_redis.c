@@ -36,7 +36,8 @@ static int port, nclients, nrounds;
 static int blocking_rounds(int id)
 {
     redisContext *c = redisConnect("127.0.0.1", port);
-    if (!c || c->err) return -1;
+    if (!c || c->err)
+        return -1;
     char key[32], val[32];
     snprintf(key, sizeof key, "b:%d", id);
     int bad = 0;
@@ -44,10 +45,12 @@ static int blocking_rounds(int id)
         snprintf(val, sizeof val, "%d", r);
         redisReply *rep = redisCommand(c, "SET %s %s", key, val);
         bad |= !rep || rep->type != REDIS_REPLY_STATUS;
-        if (rep) freeReplyObject(rep);
+        if (rep)
+            freeReplyObject(rep);
         rep = redisCommand(c, "GET %s", key);
         bad |= !rep || rep->type != REDIS_REPLY_STRING || strcmp(rep->str, val) != 0;
-        if (rep) freeReplyObject(rep);
+        if (rep)
+            freeReplyObject(rep);
     }
     redisFree(c);
     return bad ? -1 : 0;
@@ -59,7 +62,8 @@ static int failures;
 
 static void g_client(void *arg)
 {
-    if (blocking_rounds((int)(intptr_t)arg) != 0) __atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED);
+    if (blocking_rounds((int)(intptr_t)arg) != 0)
+        __atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED);
     loom_wg_done(&wg);
 }
 
@@ -68,7 +72,8 @@ static int g_main(void *arg)
     int64_t *took = arg;
     loom_wg_add(&wg, nclients);
     int64_t t0 = bench_now_ns();
-    for (int i = 0; i < nclients; i++) loom_go(g_client, (void *)(intptr_t)i);
+    for (int i = 0; i < nclients; i++)
+        loom_go(g_client, (void *)(intptr_t)i);
     loom_wg_wait(&wg);
     *took = bench_now_ns() - t0;
     return 0;
@@ -77,12 +82,17 @@ static int g_main(void *arg)
 /* ---- threads */
 static void *t_client(void *arg)
 {
-    if (blocking_rounds((int)(intptr_t)arg) != 0) __atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED);
+    if (blocking_rounds((int)(intptr_t)arg) != 0)
+        __atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED);
     return NULL;
 }
 
 /* ---- async */
-struct actx { redisAsyncContext *ac; int id, round; char key[32], val[32]; };
+struct actx {
+    redisAsyncContext *ac;
+    int id, round;
+    char key[32], val[32];
+};
 static int async_left;
 static struct event_base *base;
 
@@ -93,7 +103,8 @@ static void async_next(struct actx *a)
 {
     if (a->round == nrounds) {
         redisAsyncDisconnect(a->ac);
-        if (--async_left == 0) event_base_loopbreak(base);
+        if (--async_left == 0)
+            event_base_loopbreak(base);
         return;
     }
     snprintf(a->val, sizeof a->val, "%d", a->round);
@@ -105,7 +116,8 @@ static void on_set(redisAsyncContext *ac, void *r, void *priv)
 {
     struct actx *a = priv;
     redisReply *rep = r;
-    if (!rep || rep->type != REDIS_REPLY_STATUS) failures++;
+    if (!rep || rep->type != REDIS_REPLY_STATUS)
+        failures++;
     redisAsyncCommand(ac, on_reply, a, "GET %s", a->key);
 }
 
@@ -114,7 +126,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     (void)ac;
     struct actx *a = priv;
     redisReply *rep = r;
-    if (!rep || rep->type != REDIS_REPLY_STRING || strcmp(rep->str, a->val) != 0) failures++;
+    if (!rep || rep->type != REDIS_REPLY_STRING || strcmp(rep->str, a->val) != 0)
+        failures++;
     a->round++;
     async_next(a);
 }
@@ -127,7 +140,8 @@ static int64_t run_async(void)
     int64_t t0 = bench_now_ns();
     for (int i = 0; i < nclients; i++) {
         as[i].ac = redisAsyncConnect("127.0.0.1", port);
-        if (!as[i].ac || as[i].ac->err) bench_fail("async connect");
+        if (!as[i].ac || as[i].ac->err)
+            bench_fail("async connect");
         as[i].id = i;
         snprintf(as[i].key, sizeof as[i].key, "a:%d", i);
         redisLibeventAttach(as[i].ac, base);
@@ -156,10 +170,14 @@ int main(int argc, char **argv)
     bench_init(argc, argv, "hook_redis");
     nclients = (int)bench_param("clients", 500, 10);
     nrounds = (int)bench_param("rounds", 200, 10);
-    if (!getenv("LOOM_PROCS")) setenv("LOOM_PROCS", "2", 1);
+    if (!getenv("LOOM_PROCS"))
+        setenv("LOOM_PROCS", "2", 1);
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) { rl.rlim_cur = rl.rlim_max; setrlimit(RLIMIT_NOFILE, &rl); }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     pid_t server = 0;
     const char *given = getenv("BENCH_REDIS_PORT");
     if (given) {
@@ -174,36 +192,45 @@ int main(int argc, char **argv)
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             int null = open("/dev/null", O_WRONLY);
             dup2(null, 1);
-            execlp("redis-server", "redis-server", "--port", ps, "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                   "no", "--maxclients", maxc, (char *)NULL);
+            execlp("redis-server", "redis-server", "--port", ps, "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--maxclients", maxc, (char *)NULL);
             _exit(127);
         }
-        for (int i = 0;; i++) {             /* until it answers */
+        for (int i = 0;; i++) { /* until it answers */
             redisContext *c = redisConnect("127.0.0.1", port);
             bool up = c && !c->err;
-            if (c) redisFree(c);
-            if (up) break;
-            if (i == 300 || waitpid(server, NULL, WNOHANG) == server) bench_fail("redis-server did not start");
+            if (c)
+                redisFree(c);
+            if (up)
+                break;
+            if (i == 300 || waitpid(server, NULL, WNOHANG) == server)
+                bench_fail("redis-server did not start");
             usleep(20000);
         }
     }
     double cmds = 2.0 * nclients * nrounds;
     int64_t g_ns = 0;
-    if (loom_run(g_main, &g_ns) != 0 || failures) bench_fail("goroutines: %d clients failed", failures);
-    if (!loom_hook_active()) bench_fail("libloom_hook is off (LOOM_HOOK=0)");
+    if (loom_run(g_main, &g_ns) != 0 || failures)
+        bench_fail("goroutines: %d clients failed", failures);
+    if (!loom_hook_active())
+        bench_fail("libloom_hook is off (LOOM_HOOK=0)");
     pthread_t *ts = calloc((size_t)nclients, sizeof *ts);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 64 << 10);
     int64_t t0 = bench_now_ns();
     for (int i = 0; i < nclients; i++)
-        if (pthread_create(&ts[i], &attr, t_client, (void *)(intptr_t)i) != 0) bench_fail("pthread_create");
-    for (int i = 0; i < nclients; i++) pthread_join(ts[i], NULL);
+        if (pthread_create(&ts[i], &attr, t_client, (void *)(intptr_t)i) != 0)
+            bench_fail("pthread_create");
+    for (int i = 0; i < nclients; i++)
+        pthread_join(ts[i], NULL);
     int64_t t_ns = bench_now_ns() - t0;
     free(ts);
-    if (failures) bench_fail("threads: %d clients failed", failures);
+    if (failures)
+        bench_fail("threads: %d clients failed", failures);
     int64_t a_ns = run_async();
-    if (failures) bench_fail("async: %d replies wrong", failures);
+    if (failures)
+        bench_fail("async: %d replies wrong", failures);
     double g = cmds / (g_ns / 1e9), t = cmds / (t_ns / 1e9), a = cmds / (a_ns / 1e9);
     int procs = atoi(getenv("LOOM_PROCS"));
     printf("RESULT name=hook_redis metric=goroutines value=%.0f unit=cmd/s procs=%d\n", g, procs);

@@ -43,14 +43,13 @@ static int listen_fd = -1;
 
 struct lookup {
     const char *key;
-    loom_chan  *done;       /* each lookup sends one int when it is finished */
-    long long   count;      /* INCR's answer, -1 on error */
-    long        status;     /* HTTP status, 0 on error */
-    size_t      bytes;
+    loom_chan *done; /* each lookup sends one int when it is finished */
+    long long count; /* INCR's answer, -1 on error */
+    long status;     /* HTTP status, 0 on error */
+    size_t bytes;
 };
 
-static void redis_lookup(void *arg)
-{
+static void redis_lookup(void *arg) {
     struct lookup *l = arg;
     l->count = -1;
     /* one connection per lookup keeps the example short; a real service would pool them */
@@ -65,15 +64,13 @@ static void redis_lookup(void *arg)
     loom_send(l->done, &one);
 }
 
-static size_t count_bytes(char *p, size_t size, size_t n, void *arg)
-{
+static size_t count_bytes(char *p, size_t size, size_t n, void *arg) {
     (void)p;
     *(size_t *)arg += size * n;
     return size * n;
 }
 
-static void http_lookup(void *arg)
-{
+static void http_lookup(void *arg) {
     struct lookup *l = arg;
     CURL *h = curl_easy_init();
     if (h) {
@@ -91,30 +88,28 @@ static void http_lookup(void *arg)
 
 /* ---- a connection: lines in, one answer per line */
 
-static void answer(int fd, const char *key)
-{
+static void answer(int fd, const char *key) {
     int64_t t0 = loom_now();
     struct lookup l = { .key = key, .done = loom_chan_new(sizeof(int), 2) };
     if (!l.done) return;
-    loom_go(redis_lookup, &l);          /* both at once */
+    loom_go(redis_lookup, &l); /* both at once */
     loom_go(http_lookup, &l);
     int v;
     loom_recv(l.done, &v);
-    loom_recv(l.done, &v);              /* (l lives on this stack until both are done) */
+    loom_recv(l.done, &v); /* (l lives on this stack until both are done) */
     loom_chan_free(l.done);
     char line[512];
-    int n = snprintf(line, sizeof line, "%s count=%lld http=%ld bytes=%zu ms=%.1f\n", key, l.count, l.status, l.bytes,
-                     (loom_now() - t0) / 1e6);
-    if (n > 0 && write(fd, line, (size_t)n) < 0) return;    /* a plain blocking write */
+    int n = snprintf(line, sizeof line, "%s count=%lld http=%ld bytes=%zu ms=%.1f\n", key, l.count, l.status,
+                     l.bytes, (loom_now() - t0) / 1e6);
+    if (n > 0 && write(fd, line, (size_t)n) < 0) return; /* a plain blocking write */
 }
 
-static void serve(void *arg)
-{
+static void serve(void *arg) {
     int fd = (int)(intptr_t)arg;
     char buf[4096];
     size_t len = 0;
     for (;;) {
-        ssize_t k = read(fd, buf + len, sizeof buf - 1 - len);     /* a plain blocking read */
+        ssize_t k = read(fd, buf + len, sizeof buf - 1 - len); /* a plain blocking read */
         if (k <= 0) break;
         len += (size_t)k;
         char *nl;
@@ -126,26 +121,25 @@ static void serve(void *arg)
             memmove(buf, nl + 1, len - used);
             len -= used;
         }
-        if (len == sizeof buf - 1) break;                          /* a line too long */
+        if (len == sizeof buf - 1) break; /* a line too long */
     }
     close(fd);
 }
 
-static void on_signal(int sig)
-{
+static void on_signal(int sig) {
     (void)sig;
     int fd = listen_fd;
     listen_fd = -1;
-    if (fd >= 0) shutdown(fd, SHUT_RDWR);       /* wakes the blocked accept */
+    if (fd >= 0) shutdown(fd, SHUT_RDWR); /* wakes the blocked accept */
 }
 
-static int main_fn(void *arg)
-{
+static int main_fn(void *arg) {
     int port = (int)(intptr_t)arg;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t alen = sizeof a;
     if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 512) != 0 ||
@@ -158,10 +152,10 @@ static int main_fn(void *arg)
            loom_hook_active() ? "" : " (LOOM_HOOK=0: every blocking call holds a thread)");
     fflush(stdout);
     for (;;) {
-        int c = accept(fd, NULL, NULL);         /* a plain blocking accept */
+        int c = accept(fd, NULL, NULL); /* a plain blocking accept */
         if (c < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            break;                              /* shut down by the signal */
+            break; /* shut down by the signal */
         }
         loom_go(serve, (void *)(intptr_t)c);
     }
@@ -169,8 +163,7 @@ static int main_fn(void *arg)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s REDIS_PORT URL [PORT]\n", argv[0]);
         return 2;
@@ -182,7 +175,7 @@ int main(int argc, char **argv)
     struct sigaction sa = { .sa_handler = on_signal };
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    curl_global_init(CURL_GLOBAL_DEFAULT);       /* once, before any goroutine uses curl */
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* once, before any goroutine uses curl */
     int rc = loom_run(main_fn, (void *)(intptr_t)port);
     curl_global_cleanup();
     return rc;

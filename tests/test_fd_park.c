@@ -46,7 +46,11 @@ static void test_text_range(void)
     loom_text_range(NULL, NULL);
 }
 
-struct waiter { int fd; int r; int done; };
+struct waiter {
+    int fd;
+    int r;
+    int done;
+};
 
 static void park_waiter(void *arg)
 {
@@ -60,7 +64,7 @@ static void test_park(void)
     int pp[2];
     CHECK_OK(pipe2(pp, O_NONBLOCK));
     char c;
-    CHECK_EQ(read(pp[0], &c, 1), -1);                   /* EAGAIN: now park */
+    CHECK_EQ(read(pp[0], &c, 1), -1); /* EAGAIN: now park */
     int64_t t0 = loom_now();
     CHECK_ERR(loom_fd_park(pp[0], LOOM_READABLE, 20 * MS), ETIMEDOUT);
     CHECK_GE(loom_now() - t0, 20 * MS);
@@ -69,7 +73,7 @@ static void test_park(void)
     loom_go(park_waiter, &w);
     loom_sleep(5 * MS);
     CHECK_EQ(t_get(&w.done), 0);
-    CHECK_ERR(loom_fd_park(pp[0], LOOM_READABLE, 10 * MS), EBUSY);     /* one waiter per direction */
+    CHECK_ERR(loom_fd_park(pp[0], LOOM_READABLE, 10 * MS), EBUSY); /* one waiter per direction */
     CHECK_EQ(write(pp[1], "x", 1), 1);
     T_WAIT_UNTIL(t_get(&w.done), 10, "the parked waiter to wake");
     CHECK_GT(w.r, 0);
@@ -99,7 +103,7 @@ static void test_forget(void)
     CHECK_OK(loom_fd_forget(pp[0]));
     T_WAIT_UNTIL(t_get(&w.done), 10, "the waiter to be woken by loom_fd_forget");
     CHECK_ERR(w.r, ECANCELED);
-    CHECK_EQ(write(pp[1], "y", 1), 1);                  /* still open */
+    CHECK_EQ(write(pp[1], "y", 1), 1); /* still open */
     char c;
     CHECK_EQ(read(pp[0], &c, 1), 1);
     /* another pipe under the registered number: a new wait registers it afresh (the
@@ -108,8 +112,8 @@ static void test_forget(void)
     int64_t best = INT64_MAX;
     for (int round = 0; round < 5; round++) {
         int r, tries = 0;
-        while ((r = loom_fd_park(pp[0], LOOM_READABLE, 2 * MS)) > 0 && ++tries < 10) {}  /* (> 0: spurious) */
-        CHECK_ERR(r, ETIMEDOUT);                                                    /* registered */
+        while ((r = loom_fd_park(pp[0], LOOM_READABLE, 2 * MS)) > 0 && ++tries < 10) {} /* (> 0: spurious) */
+        CHECK_ERR(r, ETIMEDOUT);                                                        /* registered */
         int q[2];
         CHECK_OK(pipe2(q, O_NONBLOCK));
         CHECK_OK(loom_fd_forget(pp[0]));
@@ -122,11 +126,13 @@ static void test_forget(void)
         CHECK_EQ(write(q[1], "z", 1), 1);
         T_WAIT_UNTIL(t_get(&w.done), 10, "the waiter on the new pipe");
         CHECK_GT(w.r, 0);
-        if (loom_now() - t0 < best) best = loom_now() - t0;
+        if (loom_now() - t0 < best)
+            best = loom_now() - t0;
         CHECK_EQ(read(pp[0], &c, 1), 1);
         CHECK_OK(close(q[1]));
     }
-    CHECK_MSG(best < 4 * MS, "the fastest wake on a number put under a registration took %.2f ms", best / 1e6);
+    CHECK_MSG(best < 4 * MS, "the fastest wake on a number put under a registration took %.2f ms",
+              best / 1e6);
     CHECK_ERR(loom_fd_forget(-1), EINVAL);
     CHECK_OK(loom_fd_close(pp[0]));
     CHECK_OK(loom_fd_close(pp[1]));
@@ -145,7 +151,7 @@ static int main_fn(void *arg)
 int main(void)
 {
     CHECK_EQ(loom_can_park(), 0);
-    CHECK_OK(loom_fd_forget(5));                /* outside loom_run: nothing to do */
+    CHECK_OK(loom_fd_forget(5)); /* outside loom_run: nothing to do */
     T_RUN(main_fn, NULL);
     printf("test_fd_park: ok\n");
     return 0;

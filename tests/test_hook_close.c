@@ -8,7 +8,12 @@
  */
 #include "t_hook.h"
 
-struct rd { int fd; ssize_t got; int err; int done; };
+struct rd {
+    int fd;
+    ssize_t got;
+    int err;
+    int done;
+};
 
 static void reader(void *arg)
 {
@@ -21,7 +26,12 @@ static void reader(void *arg)
 
 static void wait_parked(int64_t n)
 {
-    T_WAIT_UNTIL(({ struct loom_stats s; loom_stats(&s); (int64_t)s.waiting >= n; }), 10, "a goroutine to park");
+    T_WAIT_UNTIL(({
+                     struct loom_stats s;
+                     loom_stats(&s);
+                     (int64_t) s.waiting >= n;
+                 }),
+                 10, "a goroutine to park");
 }
 
 static void test_close_wakes(void)
@@ -43,7 +53,7 @@ static int64_t wake_time(int fd, int wfd)
 {
     struct rd r = { fd, 0, 0, 0 };
     loom_go(reader, &r);
-    loom_sleep(2 * MS);                         /* parked by now */
+    loom_sleep(2 * MS); /* parked by now */
     int64_t t0 = loom_now();
     CHECK_EQ(write(wfd, "x", 1), 1);
     T_WAIT_UNTIL(t_get(&r.done), 10, "the reader on fd %d", fd);
@@ -64,12 +74,14 @@ static void test_dup_onto(void)
     for (int i = 0; i < rounds; i++) {
         int a[2], b[2];
         CHECK_OK(pipe(a));
-        wake_time(a[0], a[1]);                  /* a[0] is registered with loom now */
+        wake_time(a[0], a[1]); /* a[0] is registered with loom now */
         CHECK_OK(pipe(b));
-        if (i % 2) CHECK_EQ(dup2(b[0], a[0]), a[0]);
-        else CHECK_EQ(dup3(b[0], a[0], O_CLOEXEC), a[0]);
+        if (i % 2)
+            CHECK_EQ(dup2(b[0], a[0]), a[0]);
+        else
+            CHECK_EQ(dup3(b[0], a[0], O_CLOEXEC), a[0]);
         CHECK_OK(close(b[0]));
-        t[i] = wake_time(a[0], b[1]);           /* the new file under the old number */
+        t[i] = wake_time(a[0], b[1]); /* the new file under the old number */
         CHECK_OK(close(a[0]));
         CHECK_OK(close(a[1]));
         CHECK_OK(close(b[1]));
@@ -86,8 +98,10 @@ static void test_reuse(void)
     int64_t *t = calloc((size_t)rounds, sizeof *t);
     for (int i = 0; i < rounds; i++) {
         int sv[2];
-        if (i % 2) CHECK_OK(pipe(sv));
-        else CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+        if (i % 2)
+            CHECK_OK(pipe(sv));
+        else
+            CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
         t[i] = wake_time(sv[0], sv[1]);
         CHECK_OK(close(sv[0]));
         CHECK_OK(close(sv[1]));
@@ -100,9 +114,12 @@ static void test_reuse(void)
 static int main_fn(void *arg)
 {
     (void)arg;
-    if (t_want("close")) test_close_wakes();
-    if (t_want("dup")) test_dup_onto();
-    if (t_want("reuse")) test_reuse();
+    if (t_want("close"))
+        test_close_wakes();
+    if (t_want("dup"))
+        test_dup_onto();
+    if (t_want("reuse"))
+        test_reuse();
     return 0;
 }
 

@@ -11,7 +11,10 @@
  */
 #include "t_hook.h"
 
-struct echo_conn { int fd; loom_waitgroup *wg; };
+struct echo_conn {
+    int fd;
+    loom_waitgroup *wg;
+};
 
 static void echo_handler(void *arg)
 {
@@ -20,14 +23,18 @@ static void echo_handler(void *arg)
     for (;;) {
         ssize_t k = read(c->fd, buf, sizeof buf);
         CHECK_GE(k, 0);
-        if (k == 0) break;
+        if (k == 0)
+            break;
         CHECK_EQ(write(c->fd, buf, (size_t)k), k);
     }
     CHECK_OK(close(c->fd));
     free(c);
 }
 
-struct server { int lfd; int n; };
+struct server {
+    int lfd;
+    int n;
+};
 
 static void acceptor(void *arg)
 {
@@ -42,7 +49,12 @@ static void acceptor(void *arg)
     }
 }
 
-struct client { int port; int id; int ok; loom_waitgroup *wg; };
+struct client {
+    int port;
+    int id;
+    int ok;
+    loom_waitgroup *wg;
+};
 
 static void client(void *arg)
 {
@@ -52,7 +64,8 @@ static void client(void *arg)
     struct sockaddr_in a = t_loopback(c->port);
     CHECK_OK(connect(fd, (struct sockaddr *)&a, sizeof a));
     char msg[300], back[300];
-    for (size_t i = 0; i < sizeof msg; i++) msg[i] = (char)(c->id + i);
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (char)(c->id + i);
     for (int round = 0; round < 3; round++) {
         CHECK_EQ(write(fd, msg, sizeof msg), (long long)sizeof msg);
         size_t got = 0;
@@ -85,7 +98,8 @@ static void test_clients(void)
     }
     loom_wg_wait(&wg);
     t_watch_check(&w, "200 clients");
-    for (int i = 0; i < n; i++) CHECK(cs[i].ok);
+    for (int i = 0; i < n; i++)
+        CHECK(cs[i].ok);
     CHECK_EQ(fcntl(lfd, F_GETFL) & O_NONBLOCK, 0);
     CHECK(t_kernel_nonblock(lfd));
     CHECK_OK(close(lfd));
@@ -96,7 +110,7 @@ static void test_refused(void)
 {
     int port;
     int lfd = t_listen_tcp(&port, 1);
-    CHECK_OK(close(lfd));               /* nobody listens there now */
+    CHECK_OK(close(lfd)); /* nobody listens there now */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = t_loopback(port);
     CHECK_EQ(connect(fd, (struct sockaddr *)&a, sizeof a), -1);
@@ -106,7 +120,11 @@ static void test_refused(void)
 
 /* ---- many acceptors */
 
-struct acc { int lfd; int fd; loom_waitgroup *wg; };
+struct acc {
+    int lfd;
+    int fd;
+    loom_waitgroup *wg;
+};
 
 static void one_accept(void *arg)
 {
@@ -126,7 +144,7 @@ static void test_many_acceptors(void)
         as[i] = (struct acc){ lfd, -1, &wg };
         loom_go(one_accept, &as[i]);
     }
-    loom_sleep(20 * MS);                /* all of them waiting */
+    loom_sleep(20 * MS); /* all of them waiting */
     int *cfd = calloc((size_t)n, sizeof *cfd);
     struct sockaddr_in a = t_loopback(port);
     for (int i = 0; i < n; i++) {
@@ -146,7 +164,10 @@ static void test_many_acceptors(void)
 
 /* ---- a full Unix-domain backlog */
 
-struct unix_srv { int lfd; int n; };
+struct unix_srv {
+    int lfd;
+    int n;
+};
 
 static void slow_acceptor(void *arg)
 {
@@ -159,7 +180,10 @@ static void slow_acceptor(void *arg)
     }
 }
 
-struct uclient { const char *path; loom_waitgroup *wg; };
+struct uclient {
+    const char *path;
+    loom_waitgroup *wg;
+};
 
 static void unix_client(void *arg)
 {
@@ -188,7 +212,8 @@ static void test_unix_backlog(void)
     loom_waitgroup wg = LOOM_WAITGROUP_INIT;
     loom_wg_add(&wg, n);
     struct uclient u = { path, &wg };
-    for (int i = 0; i < n; i++) loom_go(unix_client, &u);
+    for (int i = 0; i < n; i++)
+        loom_go(unix_client, &u);
     loom_wg_wait(&wg);
     CHECK_OK(close(lfd));
     unlink(path);
@@ -197,10 +222,14 @@ static void test_unix_backlog(void)
 static int main_fn(void *arg)
 {
     (void)arg;
-    if (t_want("clients")) test_clients();
-    if (t_want("refused")) test_refused();
-    if (t_want("acceptors")) test_many_acceptors();
-    if (t_want("unix")) test_unix_backlog();
+    if (t_want("clients"))
+        test_clients();
+    if (t_want("refused"))
+        test_refused();
+    if (t_want("acceptors"))
+        test_many_acceptors();
+    if (t_want("unix"))
+        test_unix_backlog();
     return 0;
 }
 

@@ -25,7 +25,10 @@ static int port;
 static loom_waitgroup wg = LOOM_WAITGROUP_INIT;
 static int failures;
 
-struct body { char buf[256]; size_t len; };
+struct body {
+    char buf[256];
+    size_t len;
+};
 
 static size_t on_data(char *p, size_t size, size_t n, void *arg)
 {
@@ -65,13 +68,17 @@ static void client(void *arg)
         CURLcode rc = curl_easy_perform(h);
         long status = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        if (rc != CURLE_OK) bad("perform", curl_easy_strerror(rc));
-        else if (status != (miss ? 404 : 200)) bad("status", miss ? "not 404" : "not 200");
-        else if (!miss && (b.len != 14 || memcmp(b.buf, "Hello, World!\n", 14) != 0)) bad("body", "not hello");
+        if (rc != CURLE_OK)
+            bad("perform", curl_easy_strerror(rc));
+        else if (status != (miss ? 404 : 200))
+            bad("status", miss ? "not 404" : "not 200");
+        else if (!miss && (b.len != 14 || memcmp(b.buf, "Hello, World!\n", 14) != 0))
+            bad("body", "not hello");
     }
     long conns = 0;
     curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);
-    if (conns > 1) bad("keep-alive", "a new connection");
+    if (conns > 1)
+        bad("keep-alive", "a new connection");
     curl_easy_cleanup(h);
     loom_wg_done(&wg);
 }
@@ -84,7 +91,8 @@ static int main_fn(void *arg)
     t_watch_start(&w);
     loom_wg_add(&wg, n);
     int64_t t0 = loom_now();
-    for (int i = 0; i < n; i++) loom_go(client, NULL);
+    for (int i = 0; i < n; i++)
+        loom_go(client, NULL);
     loom_wg_wait(&wg);
     int64_t took = loom_now() - t0;
     t_watch_check(&w, "curl clients");

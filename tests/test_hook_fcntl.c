@@ -13,7 +13,10 @@
 #include "t_hook.h"
 #include <sys/ioctl.h>
 
-struct later { int fd; int64_t ns; };
+struct later {
+    int fd;
+    int64_t ns;
+};
 
 static void write_later(void *arg)
 {
@@ -30,7 +33,7 @@ static void test_view(void)
     struct later l = { sv[1], 10 * MS };
     loom_go(write_later, &l);
     char c;
-    CHECK_EQ(read(sv[0], &c, 1), 1);            /* parked */
+    CHECK_EQ(read(sv[0], &c, 1), 1); /* parked */
     CHECK(t_kernel_nonblock(sv[0]));
     int fl = fcntl(sv[0], F_GETFL);
     CHECK_EQ(fl & O_NONBLOCK, 0);
@@ -64,7 +67,7 @@ static void test_view(void)
     CHECK_GE(d2, 100);
     CHECK_EQ(fcntl(d, F_GETFL) & O_NONBLOCK, 0);
     CHECK_EQ(fcntl(d2, F_GETFL) & O_NONBLOCK, 0);
-    CHECK_EQ(write(sv[1], "d", 1), 1);       /* (ThreadSanitizer does not follow F_DUPFD) */
+    CHECK_EQ(write(sv[1], "d", 1), 1); /* (ThreadSanitizer does not follow F_DUPFD) */
     CHECK_EQ(read(d2, &c, 1), 1);
     CHECK_OK(close(d));
     CHECK_OK(close(d2));
@@ -79,7 +82,7 @@ static void test_nonblocking_sockets(void)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     struct sockaddr_in a = t_loopback(port);
     int r = connect(fd, (struct sockaddr *)&a, sizeof a);
-    CHECK(r == 0 || t_errno() == EINPROGRESS);          /* the program's own dance */
+    CHECK(r == 0 || t_errno() == EINPROGRESS); /* the program's own dance */
     struct pollfd p = { fd, POLLOUT, 0 };
     CHECK_EQ(poll(&p, 1, 5000), 1);
     int afd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
@@ -118,9 +121,12 @@ static void test_left_alone(void)
 static int main_fn(void *arg)
 {
     (void)arg;
-    if (t_want("view")) test_view();
-    if (t_want("nonblocking")) test_nonblocking_sockets();
-    if (t_want("alone")) test_left_alone();
+    if (t_want("view"))
+        test_view();
+    if (t_want("nonblocking"))
+        test_nonblocking_sockets();
+    if (t_want("alone"))
+        test_left_alone();
     return 0;
 }
 

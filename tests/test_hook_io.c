@@ -14,7 +14,12 @@
 #include "t_hook.h"
 #include <sys/uio.h>
 
-struct parked { int fd; ssize_t got; char buf[64]; int done; };
+struct parked {
+    int fd;
+    ssize_t got;
+    char buf[64];
+    int done;
+};
 
 static void reader(void *arg)
 {
@@ -25,7 +30,12 @@ static void reader(void *arg)
 
 static void wait_waiting(uint64_t n)
 {
-    T_WAIT_UNTIL(({ struct loom_stats s; loom_stats(&s); s.waiting >= n; }), 10, "goroutines to park");
+    T_WAIT_UNTIL(({
+                     struct loom_stats s;
+                     loom_stats(&s);
+                     s.waiting >= n;
+                 }),
+                 10, "goroutines to park");
 }
 
 static void test_read_parks(void)
@@ -38,13 +48,13 @@ static void test_read_parks(void)
     CHECK_EQ(__atomic_load_n(&p.done, __ATOMIC_SEQ_CST), 0);
     struct loom_stats st;
     CHECK_OK(loom_stats(&st));
-    CHECK_EQ(st.syscall, 0);                    /* parked, not blocked in the kernel */
-    CHECK_EQ(write(sv[1], "hello", 5), 5);      /* a partial read: 5 of 64 */
+    CHECK_EQ(st.syscall, 0);               /* parked, not blocked in the kernel */
+    CHECK_EQ(write(sv[1], "hello", 5), 5); /* a partial read: 5 of 64 */
     T_WAIT_UNTIL(t_get(&p.done), 10, "the reader to wake");
     CHECK_EQ(p.got, 5);
     CHECK_MEMEQ(p.buf, "hello", 5);
-    CHECK(t_kernel_nonblock(sv[0]));            /* the hook made it non-blocking... */
-    CHECK_EQ(fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0);    /* ...where the program cannot see */
+    CHECK(t_kernel_nonblock(sv[0]));                 /* the hook made it non-blocking... */
+    CHECK_EQ(fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0); /* ...where the program cannot see */
     /* end of file */
     p.done = 0;
     loom_go(reader, &p);
@@ -69,7 +79,13 @@ static void test_read_parks(void)
 
 /* ---- a write that fills the socket buffer */
 
-struct drain { int fd; size_t want; size_t got; uint64_t sum; int done; };
+struct drain {
+    int fd;
+    size_t want;
+    size_t got;
+    uint64_t sum;
+    int done;
+};
 
 static void slow_drain(void *arg)
 {
@@ -78,9 +94,11 @@ static void slow_drain(void *arg)
     while (d->got < d->want) {
         ssize_t k = read(d->fd, buf, sizeof buf);
         CHECK_GT(k, 0);
-        for (ssize_t i = 0; i < k; i++) d->sum += (unsigned char)buf[i];
+        for (ssize_t i = 0; i < k; i++)
+            d->sum += (unsigned char)buf[i];
         d->got += (size_t)k;
-        if ((d->got / 4096) % 64 == 0) usleep(200);
+        if ((d->got / 4096) % 64 == 0)
+            usleep(200);
     }
     __atomic_store_n(&d->done, 1, __ATOMIC_SEQ_CST);
 }
@@ -92,14 +110,17 @@ static void test_write_all(void)
     size_t n = 4 << 20;
     unsigned char *big = malloc(n);
     uint64_t sum = 0;
-    for (size_t i = 0; i < n; i++) sum += big[i] = (unsigned char)(i * 31 + 7);
+    for (size_t i = 0; i < n; i++)
+        sum += big[i] = (unsigned char)(i * 31 + 7);
     struct drain d = { .fd = sv[1], .want = n };
     loom_go(slow_drain, &d);
-    CHECK_EQ(write(sv[0], big, n), (long long)n);      /* all of it, as a blocking write */
+    CHECK_EQ(write(sv[0], big, n), (long long)n); /* all of it, as a blocking write */
     T_WAIT_UNTIL(t_get(&d.done), 30, "the drain");
     CHECK_EQU(d.sum, sum);
     /* writev and sendmsg, 2 MiB in three pieces each */
-    struct iovec iov[3] = { { big, 1 << 20 }, { big + (1 << 20), 1 }, { big + (1 << 20) + 1, (1 << 20) - 1 } };
+    struct iovec iov[3] = { { big, 1 << 20 },
+                            { big + (1 << 20), 1 },
+                            { big + (1 << 20) + 1, (1 << 20) - 1 } };
     d = (struct drain){ .fd = sv[1], .want = 4 << 20 };
     loom_go(slow_drain, &d);
     CHECK_EQ(writev(sv[0], iov, 3), 2 << 20);
@@ -107,7 +128,8 @@ static void test_write_all(void)
     CHECK_EQ(sendmsg(sv[0], &mh, 0), 2 << 20);
     T_WAIT_UNTIL(t_get(&d.done), 30, "the second drain");
     uint64_t want = 0;
-    for (size_t i = 0; i < (2u << 20); i++) want += 2 * big[i];
+    for (size_t i = 0; i < (2u << 20); i++)
+        want += 2 * big[i];
     CHECK_EQU(d.sum, want);
     /* the peer gone: EPIPE (SIGPIPE is ignored by main) */
     CHECK_OK(close(sv[1]));
@@ -137,10 +159,10 @@ static void test_flags(void)
     CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
     char buf[64];
     t_set_errno(0);
-    CHECK_EQ(recv(sv[0], buf, sizeof buf, MSG_DONTWAIT), -1);     /* the plain call */
+    CHECK_EQ(recv(sv[0], buf, sizeof buf, MSG_DONTWAIT), -1); /* the plain call */
     CHECK_EQ(t_errno(), EAGAIN);
     loom_go(sender, &sv[1]);
-    CHECK_EQ(recv(sv[0], buf, 40, MSG_WAITALL), 40);              /* four sends' worth */
+    CHECK_EQ(recv(sv[0], buf, 40, MSG_WAITALL), 40); /* four sends' worth */
     CHECK_MEMEQ(buf + 30, "0123456789", 10);
     /* readv, recvmsg */
     CHECK_EQ(write(sv[1], "abcdef", 6), 6);
@@ -150,7 +172,7 @@ static void test_flags(void)
     CHECK_MEMEQ(b, "cdef", 4);
     loom_go(sender, &sv[1]);
     struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-    CHECK_EQ(recvmsg(sv[0], &mh, 0), 10);                          /* parks for the first send */
+    CHECK_EQ(recvmsg(sv[0], &mh, 0), 10); /* parks for the first send */
     char rest[30];
     CHECK_EQ(recv(sv[0], rest, 30, MSG_WAITALL), 30);
     CHECK_OK(close(sv[0]));
@@ -165,12 +187,13 @@ static void test_flags(void)
     struct sockaddr_in from;
     socklen_t fl = sizeof from;
     int peer = u2;
-    loom_go(sender, &peer);         /* (send on an unconnected UDP socket fails: connect it) */
+    loom_go(sender, &peer); /* (send on an unconnected UDP socket fails: connect it) */
     CHECK_OK(connect(u2, (struct sockaddr *)&a1, sizeof a1));
     CHECK_EQ(recvfrom(u1, buf, sizeof buf, MSG_WAITALL, (struct sockaddr *)&from, &fl), 10);
     CHECK_EQ(fl, (long long)sizeof from);
     CHECK_EQ(from.sin_addr.s_addr, htonl(INADDR_LOOPBACK));
-    for (int i = 0; i < 3; i++) CHECK_EQ(recv(u1, buf, sizeof buf, 0), 10);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(recv(u1, buf, sizeof buf, 0), 10);
     CHECK_EQ(sendto(u1, "x", 1, 0, (struct sockaddr *)&from, fl), 1);
     CHECK_EQ(recv(u2, buf, sizeof buf, 0), 1);
     CHECK_OK(close(u1));
@@ -187,16 +210,22 @@ static void test_flags(void)
 
 /* ---- many pairs */
 
-struct pair { int rfd, wfd; uint64_t sum; loom_waitgroup *wg; };
+struct pair {
+    int rfd, wfd;
+    uint64_t sum;
+    loom_waitgroup *wg;
+};
 
 static void pair_writer(void *arg)
 {
     struct pair *p = arg;
     char buf[1500];
     for (int c = 0; c < 20; c++) {
-        for (size_t i = 0; i < sizeof buf; i++) buf[i] = (char)(c * 7 + i);
+        for (size_t i = 0; i < sizeof buf; i++)
+            buf[i] = (char)(c * 7 + i);
         CHECK_EQ(write(p->wfd, buf, sizeof buf), (long long)sizeof buf);
-        if (c % 4 == 0) usleep(300);
+        if (c % 4 == 0)
+            usleep(300);
     }
     CHECK_OK(close(p->wfd));
     loom_wg_done(p->wg);
@@ -209,8 +238,10 @@ static void pair_reader(void *arg)
     for (;;) {
         ssize_t k = read(p->rfd, buf, sizeof buf);
         CHECK_GE(k, 0);
-        if (k == 0) break;
-        for (ssize_t i = 0; i < k; i++) p->sum += buf[i];
+        if (k == 0)
+            break;
+        for (ssize_t i = 0; i < k; i++)
+            p->sum += buf[i];
     }
     CHECK_OK(close(p->rfd));
     loom_wg_done(p->wg);
@@ -226,8 +257,10 @@ static void test_many_pairs(void)
     t_watch_start(&w);
     for (int i = 0; i < n; i++) {
         int fds[2];
-        if (i % 2) CHECK_OK(pipe(fds));
-        else CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, fds));
+        if (i % 2)
+            CHECK_OK(pipe(fds));
+        else
+            CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, fds));
         ps[i] = (struct pair){ fds[0], fds[1], 0, &wg };
         loom_go(pair_reader, &ps[i]);
         loom_go(pair_writer, &ps[i]);
@@ -236,18 +269,24 @@ static void test_many_pairs(void)
     t_watch_check(&w, "200 pairs");
     uint64_t want = 0;
     for (int c = 0; c < 20; c++)
-        for (int i = 0; i < 1500; i++) want += (unsigned char)(c * 7 + i);
-    for (int i = 0; i < n; i++) CHECK_EQU(ps[i].sum, want);
+        for (int i = 0; i < 1500; i++)
+            want += (unsigned char)(c * 7 + i);
+    for (int i = 0; i < n; i++)
+        CHECK_EQU(ps[i].sum, want);
     free(ps);
 }
 
 static int main_fn(void *arg)
 {
     (void)arg;
-    if (t_want("read")) test_read_parks();
-    if (t_want("write")) test_write_all();
-    if (t_want("flags")) test_flags();
-    if (t_want("many")) test_many_pairs();
+    if (t_want("read"))
+        test_read_parks();
+    if (t_want("write"))
+        test_write_all();
+    if (t_want("flags"))
+        test_flags();
+    if (t_want("many"))
+        test_many_pairs();
     return 0;
 }
 

@@ -24,7 +24,8 @@ static bool read_full(int fd, char *buf, size_t n)
     size_t got = 0;
     while (got < n) {
         ssize_t k = read(fd, buf + got, n - got);
-        if (k <= 0) return false;
+        if (k <= 0)
+            return false;
         got += (size_t)k;
     }
     return true;
@@ -37,7 +38,8 @@ static void echo_server(void *arg)
     char buf[256];
     for (;;) {
         ssize_t k = read(fd, buf, sizeof buf);
-        if (k <= 0) break;
+        if (k <= 0)
+            break;
         fail_if(write(fd, buf, (size_t)k) != k, "echo write");
     }
     close(fd);
@@ -49,7 +51,8 @@ static void echo_client(void *arg)
     int fd = (int)(intptr_t)arg;
     for (int r = 0; r < ROUNDS; r++) {
         char msg[100], back[100];
-        for (int i = 0; i < 100; i++) msg[i] = (char)(fd + r + i);
+        for (int i = 0; i < 100; i++)
+            msg[i] = (char)(fd + r + i);
         fail_if(write(fd, msg, sizeof msg) != (ssize_t)sizeof msg, "client write");
         fail_if(!read_full(fd, back, sizeof back) || memcmp(msg, back, sizeof msg) != 0, "echo reply");
     }
@@ -58,7 +61,9 @@ static void echo_client(void *arg)
 }
 
 /* ---- pollers: odd ones are fed, even ones time out */
-struct pol { int fd, feed, peer; };      /* feed: where the feeder writes, -1: none */
+struct pol {
+    int fd, feed, peer;
+}; /* feed: where the feeder writes, -1: none */
 
 static void poller(void *arg)
 {
@@ -113,7 +118,10 @@ static void acceptor(void *arg)
     if (fd >= 0) {
         char buf[64];
         for (int r = 0; r < ROUNDS; r++) {
-            if (!read_full(fd, buf, sizeof buf)) { fail_if(true, "accepted read"); break; }
+            if (!read_full(fd, buf, sizeof buf)) {
+                fail_if(true, "accepted read");
+                break;
+            }
             fail_if(write(fd, buf, sizeof buf) != (ssize_t)sizeof buf, "accepted write");
         }
         close(fd);
@@ -147,7 +155,7 @@ static int main_fn(void *arg)
     struct pol *pols = calloc((size_t)quarter, sizeof *pols);
     int64_t t0 = loom_now();
     int pairs = quarter / 2;
-    loom_wg_add(&wg, 4 * pairs + 2 * quarter + quarter / 2);  /* (2 echo, acceptor, connector) per pair,
+    loom_wg_add(&wg, 4 * pairs + 2 * quarter + quarter / 2); /* (2 echo, acceptor, connector) per pair,
                                                                  poller, sleeper, a feeder per odd poller */
     for (int i = 0; i < pairs; i++) {
         int sv[2];
@@ -164,16 +172,18 @@ static int main_fn(void *arg)
         loom_go(poller, &pols[i]);
         loom_go(sleeper, (void *)(intptr_t)(1000 + i % 4000));
     }
-    for (int i = 1; i < quarter; i += 2) loom_go(feeder, &pols[i]);
+    for (int i = 1; i < quarter; i += 2)
+        loom_go(feeder, &pols[i]);
     loom_wg_wait(&wg);
     int64_t took = loom_now() - t0;
     t_watch_check(&w, "1000 goroutines");
     CHECK_EQ(t_get(&errors), 0);
-    for (int i = 0; i < quarter; i++) close(pols[i].peer);
+    for (int i = 0; i < quarter; i++)
+        close(pols[i].peer);
     CHECK_OK(close(lfd));
     free(pols);
-    printf("test_hook_many: %d goroutines in %.0f ms, at most %d threads\n", 4 * pairs + 2 * quarter + quarter / 2, took / 1e6,
-           w.max_threads);
+    printf("test_hook_many: %d goroutines in %.0f ms, at most %d threads\n",
+           4 * pairs + 2 * quarter + quarter / 2, took / 1e6, w.max_threads);
     return 0;
 }
 

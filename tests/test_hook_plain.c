@@ -30,7 +30,7 @@ static void *thread_writer(void *arg)
     return (void *)(intptr_t)(write(fd, "hello", 5) == 5);
 }
 
-static int sv[2];               /* a socket the hook made non-blocking, used after loom_run */
+static int sv[2]; /* a socket the hook made non-blocking, used after loom_run */
 
 static void test_threads(void)
 {
@@ -43,7 +43,7 @@ static void test_threads(void)
     void *ok;
     CHECK_OK(pthread_join(t, &ok));
     CHECK(ok);
-    CHECK(!t_kernel_nonblock(pp[0]));           /* no goroutine used it */
+    CHECK(!t_kernel_nonblock(pp[0])); /* no goroutine used it */
     /* a socket a goroutine used: a thread's read still blocks */
     CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
     char c;
@@ -65,12 +65,12 @@ static void test_block_section(void)
     CHECK_OK(pipe(pp));
     char c;
     CHECK_EQ(write(pp[1], "a", 1), 1);
-    CHECK_EQ(read(pp[0], &c, 1), 1);            /* non-blocking in the kernel now */
+    CHECK_EQ(read(pp[0], &c, 1), 1); /* non-blocking in the kernel now */
     pthread_t t;
     CHECK_OK(pthread_create(&t, NULL, thread_writer, &pp[1]));
     loom_block_begin();
     char buf[8];
-    ssize_t k = read(pp[0], buf, sizeof buf);   /* blocks this thread: no P to give back */
+    ssize_t k = read(pp[0], buf, sizeof buf); /* blocks this thread: no P to give back */
     loom_block_end();
     CHECK_EQ(k, 5);
     void *ok;
@@ -93,19 +93,23 @@ static void test_fork(void)
     CHECK_GE(pid, 0);
     if (pid == 0) {
         char buf[8] = { 0 };
-        ssize_t k = read(fds[0], buf, sizeof buf);     /* blocks, as the program expects */
+        ssize_t k = read(fds[0], buf, sizeof buf); /* blocks, as the program expects */
         _exit(k == 5 && memcmp(buf, "hello", 5) == 0 ? 0 : 1);
     }
     loom_sleep(30 * MS);
     CHECK_EQ(write(fds[1], "hello", 5), 5);
     int st;
-    while (waitpid(pid, &st, WNOHANG) == 0) loom_sleep(MS);
+    while (waitpid(pid, &st, WNOHANG) == 0)
+        loom_sleep(MS);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     CHECK_OK(close(fds[0]));
     CHECK_OK(close(fds[1]));
 }
 
-struct gai { int ok; loom_waitgroup *wg; };
+struct gai {
+    int ok;
+    loom_waitgroup *wg;
+};
 
 static void resolver(void *arg)
 {
@@ -128,16 +132,21 @@ static void test_getaddrinfo(void)
         loom_go(resolver, &g[i]);
     }
     loom_wg_wait(&wg);
-    for (int i = 0; i < 20; i++) CHECK(g[i].ok);
+    for (int i = 0; i < 20; i++)
+        CHECK(g[i].ok);
 }
 
 static int main_fn(void *arg)
 {
     (void)arg;
-    if (t_want("threads")) test_threads();
-    if (t_want("block")) test_block_section();
-    if (t_want("fork")) test_fork();
-    if (t_want("getaddrinfo")) test_getaddrinfo();
+    if (t_want("threads"))
+        test_threads();
+    if (t_want("block"))
+        test_block_section();
+    if (t_want("fork"))
+        test_fork();
+    if (t_want("getaddrinfo"))
+        test_getaddrinfo();
     return 0;
 }
 

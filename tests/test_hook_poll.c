@@ -16,7 +16,11 @@
 #include <sys/eventfd.h>
 #include <sys/select.h>
 
-struct later { int fd; int64_t ns; const char *what; };
+struct later {
+    int fd;
+    int64_t ns;
+    const char *what;
+};
 
 /* (a copy: the caller reuses its struct once the write has woken it) */
 static void write_later(void *arg)
@@ -46,7 +50,7 @@ static void test_poll(void)
     t0 = loom_now();
     CHECK_EQ(poll(p, 3, 25), 0);
     CHECK_GE(loom_now() - t0, 25 * MS);
-    CHECK(!t_kernel_nonblock(pp[0]));           /* a poll changes no flag */
+    CHECK(!t_kernel_nonblock(pp[0])); /* a poll changes no flag */
     /* the second fd wakes the set */
     struct later l = { pp[1], 10 * MS, "x" };
     loom_go(write_later, &l);
@@ -97,15 +101,15 @@ static void test_poll(void)
     /* ppoll, with and without a mask */
     struct timespec ts = { 0, 20 * MS };
     t0 = loom_now();
-    CHECK_EQ(ppoll(&p[1], 1, &ts, NULL), 0);      /* (sv[0] is hung up by now) */
+    CHECK_EQ(ppoll(&p[1], 1, &ts, NULL), 0); /* (sv[0] is hung up by now) */
     CHECK_GE(loom_now() - t0, 20 * MS);
-    CHECK_EQ(ts.tv_nsec, 20 * MS);              /* left alone */
+    CHECK_EQ(ts.tv_nsec, 20 * MS); /* left alone */
     sigset_t mask;
     sigemptyset(&mask);
     l = (struct later){ pp[1], 10 * MS, "m" };
     loom_go(write_later, &l);
     ts.tv_sec = 5;
-    CHECK_EQ(ppoll(&p[1], 1, &ts, &mask), 1);     /* the blocking path */
+    CHECK_EQ(ppoll(&p[1], 1, &ts, &mask), 1); /* the blocking path */
     CHECK_EQ(p[1].revents, POLLIN);
     CHECK_EQ(read(pp[0], &c, 1), 1);
     CHECK_OK(close(ev));
@@ -139,7 +143,7 @@ static void test_select(void)
     tv = (struct timeval){ 5, 0 };
     CHECK_EQ(select(nfds, &r, NULL, NULL, &tv), 1);
     CHECK(FD_ISSET(sv[0], &r) && !FD_ISSET(pp[0], &r));
-    CHECK(tv.tv_sec >= 3 && tv.tv_sec <= 4);    /* the time not slept */
+    CHECK(tv.tv_sec >= 3 && tv.tv_sec <= 4); /* the time not slept */
     char c;
     CHECK_EQ(read(sv[0], &c, 1), 1);
     /* writable at once */
@@ -196,7 +200,7 @@ static void test_epoll(void)
     loom_go(write_later, &l);
     CHECK_EQ(epoll_wait(ep, out, 4, -1), 1);
     CHECK_EQ(out[0].data.u32, 7);
-    CHECK_EQ(fcntl(ep, F_GETFL) & O_NONBLOCK, 0);       /* the program's view */
+    CHECK_EQ(fcntl(ep, F_GETFL) & O_NONBLOCK, 0); /* the program's view */
     char c;
     CHECK_EQ(read(pp[0], &c, 1), 1);
     loom_go(write_later, &l);
@@ -209,7 +213,14 @@ static void test_epoll(void)
 
 /* ---- two pollers on one fd, and many pollers */
 
-struct poller { int fd; int ms; int want; int got; int64_t took; loom_waitgroup *wg; };
+struct poller {
+    int fd;
+    int ms;
+    int want;
+    int got;
+    int64_t took;
+    loom_waitgroup *wg;
+};
 
 static void poller(void *arg)
 {
@@ -243,7 +254,7 @@ static void test_many_pollers(void)
 {
     int n = (int)t_scale(300);
     struct poller *ps = calloc((size_t)n, sizeof *ps);
-    int (*fds)[2] = calloc((size_t)n, sizeof *fds);
+    int(*fds)[2] = calloc((size_t)n, sizeof *fds);
     loom_waitgroup wg = LOOM_WAITGROUP_INIT;
     loom_wg_add(&wg, n);
     struct t_watch w;
@@ -254,12 +265,14 @@ static void test_many_pollers(void)
         loom_go(poller, &ps[i]);
     }
     loom_sleep(10 * MS);
-    for (int i = 1; i < n; i += 2) CHECK_EQ(write(fds[i][1], "d", 1), 1);
+    for (int i = 1; i < n; i += 2)
+        CHECK_EQ(write(fds[i][1], "d", 1), 1);
     loom_wg_wait(&wg);
     t_watch_check(&w, "300 pollers");
     for (int i = 0; i < n; i++) {
         CHECK_EQ(ps[i].got, ps[i].want);
-        if (!ps[i].want) CHECK_GE(ps[i].took, 30 * MS);
+        if (!ps[i].want)
+            CHECK_GE(ps[i].took, 30 * MS);
         CHECK_OK(close(fds[i][0]));
         CHECK_OK(close(fds[i][1]));
     }
@@ -270,11 +283,16 @@ static void test_many_pollers(void)
 static int main_fn(void *arg)
 {
     (void)arg;
-    if (t_want("poll")) test_poll();
-    if (t_want("select")) test_select();
-    if (t_want("epoll")) test_epoll();
-    if (t_want("shared")) test_shared_fd();
-    if (t_want("many")) test_many_pollers();
+    if (t_want("poll"))
+        test_poll();
+    if (t_want("select"))
+        test_select();
+    if (t_want("epoll"))
+        test_epoll();
+    if (t_want("shared"))
+        test_shared_fd();
+    if (t_want("many"))
+        test_many_pollers();
     return 0;
 }
 

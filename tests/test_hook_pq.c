@@ -57,7 +57,8 @@ static void client(void *arg)
         PQclear(res);
     }
     PGresult *res = PQexec(c, "SELECT pg_sleep(0.05)");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) bad("pg_sleep", c);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        bad("pg_sleep", c);
     PQclear(res);
     PQfinish(c);
     loom_wg_done(&wg);
@@ -71,13 +72,14 @@ static int main_fn(void *arg)
     t_watch_start(&w);
     loom_wg_add(&wg, n);
     int64_t t0 = loom_now();
-    for (int i = 0; i < n; i++) loom_go(client, (void *)(intptr_t)i);
+    for (int i = 0; i < n; i++)
+        loom_go(client, (void *)(intptr_t)i);
     loom_wg_wait(&wg);
     int64_t took = loom_now() - t0;
     t_watch_check(&w, "libpq clients");
     CHECK_EQ(t_get(&failures), 0);
-    printf("test_hook_pq: %d clients x %d queries in %.0f ms, at most %d threads\n", n, ROUNDS + 1, took / 1e6,
-           w.max_threads);
+    printf("test_hook_pq: %d clients x %d queries in %.0f ms, at most %d threads\n", n, ROUNDS + 1,
+           took / 1e6, w.max_threads);
     return 0;
 }
 
@@ -94,10 +96,15 @@ static pid_t spawn_as(const char *const argv[], const char *log)
     CHECK(pid >= 0);
     if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
-        if (run_uid != (uid_t)-1 && (setgroups(0, NULL) != 0 || setgid(run_gid) != 0 || setuid(run_uid) != 0)) _exit(126);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);       /* (after setuid, which clears it) */
-        if (getppid() != parent) _exit(127);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        if (run_uid != (uid_t)-1 && (setgroups(0, NULL) != 0 || setgid(run_gid) != 0 || setuid(run_uid) != 0))
+            _exit(126);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* (after setuid, which clears it) */
+        if (getppid() != parent)
+            _exit(127);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -115,7 +122,8 @@ static bool find_bin(const char *name, char *out, size_t len)
     snprintf(pat, sizeof pat, "/usr/lib/postgresql/*/bin/%s", name);
     glob_t g;
     bool ok = glob(pat, 0, NULL, &g) == 0 && g.gl_pathc > 0;
-    if (ok) snprintf(out, len, "%s", g.gl_pathv[g.gl_pathc - 1]);      /* the newest */
+    if (ok)
+        snprintf(out, len, "%s", g.gl_pathv[g.gl_pathc - 1]); /* the newest */
     globfree(&g);
     return ok;
 }
@@ -136,8 +144,10 @@ int main(void)
                     "nor in LOOM_PG_BINDIR");
     if (geteuid() == 0) {
         struct passwd *pw = getpwnam("postgres");
-        if (!pw) pw = getpwnam("nobody");
-        if (!pw) return skip("running as root and no user 'postgres' or 'nobody' to run the server as");
+        if (!pw)
+            pw = getpwnam("nobody");
+        if (!pw)
+            return skip("running as root and no user 'postgres' or 'nobody' to run the server as");
         run_uid = pw->pw_uid;
         run_gid = pw->pw_gid;
     }
@@ -145,7 +155,8 @@ int main(void)
     CHECK(mkdtemp(dir) != NULL);
     snprintf(data, sizeof data, "%s/data", dir);
     snprintf(log, sizeof log, "%s/server.log", dir);
-    if (run_uid != (uid_t)-1 && chown(dir, run_uid, run_gid) != 0) return skip("cannot chown the temporary directory");
+    if (run_uid != (uid_t)-1 && chown(dir, run_uid, run_gid) != 0)
+        return skip("cannot chown the temporary directory");
     const char *init[] = { initdb, "-D", data, "-A", "trust", "-U", "loom", "-E", "UTF8", "--no-sync", NULL };
     pid_t pid = spawn_as(init, log);
     int st = 0;
@@ -157,22 +168,35 @@ int main(void)
     port = t_free_port();
     char ports[16];
     snprintf(ports, sizeof ports, "%d", port);
-    const char *start[] = { postgres, "-D", data, "-p", ports, "-k", dir, "-c", "listen_addresses=127.0.0.1",
-                            "-c", "max_connections=260", "-c", "fsync=off", "-c", "shared_buffers=32MB", NULL };
+    const char *start[] = { postgres,
+                            "-D",
+                            data,
+                            "-p",
+                            ports,
+                            "-k",
+                            dir,
+                            "-c",
+                            "listen_addresses=127.0.0.1",
+                            "-c",
+                            "max_connections=260",
+                            "-c",
+                            "fsync=off",
+                            "-c",
+                            "shared_buffers=32MB",
+                            NULL };
     pid = spawn_as(start, log);
     if (!t_wait_port(port, pid, 60)) {
         t_show_log(log);
         t_stop(pid, 10);
         return skip("the PostgreSQL server did not start (see above)");
     }
-    /* gssencmode=disable: libpq's default (prefer) has libgssapi set up a Kerberos context on
-     * every connect, parsing krb5.conf under a process-wide pthread mutex of libkrb5's; a
-     * goroutine switched out by the preemption signal while it holds that mutex must resume
-     * on its own thread, whose next goroutine then blocks on the mutex: every thread
-     * deadlocks (README, "Blocking libraries on goroutines").  Nothing here uses Kerberos. */
-    snprintf(conninfo, sizeof conninfo,
-             "host=127.0.0.1 port=%d user=loom dbname=postgres connect_timeout=60 gssencmode=disable", port);
-    for (int i = 0; PQping(conninfo) != PQPING_OK; i++) {    /* listening is not yet accepting */
+    /* libpq's default gssencmode (prefer) sets up a Kerberos context on every connect, under
+     * a process-wide pthread mutex of libkrb5's that a goroutine may be preempted holding:
+     * its thread must run nothing else until it resumes (src/preempt_policy.c), else the
+     * next goroutine there blocks on the mutex and no thread can go on. */
+    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d user=loom dbname=postgres connect_timeout=60",
+             port);
+    for (int i = 0; PQping(conninfo) != PQPING_OK; i++) { /* listening is not yet accepting */
         if (i == 600 || waitpid(pid, NULL, WNOHANG) == pid) {
             t_show_log(log);
             t_stop(pid, 10);

@@ -39,7 +39,8 @@ static void client(void *arg)
     redisContext *c = redisConnect("127.0.0.1", port);
     if (!c || c->err) {
         fail("connect", c);
-        if (c) redisFree(c);
+        if (c)
+            redisFree(c);
         loom_wg_done(&wg);
         return;
     }
@@ -48,20 +49,29 @@ static void client(void *arg)
     for (int r = 0; r < ROUNDS; r++) {
         snprintf(val, sizeof val, "v-%d-%d", id, r);
         redisReply *rep = redisCommand(c, "SET %s %s", key, val);
-        if (!rep || rep->type != REDIS_REPLY_STATUS || strcmp(rep->str, "OK") != 0) fail("SET", c);
-        if (rep) freeReplyObject(rep);
+        if (!rep || rep->type != REDIS_REPLY_STATUS || strcmp(rep->str, "OK") != 0)
+            fail("SET", c);
+        if (rep)
+            freeReplyObject(rep);
         rep = redisCommand(c, "GET %s", key);
-        if (!rep || rep->type != REDIS_REPLY_STRING || strcmp(rep->str, val) != 0) fail("GET", c);
-        if (rep) freeReplyObject(rep);
+        if (!rep || rep->type != REDIS_REPLY_STRING || strcmp(rep->str, val) != 0)
+            fail("GET", c);
+        if (rep)
+            freeReplyObject(rep);
         rep = redisCommand(c, "INCR counter");
-        if (!rep || rep->type != REDIS_REPLY_INTEGER) fail("INCR", c);
-        if (rep) freeReplyObject(rep);
+        if (!rep || rep->type != REDIS_REPLY_INTEGER)
+            fail("INCR", c);
+        if (rep)
+            freeReplyObject(rep);
     }
     redisFree(c);
     loom_wg_done(&wg);
 }
 
-struct blpop { int64_t took; int ok; };
+struct blpop {
+    int64_t took;
+    int ok;
+};
 
 static void blpop_waiter(void *arg)
 {
@@ -71,9 +81,12 @@ static void blpop_waiter(void *arg)
     redisReply *rep = c && !c->err ? redisCommand(c, "BLPOP nothing-here 0.3") : NULL;
     b->took = loom_now() - t0;
     b->ok = rep && rep->type == REDIS_REPLY_NIL;
-    if (!b->ok) fail("BLPOP", c);
-    if (rep) freeReplyObject(rep);
-    if (c) redisFree(c);
+    if (!b->ok)
+        fail("BLPOP", c);
+    if (rep)
+        freeReplyObject(rep);
+    if (c)
+        redisFree(c);
     loom_wg_done(&wg);
 }
 
@@ -87,7 +100,7 @@ static void test_timeout(void)
     redisReply *rep = redisCommand(c, "BLPOP nothing-here 2");
     int64_t took = loom_now() - t0;
     CHECK(rep == NULL);
-#ifdef REDIS_ERR_TIMEOUT                      /* (hiredis 1.0 and later) */
+#ifdef REDIS_ERR_TIMEOUT /* (hiredis 1.0 and later) */
     bool timed_out = c->err == REDIS_ERR_TIMEOUT;
 #else
     bool timed_out = false;
@@ -112,7 +125,8 @@ static int main_fn(void *arg)
     loom_wg_add(&wg, n + 1);
     loom_go(blpop_waiter, &b);
     int64_t t0 = loom_now();
-    for (int i = 0; i < n; i++) loom_go(client, (void *)(intptr_t)i);
+    for (int i = 0; i < n; i++)
+        loom_go(client, (void *)(intptr_t)i);
     loom_wg_wait(&wg);
     int64_t took = loom_now() - t0;
     t_watch_check(&w, "hiredis clients");
@@ -125,8 +139,8 @@ static int main_fn(void *arg)
     CHECK(b.ok);
     CHECK_GE(b.took, 300 * MS);
     test_timeout();
-    printf("test_hook_redis: %d clients x %d rounds of SET/GET/INCR in %.0f ms, at most %d threads\n", n, ROUNDS,
-           took / 1e6, w.max_threads);
+    printf("test_hook_redis: %d clients x %d rounds of SET/GET/INCR in %.0f ms, at most %d threads\n", n,
+           ROUNDS, took / 1e6, w.max_threads);
     return 0;
 }
 
@@ -140,8 +154,8 @@ int main(void)
     port = t_free_port();
     char ports[16];
     snprintf(ports, sizeof ports, "%d", port);
-    const char *argv[] = { "redis-server", "--port", ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                           "--dir", dir, "--maxclients", "1000", NULL };
+    const char *argv[] = { "redis-server", "--port", ports,   "--bind", "127.0.0.1",    "--save", "",
+                           "--appendonly", "no",     "--dir", dir,      "--maxclients", "1000",   NULL };
     pid_t pid = t_spawn(argv, log);
     if (!t_wait_port(port, pid, 30)) {
         int st = 0;

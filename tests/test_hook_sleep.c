@@ -8,7 +8,11 @@
  */
 #include "t_hook.h"
 
-struct sleeper { int64_t took; int us; loom_waitgroup *wg; };
+struct sleeper {
+    int64_t took;
+    int us;
+    loom_waitgroup *wg;
+};
 
 static void sleeper(void *arg)
 {
@@ -35,7 +39,8 @@ static void test_many_sleepers(void)
     loom_wg_wait(&wg);
     int64_t all = loom_now() - t0;
     t_watch_check(&w, "1000 sleepers");
-    for (int i = 0; i < n; i++) CHECK_GE(ss[i].took, ss[i].us * 1000LL);
+    for (int i = 0; i < n; i++)
+        CHECK_GE(ss[i].took, ss[i].us * 1000LL);
     /* on threads, 1000 sleeps of 50 ms would need 1000 threads or 50 s; parked, ~60 ms */
     CHECK_MSG(all < 3000 * MS, "1000 sleepers took %.1f ms", all / 1e6);
     free(ss);
@@ -56,7 +61,10 @@ static void test_calls(void)
         clock_gettime(clk, &now);
         until = now;
         until.tv_nsec += 20 * MS;
-        if (until.tv_nsec >= 1000000000) { until.tv_sec++; until.tv_nsec -= 1000000000; }
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
         CHECK_OK(clock_nanosleep(clk, TIMER_ABSTIME, &until, NULL));
         clock_gettime(clk, &now);
         CHECK(now.tv_sec > until.tv_sec || (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec));
@@ -80,8 +88,10 @@ static void test_calls(void)
 static int main_fn(void *arg)
 {
     (void)arg;
-    if (t_want("calls")) test_calls();
-    if (t_want("many")) test_many_sleepers();
+    if (t_want("calls"))
+        test_calls();
+    if (t_want("many"))
+        test_many_sleepers();
     return 0;
 }
 

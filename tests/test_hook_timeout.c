@@ -25,7 +25,7 @@ static void test_read_timeout(void)
     struct timeval tv;
     socklen_t len = sizeof tv;
     CHECK_OK(getsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, &len));
-    CHECK(tv.tv_sec == 0 && tv.tv_usec >= 30000 && tv.tv_usec < 50000);   /* (in jiffies) */
+    CHECK(tv.tv_sec == 0 && tv.tv_usec >= 30000 && tv.tv_usec < 50000); /* (in jiffies) */
     char c;
     int64_t t0 = loom_now();
     CHECK_EQ(read(sv[0], &c, 1), -1);
@@ -53,12 +53,12 @@ static void test_write_timeout(void)
     size_t n = 8 << 20;
     char *big = calloc(1, n);
     int64_t t0 = loom_now();
-    ssize_t k = write(sv[0], big, n);         /* nobody reads: the buffer fills, then the timeout */
+    ssize_t k = write(sv[0], big, n); /* nobody reads: the buffer fills, then the timeout */
     CHECK_GT(k, 0);
     CHECK_LT(k, (long long)n);
     CHECK_GE(loom_now() - t0, 30 * MS);
     t0 = loom_now();
-    CHECK_EQ(send(sv[0], big, 4096, 0), -1);  /* full: nothing moves */
+    CHECK_EQ(send(sv[0], big, 4096, 0), -1); /* full: nothing moves */
     CHECK_EQ(t_errno(), EAGAIN);
     CHECK_GE(loom_now() - t0, 30 * MS);
     free(big);
@@ -81,7 +81,7 @@ static void test_accept_connect_timeout(void)
     int fill[4], nfill = 0;
     for (int i = 0; i < 4; i++) {
         fill[nfill] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        connect(fill[nfill], (struct sockaddr *)&a, sizeof a);      /* EINPROGRESS: the caller's */
+        connect(fill[nfill], (struct sockaddr *)&a, sizeof a); /* EINPROGRESS: the caller's */
         nfill++;
     }
     loom_sleep(20 * MS);
@@ -97,11 +97,16 @@ static void test_accept_connect_timeout(void)
         CHECK_GE(loom_now() - t0, 50 * MS);
     }
     CHECK_OK(close(fd));
-    for (int i = 0; i < nfill; i++) CHECK_OK(close(fill[i]));
+    for (int i = 0; i < nfill; i++)
+        CHECK_OK(close(fill[i]));
     CHECK_OK(close(lfd));
 }
 
-struct many { int fd; int64_t took; loom_waitgroup *wg; };
+struct many {
+    int fd;
+    int64_t took;
+    loom_waitgroup *wg;
+};
 
 static void timed_reader(void *arg)
 {
@@ -118,7 +123,7 @@ static void test_many_timeouts(void)
 {
     int n = (int)t_scale(300);
     struct many *ms = calloc((size_t)n, sizeof *ms);
-    int (*sv)[2] = calloc((size_t)n, sizeof *sv);
+    int(*sv)[2] = calloc((size_t)n, sizeof *sv);
     loom_waitgroup wg = LOOM_WAITGROUP_INIT;
     loom_wg_add(&wg, n);
     struct t_watch w;
@@ -143,10 +148,14 @@ static void test_many_timeouts(void)
 static int main_fn(void *arg)
 {
     (void)arg;
-    if (t_want("read")) test_read_timeout();
-    if (t_want("write")) test_write_timeout();
-    if (t_want("accept")) test_accept_connect_timeout();
-    if (t_want("many")) test_many_timeouts();
+    if (t_want("read"))
+        test_read_timeout();
+    if (t_want("write"))
+        test_write_timeout();
+    if (t_want("accept"))
+        test_accept_connect_timeout();
+    if (t_want("many"))
+        test_many_timeouts();
     return 0;
 }
 

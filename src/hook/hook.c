@@ -65,7 +65,7 @@
 struct loom__hook_real loom__real;
 int loom__hook_state;
 uintptr_t loom__hook_text_lo, loom__hook_text_len;
-static pid_t hook_pid;              /* the process the runtime belongs to */
+static pid_t hook_pid; /* the process the runtime belongs to */
 
 void loom__hook_set_errno(int e) { errno = e; }
 int loom__hook_errno(void) { return errno; }
@@ -90,17 +90,55 @@ static void after_fork_child(void) {
 
 void loom__hook_resolve(void) {
     int st = HS_UNRESOLVED;
-    if (!__atomic_compare_exchange_n(&loom__hook_state, &st, HS_RESOLVING, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    if (!__atomic_compare_exchange_n(&loom__hook_state, &st, HS_RESOLVING, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
         while (__atomic_load_n(&loom__hook_state, __ATOMIC_ACQUIRE) == HS_RESOLVING) sched_yield();
         return;
     }
-    R(read); R(write); R(readv); R(writev); R(recv); R(recvfrom); R(recvmsg); R(send);
-    R(sendto); R(sendmsg); R(accept); R(accept4); R(connect); R(poll); R(ppoll); R(select);
-    R(pselect); R(epoll_wait); R(epoll_pwait); R(epoll_pwait2); R(nanosleep);
-    R(clock_nanosleep); R(usleep); R(sleep); R(fcntl); R(fcntl64); R(ioctl); R(setsockopt);
-    R(close); R(dup); R(dup2); R(dup3); R(socket); R(socketpair); R(pipe); R(pipe2);
-    R(getaddrinfo); R(getnameinfo); R(gethostbyname); R(gethostbyname2); R(gethostbyaddr);
-    R(gethostbyname_r); R(gethostbyname2_r); R(gethostbyaddr_r);
+    R(read);
+    R(write);
+    R(readv);
+    R(writev);
+    R(recv);
+    R(recvfrom);
+    R(recvmsg);
+    R(send);
+    R(sendto);
+    R(sendmsg);
+    R(accept);
+    R(accept4);
+    R(connect);
+    R(poll);
+    R(ppoll);
+    R(select);
+    R(pselect);
+    R(epoll_wait);
+    R(epoll_pwait);
+    R(epoll_pwait2);
+    R(nanosleep);
+    R(clock_nanosleep);
+    R(usleep);
+    R(sleep);
+    R(fcntl);
+    R(fcntl64);
+    R(ioctl);
+    R(setsockopt);
+    R(close);
+    R(dup);
+    R(dup2);
+    R(dup3);
+    R(socket);
+    R(socketpair);
+    R(pipe);
+    R(pipe2);
+    R(getaddrinfo);
+    R(getnameinfo);
+    R(gethostbyname);
+    R(gethostbyname2);
+    R(gethostbyaddr);
+    R(gethostbyname_r);
+    R(gethostbyname2_r);
+    R(gethostbyaddr_r);
     if (!loom__real.fcntl64) loom__real.fcntl64 = loom__real.fcntl;
     /* every function but the optional ones must be there, or the hook stays off */
     bool all = true;
@@ -154,9 +192,9 @@ static bool may_call_loom(void) {
 
 #define HFD_CHUNK_BITS 12
 #define HFD_CHUNK      (1 << HFD_CHUNK_BITS)
-#define HFD_CHUNKS     1024                 /* fds below 4M, as loom's own table */
+#define HFD_CHUNKS     1024 /* fds below 4M, as loom's own table */
 
-static struct loom__hfd *hfd_tab[HFD_CHUNKS];       /* chunks, installed with CAS, never freed */
+static struct loom__hfd *hfd_tab[HFD_CHUNKS]; /* chunks, installed with CAS, never freed */
 
 static struct loom__hfd *entry(int fd, bool make) {
     if (fd < 0 || fd >= HFD_CHUNK * HFD_CHUNKS) return NULL;
@@ -166,13 +204,16 @@ static struct loom__hfd *entry(int fd, bool make) {
         if (!make) return NULL;
         struct loom__hfd *fresh = calloc(HFD_CHUNK, sizeof *fresh);
         if (!fresh) return NULL;
-        if (__atomic_compare_exchange_n(slot, &chunk, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) chunk = fresh;
+        if (__atomic_compare_exchange_n(slot, &chunk, fresh, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            chunk = fresh;
         else free(fresh);
     }
     return &chunk[fd & (HFD_CHUNK - 1)];
 }
 
-struct loom__hfd *loom__hook_fd_peek(int fd) { return entry(fd, false); }
+struct loom__hfd *loom__hook_fd_peek(int fd) {
+    return entry(fd, false);
+}
 
 void loom__hook_fd_reset(int fd) {
     struct loom__hfd *e = entry(fd, false);
@@ -189,11 +230,11 @@ void loom__hook_fd_copy(int from, int to) {
     if (!(f & HF_KNOWN)) f = 0;
     __atomic_store_n(&d->rcvtimeo, s ? __atomic_load_n(&s->rcvtimeo, __ATOMIC_RELAXED) : 0, __ATOMIC_RELAXED);
     __atomic_store_n(&d->sndtimeo, s ? __atomic_load_n(&s->sndtimeo, __ATOMIC_RELAXED) : 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&d->flags, f & ~(uint32_t)HF_LOOM, __ATOMIC_RELEASE);   /* not waited on yet */
+    __atomic_store_n(&d->flags, f & ~(uint32_t)HF_LOOM, __ATOMIC_RELEASE); /* not waited on yet */
 }
 
 static int64_t tv_ns(const struct timeval *tv) {
-    if (tv->tv_sec < 0) return 1;                   /* the kernel: time out at once */
+    if (tv->tv_sec < 0) return 1; /* the kernel: time out at once */
     if (tv->tv_sec == 0 && tv->tv_usec == 0) return 0;
     if (tv->tv_sec > INT64_MAX / 1000000000 - 1) return 0;
     return (int64_t)tv->tv_sec * 1000000000 + (int64_t)tv->tv_usec * 1000;
@@ -235,12 +276,13 @@ uint32_t loom__hook_fd(int fd, struct loom__hfd **ep) {
     for (;;) {
         uint32_t f = __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
         if (f & HF_KNOWN) return f;
-        if (f & HF_BUSY) {                  /* another goroutine or thread classifies it */
+        if (f & HF_BUSY) { /* another goroutine or thread classifies it */
             if (loom_can_park()) loom_yield();
             else sched_yield();
             continue;
         }
-        if (__atomic_compare_exchange_n(&e->flags, &f, HF_BUSY, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) break;
+        if (__atomic_compare_exchange_n(&e->flags, &f, HF_BUSY, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            break;
     }
     int saved = errno;
     uint32_t f = classify(fd, e);
@@ -266,7 +308,7 @@ static struct loom__hfd *managed(int fd) {
 /* ------------------------------------------------------------------ the program's view */
 
 static int fcntl_common(bool is64, int fd, int cmd, void *arg, const void *caller) {
-    int mode = loom__hook_mode(caller);         /* (resolves the real functions if need be) */
+    int mode = loom__hook_mode(caller); /* (resolves the real functions if need be) */
     int (*real)(int, int, ...) = is64 ? loom__real.fcntl64 : loom__real.fcntl;
     if (mode == H_PLAIN) return real(fd, cmd, arg);
     struct loom__hfd *e;
@@ -275,7 +317,8 @@ static int fcntl_common(bool is64, int fd, int cmd, void *arg, const void *calle
     case F_GETFL:
         r = real(fd, cmd);
         if (r >= 0 && (e = managed(fd)))
-            r = (r & ~O_NONBLOCK) | ((__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & HF_NBVIEW) ? O_NONBLOCK : 0);
+            r = (r & ~O_NONBLOCK) |
+                ((__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & HF_NBVIEW) ? O_NONBLOCK : 0);
         return r;
     case F_SETFL:
         if (!(e = managed(fd))) return real(fd, cmd, arg);
@@ -287,15 +330,14 @@ static int fcntl_common(bool is64, int fd, int cmd, void *arg, const void *calle
         r = real(fd, cmd, arg);
         if (r >= 0) loom__hook_fd_copy(fd, r);
         return r;
-    default:
-        return real(fd, cmd, arg);
+    default: return real(fd, cmd, arg);
     }
 }
 
 HOOK_API int fcntl(int fd, int cmd, ...) {
     va_list ap;
     va_start(ap, cmd);
-    void *arg = va_arg(ap, void *);         /* every argument fcntl takes fits a pointer */
+    void *arg = va_arg(ap, void *); /* every argument fcntl takes fits a pointer */
     va_end(ap);
     return fcntl_common(false, fd, cmd, arg, HOOK_CALLER());
 }
@@ -316,7 +358,7 @@ HOOK_API int ioctl(int fd, unsigned long req, ...) {
     struct loom__hfd *e;
     int mode = loom__hook_mode(HOOK_CALLER());
     if (req == FIONBIO && mode != H_PLAIN && arg && (e = managed(fd))) {
-        set_view(e, *(int *)arg != 0);          /* the kernel's flag stays set */
+        set_view(e, *(int *)arg != 0); /* the kernel's flag stays set */
         return 0;
     }
     return loom__real.ioctl(fd, req, arg);
@@ -350,14 +392,17 @@ HOOK_API int close(int fd) {
     }
     if (mode != H_PLAIN && (f & HF_LOOM) && may_call_loom()) {
         int r = loom_fd_close(fd);
-        if (r < 0) { errno = -r; return -1; }
+        if (r < 0) {
+            errno = -r;
+            return -1;
+        }
         return 0;
     }
     return loom__real.close(fd);
 }
 
 static int dup_onto(int old, int new, int flags, bool three) {
-    if (old != new && may_call_loom()) loom_fd_forget(new);
+    if (old != new &&may_call_loom()) loom_fd_forget(new);
     int r = three ? loom__real.dup3(old, new, flags) : loom__real.dup2(old, new);
     if (r >= 0 && old != new) loom__hook_fd_copy(old, new);
     return r;
@@ -392,20 +437,29 @@ HOOK_API int socket(int domain, int type, int proto) {
 HOOK_API int socketpair(int domain, int type, int proto, int sv[2]) {
     int mode = loom__hook_mode(HOOK_CALLER());
     int r = loom__real.socketpair(domain, type, proto, sv);
-    if (r == 0 && mode != H_PLAIN) { loom__hook_fd_reset(sv[0]); loom__hook_fd_reset(sv[1]); }
+    if (r == 0 && mode != H_PLAIN) {
+        loom__hook_fd_reset(sv[0]);
+        loom__hook_fd_reset(sv[1]);
+    }
     return r;
 }
 
 HOOK_API int pipe(int fds[2]) {
     int mode = loom__hook_mode(HOOK_CALLER());
     int r = loom__real.pipe(fds);
-    if (r == 0 && mode != H_PLAIN) { loom__hook_fd_reset(fds[0]); loom__hook_fd_reset(fds[1]); }
+    if (r == 0 && mode != H_PLAIN) {
+        loom__hook_fd_reset(fds[0]);
+        loom__hook_fd_reset(fds[1]);
+    }
     return r;
 }
 
 HOOK_API int pipe2(int fds[2], int flags) {
     int mode = loom__hook_mode(HOOK_CALLER());
     int r = loom__real.pipe2(fds, flags);
-    if (r == 0 && mode != H_PLAIN) { loom__hook_fd_reset(fds[0]); loom__hook_fd_reset(fds[1]); }
+    if (r == 0 && mode != H_PLAIN) {
+        loom__hook_fd_reset(fds[0]);
+        loom__hook_fd_reset(fds[1]);
+    }
     return r;
 }

@@ -4,7 +4,7 @@
 #ifndef LOOM_HOOK_INTERNAL_H
 #define LOOM_HOOK_INTERNAL_H
 
-#undef _FORTIFY_SOURCE          /* the hook defines read, poll...: no inline wrappers */
+#undef _FORTIFY_SOURCE /* the hook defines read, poll...: no inline wrappers */
 #include <loom.h>
 #include <loom_hook.h>
 #include <netdb.h>
@@ -18,10 +18,10 @@
 #include <sys/uio.h>
 #include <time.h>
 
-#define HOOK_API __attribute__((visibility("default")))
+#define HOOK_API      __attribute__((visibility("default")))
 #define HOOK_CALLER() __builtin_return_address(0)
-#define likely(x)   __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
+#define likely(x)     __builtin_expect(!!(x), 1)
+#define unlikely(x)   __builtin_expect(!!(x), 0)
 
 /* The libc functions the hook stands in front of, found with dlsym(RTLD_NEXT). */
 struct loom__hook_real {
@@ -68,26 +68,27 @@ struct loom__hook_real {
     struct hostent *(*gethostbyaddr)(const void *, socklen_t, int);
     int (*gethostbyname_r)(const char *, struct hostent *, char *, size_t, struct hostent **, int *);
     int (*gethostbyname2_r)(const char *, int, struct hostent *, char *, size_t, struct hostent **, int *);
-    int (*gethostbyaddr_r)(const void *, socklen_t, int, struct hostent *, char *, size_t, struct hostent **, int *);
+    int (*gethostbyaddr_r)(const void *, socklen_t, int, struct hostent *, char *, size_t, struct hostent **,
+                           int *);
 };
 extern struct loom__hook_real loom__real;
 
 /* Where a hooked call comes from decides what it does (hook.c, loom__hook_mode). */
 enum {
-    H_PLAIN,        /* the plain call: hook off, loom calling libc, a forked child */
-    H_THREAD,       /* a thread that cannot park: plain, but blocking where the hook made
+    H_PLAIN,  /* the plain call: hook off, loom calling libc, a forked child */
+    H_THREAD, /* a thread that cannot park: plain, but blocking where the hook made
                        a blocking fd non-blocking behind the program's back */
-    H_PARK,         /* a goroutine that may park */
+    H_PARK,   /* a goroutine that may park */
 };
-extern int loom__hook_state;            /* HS_*; atomic */
+extern int loom__hook_state; /* HS_*; atomic */
 enum { HS_RESOLVING = -1, HS_UNRESOLVED, HS_OFF, HS_ON, HS_CHILD /* after fork() */ };
-extern uintptr_t loom__hook_text_lo, loom__hook_text_len;  /* loom's code (loom_text_range) */
+extern uintptr_t loom__hook_text_lo, loom__hook_text_len; /* loom's code (loom_text_range) */
 void loom__hook_resolve(void);
 
 static inline int loom__hook_mode(const void *caller) {
     int st = __atomic_load_n(&loom__hook_state, __ATOMIC_ACQUIRE);
     if (unlikely(st != HS_ON)) {
-        if (st <= HS_UNRESOLVED) loom__hook_resolve();      /* called before our constructor */
+        if (st <= HS_UNRESOLVED) loom__hook_resolve(); /* called before our constructor */
         st = __atomic_load_n(&loom__hook_state, __ATOMIC_ACQUIRE);
         if (st == HS_CHILD) return H_THREAD;
         if (st != HS_ON) return H_PLAIN;
@@ -98,31 +99,31 @@ static inline int loom__hook_mode(const void *caller) {
 
 /* ---- the fd table: what the hook knows of each fd number */
 struct loom__hfd {
-    uint32_t flags;                     /* HF_*; atomic */
-    int64_t  rcvtimeo, sndtimeo;        /* SO_RCVTIMEO / SO_SNDTIMEO in ns, 0: none; atomic */
+    uint32_t flags;             /* HF_*; atomic */
+    int64_t rcvtimeo, sndtimeo; /* SO_RCVTIMEO / SO_SNDTIMEO in ns, 0: none; atomic */
 };
 enum {
-    HF_KNOWN   = 1,     /* the bits below are valid */
-    HF_BUSY    = 2,     /* being classified (loom__hook_fd) */
-    HF_PARK    = 4,     /* pollable and the hook keeps it O_NONBLOCK in the kernel */
-    HF_NBVIEW  = 8,     /* the program's view: O_NONBLOCK */
-    HF_LOOM    = 16,    /* loom has waited on it: close it with loom_fd_close */
-    HF_SOCK    = 32,
-    HF_STREAM  = 64,    /* a SOCK_STREAM socket (MSG_WAITALL applies) */
+    HF_KNOWN = 1,  /* the bits below are valid */
+    HF_BUSY = 2,   /* being classified (loom__hook_fd) */
+    HF_PARK = 4,   /* pollable and the hook keeps it O_NONBLOCK in the kernel */
+    HF_NBVIEW = 8, /* the program's view: O_NONBLOCK */
+    HF_LOOM = 16,  /* loom has waited on it: close it with loom_fd_close */
+    HF_SOCK = 32,
+    HF_STREAM = 64, /* a SOCK_STREAM socket (MSG_WAITALL applies) */
 };
 /* The flags of fd, classifying it at its first use (sets O_NONBLOCK on a pollable fd the
  * program left blocking); 0 if the table has no room or fd is bad.  *ep: its entry. */
 uint32_t loom__hook_fd(int fd, struct loom__hfd **ep);
-struct loom__hfd *loom__hook_fd_peek(int fd);           /* NULL if never seen */
-void loom__hook_fd_reset(int fd);                       /* a new file under this number */
-void loom__hook_fd_copy(int from, int to);              /* dup: the same open file */
+struct loom__hfd *loom__hook_fd_peek(int fd); /* NULL if never seen */
+void loom__hook_fd_reset(int fd);             /* a new file under this number */
+void loom__hook_fd_copy(int from, int to);    /* dup: the same open file */
 
 /* Does a blocking call on an fd with these flags park (or, on a thread, emulate the
  * blocking call)?  Only when the program sees the fd blocking and the hook made it not. */
 static inline bool loom__hook_blocking(uint32_t f) { return (f & (HF_PARK | HF_NBVIEW)) == HF_PARK; }
 
 /* ---- waiting (hook_io.c) */
-int64_t loom__hook_deadline(int64_t timeout_ns);        /* 0: none */
+int64_t loom__hook_deadline(int64_t timeout_ns); /* 0: none */
 /* Waits until fd may be ready for events (LOOM_READABLE | LOOM_WRITABLE): parks the
  * goroutine (park) or polls on the thread.  0 to try again, -ETIMEDOUT past deadline
  * (0: none), -EINTR (a signal, thread only) or -errno. */
@@ -130,6 +131,6 @@ int loom__hook_wait(int fd, struct loom__hfd *e, int events, int64_t deadline, b
 /* Parks until any of the pollfds may be ready (a temporary epoll set) or the deadline. */
 int loom__hook_wait_set(const struct pollfd *fds, nfds_t n, int64_t deadline);
 void loom__hook_set_errno(int e);
-int  loom__hook_errno(void);
+int loom__hook_errno(void);
 
 #endif

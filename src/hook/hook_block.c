@@ -32,13 +32,14 @@ static bool numeric(const char *node, const char *service) {
     return true;
 }
 
-HOOK_API int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res) {
+HOOK_API int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                         struct addrinfo **res) {
     if (numeric(node, service)) return loom__real.getaddrinfo(node, service, hints, res);
     BLOCKING(int, loom__real.getaddrinfo(node, service, hints, res));
 }
 
-HOOK_API int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen, char *serv,
-                         socklen_t servlen, int flags) {
+HOOK_API int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen,
+                         char *serv, socklen_t servlen, int flags) {
     if ((flags & NI_NUMERICHOST) && (flags & NI_NUMERICSERV))
         return loom__real.getnameinfo(sa, salen, host, hostlen, serv, servlen, flags);
     BLOCKING(int, loom__real.getnameinfo(sa, salen, host, hostlen, serv, servlen, flags));
@@ -56,8 +57,8 @@ HOOK_API struct hostent *gethostbyaddr(const void *addr, socklen_t len, int type
     BLOCKING(struct hostent *, loom__real.gethostbyaddr(addr, len, type));
 }
 
-HOOK_API int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen, struct hostent **result,
-                             int *h_errnop) {
+HOOK_API int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
+                             struct hostent **result, int *h_errnop) {
     BLOCKING(int, loom__real.gethostbyname_r(name, ret, buf, buflen, result, h_errnop));
 }
 
@@ -66,7 +67,7 @@ HOOK_API int gethostbyname2_r(const char *name, int af, struct hostent *ret, cha
     BLOCKING(int, loom__real.gethostbyname2_r(name, af, ret, buf, buflen, result, h_errnop));
 }
 
-HOOK_API int gethostbyaddr_r(const void *addr, socklen_t len, int type, struct hostent *ret, char *buf, size_t buflen,
-                             struct hostent **result, int *h_errnop) {
+HOOK_API int gethostbyaddr_r(const void *addr, socklen_t len, int type, struct hostent *ret, char *buf,
+                             size_t buflen, struct hostent **result, int *h_errnop) {
     BLOCKING(int, loom__real.gethostbyaddr_r(addr, len, type, ret, buf, buflen, result, h_errnop));
 }

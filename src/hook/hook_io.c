@@ -39,9 +39,7 @@
 
 extern void __chk_fail(void) __attribute__((noreturn));
 
-int64_t loom__hook_deadline(int64_t timeout_ns) {
-    return timeout_ns > 0 ? loom_now() + timeout_ns : 0;
-}
+int64_t loom__hook_deadline(int64_t timeout_ns) { return timeout_ns > 0 ? loom_now() + timeout_ns : 0; }
 
 static short poll_events(int events) {
     return (short)(((events & LOOM_READABLE) ? POLLIN : 0) | ((events & LOOM_WRITABLE) ? POLLOUT : 0));
@@ -62,14 +60,14 @@ int loom__hook_wait(int fd, struct loom__hfd *e, int events, int64_t deadline, b
         return 0;
     }
     if (e && !(__atomic_load_n(&e->flags, __ATOMIC_RELAXED) & HF_LOOM))
-        __atomic_fetch_or(&e->flags, HF_LOOM, __ATOMIC_RELAXED);   /* before loom knows it */
-    int r = loom_fd_park(fd, events, left);     /* (the caller has just seen EAGAIN) */
+        __atomic_fetch_or(&e->flags, HF_LOOM, __ATOMIC_RELAXED); /* before loom knows it */
+    int r = loom_fd_park(fd, events, left);                      /* (the caller has just seen EAGAIN) */
     if (r > 0) return 0;
     if (r == -EBUSY) {
         struct pollfd p = { .fd = fd, .events = poll_events(events) };
         return loom__hook_wait_set(&p, 1, deadline);
     }
-    if (r == -ECANCELED) return -EBADF;         /* closed under us */
+    if (r == -ECANCELED) return -EBADF; /* closed under us */
     if (r == -EAGAIN) return -ETIMEDOUT;
     return r;
 }
@@ -83,17 +81,18 @@ int loom__hook_wait_set(const struct pollfd *fds, nfds_t n, int64_t deadline) {
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) return -errno;
     const uint32_t asked = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLRDNORM | EPOLLRDBAND | EPOLLWRNORM |
-                           EPOLLWRBAND | EPOLLMSG | EPOLLRDHUP;    /* the poll bits, same values */
+                           EPOLLWRBAND | EPOLLMSG | EPOLLRDHUP; /* the poll bits, same values */
     for (nfds_t i = 0; i < n; i++) {
         if (fds[i].fd < 0) continue;
-        struct epoll_event ev = { .events = (uint32_t)(unsigned short)fds[i].events & asked, .data.fd = fds[i].fd };
+        struct epoll_event ev = { .events = (uint32_t)(unsigned short)fds[i].events & asked,
+                                  .data.fd = fds[i].fd };
         if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i].fd, &ev) == 0 || errno != EEXIST) continue;
-        for (nfds_t j = 0; j < i; j++)          /* the fd again: wait for every event asked */
+        for (nfds_t j = 0; j < i; j++) /* the fd again: wait for every event asked */
             if (fds[j].fd == fds[i].fd) ev.events |= (uint32_t)(unsigned short)fds[j].events & asked;
         epoll_ctl(ep, EPOLL_CTL_MOD, fds[i].fd, &ev);
     }
     /* (fds epoll refuses, regular files, are always ready: the caller's first look saw it) */
-    loom_fd_forget(ep);                 /* a number loom may know as a file closed behind it */
+    loom_fd_forget(ep); /* a number loom may know as a file closed behind it */
     int r = loom_fd_wait(ep, LOOM_READABLE, left);
     loom_fd_close(ep);
     if (r > 0) return 0;
@@ -104,17 +103,17 @@ int loom__hook_wait_set(const struct pollfd *fds, nfds_t n, int64_t deadline) {
 /* ------------------------------------------------------------------ reads and writes */
 
 struct op {
-    int     dir;            /* LOOM_READABLE or LOOM_WRITABLE */
-    bool    all;            /* go on after a partial transfer */
-    size_t  total;
+    int dir;  /* LOOM_READABLE or LOOM_WRITABLE */
+    bool all; /* go on after a partial transfer */
+    size_t total;
     ssize_t (*fn)(int fd, struct op *o, size_t done);
-    void   *buf;
-    int     flags;
+    void *buf;
+    int flags;
     __SOCKADDR_ARG addr;
     __CONST_SOCKADDR_ARG caddr;
     socklen_t *lenp, len;
     const struct iovec *iov;
-    int     iovcnt;
+    int iovcnt;
     struct msghdr *msg;
     const struct msghdr *cmsg;
 };
@@ -141,20 +140,21 @@ static ssize_t run(int fd, int mode, struct op *o) {
         }
         int err = loom__hook_errno();
         if (err != EAGAIN && err != EWOULDBLOCK) break;
-        if (to && !deadline) deadline = loom_now() + to;    /* from the first wait, as the kernel */
+        if (to && !deadline) deadline = loom_now() + to; /* from the first wait, as the kernel */
         int w = loom__hook_wait(fd, e, o->dir, deadline, mode == H_PARK);
         if (w == 0) continue;
         loom__hook_set_errno(w == -ETIMEDOUT ? EAGAIN : -w);
         break;
     }
     if (done == 0) return -1;
-    loom__hook_set_errno(saved);                /* the error shows at the next call */
+    loom__hook_set_errno(saved); /* the error shows at the next call */
     return (ssize_t)done;
 }
 
 /* The part of iov after its first `skip` bytes, in *out (which the caller frees if it is
  * not buf); returns its count. */
-static int iov_rest(const struct iovec *iov, int cnt, size_t skip, struct iovec *buf, int bufn, struct iovec **out) {
+static int iov_rest(const struct iovec *iov, int cnt, size_t skip, struct iovec *buf, int bufn,
+                    struct iovec **out) {
     int i = 0;
     while (i < cnt && skip >= iov[i].iov_len) skip -= iov[i++].iov_len;
     int rest = cnt - i;
@@ -207,7 +207,11 @@ static ssize_t op_writev(int fd, struct op *o, size_t done) {
     int n = iov_rest(o->iov, o->iovcnt, done, buf, 16, &v);
     if (n < 0) return -1;
     ssize_t r = loom__real.writev(fd, v, n);
-    if (v != buf) { int e = loom__hook_errno(); free(v); loom__hook_set_errno(e); }
+    if (v != buf) {
+        int e = loom__hook_errno();
+        free(v);
+        loom__hook_set_errno(e);
+    }
     return r;
 }
 static ssize_t op_sendmsg(int fd, struct op *o, size_t done) {
@@ -215,13 +219,17 @@ static ssize_t op_sendmsg(int fd, struct op *o, size_t done) {
     struct iovec buf[16], *v;
     int n = iov_rest(o->cmsg->msg_iov, (int)o->cmsg->msg_iovlen, done, buf, 16, &v);
     if (n < 0) return -1;
-    struct msghdr m = *o->cmsg;             /* the rest: its control data went with the first part */
+    struct msghdr m = *o->cmsg; /* the rest: its control data went with the first part */
     m.msg_iov = v;
     m.msg_iovlen = (size_t)n;
     m.msg_control = NULL;
     m.msg_controllen = 0;
     ssize_t r = loom__real.sendmsg(fd, &m, o->flags);
-    if (v != buf) { int e = loom__hook_errno(); free(v); loom__hook_set_errno(e); }
+    if (v != buf) {
+        int e = loom__hook_errno();
+        free(v);
+        loom__hook_set_errno(e);
+    }
     return r;
 }
 
@@ -235,8 +243,12 @@ static ssize_t do_read(int fd, void *buf, size_t n, const void *caller) {
 static ssize_t do_recv(int fd, void *buf, size_t n, int flags, const void *caller) {
     int mode = loom__hook_mode(caller);
     if (mode == H_PLAIN || (flags & MSG_DONTWAIT)) return loom__real.recv(fd, buf, n, flags);
-    struct op o = { .dir = LOOM_READABLE, .all = (flags & MSG_WAITALL) != 0, .total = n, .fn = op_recv,
-                    .buf = buf, .flags = flags };
+    struct op o = { .dir = LOOM_READABLE,
+                    .all = (flags & MSG_WAITALL) != 0,
+                    .total = n,
+                    .fn = op_recv,
+                    .buf = buf,
+                    .flags = flags };
     return run(fd, mode, &o);
 }
 
@@ -244,8 +256,14 @@ static ssize_t do_recvfrom(int fd, void *buf, size_t n, int flags, __SOCKADDR_AR
                            const void *caller) {
     int mode = loom__hook_mode(caller);
     if (mode == H_PLAIN || (flags & MSG_DONTWAIT)) return loom__real.recvfrom(fd, buf, n, flags, addr, len);
-    struct op o = { .dir = LOOM_READABLE, .all = (flags & MSG_WAITALL) != 0, .total = n, .fn = op_recvfrom,
-                    .buf = buf, .flags = flags, .addr = addr, .lenp = len };
+    struct op o = { .dir = LOOM_READABLE,
+                    .all = (flags & MSG_WAITALL) != 0,
+                    .total = n,
+                    .fn = op_recvfrom,
+                    .buf = buf,
+                    .flags = flags,
+                    .addr = addr,
+                    .lenp = len };
     return run(fd, mode, &o);
 }
 
@@ -273,8 +291,12 @@ HOOK_API ssize_t readv(int fd, const struct iovec *iov, int cnt) {
 HOOK_API ssize_t writev(int fd, const struct iovec *iov, int cnt) {
     int mode = loom__hook_mode(HOOK_CALLER());
     if (mode == H_PLAIN || cnt < 0) return loom__real.writev(fd, iov, cnt);
-    struct op o = { .dir = LOOM_WRITABLE, .all = true, .total = iov_total(iov, cnt), .fn = op_writev,
-                    .iov = iov, .iovcnt = cnt };
+    struct op o = { .dir = LOOM_WRITABLE,
+                    .all = true,
+                    .total = iov_total(iov, cnt),
+                    .fn = op_writev,
+                    .iov = iov,
+                    .iovcnt = cnt };
     return run(fd, mode, &o);
 }
 
@@ -307,16 +329,27 @@ HOOK_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
 HOOK_API ssize_t send(int fd, const void *buf, size_t n, int flags) {
     int mode = loom__hook_mode(HOOK_CALLER());
     if (mode == H_PLAIN || (flags & MSG_DONTWAIT)) return loom__real.send(fd, buf, n, flags);
-    struct op o = { .dir = LOOM_WRITABLE, .all = true, .total = n, .fn = op_send, .buf = (void *)buf,
+    struct op o = { .dir = LOOM_WRITABLE,
+                    .all = true,
+                    .total = n,
+                    .fn = op_send,
+                    .buf = (void *)buf,
                     .flags = flags };
     return run(fd, mode, &o);
 }
 
-HOOK_API ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCKADDR_ARG addr, socklen_t len) {
+HOOK_API ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCKADDR_ARG addr,
+                        socklen_t len) {
     int mode = loom__hook_mode(HOOK_CALLER());
     if (mode == H_PLAIN || (flags & MSG_DONTWAIT)) return loom__real.sendto(fd, buf, n, flags, addr, len);
-    struct op o = { .dir = LOOM_WRITABLE, .all = true, .total = n, .fn = op_sendto, .buf = (void *)buf,
-                    .flags = flags, .caddr = addr, .len = len };
+    struct op o = { .dir = LOOM_WRITABLE,
+                    .all = true,
+                    .total = n,
+                    .fn = op_sendto,
+                    .buf = (void *)buf,
+                    .flags = flags,
+                    .caddr = addr,
+                    .len = len };
     return run(fd, mode, &o);
 }
 
@@ -324,8 +357,12 @@ HOOK_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
     int mode = loom__hook_mode(HOOK_CALLER());
     if (mode == H_PLAIN || (flags & MSG_DONTWAIT) || !msg || (ssize_t)msg->msg_iovlen < 0)
         return loom__real.sendmsg(fd, msg, flags);
-    struct op o = { .dir = LOOM_WRITABLE, .all = true, .total = iov_total(msg->msg_iov, (int)msg->msg_iovlen),
-                    .fn = op_sendmsg, .cmsg = msg, .flags = flags };
+    struct op o = { .dir = LOOM_WRITABLE,
+                    .all = true,
+                    .total = iov_total(msg->msg_iov, (int)msg->msg_iovlen),
+                    .fn = op_sendmsg,
+                    .cmsg = msg,
+                    .flags = flags };
     return run(fd, mode, &o);
 }
 
@@ -333,7 +370,8 @@ HOOK_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
 
 static int do_accept(int fd, __SOCKADDR_ARG addr, socklen_t *len, int flags, bool four, const void *caller) {
     int mode = loom__hook_mode(caller);
-    if (mode == H_PLAIN) return four ? loom__real.accept4(fd, addr, len, flags) : loom__real.accept(fd, addr, len);
+    if (mode == H_PLAIN)
+        return four ? loom__real.accept4(fd, addr, len, flags) : loom__real.accept(fd, addr, len);
     struct loom__hfd *e = NULL;
     uint32_t f;
     if (mode == H_PARK) f = loom__hook_fd(fd, &e);
@@ -343,7 +381,7 @@ static int do_accept(int fd, __SOCKADDR_ARG addr, socklen_t *len, int flags, boo
     for (;;) {
         int r = four ? loom__real.accept4(fd, addr, len, flags) : loom__real.accept(fd, addr, len);
         if (r >= 0) {
-            loom__hook_fd_reset(r);     /* a new socket (blocking, whatever the listener is) */
+            loom__hook_fd_reset(r); /* a new socket (blocking, whatever the listener is) */
             return r;
         }
         int err = loom__hook_errno();
@@ -412,7 +450,7 @@ HOOK_API int connect(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len) {
     for (;;) {
         int w = loom__hook_wait(fd, e, LOOM_WRITABLE, deadline, mode == H_PARK);
         if (w == -ETIMEDOUT) {
-            loom__hook_set_errno(EINPROGRESS);      /* as the kernel: it goes on connecting */
+            loom__hook_set_errno(EINPROGRESS); /* as the kernel: it goes on connecting */
             return -1;
         }
         if (w < 0) {
@@ -420,7 +458,7 @@ HOOK_API int connect(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len) {
             return -1;
         }
         struct pollfd p = { .fd = fd, .events = POLLOUT };
-        if (loom__real.poll(&p, 1, 0) <= 0) continue;      /* not yet: a spurious wake */
+        if (loom__real.poll(&p, 1, 0) <= 0) continue; /* not yet: a spurious wake */
         int soerr = 0;
         socklen_t sl = sizeof soerr;
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) return -1;

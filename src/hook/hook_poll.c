@@ -57,8 +57,11 @@ static uint32_t poll_class(int fd, struct loom__hfd **ep) {
 static int wait_fds(struct pollfd *fds, nfds_t n, int64_t deadline) {
     nfds_t valid = 0, one = 0;
     for (nfds_t i = 0; i < n; i++)
-        if (fds[i].fd >= 0) { valid++; one = i; }
-    if (valid == 0) {                   /* a sleep */
+        if (fds[i].fd >= 0) {
+            valid++;
+            one = i;
+        }
+    if (valid == 0) { /* a sleep */
         int64_t left = deadline ? deadline - loom_now() : INT64_MAX / 2;
         if (left <= 0) return -ETIMEDOUT;
         loom_sleep(left);
@@ -69,7 +72,9 @@ static int wait_fds(struct pollfd *fds, nfds_t n, int64_t deadline) {
         struct loom__hfd *e;
         uint32_t f = poll_class(fds[one].fd, &e);
         if (f & HF_PARK)
-            return loom__hook_wait(fds[one].fd, e, ((ev & RD_EVENTS) ? LOOM_READABLE : 0) | ((ev & WR_EVENTS) ? LOOM_WRITABLE : 0),
+            return loom__hook_wait(fds[one].fd, e,
+                                   ((ev & RD_EVENTS) ? LOOM_READABLE : 0) |
+                                           ((ev & WR_EVENTS) ? LOOM_WRITABLE : 0),
                                    deadline, true);
     }
     return loom__hook_wait_set(fds, n, deadline);
@@ -122,7 +127,8 @@ static int64_t ts_ns(const struct timespec *ts) {
     return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 
-static int do_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask, const void *caller) {
+static int do_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask,
+                    const void *caller) {
     if (loom__hook_mode(caller) != H_PARK || ts_bad(ts)) return loom__real.ppoll(fds, n, ts, mask);
     if (mask) {
         loom_block_begin();
@@ -139,7 +145,8 @@ HOOK_API int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, cons
     return do_ppoll(fds, n, ts, mask, HOOK_CALLER());
 }
 
-HOOK_API int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask, size_t fdslen) {
+HOOK_API int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask,
+                         size_t fdslen) {
     if (fdslen / sizeof *fds < n) __chk_fail();
     return do_ppoll(fds, n, ts, mask, HOOK_CALLER());
 }
@@ -195,7 +202,8 @@ static int park_select(int nfds, fd_set *r, fd_set *w, fd_set *x, int64_t timeou
     }
     n = 0;
     for (int fd = 0; fd < nfds; fd++) {
-        short ev = (short)((isset(r, fd) ? POLLIN : 0) | (isset(w, fd) ? POLLOUT : 0) | (isset(x, fd) ? POLLPRI : 0));
+        short ev = (short)((isset(r, fd) ? POLLIN : 0) | (isset(w, fd) ? POLLOUT : 0) |
+                           (isset(x, fd) ? POLLPRI : 0));
         if (ev) fds[n++] = (struct pollfd){ .fd = fd, .events = ev };
     }
     for (;;) {
@@ -221,7 +229,7 @@ static int park_select(int nfds, fd_set *r, fd_set *w, fd_set *x, int64_t timeou
     }
     if (fds != buf) free(fds);
     if (k >= 0) loom__hook_set_errno(saved);
-    if (tv && k >= 0) {                     /* Linux: the time not slept */
+    if (tv && k >= 0) { /* Linux: the time not slept */
         int64_t left = deadline ? deadline - loom_now() : 0;
         if (left < 0) left = 0;
         tv->tv_sec = left / 1000000000;
@@ -233,13 +241,16 @@ static int park_select(int nfds, fd_set *r, fd_set *w, fd_set *x, int64_t timeou
 HOOK_API int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv) {
     if (loom__hook_mode(HOOK_CALLER()) != H_PARK || nfds < 0 || nfds > FD_SETSIZE ||
         (tv && (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000)))
-        return loom__real.select(nfds, r, w, x, tv);    /* (errors, or sets larger than fd_set) */
+        return loom__real.select(nfds, r, w, x, tv); /* (errors, or sets larger than fd_set) */
     int64_t ns = -1;
-    if (tv) ns = tv->tv_sec >= INT64_MAX / 1000000000 - 1 ? INT64_MAX / 2 : (int64_t)tv->tv_sec * 1000000000 + tv->tv_usec * 1000;
+    if (tv)
+        ns = tv->tv_sec >= INT64_MAX / 1000000000 - 1 ? INT64_MAX / 2
+                                                      : (int64_t)tv->tv_sec * 1000000000 + tv->tv_usec * 1000;
     return park_select(nfds, r, w, x, ns, tv);
 }
 
-HOOK_API int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts, const sigset_t *mask) {
+HOOK_API int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts,
+                     const sigset_t *mask) {
     if (loom__hook_mode(HOOK_CALLER()) != H_PARK || nfds < 0 || nfds > FD_SETSIZE || ts_bad(ts))
         return loom__real.pselect(nfds, r, w, x, ts, mask);
     if (mask) {
@@ -294,7 +305,8 @@ HOOK_API int epoll_wait(int epfd, struct epoll_event *ev, int max, int ms) {
 }
 
 HOOK_API int epoll_pwait(int epfd, struct epoll_event *ev, int max, int ms, const sigset_t *mask) {
-    if (loom__hook_mode(HOOK_CALLER()) != H_PARK || max <= 0) return loom__real.epoll_pwait(epfd, ev, max, ms, mask);
+    if (loom__hook_mode(HOOK_CALLER()) != H_PARK || max <= 0)
+        return loom__real.epoll_pwait(epfd, ev, max, ms, mask);
     if (mask) {
         loom_block_begin();
         int r = loom__real.epoll_pwait(epfd, ev, max, ms, mask);
@@ -306,7 +318,8 @@ HOOK_API int epoll_pwait(int epfd, struct epoll_event *ev, int max, int ms, cons
     return park_epoll(epfd, ev, max, ms < 0 ? -1 : (int64_t)ms * 1000000);
 }
 
-HOOK_API int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct timespec *ts, const sigset_t *mask) {
+HOOK_API int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct timespec *ts,
+                          const sigset_t *mask) {
     int mode = loom__hook_mode(HOOK_CALLER());
     if (!loom__real.epoll_pwait2) {
         loom__hook_set_errno(ENOSYS);

@@ -14,7 +14,7 @@
 
 static void sleep_ns(int64_t ns) {
     int64_t end = loom_now() + ns;
-    loom_sleep(ns);                         /* ns <= 0: a yield, as the kernel's */
+    loom_sleep(ns); /* ns <= 0: a yield, as the kernel's */
     for (int64_t left; (left = end - loom_now()) > 0;) loom_sleep(left);
 }
 
@@ -28,7 +28,8 @@ static bool ts_bad(const struct timespec *ts) {
 }
 
 HOOK_API int nanosleep(const struct timespec *req, struct timespec *rem) {
-    if (loom__hook_mode(HOOK_CALLER()) != H_PARK || !req || ts_bad(req)) return loom__real.nanosleep(req, rem);
+    if (loom__hook_mode(HOOK_CALLER()) != H_PARK || !req || ts_bad(req))
+        return loom__real.nanosleep(req, rem);
     sleep_ns(ts_ns(req));
     return 0;
 }
