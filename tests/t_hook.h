@@ -49,7 +49,7 @@ static inline int t_count_threads(void)
 static inline int t_hook_bound(void)
 {
     if (t_chaos())
-        return loom_procs() + 8;    /* chaos sleeps in loom's own windows look like blocked threads */
+        return loom_procs() + 8; /* chaos sleeps in loom's own windows look like blocked threads */
 #if defined(LOOM_TSAN)
     /* ThreadSanitizer's background thread, and a thread for each false alarm (below) that
      * its slowness makes likelier */
@@ -98,8 +98,11 @@ static inline void t_watch_check(struct t_watch *w, const char *what)
         w->max_threads = n;
     struct loom_stats st;
     CHECK_OK(loom_stats(&st));
-    CHECK_MSG(w->max_threads <= t_hook_bound(), "%s: %d threads at LOOM_PROCS=%d (bound %d)", what,
-              w->max_threads, loom_procs(), t_hook_bound());
+    CHECK_MSG(
+            w->max_threads <= t_hook_bound(),
+            "%s: %d threads at LOOM_PROCS=%d (bound %d; %llu switches by the preemption signal, %llu spare Ps lent)",
+            what, w->max_threads, loom_procs(), t_hook_bound(), (unsigned long long)st.async_preemptions,
+            (unsigned long long)st.spare_lends);
     /* A spare is lent when sysmon finds a P's thread asleep in the kernel at two looks in a
      * row.  Goroutines blocked in hooked calls never are; but on a loaded 2-CPU machine a
      * thread's short sleeps inside a non-blocking call (a socket lock, reclaim) are now and
@@ -108,8 +111,8 @@ static inline void t_watch_check(struct t_watch *w, const char *what)
     if (st.spare_lends)
         printf("%s: note: %llu spare Ps lent for a thread caught asleep in the kernel\n", what,
                (unsigned long long)st.spare_lends);
-    CHECK_MSG(st.spare_lends <= 2 || t_chaos(), "%s: %llu spare Ps lent for threads blocked in the kernel", what,
-              (unsigned long long)st.spare_lends);
+    CHECK_MSG(st.spare_lends <= 2 || t_chaos(), "%s: %llu spare Ps lent for threads blocked in the kernel",
+              what, (unsigned long long)st.spare_lends);
 }
 
 /* A TCP listener on 127.0.0.1, port chosen by the kernel; *port gets it. */
@@ -130,7 +133,8 @@ static inline int t_listen_tcp(int *port, int backlog)
 
 static inline struct sockaddr_in t_loopback(int port)
 {
-    return (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    return (struct sockaddr_in){ .sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)port),
                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 }
 
@@ -142,16 +146,8 @@ static inline int t_kernel_nonblock(int fd)
     return (fl & O_NONBLOCK) != 0;
 }
 
-/* errno, read and set through a call the compiler cannot fold: a goroutine may come back
- * from a hooked call that parked on another thread, and a compiler may keep errno's
- * (thread-local) address from before the call (README, "Blocking libraries on goroutines"). */
-#ifdef __clang__
-#define T_OPAQUE __attribute__((noinline, optnone, unused))
-#else
-#define T_OPAQUE __attribute__((noinline, noipa, unused))
-#endif
-T_OPAQUE static int t_errno(void) { return errno; }
-T_OPAQUE static void t_set_errno(int e) { errno = e; }
+/* errno: t.h's t_errno / t_set_errno read and set it through a call the compiler cannot
+ * fold, since a goroutine may come back from a hooked call that parked on another thread. */
 
 /* Before loom_run (one thread): raise the soft RLIMIT_NOFILE to the hard limit and grow the
  * fd table to n numbers.  Growing it later, with several threads, waits for an RCU grace
@@ -200,9 +196,13 @@ static inline pid_t t_spawn(const char *const argv[], const char *log)
     CHECK(pid >= 0);
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(127);
+        if (getppid() != parent)
+            _exit(127);
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
         execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -219,8 +219,10 @@ static inline bool t_wait_port(int port, pid_t pid, int secs)
         struct sockaddr_in a = t_loopback(port);
         int r = connect(fd, (struct sockaddr *)&a, sizeof a);
         close(fd);
-        if (r == 0) return true;
-        if (pid > 0 && waitpid(pid, NULL, WNOHANG) == pid) return false;
+        if (r == 0)
+            return true;
+        if (pid > 0 && waitpid(pid, NULL, WNOHANG) == pid)
+            return false;
         usleep(20000);
     }
     return false;
@@ -229,10 +231,12 @@ static inline bool t_wait_port(int port, pid_t pid, int secs)
 /* SIGTERM, then SIGKILL after secs; reaps it. */
 static inline void t_stop(pid_t pid, int secs)
 {
-    if (pid <= 0) return;
+    if (pid <= 0)
+        return;
     kill(pid, SIGTERM);
     for (int i = 0; i < secs * 50; i++) {
-        if (waitpid(pid, NULL, WNOHANG) == pid) return;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return;
         usleep(20000);
     }
     kill(pid, SIGKILL);

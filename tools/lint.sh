@@ -26,12 +26,12 @@ trap 'rm -rf "$out"' EXIT
 echo "---- clang-tidy ($(clang-tidy --version | grep -o 'version [0-9.]*'))"
 # One clang-tidy per file, JOBS at a time; each one's output goes to its own file, shown
 # afterwards in order (without the "N warnings generated." count of suppressed ones).
-printf '%s\n' src/*.c | xargs -P "$jobs" -I{} sh -c '
+printf '%s\n' src/*.c src/hook/*.c | xargs -P "$jobs" -I{} sh -c '
     name=$(basename "$3")
     clang-tidy -p "$1" --quiet --warnings-as-errors="*" "$3" >"$2/$name.out" 2>&1 || : >"$2/$name.failed"
 ' sh "$build" "$out" {}
 tidy_failed=0
-for f in src/*.c; do
+for f in src/*.c src/hook/*.c; do
     name=$(basename "$f")
     grep -v '^[0-9]* warnings\{0,1\} generated\.$' "$out/$name.out" || true
     [ -e "$out/$name.failed" ] && tidy_failed=1

@@ -130,6 +130,15 @@ int64_t loom__hook_deadline(int64_t timeout_ns); /* 0: none */
 int loom__hook_wait(int fd, struct loom__hfd *e, int events, int64_t deadline, bool park);
 /* Parks until any of the pollfds may be ready (a temporary epoll set) or the deadline. */
 int loom__hook_wait_set(const struct pollfd *fds, nfds_t n, int64_t deadline);
+/* A cooperative preemption point, for a goroutine whose hooked call did not park: one that
+ * keeps calling without ever waiting (its replies are there already) yields here at its
+ * slice's end, as at a loom call, and may resume on any thread.  Switched out by the
+ * preemption signal instead, it would keep its thread waiting for it (a thread for each
+ * goroutine switched out that way, src/preempt_policy.c).  Before errno is set. */
+static inline void loom__hook_preempt_point(void) {
+    loom_preempt_disable();
+    loom_preempt_enable();
+}
 void loom__hook_set_errno(int e);
 int loom__hook_errno(void);
 

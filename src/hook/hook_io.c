@@ -135,6 +135,7 @@ static ssize_t run(int fd, int mode, struct op *o) {
         if (r >= 0) {
             done += (size_t)r;
             if (r > 0 && o->all && done < o->total) continue;
+            if (mode == H_PARK) loom__hook_preempt_point();
             loom__hook_set_errno(saved);
             return (ssize_t)done;
         }
@@ -266,6 +267,13 @@ static ssize_t do_recvfrom(int fd, void *buf, size_t n, int flags, __SOCKADDR_AR
                     .lenp = len };
     return run(fd, mode, &o);
 }
+
+/* glibc's _FORTIFY_SOURCE entries, which a fortified program calls instead of read, recv
+ * and recvfrom (its headers declare them only when fortifying) */
+HOOK_API ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+HOOK_API ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
+HOOK_API ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, __SOCKADDR_ARG addr,
+                                socklen_t *len);
 
 HOOK_API ssize_t read(int fd, void *buf, size_t n) { return do_read(fd, buf, n, HOOK_CALLER()); }
 

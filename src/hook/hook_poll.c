@@ -84,6 +84,7 @@ static int wait_fds(struct pollfd *fds, nfds_t n, int64_t deadline) {
 static int park_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns) {
     int saved = loom__hook_errno();
     int r = poll_now(fds, n);
+    if (r > 0) loom__hook_preempt_point(); /* (poll leaves errno alone when it succeeds) */
     if (r != 0 || timeout_ns == 0) return r;
     int64_t deadline = timeout_ns > 0 ? loom_now() + timeout_ns : 0;
     for (;;) {
@@ -109,6 +110,11 @@ static int do_poll(struct pollfd *fds, nfds_t n, int ms, const void *caller) {
     if (loom__hook_mode(caller) != H_PARK) return loom__real.poll(fds, n, ms);
     return park_poll(fds, n, ms < 0 ? -1 : (int64_t)ms * 1000000);
 }
+
+/* glibc's _FORTIFY_SOURCE entries for poll and ppoll (declared only when fortifying) */
+HOOK_API int __poll_chk(struct pollfd *fds, nfds_t n, int ms, size_t fdslen);
+HOOK_API int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask,
+                         size_t fdslen);
 
 HOOK_API int poll(struct pollfd *fds, nfds_t n, int ms) { return do_poll(fds, n, ms, HOOK_CALLER()); }
 
