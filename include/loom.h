@@ -247,10 +247,10 @@ void    loom_block_end(void);
  * return > 0 with nothing ready (the caller's next try says EAGAIN and it parks again).
  * Returns and errors as loom_fd_wait; timeout 0 returns -ETIMEDOUT unless an event is
  * already pending. */
-int     loom_can_park(void);
-void    loom_text_range(const void **begin, const void **end);
-int     loom_fd_forget(int fd);
-int     loom_fd_park(int fd, int events, int64_t timeout_ns);
+int  loom_can_park(void);
+void loom_text_range(const void **begin, const void **end);
+int  loom_fd_forget(int fd);
+int  loom_fd_park(int fd, int events, int64_t timeout_ns);
 
 #pragma GCC visibility pop
 

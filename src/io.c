@@ -140,7 +140,7 @@ int loom_fd_park(int fd, int events, int64_t timeout_ns) {
     if (err) return err;
     if (!pd) return wait_blocking(fd, events, timeout_ns);
     int r = loom__netpoll_wait(pd, events, timeout_ns);
-    if (r == -EPERM) {                  /* epoll cannot watch it: the blocking path from now on */
+    if (r == -EPERM) { /* epoll cannot watch it: the blocking path from now on */
         STORE_RLX(&pd->flags, PD_KNOWN | PD_BLOCKING);
         return wait_blocking(fd, events, timeout_ns);
     }

@@ -18,13 +18,15 @@ static void writer(void *arg)
 {
     (void)arg;
     usleep(20000);
-    if (write(sv[1], "hello", 5) != 5) perror("write");
+    if (write(sv[1], "hello", 5) != 5)
+        perror("write");
 }
 
 static int main_fn(void *arg)
 {
     (void)arg;
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 1;
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        return 1;
     loom_go(writer, NULL);
     char buf[16];
     ssize_t n = read(sv[0], buf, sizeof buf);
@@ -39,4 +41,7 @@ static int main_fn(void *arg)
     return 0;
 }
 
-int main(void) { return loom_run(main_fn, NULL); }
+int main(void)
+{
+    return loom_run(main_fn, NULL);
+}

@@ -37,6 +37,7 @@
 #include <string.h>
 #include <unistd.h>
 
+/* NOLINTNEXTLINE(bugprone-reserved-identifier): glibc's own name, which the hook defines */
 extern void __chk_fail(void) __attribute__((noreturn));
 
 int64_t loom__hook_deadline(int64_t timeout_ns) { return timeout_ns > 0 ? loom_now() + timeout_ns : 0; }
@@ -270,8 +271,11 @@ static ssize_t do_recvfrom(int fd, void *buf, size_t n, int flags, __SOCKADDR_AR
 
 /* glibc's _FORTIFY_SOURCE entries, which a fortified program calls instead of read, recv
  * and recvfrom (its headers declare them only when fortifying) */
+/* NOLINTNEXTLINE(bugprone-reserved-identifier): glibc's own name, which the hook defines */
 HOOK_API ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+/* NOLINTNEXTLINE(bugprone-reserved-identifier): glibc's own name, which the hook defines */
 HOOK_API ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
+/* NOLINTNEXTLINE(bugprone-reserved-identifier): glibc's own name, which the hook defines */
 HOOK_API ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, __SOCKADDR_ARG addr,
                                 socklen_t *len);
 

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* NOLINTNEXTLINE(bugprone-reserved-identifier): glibc's own name, which the hook defines */
 extern void __chk_fail(void) __attribute__((noreturn));
 
 #define RD_EVENTS (POLLIN | POLLRDNORM | POLLRDHUP)
@@ -112,7 +113,9 @@ static int do_poll(struct pollfd *fds, nfds_t n, int ms, const void *caller) {
 }
 
 /* glibc's _FORTIFY_SOURCE entries for poll and ppoll (declared only when fortifying) */
+/* NOLINTNEXTLINE(bugprone-reserved-identifier): glibc's own name, which the hook defines */
 HOOK_API int __poll_chk(struct pollfd *fds, nfds_t n, int ms, size_t fdslen);
+/* NOLINTNEXTLINE(bugprone-reserved-identifier): glibc's own name, which the hook defines */
 HOOK_API int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask,
                          size_t fdslen);
 
