@@ -167,6 +167,7 @@ static void test_many_acceptors(void)
 struct unix_srv {
     int lfd;
     int n;
+    loom_waitgroup *wg;
 };
 
 static void slow_acceptor(void *arg)
@@ -178,6 +179,7 @@ static void slow_acceptor(void *arg)
         CHECK_GE(fd, 0);
         CHECK_OK(close(fd));
     }
+    loom_wg_done(s->wg);
 }
 
 struct uclient {
@@ -207,10 +209,13 @@ static void test_unix_backlog(void)
     CHECK_OK(bind(lfd, (struct sockaddr *)&a, sizeof a));
     CHECK_OK(listen(lfd, 1));
     int n = 20;
-    struct unix_srv s = { lfd, n };
-    loom_go(slow_acceptor, &s);
+    /* the acceptor counts too: a client's connect returns once it is queued, so the last
+     * clients may be done before their connections are accepted, and lfd must stay open
+     * until then */
     loom_waitgroup wg = LOOM_WAITGROUP_INIT;
-    loom_wg_add(&wg, n);
+    loom_wg_add(&wg, n + 1);
+    struct unix_srv s = { lfd, n, &wg };
+    loom_go(slow_acceptor, &s);
     struct uclient u = { path, &wg };
     for (int i = 0; i < n; i++)
         loom_go(unix_client, &u);
