@@ -140,6 +140,19 @@ static inline void loom__hook_preempt_point(void) {
     loom_preempt_enable();
 }
 void loom__hook_set_errno(int e);
+
+/* The value of `call` (of type `type`) made as a blocking call from a goroutine
+ * (loom_block_begin/end: if it lasts, its P goes on to another thread), with the errno it
+ * left: for calls the hook cannot park (a signal mask to apply, no room for a wait set). */
+#define HOOK_BLOCKING(type, call) \
+    ({ \
+        loom_block_begin(); \
+        type hook_r__ = (call); \
+        int hook_e__ = loom__hook_errno(); \
+        loom_block_end(); \
+        loom__hook_set_errno(hook_e__); \
+        hook_r__; \
+    })
 int loom__hook_errno(void);
 
 #endif

@@ -11,16 +11,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 
-/* Runs `call` as the blocking path from a goroutine, else plainly; keeps its errno. */
+/* Runs `call` as the blocking path from a goroutine, else plainly. */
 #define BLOCKING(type, call) \
     do { \
         if (loom__hook_mode(HOOK_CALLER()) != H_PARK) return call; \
-        loom_block_begin(); \
-        type r__ = call; \
-        int e__ = loom__hook_errno(); \
-        loom_block_end(); \
-        loom__hook_set_errno(e__); \
-        return r__; \
+        return HOOK_BLOCKING(type, call); \
     } while (0)
 
 /* A host that is an address already (or none), and a port number (or none). */

@@ -97,12 +97,7 @@ static int park_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns) {
         }
         if (w < 0 && w != -EBADF) {
             /* no room for a temporary epoll set, say: the blocking path, always right */
-            loom_block_begin();
-            r = loom__real.poll(fds, n, ms_left(deadline));
-            int e = loom__hook_errno();
-            loom_block_end();
-            loom__hook_set_errno(e);
-            return r;
+            return HOOK_BLOCKING(int, loom__real.poll(fds, n, ms_left(deadline)));
         }
     }
 }
@@ -139,14 +134,7 @@ static int64_t ts_ns(const struct timespec *ts) {
 static int do_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask,
                     const void *caller) {
     if (loom__hook_mode(caller) != H_PARK || ts_bad(ts)) return loom__real.ppoll(fds, n, ts, mask);
-    if (mask) {
-        loom_block_begin();
-        int r = loom__real.ppoll(fds, n, ts, mask);
-        int e = loom__hook_errno();
-        loom_block_end();
-        loom__hook_set_errno(e);
-        return r;
-    }
+    if (mask) return HOOK_BLOCKING(int, loom__real.ppoll(fds, n, ts, mask));
     return park_poll(fds, n, ts_ns(ts));
 }
 
@@ -226,11 +214,7 @@ static int park_select(int nfds, fd_set *r, fd_set *w, fd_set *x, int64_t timeou
                 if (ns > 0) left = (struct timeval){ ns / 1000000000, ns % 1000000000 / 1000 };
                 lp = &left;
             }
-            loom_block_begin();
-            k = loom__real.select(nfds, r, w, x, lp);
-            int e = loom__hook_errno();
-            loom_block_end();
-            loom__hook_set_errno(e);
+            k = HOOK_BLOCKING(int, loom__real.select(nfds, r, w, x, lp));
             break;
         }
         k = select_now(nfds, r, w, x, late);
@@ -262,14 +246,7 @@ HOOK_API int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct tim
                      const sigset_t *mask) {
     if (loom__hook_mode(HOOK_CALLER()) != H_PARK || nfds < 0 || nfds > FD_SETSIZE || ts_bad(ts))
         return loom__real.pselect(nfds, r, w, x, ts, mask);
-    if (mask) {
-        loom_block_begin();
-        int k = loom__real.pselect(nfds, r, w, x, ts, mask);
-        int e = loom__hook_errno();
-        loom_block_end();
-        loom__hook_set_errno(e);
-        return k;
-    }
+    if (mask) return HOOK_BLOCKING(int, loom__real.pselect(nfds, r, w, x, ts, mask));
     return park_select(nfds, r, w, x, ts_ns(ts), NULL);
 }
 
@@ -297,14 +274,7 @@ static int park_epoll(int epfd, struct epoll_event *ev, int max, int64_t timeout
             loom__hook_set_errno(saved);
             return 0;
         }
-        if (w < 0) {
-            loom_block_begin();
-            r = loom__real.epoll_wait(epfd, ev, max, ms_left(deadline));
-            int er = loom__hook_errno();
-            loom_block_end();
-            loom__hook_set_errno(er);
-            return r;
-        }
+        if (w < 0) return HOOK_BLOCKING(int, loom__real.epoll_wait(epfd, ev, max, ms_left(deadline)));
     }
 }
 
@@ -316,14 +286,7 @@ HOOK_API int epoll_wait(int epfd, struct epoll_event *ev, int max, int ms) {
 HOOK_API int epoll_pwait(int epfd, struct epoll_event *ev, int max, int ms, const sigset_t *mask) {
     if (loom__hook_mode(HOOK_CALLER()) != H_PARK || max <= 0)
         return loom__real.epoll_pwait(epfd, ev, max, ms, mask);
-    if (mask) {
-        loom_block_begin();
-        int r = loom__real.epoll_pwait(epfd, ev, max, ms, mask);
-        int e = loom__hook_errno();
-        loom_block_end();
-        loom__hook_set_errno(e);
-        return r;
-    }
+    if (mask) return HOOK_BLOCKING(int, loom__real.epoll_pwait(epfd, ev, max, ms, mask));
     return park_epoll(epfd, ev, max, ms < 0 ? -1 : (int64_t)ms * 1000000);
 }
 
@@ -335,13 +298,6 @@ HOOK_API int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struc
         return -1;
     }
     if (mode != H_PARK || max <= 0 || ts_bad(ts)) return loom__real.epoll_pwait2(epfd, ev, max, ts, mask);
-    if (mask) {
-        loom_block_begin();
-        int r = loom__real.epoll_pwait2(epfd, ev, max, ts, mask);
-        int e = loom__hook_errno();
-        loom_block_end();
-        loom__hook_set_errno(e);
-        return r;
-    }
+    if (mask) return HOOK_BLOCKING(int, loom__real.epoll_pwait2(epfd, ev, max, ts, mask));
     return park_epoll(epfd, ev, max, ts_ns(ts));
 }
