@@ -10,8 +10,10 @@
  *   goroutines  one goroutine per connection at LOOM_PROCS=2 (or the env's), redisCommand
  *   threads     one pthread per connection, redisCommand
  *   async       one thread, redisAsyncCommand chained from the replies, libevent's loop
- * and prints RESULT lines with each one's commands per second, and the ratios of the first
- * to the other two (the bars: >= 1.0 against threads, >= 0.8 against async).
+ * and prints RESULT lines with each one's commands per second, the ratios of the first
+ * to the other two (the bars: >= 1.0 against threads, >= 0.8 against async), and the most
+ * threads the process had during the goroutines' run (Threads: in /proc/self/status, read
+ * every millisecond by a goroutine beside the clients; the bar: <= LOOM_PROCS + 4).
  */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -60,6 +62,39 @@ static int blocking_rounds(int id)
 static loom_waitgroup wg = LOOM_WAITGROUP_INIT;
 static int failures;
 
+/* The process's threads now (Threads: in /proc/self/status), or -1. */
+static int thread_count(void)
+{
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    const char *t = strstr(buf, "\nThreads:");
+    return t ? atoi(t + strlen("\nThreads:")) : -1;
+}
+
+static loom_waitgroup sampler_wg = LOOM_WAITGROUP_INIT;
+static bool sampling;
+static int max_threads; /* written by the sampler only; read after sampler_wg */
+
+/* samples at least once, so a run shorter than a millisecond has its figure too */
+static void g_sampler(void *arg)
+{
+    (void)arg;
+    do {
+        int n = thread_count();
+        if (n > max_threads)
+            max_threads = n;
+        loom_sleep(1000000);
+    } while (__atomic_load_n(&sampling, __ATOMIC_ACQUIRE));
+    loom_wg_done(&sampler_wg);
+}
+
 static void g_client(void *arg)
 {
     if (blocking_rounds((int)(intptr_t)arg) != 0)
@@ -70,12 +105,17 @@ static void g_client(void *arg)
 static int g_main(void *arg)
 {
     int64_t *took = arg;
+    __atomic_store_n(&sampling, true, __ATOMIC_RELEASE);
+    loom_wg_add(&sampler_wg, 1);
+    loom_go(g_sampler, NULL);
     loom_wg_add(&wg, nclients);
     int64_t t0 = bench_now_ns();
     for (int i = 0; i < nclients; i++)
         loom_go(g_client, (void *)(intptr_t)i);
     loom_wg_wait(&wg);
     *took = bench_now_ns() - t0;
+    __atomic_store_n(&sampling, false, __ATOMIC_RELEASE);
+    loom_wg_wait(&sampler_wg);
     return 0;
 }
 
@@ -214,6 +254,8 @@ int main(int argc, char **argv)
         bench_fail("goroutines: %d clients failed", failures);
     if (!loom_hook_active())
         bench_fail("libloom_hook is off (LOOM_HOOK=0)");
+    if (max_threads <= 0)
+        bench_fail("no thread count in /proc/self/status");
     pthread_t *ts = calloc((size_t)nclients, sizeof *ts);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -238,6 +280,8 @@ int main(int argc, char **argv)
     printf("RESULT name=hook_redis metric=async_libevent value=%.0f unit=cmd/s procs=%d\n", a, procs);
     printf("RESULT name=hook_redis metric=goroutines_vs_threads value=%.2f unit=x procs=%d\n", g / t, procs);
     printf("RESULT name=hook_redis metric=goroutines_vs_async value=%.2f unit=x procs=%d\n", g / a, procs);
+    printf("RESULT name=hook_redis metric=goroutines_max_threads value=%d unit=threads procs=%d\n",
+           max_threads, procs);
     if (server > 0) {
         kill(server, SIGTERM);
         waitpid(server, NULL, 0);

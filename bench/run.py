@@ -46,7 +46,7 @@ LOWER, HIGHER = "lower", "higher"   # which way is better for a metric
 
 # Kinds of run:
 PAIR = "pair"            # bench_<program> beside its Go twin
-C_ONLY = "c"             # bench_<program> alone: a physical limit
+C_ONLY = "c"             # bench_<program> alone: a physical limit, or C libraries Go cannot call
 WRK = "wrk"              # examples/<program> beside its Go twin, driven by wrk
 WRK_C = "wrkc"           # bench_<program> alone under wrk: a physical limit
 NETCLIENT = "netclient"  # examples/<program> beside its Go twin, driven by bench_netclient
@@ -107,10 +107,12 @@ class Workload:
     timeout: int    # seconds per run (0: servers, bounded by BENCH_NET_SECS instead)
     kind: str
     metrics: List[Metric] = field(default_factory=list)
+    libs: str = ""  # dev packages (apt-get names) without which CMake leaves bench_<program> out
+    cmd: str = ""   # a command the program runs (apt-get installs it under the same name)
 
 
-def W(run, program, procs, timeout, kind, *metrics):
-    return Workload(run, program, procs, timeout, kind, list(metrics))
+def W(run, program, procs, timeout, kind, *metrics, libs="", cmd=""):
+    return Workload(run, program, procs, timeout, kind, list(metrics), libs, cmd)
 
 
 M = Metric
@@ -173,6 +175,13 @@ WORKLOADS = [
       M("req_per_s", "req/s", HIGHER, "echo (netclient): throughput"),
       M("p50_ms", "ms", LOWER, "echo (netclient): p50 latency"),
       M("p99_ms", "ms", LOWER, "echo (netclient): p99 latency")),
+    W("hook_redis", "hook_redis", 2, 120, C_ONLY,
+      M("goroutines", "cmd/s", HIGHER, "hook_redis: 500 goroutines, 2 P"),
+      M("goroutines_vs_threads", "x", HIGHER, "hook_redis: vs. 500 pthreads", at_least(1.0, "≥ 1.0×")),
+      M("goroutines_vs_async", "x", HIGHER, "hook_redis: vs. libevent async", at_least(0.8, "≥ 0.8×")),
+      M("goroutines_max_threads", "threads", LOWER, "hook_redis: peak OS threads",
+        at_most(2 + 4, "≤ 6 (2 Ps + 4)")),
+      libs="libhiredis-dev libevent-dev", cmd="redis-server"),
     W("swap", "swap", 1, 60, C_ONLY,
       M("ns_per_switch", "ns", LOWER, "limit: raw register swap")),
     W("cacheline", "cacheline", 2, 60, C_ONLY,
@@ -180,9 +189,10 @@ WORKLOADS = [
 ]
 
 # Reasons a side was not measured at all (as opposed to a run that failed): a target
-# on such a row reads "not measured" rather than MISSED.
+# on such a row reads "not measured" rather than MISSED.  "no <cmd>": a workload's cmd
+# is not installed.
 NOT_BUILT, NO_GO, NO_WRK, NO_NETCLIENT = "not built", "no go", "no wrk", "no netclient"
-UNMEASURED = {NOT_BUILT, NO_GO, NO_WRK, NO_NETCLIENT}
+UNMEASURED = {NOT_BUILT, NO_GO, NO_WRK, NO_NETCLIENT} | {f"no {w.cmd}" for w in WORKLOADS if w.cmd}
 
 # ------------------------------------------------------------------ settings
 
@@ -419,7 +429,8 @@ class Bench:
             path = os.path.join(self.cbin, "bench_" + w.program)
             if not os.access(path, os.X_OK):
                 self.bad[("loom", w.run)] = NOT_BUILT
-                self.skip(f"{w.run} (loom): {path} not built")
+                self.skip(f"{w.run} (loom): {path} not built"
+                          + (f" (needs apt-get install {w.libs})" if w.libs else ""))
         elif not os.access(os.path.join(self.build, "examples", w.program), os.X_OK):
             self.bad[("loom", w.run)] = NOT_BUILT
             self.skip(f"examples/{w.program} not built (loom side of {w.run})")
@@ -434,6 +445,9 @@ class Bench:
         if w.kind == NETCLIENT and not os.access(os.path.join(self.cbin, "bench_netclient"), os.X_OK):
             self.bad[("loom", w.run)] = self.bad[("go", w.run)] = NO_NETCLIENT
             self.skip(f"{w.run}: bench_netclient not built")
+        if w.cmd and not shutil.which(w.cmd):
+            self.bad.setdefault(("loom", w.run), f"no {w.cmd}")
+            self.skip(f"{w.run}: {w.cmd} not installed (apt-get install {w.cmd})")
 
     def measure(self, w):
         procs = NPROC if w.procs == "all" else w.procs
@@ -745,6 +759,12 @@ output, each checks its own answer and exits non-zero on a wrong one.
   and by bench_netclient --mode=http (loom: 64 keep-alive connections, one GET at a time, every answer checked).
 - **echo**: examples/echo.c vs. a Go TCP echo server, driven by bench_netclient (loom): 64 connections,
   64-byte messages one at a time for {net_secs} s, every echo checked.
+- **hook_redis**: hiredis's blocking API on 500 goroutines through libloom_hook at LOOM_PROCS=2, beside the same on
+  500 pthreads and on hiredis's async API with libevent (one thread), against a redis-server the program starts; each
+  connection does 200 rounds of SET then GET (the reply checked). Commands per second on goroutines, its ratios to
+  the other two, and the most threads the process had during the goroutines' run (/proc/self/status, read every
+  millisecond). No Go twin: Go cannot call hiredis. Built only where hiredis and libevent are; skipped without
+  redis-server.
 - **limits**: bench/swap.c swaps callee-saved registers and the stack pointer in a few lines of assembly;
   bench/cacheline.c bounces one cache line between two pinned pthreads.
 """
@@ -781,7 +801,8 @@ def write_markdown(b, rows, met, missed, chart_ok, machine):
     md += ["",
            f'"all Ps" is LOOM_PROCS = GOMAXPROCS = {NPROC}; "1 P" is 1. **loom/Go** is the ratio of the medians:',
            "below 1 is better for times, latencies and memory, above 1 for req/s, speedup and progress.",
-           "Targets are checked against loom's median. Physical limits have no Go twin.", "",
+           "Targets are checked against loom's median. Physical limits and hook_redis (hiredis, which Go",
+           "cannot call) have no Go twin.", "",
            "| workload | metric | loom median | Go median | loom/Go | loom spread (min–max) "
            "| Go spread (min–max) | target | status |",
            "|---|---|---:|---:|---:|---|---|---|---|"]
