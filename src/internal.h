@@ -373,6 +373,7 @@ struct loom__m {
     volatile sig_atomic_t in_preempt; /* the preemption handler runs; this thread only */
     uint32_t lockwait;                /* sleeps on a runtime lock (not a blocking call); atomic */
     int statfd;                       /* /proc/self/task/TID/stat, or -1; sysmon only */
+    int syscallfd;                    /* /proc/self/task/TID/syscall, or -1; sysmon only */
     /* LOOM_TRACE (trace.c): this M's event buffer and open slices; this M only */
     struct loom__tbuf *tbuf;
     int64_t tr_start; /* start of the running goroutine's slice, or -1 */
@@ -451,6 +452,7 @@ struct loom__p {
         int64_t cpu;          /* the owner thread's CPU time at the last look */
         int64_t cpu0;         /* ... at the first look in this slice */
         int asleep;           /* looks in a row that found its thread asleep */
+        int64_t asleep_since; /* the first of them */
         uint64_t nswitch;     /* the owner M's switch count at the last look */
         uint32_t syscalltick; /* syscalltick at the last look */
         int64_t syscallwhen;  /* when this syscall was first seen */
@@ -682,7 +684,8 @@ int64_t loom__netpoll_verify_every(int64_t min_ns);
 /* ------------------------------------------------------------------ spare.c
  * sysmon's side of spare Ps (the core's is in sched.h). */
 enum { SPARE_NONE, SPARE_LENT, SPARE_ASLEEP, SPARE_STANDS_IN };
-int loom__spare_look(P *p, int64_t now, bool known, bool ran); /* SPARE_*: what became of p */
+/* SPARE_*: what became of p; on SPARE_ASLEEP *next is lowered to when to look again */
+int loom__spare_look(P *p, int64_t now, bool known, bool ran, int64_t *next);
 void loom__spare_back(P *p);    /* p's thread runs again: its stand-in goes back */
 bool loom__spare_lend(P *p);    /* put a spare in service for p */
 void loom__spare_retire(P *sp); /* ask spare sp back */

@@ -294,6 +294,7 @@ static M *allocm(void) {
     m->g0.m = m;
     m->curg = &m->g0;
     m->statfd = -1;
+    m->syscallfd = -1;
     m->pin_cpu = -1;
     m->tr_start = -1;
     m->fastrand64 =
@@ -1568,6 +1569,7 @@ static void schedterm(void) {
     while (m) {
         M *next = m->alllink;
         if (m->statfd >= 0) close(m->statfd);
+        if (m->syscallfd >= 0) close(m->syscallfd);
         free(m);
         m = next;
     }

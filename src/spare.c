@@ -21,7 +21,8 @@
  *
  * Detection is sysmon's look (loom__spare_look): a P whose goroutine has not switched for
  * BLOCKED_NS, whose thread used no CPU time since the last look and which the kernel shows
- * asleep (S or D in /proc/self/task/TID/stat), at two looks in a row.  A thread asleep on a
+ * asleep (S or D in /proc/self/task/TID/stat), at every look for ASLEEP_NS (ASLEEP_MEM_NS
+ * if it waits on the process's memory map).  A thread asleep on a
  * runtime lock (m->lockwait) is not blocked in a call.  A call loom was told about
  * (loom_block_begin/end, loom_read...) goes Go's way instead: its P is handed off
  * (proc.c, entersyscall) and no spare is needed.
@@ -32,6 +33,8 @@
  */
 #include "proc.h"
 #include <fcntl.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Go's default limit on threads (runtime/debug.SetMaxThreads). */
@@ -43,6 +46,21 @@
  * behind another thread's mmap), and lending a spare P for those only adds parallelism
  * nobody asked for; a 200 ms blocking read still keeps 99.5 % of its P's time in use. */
 #define BLOCKED_NS 1000000
+
+/* How long a thread must be seen asleep, using no CPU, before a spare stands in for it.
+ * Calls that do not block for real also sleep in the kernel now and then (a socket's lock
+ * behind another thread's send, a page fault that waits for reclaim): on a loaded 2-CPU
+ * machine two looks 20 us apart caught such sleeps in goroutines that never block (their
+ * hooked calls park them instead), and lent them spares.  Those sleeps end within
+ * microseconds, a blocking call's does not; 1 ms more before the lend is nothing to a call
+ * that blocks for real. */
+#define ASLEEP_NS 1000000
+
+/* ...and one asleep on the process's memory map (malloc's mprotect or a page fault behind
+ * another thread's mmap or munmap, which hold the mm lock for up to milliseconds here)
+ * waits for threads that are running and will let go of it: it gets a spare only after
+ * this long. */
+#define ASLEEP_MEM_NS 20000000
 
 /* LOOM_MAX_THREADS: Ps in service at most, spares included (at least nprocs). */
 int loom__spare_limit(int nprocs) {
@@ -213,6 +231,28 @@ char loom__thread_state(P *p) {
     return rp[2];
 }
 
+/* Is p's thread, found asleep, waiting on the process's memory map: in mmap, mprotect,
+ * munmap, brk, mremap or madvise, or outside any system call (a page fault)?  From
+ * /proc/self/task/TID/syscall (its first field: the call's number, -1, or "running"). */
+static bool waits_on_memory(P *p) {
+    M *m = LOAD(&p->m);
+    if (!m || !m->tid) return false;
+    if (m->syscallfd < 0) { /* kept open, as statfd */
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/task/%d/syscall", m->tid);
+        m->syscallfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (m->syscallfd < 0) return false;
+    }
+    char buf[32];
+    ssize_t n = pread(m->syscallfd, buf, sizeof buf - 1, 0);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    if (buf[0] != '-' && (buf[0] < '0' || buf[0] > '9')) return false; /* "running" */
+    long nr = strtol(buf, NULL, 10);
+    return nr == -1 || nr == SYS_mmap || nr == SYS_mprotect || nr == SYS_munmap || nr == SYS_brk ||
+           nr == SYS_mremap || nr == SYS_madvise;
+}
+
 static bool thread_asleep(P *p) {
     M *m = LOAD(&p->m);
     if (m && LOAD_RLX(&m->lockwait)) return false; /* waits for a runtime lock */
@@ -223,7 +263,7 @@ static bool thread_asleep(P *p) {
 /* sysmon's look at running P p, whose goroutine has not gone through schedule() since the
  * last look; `known`: two samples of its thread's CPU clock were compared, `ran`: the
  * thread used the CPU between them (or it is not known).  Says what became of p. */
-int loom__spare_look(P *p, int64_t now, bool known, bool ran) {
+int loom__spare_look(P *p, int64_t now, bool known, bool ran, int64_t *next) {
     P *sp = LOAD(&p->spare.standin);
     if (sp) {
         if (known && ran && !LOAD(&sp->spare.retire)) loom__spare_retire(sp); /* it runs again */
@@ -233,14 +273,22 @@ int loom__spare_look(P *p, int64_t now, bool known, bool ran) {
         if (!LOAD(&sp->spare.retire)) return SPARE_STANDS_IN;
     }
     bool asleep = !ran && now - p->sysmon.when >= BLOCKED_NS && thread_asleep(p);
-    p->sysmon.asleep = asleep ? p->sysmon.asleep + 1 : 0;
-    if (asleep && p->sysmon.asleep >= 2) {
-        /* asleep at two looks in a row (one can catch a thread in a brief wait, e.g. a
-         * page fault that waits for reclaim): lend a spare P meanwhile */
+    if (!asleep) {
+        p->sysmon.asleep = 0;
+        return SPARE_NONE;
+    }
+    if (p->sysmon.asleep++ == 0) p->sysmon.asleep_since = now;
+    int64_t asleep_for = now - p->sysmon.asleep_since, due = ASLEEP_NS;
+    if (p->sysmon.asleep >= 2 && asleep_for >= ASLEEP_NS && asleep_for < ASLEEP_MEM_NS && waits_on_memory(p))
+        due = ASLEEP_MEM_NS;
+    else if (p->sysmon.asleep >= 2 && asleep_for >= ASLEEP_NS) {
+        /* asleep at every look for ASLEEP_NS: lend a spare P meanwhile */
         p->sysmon.asleep = 0;
         return loom__spare_lend(p) ? SPARE_LENT : SPARE_STANDS_IN;
     }
-    return asleep ? SPARE_ASLEEP : SPARE_NONE;
+    int64_t at = p->sysmon.asleep_since + due; /* no sooner: it would see the same */
+    if (at < *next) *next = at;
+    return SPARE_ASLEEP;
 }
 
 /* sysmon: p's thread runs again (its P scheduled, or went idle): its stand-in goes back. */

@@ -80,9 +80,9 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
      * not have between two looks 20 us apart: it waits for a CPU, in state R) */
     bool ran_slice = cpu >= 0 && p->sysmon.cpu0 >= 0 && cpu != p->sysmon.cpu0;
     /* a thread asleep in the kernel without having said so (spare.c) */
-    switch (loom__spare_look(p, now, known, ran)) {
+    switch (loom__spare_look(p, now, known, ran, next)) {
     case SPARE_LENT: (*handoffs)++; return;
-    case SPARE_ASLEEP: *next = now; return; /* look again soon */
+    case SPARE_ASLEEP: return; /* look again when a spare is due (*next) */
     case SPARE_STANDS_IN: return;
     default: break;
     }
