@@ -416,7 +416,8 @@ P *loom__p_new(int id) {
     memset(p, 0, sizeof *p);
     p->id = id;
     p->status = P_OFF;
-    p->sysmon.cpu = -1;          /* sysmon has no sample yet, */
+    p->sysmon.cpu = -1; /* sysmon has no sample yet, */
+    p->sysmon.cpu0 = -1;
     p->sysmon.tick = UINT32_MAX; /* and starts a slice at its first look */
     return p;
 }

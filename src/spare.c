@@ -172,6 +172,7 @@ bool loom__spare_lend(P *p) {
     STORE(&p->spare.standin, sp);
     sp->spare.lender = p;
     sp->sysmon.cpu = -1; /* fresh sysmon state for its new life */
+    sp->sysmon.cpu0 = -1;
     sp->sysmon.tick = sp->schedtick - 1;
     STORE(&sp->spare.retire, 0);
     XADD(&loom__sched.nactive, 1);

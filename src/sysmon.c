@@ -74,11 +74,13 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     int64_t cpu = thread_cpu(p);
     bool known = cpu >= 0 && p->sysmon.cpu >= 0; /* two samples to compare */
     bool ran = !known || cpu != p->sysmon.cpu;
-    if (p->sysmon.cpu < 0) p->sysmon.cpu0 = cpu; /* the first sample of this slice */
+    if (p->sysmon.cpu0 < 0) p->sysmon.cpu0 = cpu; /* the first sample of this slice */
     p->sysmon.cpu = cpu;
     /* it used the CPU during this slice (on a loaded machine a running thread may well
-     * not have between two looks 20 us apart: it waits for a CPU, in state R) */
+     * not have between two looks 20 us apart: it waits for a CPU, in state R), and how
+     * much */
     bool ran_slice = cpu >= 0 && p->sysmon.cpu0 >= 0 && cpu != p->sysmon.cpu0;
+    bool had_slice = ran_slice && cpu - p->sysmon.cpu0 >= slice / 2;
     /* a thread asleep in the kernel without having said so (spare.c) */
     switch (loom__spare_look(p, now, known, ran, next)) {
     case SPARE_LENT: (*handoffs)++; return;
@@ -101,7 +103,8 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     /* a ready goroutine of a higher level waits behind this one (runq.c): now */
     bool outranked = loom__prio_outranked(p);
     if (outranked) *next = now;
-    if (now - p->sysmon.when >= slice || (timer_late && now - p->sysmon.when >= slice / 4) || outranked) {
+    bool urgent = (timer_late && now - p->sysmon.when >= slice / 4) || outranked;
+    if (now - p->sysmon.when >= slice || urgent) {
         /* a slice without a schedule(): ask for a yield at the next loom call, and
          * signal the thread in case it runs plain C code (preempt_signal.c) - only while it
          * uses the CPU, so as not to cut short a sleep in the kernel */
@@ -118,7 +121,12 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
         uint64_t sw = m ? LOAD_RLX(&m->nswitch) : 0;
         bool same_g = sw == p->sysmon.nswitch;
         p->sysmon.nswitch = sw;
-        if (ran_slice && same_g && loom__preempt_enabled()) {
+        /* ...and at a slice's end only once the thread has had half a slice of CPU in it:
+         * on a loaded machine a thread that waits for a CPU has not had its slice, and a
+         * goroutine switched out by the signal keeps its thread waiting for it
+         * (preempt_policy.c), while the flag costs nothing; a due timer or a goroutine of a
+         * higher level waits for no more than the CPU's use */
+        if ((urgent ? ran_slice : had_slice) && same_g && loom__preempt_enabled()) {
             (*signalling)++;
             if (now - p->sysmon.signal >= 50000 && loom__thread_state(p) == 'R') loom__preempt_signal(p, now);
         }
@@ -161,6 +169,7 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
             p->sysmon.tick = t;
             p->sysmon.when = now;
             p->sysmon.cpu = -1;
+            p->sysmon.cpu0 = thread_cpu(p); /* the new slice's CPU time counts from here */
             p->sysmon.asleep = 0;
             if (unlikely(sp)) loom__spare_back(p);
             deadline(p, now, next);
