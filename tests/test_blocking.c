@@ -103,10 +103,15 @@ static void exclusive_spinner(void *arg)
 {
     (void)arg;
     while (!__atomic_load_n(&stop_spin, __ATOMIC_RELAXED)) {
+        /* no switch inside: a spinner switched out there by the preemption signal (a due
+         * timer, a thread kept from its CPU past a slice) would leave `inside` counted while
+         * the other one runs, an overlap in time but not in parallel */
+        loom_preempt_disable();
         if (__atomic_add_fetch(&inside, 1, __ATOMIC_SEQ_CST) > 1)
             __atomic_store_n(&overlap, 1, __ATOMIC_SEQ_CST);
         for (volatile int i = 0; i < 1000; i++) {}
         __atomic_sub_fetch(&inside, 1, __ATOMIC_SEQ_CST);
+        loom_preempt_enable();
         loom_yield();
     }
     __atomic_add_fetch(&spinners_out, 1, __ATOMIC_SEQ_CST);
