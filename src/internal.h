@@ -451,6 +451,7 @@ struct loom__p {
         int64_t signal;       /* when the preemption signal was last sent */
         int64_t cpu;          /* the owner thread's CPU time at the last look */
         int64_t cpu0;         /* ... at the first look in this slice */
+        int64_t flag_cpu;     /* ... when this slice's preempt flag was first set, or -1 */
         int asleep;           /* looks in a row that found its thread asleep */
         int64_t asleep_since; /* the first of them */
         uint64_t nswitch;     /* the owner M's switch count at the last look */

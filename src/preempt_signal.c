@@ -32,16 +32,17 @@
  * policy of preempt_policy.c (loom__async_preempt), which this handler calls.  A goroutine
  * that switches at a loom call (cooperatively) may resume anywhere, as API.md says.
  *
- * Timer deadlines: the monitor thread is an ordinary thread, and the kernel may let it
- * wait for a CPU a whole scheduler slice or tick (4 ms here) when the CPUs run spinning
- * goroutines, whose threads hand the P round every slice, so a sleeper's wakeup beside them
- * would come that late.  So each M also has a POSIX timer that sends SIGURG to its own
- * thread at the earliest timer of the P it runs: the kernel's timer interrupt reaches the
- * running thread on time, the handler sees a due timer, and the goroutine is switched out
- * after running the P's due timers.  It is armed in gogo when the deadline changes, on a
- * switch to a goroutine that resumes from a switch by this signal (CPU-bound code: one
- * timer_settime per slice at most) and, once priority levels are in use, on every switch
- * and timer added (loom__preempt_rearm), so that a HIGH goroutine's sleep ends on time.
+ * Timer deadlines (once priority levels are in use): the monitor thread is an ordinary
+ * thread, and the kernel may let it wait for a CPU a whole scheduler slice or tick (4 ms
+ * here) when the CPUs run spinning goroutines, so a HIGH goroutine's sleep would end that
+ * late.  So each M also has a POSIX timer that sends SIGURG to its own thread at the
+ * earliest timer of the P it runs (armed in gogo and when a timer is added, if that
+ * changes: loom__preempt_rearm): the kernel's timer interrupt reaches the running thread
+ * on time, the handler sees a due timer, and the goroutine is switched out after running
+ * the P's due timers.  Without levels a due timer waits for sysmon (sysmon.c), which
+ * switches out only a goroutine that has computed for a while: one switched out by the
+ * signal keeps its thread waiting for it (preempt_policy.c), which a goroutine that makes
+ * loom calls would not need.
  *
  * Sanitizer builds leave asynchronous preemption off: the sanitizer runtimes live inside
  * the executable with per-thread state that a switch in their middle would corrupt, and
@@ -116,10 +117,10 @@ static bool pc_preemptible(uintptr_t pc) {
     return true;
 }
 
-/* A timer of p is due (the deadline timer's case). */
+/* A timer of p is due while priority levels are in use (the deadline timer's case). */
 static bool timer_due(P *p) {
     int64_t w = LOAD_RLX(&p->timer0_when);
-    return w != 0 && w <= loom__nanotime();
+    return w != 0 && LOAD_RLX(&loom__sched.prio.used) && w <= loom__nanotime();
 }
 
 /* The M's deadline timer (see above): created at thread start, armed in gogo. */

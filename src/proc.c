@@ -163,7 +163,7 @@ static ALWAYS_INLINE void gogo(M *m, G *from, G *to, void (*after)(G *, void *),
     to->m = m;
     if (m->p) {
         STORE_RLX(&m->p->prio.running, to != &m->g0 ? to->prio : LOOM__PRIO_NONE);
-        if (unlikely(LOAD_RLX(&loom__sched.prio.used) || to->alocked) && to != &m->g0) loom__preempt_rearm(m);
+        if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && to != &m->g0) loom__preempt_rearm(m);
     }
     if (to != &m->g0) {
         if (unlikely(!to->stack_base)) start_stack(m, to);
@@ -418,6 +418,7 @@ P *loom__p_new(int id) {
     p->status = P_OFF;
     p->sysmon.cpu = -1; /* sysmon has no sample yet, */
     p->sysmon.cpu0 = -1;
+    p->sysmon.flag_cpu = -1;
     p->sysmon.tick = UINT32_MAX; /* and starts a slice at its first look */
     return p;
 }

@@ -173,6 +173,7 @@ bool loom__spare_lend(P *p) {
     sp->spare.lender = p;
     sp->sysmon.cpu = -1; /* fresh sysmon state for its new life */
     sp->sysmon.cpu0 = -1;
+    sp->sysmon.flag_cpu = -1;
     sp->sysmon.tick = sp->schedtick - 1;
     STORE(&sp->spare.retire, 0);
     XADD(&loom__sched.nactive, 1);
@@ -232,26 +233,30 @@ char loom__thread_state(P *p) {
     return rp[2];
 }
 
-/* Is p's thread, found asleep, waiting on the process's memory map: in mmap, mprotect,
- * munmap, brk, mremap or madvise, or outside any system call (a page fault)?  From
- * /proc/self/task/TID/syscall (its first field: the call's number, -1, or "running"). */
-static bool waits_on_memory(P *p) {
+/* What p's thread, found asleep, waits in, from /proc/self/task/TID/syscall (its first
+ * field: the call's number, -1 outside any call, or "running"): nothing any more
+ * (WAITS_NOT: it runs again), the process's memory map (WAITS_MEMORY: mmap, mprotect,
+ * munmap, brk, mremap or madvise, or a page fault), or a call (WAITS_CALL, also when
+ * unknown). */
+enum { WAITS_NOT, WAITS_MEMORY, WAITS_CALL };
+static int thread_waits(P *p) {
     M *m = LOAD(&p->m);
-    if (!m || !m->tid) return false;
+    if (!m || !m->tid) return WAITS_CALL;
     if (m->syscallfd < 0) { /* kept open, as statfd */
         char path[64];
         snprintf(path, sizeof path, "/proc/self/task/%d/syscall", m->tid);
         m->syscallfd = open(path, O_RDONLY | O_CLOEXEC);
-        if (m->syscallfd < 0) return false;
+        if (m->syscallfd < 0) return WAITS_CALL;
     }
     char buf[32];
     ssize_t n = pread(m->syscallfd, buf, sizeof buf - 1, 0);
-    if (n <= 0) return false;
+    if (n <= 0) return WAITS_CALL;
     buf[n] = 0;
-    if (buf[0] != '-' && (buf[0] < '0' || buf[0] > '9')) return false; /* "running" */
+    if (buf[0] != '-' && (buf[0] < '0' || buf[0] > '9')) return WAITS_NOT; /* "running" */
     long nr = strtol(buf, NULL, 10);
-    return nr == -1 || nr == SYS_mmap || nr == SYS_mprotect || nr == SYS_munmap || nr == SYS_brk ||
-           nr == SYS_mremap || nr == SYS_madvise;
+    bool mem = nr == -1 || nr == SYS_mmap || nr == SYS_mprotect || nr == SYS_munmap || nr == SYS_brk ||
+               nr == SYS_mremap || nr == SYS_madvise;
+    return mem ? WAITS_MEMORY : WAITS_CALL;
 }
 
 static bool thread_asleep(P *p) {
@@ -280,12 +285,19 @@ int loom__spare_look(P *p, int64_t now, bool known, bool ran, int64_t *next) {
     }
     if (p->sysmon.asleep++ == 0) p->sysmon.asleep_since = now;
     int64_t asleep_for = now - p->sysmon.asleep_since, due = ASLEEP_NS;
-    if (p->sysmon.asleep >= 2 && asleep_for >= ASLEEP_NS && asleep_for < ASLEEP_MEM_NS && waits_on_memory(p))
+    if (p->sysmon.asleep >= 2 && asleep_for >= ASLEEP_NS) {
+        int waits = thread_waits(p);
+        if (waits == WAITS_NOT) { /* woke since the look at its state */
+            p->sysmon.asleep = 0;
+            return SPARE_NONE;
+        }
+        if (waits == WAITS_CALL || asleep_for >= ASLEEP_MEM_NS) {
+            /* asleep at every look for ASLEEP_NS (ASLEEP_MEM_NS on the memory map): lend
+             * a spare P meanwhile */
+            p->sysmon.asleep = 0;
+            return loom__spare_lend(p) ? SPARE_LENT : SPARE_STANDS_IN;
+        }
         due = ASLEEP_MEM_NS;
-    else if (p->sysmon.asleep >= 2 && asleep_for >= ASLEEP_NS) {
-        /* asleep at every look for ASLEEP_NS: lend a spare P meanwhile */
-        p->sysmon.asleep = 0;
-        return loom__spare_lend(p) ? SPARE_LENT : SPARE_STANDS_IN;
     }
     int64_t at = p->sysmon.asleep_since + due; /* no sooner: it would see the same */
     if (at < *next) *next = at;

@@ -80,7 +80,7 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
      * not have between two looks 20 us apart: it waits for a CPU, in state R), and how
      * much */
     bool ran_slice = cpu >= 0 && p->sysmon.cpu0 >= 0 && cpu != p->sysmon.cpu0;
-    bool had_slice = ran_slice && cpu - p->sysmon.cpu0 >= slice / 2;
+    int64_t used = ran_slice ? cpu - p->sysmon.cpu0 : 0;
     /* a thread asleep in the kernel without having said so (spare.c) */
     switch (loom__spare_look(p, now, known, ran, next)) {
     case SPARE_LENT: (*handoffs)++; return;
@@ -103,8 +103,8 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     /* a ready goroutine of a higher level waits behind this one (runq.c): now */
     bool outranked = loom__prio_outranked(p);
     if (outranked) *next = now;
-    bool urgent = (timer_late && now - p->sysmon.when >= slice / 4) || outranked;
-    if (now - p->sysmon.when >= slice || urgent) {
+    bool late = timer_late && now - p->sysmon.when >= slice / 4;
+    if (now - p->sysmon.when >= slice || late || outranked) {
         /* a slice without a schedule(): ask for a yield at the next loom call, and
          * signal the thread in case it runs plain C code (preempt_signal.c) - only while it
          * uses the CPU, so as not to cut short a sleep in the kernel */
@@ -112,6 +112,7 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
             STORE(&p->preempt, 1);
             (*acted)++;
         }
+        if (p->sysmon.flag_cpu < 0) p->sysmon.flag_cpu = cpu; /* first asked in this slice */
         /* (a signal would cut short a plain sleep in the kernel: nanosleep does not
          * restart; so only a thread seen using the CPU, and running right now) */
         /* ...and only if the same goroutine has run all along: a P whose thread
@@ -121,12 +122,18 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
         uint64_t sw = m ? LOAD_RLX(&m->nswitch) : 0;
         bool same_g = sw == p->sysmon.nswitch;
         p->sysmon.nswitch = sw;
-        /* ...and at a slice's end only once the thread has had half a slice of CPU in it:
-         * on a loaded machine a thread that waits for a CPU has not had its slice, and a
-         * goroutine switched out by the signal keeps its thread waiting for it
-         * (preempt_policy.c), while the flag costs nothing; a due timer or a goroutine of a
-         * higher level waits for no more than the CPU's use */
-        if ((urgent ? ran_slice : had_slice) && same_g && loom__preempt_enabled()) {
+        /* ...and only once the thread has had its time on a CPU since the slice began (half
+         * a slice at a slice's end, a quarter for an overdue timer) and a tenth of a slice
+         * more since the flag asked it to yield.  A goroutine switched out by the signal
+         * keeps its thread waiting for it (preempt_policy.c), where one that makes loom calls
+         * yields at the next for nothing; and on a loaded machine a thread that waits for a
+         * CPU has not had its time.  A goroutine of a higher level waiting needs only some
+         * use of the CPU. */
+        bool had = outranked ? ran_slice
+                             : used >= (now - p->sysmon.when >= slice ? slice / 2 : slice / 4) &&
+                                       cpu - p->sysmon.flag_cpu >= slice / 10;
+        if (!had && !outranked && ran_slice) (*signalling)++; /* look again soon */
+        if (had && same_g && loom__preempt_enabled()) {
             (*signalling)++;
             if (now - p->sysmon.signal >= 50000 && loom__thread_state(p) == 'R') loom__preempt_signal(p, now);
         }
@@ -170,6 +177,7 @@ static void retake(int64_t now, int *acted, int *handoffs, int *signalling, int6
             p->sysmon.when = now;
             p->sysmon.cpu = -1;
             p->sysmon.cpu0 = thread_cpu(p); /* the new slice's CPU time counts from here */
+            p->sysmon.flag_cpu = -1;
             p->sysmon.asleep = 0;
             if (unlikely(sp)) loom__spare_back(p);
             deadline(p, now, next);

@@ -8,8 +8,10 @@
  * The whole process runs on one CPU beside three plain threads that spin, so loom's thread
  * gets about a quarter of it.  Two goroutines at one P each compute 0.6 ms of their
  * thread's CPU time, then yield, 150 times: each round takes several wall-clock slices (2 ms), none
- * takes half a slice of CPU.  A second run checks that goroutines that compute for 5 ms of
- * CPU between yields are switched out by the signal all the same.
+ * takes half a slice of CPU.  Nor is one that reaches a preemption point (as at a loom
+ * call) every 0.05 ms of CPU beside a goroutine whose 1 ms sleeps are often overdue: it
+ * yields at its next point, as the overdue timer asks.  A last run checks that goroutines
+ * that compute for 5 ms of CPU between yields are switched out by the signal all the same.
  */
 #define _GNU_SOURCE
 #include "t.h"
@@ -40,6 +42,7 @@ static int64_t compute_ns; /* CPU time per round */
  * could switch it out), then yields; `rounds` times. */
 static int rounds;
 static loom_waitgroup wg;
+static int stop_sleeper; /* atomic */
 
 static void worker(void *arg)
 {
@@ -54,6 +57,46 @@ static void worker(void *arg)
         loom_yield();
     }
     loom_wg_done(&wg);
+}
+
+/* A worker that makes a cooperative preemption point (as a loom call is) after each 0.05 ms
+ * of CPU, for `rounds` x compute_ns in all, beside a goroutine that sleeps 1 ms over and
+ * over: its timer is often overdue while the worker's thread waits for a CPU. */
+static void caller(void *arg)
+{
+    (void)arg;
+    volatile uint64_t sink = 0;
+    for (int64_t done = 0; done < rounds * compute_ns; done += 50000) {
+        int64_t t0 = thread_cpu_ns();
+        while (thread_cpu_ns() - t0 < 50000)
+            for (int k = 0; k < 20000; k++)
+                sink++;
+        loom_preempt_disable();
+        loom_preempt_enable(); /* the outermost enable: a preemption point */
+    }
+    __atomic_store_n(&stop_sleeper, 1, __ATOMIC_RELAXED);
+    loom_wg_done(&wg);
+}
+
+static void sleeper(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&stop_sleeper, __ATOMIC_RELAXED))
+        loom_sleep(MS);
+    loom_wg_done(&wg);
+}
+
+static int run_caller(void *arg)
+{
+    (void)arg;
+    wg = (loom_waitgroup)LOOM_WAITGROUP_INIT;
+    CHECK_OK(loom_wg_add(&wg, 2));
+    CHECK(loom_go(caller, NULL) != 0);
+    CHECK(loom_go(sleeper, NULL) != 0);
+    loom_wg_wait(&wg);
+    struct loom_stats st;
+    CHECK_OK(loom_stats(&st));
+    return (int)st.async_preemptions;
 }
 
 /* Two workers (the signal switches one out only for another to run); the switches by the
@@ -97,6 +140,17 @@ int main(void)
            rounds, wall, n);
     if (!t_chaos()) /* (chaos mode draws slices down to a tenth) */
         CHECK_MSG(n == 0, "%d goroutine switches by the signal before it had half a slice of CPU", n);
+
+    compute_ns = 600000;
+    rounds = 150;
+    n = loom_run(run_caller, NULL);
+    printf("test_preempt_cpu: 90 ms of CPU in 0.05 ms pieces between preemption points beside a 1 ms sleeper: "
+           "%d switches by the signal\n",
+           n);
+    if (!t_chaos())
+        CHECK_MSG(n == 0,
+                  "%d switches by the signal of a goroutine that reaches a preemption point every 0.05 ms",
+                  n);
 
     compute_ns = 5 * MS;
     rounds = 10;
