@@ -84,7 +84,7 @@ static void retake_running(P *p, int64_t now, int *acted, int *handoffs, int *si
     /* a thread asleep in the kernel without having said so (spare.c) */
     switch (loom__spare_look(p, now, known, ran, next)) {
     case SPARE_LENT: (*handoffs)++; return;
-    case SPARE_ASLEEP: return; /* look again when a spare is due (*next) */
+    case SPARE_ASLEEP: /* look again when a spare is due (*next) */
     case SPARE_STANDS_IN: return;
     default: break;
     }
