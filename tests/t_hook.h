@@ -104,16 +104,19 @@ static inline void t_watch_check(struct t_watch *w, const char *what)
             what, w->max_threads, loom_procs(), t_hook_bound(), (unsigned long long)st.async_preemptions,
             (unsigned long long)st.spare_lends);
     /* A spare is lent when sysmon finds a P's thread asleep in the kernel, using no CPU,
-     * for a millisecond (src/spare.c): goroutines in hooked calls park instead, so none is.
-     * (Chaos mode sleeps inside the runtime's own windows, which may look like that; so do
-     * ThreadSanitizer's runtime locks, futex waits of a millisecond or more inside its
-     * interceptors under this load.) */
+     * for a millisecond (src/spare.c): goroutines in hooked calls park instead, and a
+     * blocking call the hook missed would cost a spare per call, hundreds here.  A loaded
+     * machine still shows one now and then: a thread waiting over a millisecond for
+     * malloc's arena lock, held by a thread that grows its heap (a futex wait on the word at
+     * the arena's start, from /proc/self/task/TID/syscall), looks like one blocked in a
+     * call.  (Chaos mode sleeps inside the runtime's own windows, which may look like that;
+     * so do ThreadSanitizer's runtime locks.) */
 #ifdef LOOM_TSAN
     bool sleepy_runtime = true;
 #else
     bool sleepy_runtime = t_chaos();
 #endif
-    CHECK_MSG(st.spare_lends == 0 || sleepy_runtime,
+    CHECK_MSG(st.spare_lends <= 2 || sleepy_runtime,
               "%s: %llu spare Ps lent for threads blocked in the kernel", what,
               (unsigned long long)st.spare_lends);
 }

@@ -77,8 +77,11 @@ static int main_fn(void *arg)
            __atomic_load_n(&flips, __ATOMIC_RELAXED), __atomic_load_n(&unmaps, __ATOMIC_RELAXED),
            (unsigned long long)st.spare_lends);
     CHECK_GT(__atomic_load_n(&unmaps, __ATOMIC_RELAXED), 0);
-    if (!t_chaos()) /* (chaos mode sleeps inside the runtime, which may look blocked) */
-        CHECK_MSG(st.spare_lends == 0, "%llu spare Ps lent for a thread waiting on the mm lock",
+    /* (none on a quiet machine; under load the munmaps may keep the lock past ASLEEP_MEM_NS
+     * now and then, where a spare is right.  Taken for blocked calls, these waits got 14-45.
+     * Chaos mode sleeps inside the runtime, which may look blocked.) */
+    if (!t_chaos())
+        CHECK_MSG(st.spare_lends <= 3, "%llu spare Ps lent for a thread waiting on the mm lock",
                   (unsigned long long)st.spare_lends);
     /* a plain blocking read still gets a spare */
     int fds[2];
