@@ -897,7 +897,8 @@ static G *findrunnable(M *m) {
             LOOM__CHAOS(CH_SPIN);
             /* the re-check after dropping nmspinning (see the design story): the global
              * queue first (as Go since 1.21): a thread without a P that queued a goroutine
-             * there (a timer fired by sysmon, a send from a thread outside the runtime) saw us spinning and woke nobody */
+             * there (a timer fired by sysmon, a send from a thread outside the runtime) saw
+             * us spinning and woke nobody */
             bool work = LOAD(&loom__sched.runqsize) != 0;
             for (int i = 0; i < loom__nallp() && !work; i++) work = !loom__runqempty(loom__sched.allp[i]);
             P *np = work ? pidleget_lock() : NULL;
