@@ -88,26 +88,34 @@ static loom__pd *poller_pd(int fd, int *err) {
     return (f & PD_BLOCKING) ? NULL : pd;
 }
 
-/* After a failed I/O call: park until fd may be ready in `mode` (0), or the error to return.
- * -EPERM from registration means epoll cannot watch this fd (/dev/null, say): from then on
- * it takes the blocking path. */
+/* Parks in the netpoller until pd's fd may be ready for `events` (timeout_ns < 0: none),
+ * as loom__netpoll_wait.  -EPERM from registration means epoll cannot watch this fd
+ * (/dev/null, say): from then on it takes the blocking path, this time too. */
+static int poller_wait(loom__pd *pd, int events, int64_t timeout_ns) {
+    int r = loom__netpoll_wait(pd, events, timeout_ns);
+    if (r != -EPERM) return r;
+    STORE_RLX(&pd->flags, PD_KNOWN | PD_BLOCKING);
+    return wait_blocking(pd->fd, events, timeout_ns);
+}
+
+/* After a failed I/O call: park until fd may be ready in `mode` (0), or the error to return. */
 static int io_wait(loom__pd *pd, int mode, int err) {
     if (err == EINTR) return 0;
     if (err != EAGAIN) {
         if (err == EBADF) loom__pd_forget(pd);
         return -err;
     }
-    int r = loom__netpoll_wait(pd, mode, -1);
-    if (r == -EPERM) {
-        STORE_RLX(&pd->flags, PD_KNOWN | PD_BLOCKING);
-        r = wait_blocking(pd->fd, mode, -1);
-    }
+    int r = poller_wait(pd, mode, -1);
     return r < 0 ? r : 0;
 }
 
+/* events is LOOM_READABLE, LOOM_WRITABLE or both, and nothing else. */
+static bool events_ok(int events) {
+    return (events & (LOOM_READABLE | LOOM_WRITABLE)) && !(events & ~(LOOM_READABLE | LOOM_WRITABLE));
+}
+
 int loom_fd_wait(int fd, int events, int64_t timeout_ns) {
-    if (fd < 0 || !(events & (LOOM_READABLE | LOOM_WRITABLE)) || (events & ~(LOOM_READABLE | LOOM_WRITABLE)))
-        return -EINVAL;
+    if (fd < 0 || !events_ok(events)) return -EINVAL;
     if (fcntl(fd, F_GETFD) < 0) return -EBADF;
     int err;
     loom__pd *pd = poller_pd(fd, &err);
@@ -124,8 +132,7 @@ int loom_fd_wait(int fd, int events, int64_t timeout_ns) {
             left = deadline - loom__now();
             if (left <= 0) return -ETIMEDOUT;
         }
-        r = loom__netpoll_wait(pd, events, left);
-        if (r == -EPERM) return wait_blocking(fd, events, left);
+        r = poller_wait(pd, events, left);
         if (r < 0) return r;
     }
 }
@@ -133,18 +140,12 @@ int loom_fd_wait(int fd, int events, int64_t timeout_ns) {
 /* loom_fd_wait less its two looks at the fd's level (poll_once), for callers that have just
  * made one themselves (loom.h): they retry their own call after any wake-up. */
 int loom_fd_park(int fd, int events, int64_t timeout_ns) {
-    if (fd < 0 || !(events & (LOOM_READABLE | LOOM_WRITABLE)) || (events & ~(LOOM_READABLE | LOOM_WRITABLE)))
-        return -EINVAL;
+    if (fd < 0 || !events_ok(events)) return -EINVAL;
     int err;
     loom__pd *pd = poller_pd(fd, &err);
     if (err) return err;
     if (!pd) return wait_blocking(fd, events, timeout_ns);
-    int r = loom__netpoll_wait(pd, events, timeout_ns);
-    if (r == -EPERM) { /* epoll cannot watch it: the blocking path from now on */
-        STORE_RLX(&pd->flags, PD_KNOWN | PD_BLOCKING);
-        return wait_blocking(fd, events, timeout_ns);
-    }
-    return r;
+    return poller_wait(pd, events, timeout_ns);
 }
 
 int loom_fd_forget(int fd) {
