@@ -292,8 +292,6 @@ struct loom__g {
     int saved_errno;      /* the goroutine's errno while not running */
     uint32_t nopreempt;   /* loom_preempt_disable depth; owner: the G */
     bool guarded;         /* a guard page sits below stack_lo */
-    bool alocked;         /* locked to its M by an async preemption (not by the program);
-                                  owner: the G */
     bool named;           /* name[] holds a loom_attr.name (else it is not read) */
     /* line 2 */
     int64_t waitsince;   /* loom_now() when it parked */

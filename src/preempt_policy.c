@@ -4,7 +4,7 @@
  *
  * A goroutine switched out by the preemption signal must resume on the thread it was
  * interrupted on (preempt_signal.c, "thread affinity").  It is locked to that thread until
- * it resumes (g->lockedm, g->alocked) and waits for its turn in the global queue, where Go
+ * it resumes (g->lockedm) and waits for its turn in the global queue, where Go
  * puts its preempted goroutines, while its thread gives its P away and sleeps
  * (runtime.stoplockedm); whoever takes the goroutine hands that thread a P
  * (runtime.startlockedm).  The cost is Go's for a goroutine locked to its thread: a thread
@@ -69,12 +69,10 @@ again:;
     LOOM__COUNT(m, nasync);
     LOOM__TRACE(loom__trace_preempt(m, g, true));
     g->lockedm = m;
-    g->alocked = true;
     m->lockedg = g;
     loom_yield();     /* to the global queue; this thread waits for it (stoplockedm) */
     m = loom__getm(); /* the same M, by the lock */
     g->lockedm = NULL;
-    g->alocked = false;
     m->lockedg = NULL;
     /* maybe long after: a goroutine readied meanwhile for this P while it had no running
      * goroutine (so nobody was kicked) may outrank g: go round once more rather than spin
