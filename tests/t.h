@@ -217,6 +217,20 @@ static inline bool t_each_thread_stat(bool (*fn)(long tid, char *stat, void *arg
     return true;
 }
 
+/* How many threads this process has now. */
+static inline int t_count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    CHECK(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
 /* Is thread tid of this process asleep in the kernel ('S' in /proc/self/task/TID/stat: a
  * read, a sleep)? */
 struct t__tstate {

@@ -32,19 +32,6 @@ static inline void t_hook_require(const char *name)
     }
 }
 
-static inline int t_count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    CHECK(d != NULL);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
 /* The most threads the process may have while goroutines block in hooked calls. */
 static inline int t_hook_bound(void)
 {
@@ -119,6 +106,22 @@ static inline void t_watch_check(struct t_watch *w, const char *what)
     CHECK_MSG(st.spare_lends <= 2 || sleepy_runtime,
               "%s: %llu spare Ps lent for threads blocked in the kernel", what,
               (unsigned long long)st.spare_lends);
+}
+
+/* Runs n goroutines client((void *)i), each calling loom_wg_done(wg) once done, under the
+ * watcher (w), and checks the bounds as `what`; returns how long they took (ns). */
+static inline int64_t t_hook_clients(int n, void (*client)(void *), loom_waitgroup *wg, struct t_watch *w,
+                                     const char *what)
+{
+    t_watch_start(w);
+    loom_wg_add(wg, n);
+    int64_t t0 = loom_now();
+    for (int i = 0; i < n; i++)
+        loom_go(client, (void *)(intptr_t)i);
+    loom_wg_wait(wg);
+    int64_t took = loom_now() - t0;
+    t_watch_check(w, what);
+    return took;
 }
 
 /* A TCP listener on 127.0.0.1, port chosen by the kernel; *port gets it. */

@@ -69,14 +69,7 @@ static int main_fn(void *arg)
     (void)arg;
     int n = (int)t_scale(200);
     struct t_watch w;
-    t_watch_start(&w);
-    loom_wg_add(&wg, n);
-    int64_t t0 = loom_now();
-    for (int i = 0; i < n; i++)
-        loom_go(client, (void *)(intptr_t)i);
-    loom_wg_wait(&wg);
-    int64_t took = loom_now() - t0;
-    t_watch_check(&w, "libpq clients");
+    int64_t took = t_hook_clients(n, client, &wg, &w, "libpq clients");
     CHECK_EQ(t_get(&failures), 0);
     printf("test_hook_pq: %d clients x %d queries in %.0f ms, at most %d threads\n", n, ROUNDS + 1,
            took / 1e6, w.max_threads);

@@ -15,26 +15,12 @@
  *  - regular files take the blocking path; EOF, EPIPE, -EBADF and -EINVAL.
  */
 #include "t.h"
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define MS 1000000LL
-
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    CHECK(d != NULL);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
 
 /* ---- many pipes */
 
@@ -86,7 +72,7 @@ static void watch_threads(void *arg)
 {
     int *stop = arg;
     while (!__atomic_load_n(stop, __ATOMIC_SEQ_CST)) {
-        int n = count_threads();
+        int n = t_count_threads();
         if (n > max_threads)
             max_threads = n;
         loom_sleep(2 * MS);
