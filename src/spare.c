@@ -21,8 +21,8 @@
  *
  * Detection is sysmon's look (loom__spare_look): a P whose goroutine has not switched for
  * BLOCKED_NS, whose thread used no CPU time since the last look and which the kernel shows
- * asleep (S or D in /proc/self/task/TID/stat), at every look for ASLEEP_NS (ASLEEP_MEM_NS
- * if it waits on the process's memory map).  A thread asleep on a
+ * asleep (S or D in /proc/self/task/TID/stat), at every look for ASLEEP_NS (ASLEEP_THREAD_NS
+ * if it waits on another thread: the process's memory map, or a lock).  A thread asleep on a
  * runtime lock (m->lockwait) is not blocked in a call.  A call loom was told about
  * (loom_block_begin/end, loom_read...) goes Go's way instead: its P is handed off
  * (proc.c, entersyscall) and no spare is needed.
@@ -33,6 +33,7 @@
  */
 #include "proc.h"
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -56,11 +57,15 @@
  * that blocks for real. */
 #define ASLEEP_NS 1000000
 
-/* ...and one asleep on the process's memory map (malloc's mprotect or a page fault behind
- * another thread's mmap or munmap, which hold the mm lock for up to milliseconds here)
- * waits for threads that are running and will let go of it: it gets a spare only after
- * this long. */
-#define ASLEEP_MEM_NS 20000000
+/* ...and one that waits on another thread gets a spare only after this long: on the
+ * process's memory map (malloc's mprotect or a page fault behind another thread's mmap or
+ * munmap, which hold the mm lock for up to milliseconds here), or on a lock (a
+ * pthread_mutex or one of libc's own).  Their holders are running, or waiting on the memory
+ * map in turn, and let go soon: glibc's malloc grows a heap with mprotect under the arena's
+ * lock, so while one thread waits on the mm lock the threads that free into that arena
+ * wait on it, milliseconds each on a loaded machine.  A lock held across a blocking call is
+ * still answered, only later. */
+#define ASLEEP_THREAD_NS 20000000
 
 /* LOOM_MAX_THREADS: Ps in service at most, spares included (at least nprocs). */
 int loom__spare_limit(int nprocs) {
@@ -234,11 +239,13 @@ char loom__thread_state(P *p) {
 }
 
 /* What p's thread, found asleep, waits in, from /proc/self/task/TID/syscall (its first
- * field: the call's number, -1 outside any call, or "running"): nothing any more
- * (WAITS_NOT: it runs again), the process's memory map (WAITS_MEMORY: mmap, mprotect,
- * munmap, brk, mremap or madvise, or a page fault), or a call (WAITS_CALL, also when
- * unknown). */
-enum { WAITS_NOT, WAITS_MEMORY, WAITS_CALL };
+ * fields: the call's number, -1 outside any call, or "running"; then its arguments):
+ * nothing any more (WAITS_NOT: it runs again), another thread (WAITS_THREAD: mmap,
+ * mprotect, munmap, brk, mremap or madvise, or a page fault, all on the memory map; or a
+ * lock: a futex wait for the value 2, which is how glibc's lll_lock and pthread_mutex_lock
+ * wait, while condition variables, semaphores and joins wait with FUTEX_WAIT_BITSET), or a
+ * call (WAITS_CALL, also when unknown). */
+enum { WAITS_NOT, WAITS_THREAD, WAITS_CALL };
 static int thread_waits(P *p) {
     M *m = LOAD(&p->m);
     if (!m || !m->tid) return WAITS_CALL;
@@ -248,15 +255,22 @@ static int thread_waits(P *p) {
         m->syscallfd = open(path, O_RDONLY | O_CLOEXEC);
         if (m->syscallfd < 0) return WAITS_CALL;
     }
-    char buf[32];
+    char buf[128];
     ssize_t n = pread(m->syscallfd, buf, sizeof buf - 1, 0);
     if (n <= 0) return WAITS_CALL;
     buf[n] = 0;
     if (buf[0] != '-' && (buf[0] < '0' || buf[0] > '9')) return WAITS_NOT; /* "running" */
-    long nr = strtol(buf, NULL, 10);
-    bool mem = nr == -1 || nr == SYS_mmap || nr == SYS_mprotect || nr == SYS_munmap || nr == SYS_brk ||
-               nr == SYS_mremap || nr == SYS_madvise;
-    return mem ? WAITS_MEMORY : WAITS_CALL;
+    char *end;
+    long nr = strtol(buf, &end, 10);
+    if (nr == -1 || nr == SYS_mmap || nr == SYS_mprotect || nr == SYS_munmap || nr == SYS_brk ||
+        nr == SYS_mremap || nr == SYS_madvise)
+        return WAITS_THREAD;
+    if (nr == SYS_futex) { /* "202 0xADDR 0xOP 0xVAL ...", in hex */
+        strtoul(end, &end, 16);
+        unsigned long op = strtoul(end, &end, 16), val = strtoul(end, &end, 16);
+        if ((op & FUTEX_CMD_MASK) == FUTEX_WAIT && val == 2) return WAITS_THREAD;
+    }
+    return WAITS_CALL;
 }
 
 static bool thread_asleep(P *p) {
@@ -291,13 +305,13 @@ int loom__spare_look(P *p, int64_t now, bool known, bool ran, int64_t *next) {
             p->sysmon.asleep = 0;
             return SPARE_NONE;
         }
-        if (waits == WAITS_CALL || asleep_for >= ASLEEP_MEM_NS) {
-            /* asleep at every look for ASLEEP_NS (ASLEEP_MEM_NS on the memory map): lend
+        if (waits == WAITS_CALL || asleep_for >= ASLEEP_THREAD_NS) {
+            /* asleep at every look for ASLEEP_NS (ASLEEP_THREAD_NS on another thread): lend
              * a spare P meanwhile */
             p->sysmon.asleep = 0;
             return loom__spare_lend(p) ? SPARE_LENT : SPARE_STANDS_IN;
         }
-        due = ASLEEP_MEM_NS;
+        due = ASLEEP_THREAD_NS;
     }
     int64_t at = p->sysmon.asleep_since + due; /* no sooner: it would see the same */
     if (at < *next) *next = at;

@@ -92,12 +92,11 @@ static inline void t_watch_check(struct t_watch *w, const char *what)
             (unsigned long long)st.spare_lends);
     /* A spare is lent when sysmon finds a P's thread asleep in the kernel, using no CPU,
      * for a millisecond (src/spare.c): goroutines in hooked calls park instead, and a
-     * blocking call the hook missed would cost a spare per call, hundreds here.  A loaded
-     * machine still shows one now and then: a thread waiting over a millisecond for
-     * malloc's arena lock, held by a thread that grows its heap (a futex wait on the word at
-     * the arena's start, from /proc/self/task/TID/syscall), looks like one blocked in a
-     * call.  (Chaos mode sleeps inside the runtime's own windows, which may look like that;
-     * so do ThreadSanitizer's runtime locks.) */
+     * blocking call the hook missed would cost a spare per call, hundreds here.  Threads
+     * wait in the kernel on malloc's arena locks and the memory map too, behind a thread
+     * that grows its heap; those get a spare only after 20 ms, which a loaded machine still
+     * reaches now and then.  (Chaos mode sleeps inside the runtime's own windows, which may
+     * look like a blocked call; so do ThreadSanitizer's runtime locks.) */
 #ifdef LOOM_TSAN
     bool sleepy_runtime = true;
 #else

@@ -1,7 +1,7 @@
 /*
  * test_spare_mm.c — a goroutine whose thread sleeps in the kernel on the process's memory
  * map (malloc's mprotect behind another thread's munmap) is not taken for one blocked in a
- * call: no spare P is lent for it (src/spare.c, ASLEEP_MEM_NS), while a plain blocking
+ * call: no spare P is lent for it (src/spare.c, ASLEEP_THREAD_NS), while a plain blocking
  * read still gets one.
  *
  * A thread outside the runtime maps, fills and unmaps 8 MiB every millisecond: each mmap
@@ -77,7 +77,7 @@ static int main_fn(void *arg)
            __atomic_load_n(&flips, __ATOMIC_RELAXED), __atomic_load_n(&unmaps, __ATOMIC_RELAXED),
            (unsigned long long)st.spare_lends);
     CHECK_GT(__atomic_load_n(&unmaps, __ATOMIC_RELAXED), 0);
-    /* (none on a quiet machine; under load the munmaps may keep the lock past ASLEEP_MEM_NS
+    /* (none on a quiet machine; under load the munmaps may keep the lock past ASLEEP_THREAD_NS
      * now and then, where a spare is right.  Taken for blocked calls, these waits got 14-45.
      * Chaos mode sleeps inside the runtime, which may look blocked.) */
     if (!t_chaos())
