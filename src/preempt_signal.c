@@ -158,6 +158,7 @@ static void on_preempt(int sig, siginfo_t *si, void *uctx) {
     (void)si;
     int saved_errno = errno;
     M *m = loom__getm();
+    if (m && si->si_code == SI_TIMER) m->dtimer_when = 0; /* it fired: no longer armed */
     if (!m || m->in_preempt) goto out;
     m->in_preempt = 1;
     G *g = m->curg;

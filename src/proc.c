@@ -262,6 +262,9 @@ static P *releasep(M *m) {
     m->p = NULL;
     /* until another M acquires it, sysmon must not take this M's sleep for a blocked P */
     if (p) STORE_RLX(&p->m, NULL);
+    /* the deadline timer is for its P's timers: a thread that sleeps without one is not
+     * woken by it (whoever takes the P arms their own, in gogo) */
+    if (m->dtimer_when) loom__preempt_arm(m, 0);
     return p;
 }
 
@@ -303,14 +306,15 @@ static M *allocm(void) {
     return m;
 }
 
-/* Creates a thread that starts with P p (runtime.newm). */
-static void newm(P *p, bool spinning) {
+/* Creates a thread that starts with P p (runtime.newm); `here`: see mwake. */
+static void newm(P *p, bool spinning, bool here) {
     M *m = allocm();
     m->nextp = p;
     m->spinning = spinning;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
+    if (here && loom__topo_lend_cpu_attr(&attr) == 0) m->cpu_lent = true;
     /* the new thread starts with every signal blocked, then unblocks its own set */
     int saved_errno = errno;
     sigset_t all, old;
@@ -350,7 +354,7 @@ static void startm_here(P *p, bool spinning, bool here) {
     M *nm = mget();
     loom__lock_release(&loom__sched.lock);
     if (!nm) {
-        newm(p, spinning);
+        newm(p, spinning, here);
         return;
     }
     nm->spinning = spinning;
@@ -1464,6 +1468,10 @@ static void *mstart(void *arg) {
     loom__setm(m);
     m->tid = (int)syscall(SYS_gettid);
     loom__topo_unpin_self(); /* not the creator's one-CPU mask: acquirep pins anew */
+    if (m->cpu_lent) {       /* started on its creator's CPU (newm) */
+        m->cpu_lent = false;
+        loom__topo_lent_back();
+    }
     /* nor the creator's nice: sysmon, which starts Ms for handoffs, runs at a lower one */
     if (getpriority(PRIO_PROCESS, (id_t)m->tid) != loom__sched.base_nice)
         (void)setpriority(PRIO_PROCESS, (id_t)m->tid, loom__sched.base_nice);
@@ -1605,7 +1613,7 @@ int loom_run(int (*main_fn)(void *), void *arg) {
      * start code there) */
     if (newproc(p0, main_goroutine, arg, &(loom_attr){ .name = "main" }, NULL) != 1)
         loom__fatal("cannot create the main goroutine");
-    newm(p0, false);
+    newm(p0, false, false);
     loom__note_sleep(&exit_note);
     /* main returned: stop the others.  A thread that still runs a goroutine (one that
      * never yields, or blocks in the kernel) cannot be stopped: after a second we leave

@@ -220,6 +220,15 @@ int loom__topo_lend_cpu(int tid) {
     return sched_setaffinity(tid, sizeof set, &set) == 0 ? 0 : -errno;
 }
 
+int loom__topo_lend_cpu_attr(pthread_attr_t *attr) {
+    int cpu = sched_getcpu();
+    if (!T.mask || T.fake || cpu < 0) return -ENOSYS;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return -pthread_attr_setaffinity_np(attr, sizeof set, &set);
+}
+
 void loom__topo_lent_back(void) {
     if (T.mask) (void)sched_setaffinity(0, T.masksz, T.mask);
 }

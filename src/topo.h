@@ -12,6 +12,7 @@
 #ifndef LOOM_TOPO_H
 #define LOOM_TOPO_H
 #include <stdbool.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,7 +48,13 @@ int loom__topo_unpin_self(void);
  * about to sleep: the kernel would otherwise queue the woken thread behind a busy CPU's
  * running one); 0 or -errno.  The woken thread calls loom__topo_lent_back. */
 int loom__topo_lend_cpu(int tid);
-/* Undoes loom__topo_lend_cpu on the calling thread: the mask it had (the process's at init,
+/* The same for a thread about to be created with attr: it starts on the caller's CPU.  The
+ * kernel would place it on the CPU least busy at creation, which is the other one while
+ * the caller still runs, and the caller's CPU then idles behind it: an idle CPU pulls
+ * running threads from a busy one only at its balancing tick.  The new thread calls
+ * loom__topo_lent_back. */
+int loom__topo_lend_cpu_attr(pthread_attr_t *attr);
+/* Undoes loom__topo_lend_cpu (or _attr) on the calling thread: the mask it had (the process's at init,
  * or its P's CPU with LOOM_PIN=1, which acquirep sets again). */
 void loom__topo_lent_back(void);
 
