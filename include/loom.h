@@ -207,6 +207,24 @@ void loom_wg_done(loom_waitgroup *wg);
 void loom_wg_wait(loom_waitgroup *wg);
 void loom_once_do(loom_once *o, void (*fn)(void *arg), void *arg);
 
+/* ----------------------------------------------------------------- timers
+ * Go's time.Timer, Ticker and AfterFunc.  loom_timer_new fires after ns (<= 0: at once),
+ * then every period_ns (0: once); each fire offers loom_now() at the fire, as int64_t, to
+ * the timer's channel (capacity 1: a receiver that falls behind misses fires).  As in
+ * Go 1.23, once loom_timer_reset or loom_timer_stop returns, no value sent before can be
+ * received; both return 1 if a fire was pending (in the future, or sent and not received),
+ * else 0, or -EINVAL.  loom_after_func runs fn(arg) in a goroutine of its own at the fire.
+ * A pending timer costs a heap entry: no goroutine, no thread.  The constructors work
+ * from any thread while loom runs (NULL + errno EPERM otherwise, EINVAL, ENOMEM).
+ * loom_timer_free stops the timer and frees it; no one may wait on its channel then. */
+typedef struct loom_timer loom_timer;
+loom_timer *loom_timer_new(int64_t ns, int64_t period_ns);
+loom_chan  *loom_timer_chan(loom_timer *t);
+int         loom_timer_reset(loom_timer *t, int64_t ns, int64_t period_ns);
+int         loom_timer_stop(loom_timer *t);
+void        loom_timer_free(loom_timer *t);
+loom_timer *loom_after_func(int64_t ns, void (*fn)(void *arg), void *arg);
+
 /* ------------------------------------------------------ I/O and blocking
  * From a goroutine, sockets, pipes and terminals wait in the netpoller (the goroutine
  * parks, its thread runs others); loom sets O_NONBLOCK on them.  Regular files block in a

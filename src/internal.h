@@ -208,7 +208,7 @@ void loom__fiber_free_stack(unsigned id);
  * allocated per use.  Fields after `when` belong to the heap's owner under p->timers_lock. */
 struct loom__timer {
     int64_t when; /* deadline, loom_now() ns; written under the heap lock */
-    void (*fn)(loom__timer *t);
+    int64_t (*fn)(loom__timer *t); /* returns the period (> 0: fire again, a ticker) or 0 */
     void *arg;
     P *pp;          /* heap holding it, or NULL; under that P's timers_lock */
     int32_t idx;    /* index in pp's heap */
@@ -217,6 +217,7 @@ struct loom__timer {
 enum { TIMER_IDLE = 0, TIMER_PENDING = 1, TIMER_FIRING = 2 };
 void loom__timer_add(P *p, loom__timer *t, int64_t when);
 bool loom__timer_del(loom__timer *t);        /* true if removed before firing; waits out a firing */
+int64_t loom__timer_next_fire(int64_t when, int64_t now, int64_t period); /* a periodic timer's */
 int64_t loom__timers_run(P *p, int64_t now); /* runs due timers; returns next deadline or 0 */
 int64_t loom__timers_next(P *p);             /* earliest deadline of p's heap, 0 = none */
 int loom__timers_count(P *p);
@@ -546,6 +547,7 @@ static inline G *loom__getg(void) {
 /* ------------------------------------------------------------------ proc.c */
 void loom__park(M *m, void (*after)(G *prev, void *arg), void *arg,
                 int reason);     /* gopark; m: this thread's */
+uint64_t loom__spawn(void (*fn)(void *), void *arg); /* a goroutine, from any thread (0: out of memory) */
 void loom__ready(G *g);          /* goready */
 void loom__ready_m(M *m, G *g);  /* the same, m: this thread's M (or NULL), already read */
 void loom__ready_list(G *head);  /* readies a schedlink-ed list */

@@ -493,9 +493,10 @@ static void gfput(P *p, G *g) {
     }
 }
 
-/* A G record without a stack (the stack comes at its first run, loom__stack_get). */
+/* A G record without a stack (the stack comes at its first run, loom__stack_get); p NULL:
+ * a thread without a P (loom__spawn), which allocates a fresh one. */
 static G *gfget(P *p) {
-    if (!p->gfree && LOAD_RLX(&loom__sched.gfree)) {
+    if (p && !p->gfree && LOAD_RLX(&loom__sched.gfree)) {
         loom__lock_acquire(&loom__sched.gfree_lock);
         G *batch = loom__sched.gfree;
         if (batch) STORE_RLX(&loom__sched.gfree, (G *)batch->param);
@@ -506,13 +507,13 @@ static G *gfget(P *p) {
             p->ngfree = GFREE_BATCH;
         }
     }
-    G *g = p->gfree;
+    G *g = p ? p->gfree : NULL;
     if (g) {
         p->gfree = g->schedlink;
         p->ngfree--;
         return g;
     }
-    g = loom__g_alloc(loom__topo_node(p->id));
+    g = loom__g_alloc(p ? loom__topo_node(p->id) : 0);
     if (!g) return NULL;
     /* pushed without a lock: the first write to a fresh record may take a page fault
      * (~µs here), which must not happen while another P waits; records are never removed */
@@ -586,7 +587,8 @@ static void trace_spawn(uint64_t id) {
  * stay unique and 1 is main, but they no longer follow spawn order across Ps, as in Go. */
 #define GOID_BATCH 16
 
-/* Creates a goroutine on P p's runnext (runtime.newproc). */
+/* Creates a goroutine on P p's runnext (runtime.newproc); p NULL: on the global queue,
+ * from a thread without a P (loom__spawn). */
 static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *attr, void *pc) {
     size_t want = attr ? attr->stack_size : 0;
     size_t slot = loom__stack_class_size(want);
@@ -605,11 +607,15 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     }
     g->slot_size = slot;
     g->sp = NULL;
-    if (p->goidcache == p->goidcacheend) { /* as runtime.newproc1's goid cache refill */
-        p->goidcache = XADD(&loom__sched.goidgen, GOID_BATCH) + 1;
-        p->goidcacheend = p->goidcache + GOID_BATCH;
+    if (!p) {
+        g->id = XADD(&loom__sched.goidgen, 1) + 1;
+    } else {
+        if (p->goidcache == p->goidcacheend) { /* as runtime.newproc1's goid cache refill */
+            p->goidcache = XADD(&loom__sched.goidgen, GOID_BATCH) + 1;
+            p->goidcacheend = p->goidcache + GOID_BATCH;
+        }
+        g->id = p->goidcache++;
     }
-    g->id = p->goidcache++;
     g->fn = fn;
     g->arg = arg;
     g->param = NULL;
@@ -636,7 +642,23 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     casgstatus(g, g->status == G_IDLE ? G_IDLE : G_DEAD, G_RUNNABLE);
     uint64_t id = g->id;          /* once queued, g may run, exit and be reused */
     LOOM__TRACE(trace_spawn(id)); /* before it is queued: a thief may run it at once */
-    runqput(p, g, true);
+    if (p) {
+        runqput(p, g, true);
+    } else {
+        loom__lock_acquire(&loom__sched.lock);
+        loom__globrunqput(g);
+        loom__lock_release(&loom__sched.lock);
+    }
+    return id;
+}
+
+/* A goroutine started by the runtime itself (an after-func timer's fire), from any thread
+ * while loom runs: on this thread's P if it holds one, else on the global queue. */
+uint64_t loom__spawn(void (*fn)(void *), void *arg) {
+    M *m = loom__getm();
+    P *p = m && m->p && !m->blocked ? m->p : NULL;
+    uint64_t id = newproc(p, fn, arg, NULL, (void *)fn);
+    if (id) loom__wakep();
     return id;
 }
 
@@ -676,8 +698,9 @@ static ALWAYS_INLINE void slice_end(P *p) {
 }
 
 /* The top of runtime.schedule: the end of a slice's bookkeeping, the global queue on every
- * 61st tick (returned, if it had a goroutine), then due timers. */
-static ALWAYS_INLINE G *runq_first(P *p) {
+ * 61st tick (returned, if it had a goroutine), then due timers (if `timers`: see
+ * schedule_from). */
+static ALWAYS_INLINE G *runq_first(P *p, bool timers) {
     if (unlikely(LOAD_RLX(&p->preempt))) {
         /* deterministic mode keeps p->preempt set (det.c): its picks branch off here, off
          * the common path */
@@ -691,7 +714,7 @@ static ALWAYS_INLINE G *runq_first(P *p) {
         loom__lock_release(&loom__sched.lock);
         if (g) return g;
     }
-    if (LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
+    if (timers && LOAD_RLX(&p->timer0_when) != 0) loom__timers_run(p, loom__now());
     return NULL;
 }
 
@@ -706,11 +729,13 @@ static G *globrunq_take(P *p) {
 }
 
 /* The next goroutine from P p's queues, or NULL. */
-static ALWAYS_INLINE G *runq_next(P *p, bool *inherit) {
+static ALWAYS_INLINE G *runq_next_timers(P *p, bool *inherit, bool timers) {
     *inherit = false;
-    G *g = runq_first(p);
+    G *g = runq_first(p, timers);
     return g ? g : loom__runqget(p, inherit);
 }
+
+static ALWAYS_INLINE G *runq_next(P *p, bool *inherit) { return runq_next_timers(p, inherit, true); }
 
 /* Steals from other Ps (runtime.stealWork): 4 passes in random order; the last one may
  * also take a running P's runnext.  Also runs other Ps' due timers. */
@@ -1055,9 +1080,13 @@ static void schedule(M *m) {
  * work, else through g0's schedule().  `after` runs once g is switched out. */
 static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), void *arg) {
     P *p = m->p;
-    if (!m->lockedg && !LOAD_RLX(&loom__sched.exiting) && !LOAD_RLX(&p->spare.retire)) {
+    /* A timer's callback may take a channel's lock (a timer channel's send), which `after`
+     * may still hold (g parked under it): due timers run on g0, after `after`. */
+    int64_t t0 = after ? LOAD_RLX(&p->timer0_when) : 0;
+    if (!m->lockedg && !LOAD_RLX(&loom__sched.exiting) && !LOAD_RLX(&p->spare.retire) &&
+        likely(t0 == 0 || t0 > loom__now())) {
         bool inherit;
-        G *next = runq_next(p, &inherit);
+        G *next = runq_next_timers(p, &inherit, !after);
         if (next) {
             /* a goroutine's first run on a fresh stack faults in a page (~10 µs here):
              * not while `after` still holds the lock g parked under — go through g0;
@@ -1170,12 +1199,13 @@ struct timed_park {
     int64_t when;
 };
 
-static void timed_fire(loom__timer *t) {
+static int64_t timed_fire(loom__timer *t) {
     G *g = t->arg;
     if (CAS(&g->selectdone, 0, 1)) {
         g->param = NULL;
         loom__ready(g);
     }
+    return 0;
 }
 
 /* The after-switch hook of loom__park_timeout.  The caller's hook runs first, the timer
@@ -1220,7 +1250,10 @@ bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64
     return g->param != NULL;
 }
 
-static void sleep_fire(loom__timer *t) { loom__ready((G *)t->arg); }
+static int64_t sleep_fire(loom__timer *t) {
+    loom__ready((G *)t->arg);
+    return 0;
+}
 
 static void sleep_after(G *prev, void *arg) {
     int64_t when = *(int64_t *)arg;

@@ -16,6 +16,13 @@
  * the owner before the firing M is done with the timer, so every owner that was woken by
  * its timer calls loom__timer_del before it reuses or frees it (loom_sleep does).
  * Timers are embedded in the objects using them (a G's sleep/timeout timer): no allocation.
+ *
+ * A periodic timer (its callback returns a period > 0: a ticker) goes back on the heap of
+ * the P that fired it, by loom__timers_run under the heap lock after the callback: state goes FIRING -> PENDING
+ * with the timer already in the heap, so loom__timer_del, which waits out FIRING, then
+ * finds it pending and removes it.  (A callback re-adding the timer itself could not be
+ * told apart from a fire that is over, and the firing M would touch the timer after its
+ * owner had deleted and freed it.)
  */
 #include "internal.h"
 
@@ -119,6 +126,7 @@ bool loom__timer_del(loom__timer *t) {
                 if (spins < 100) loom__cpu_relax();
                 else loom__osyield(); /* the firing M was descheduled mid-callback */
             }
+            if (LOAD(&t->state) == TIMER_PENDING) continue; /* a periodic one, back in a heap */
             return false;
         }
         loom__lock_acquire(&pp->timers_lock);
@@ -146,7 +154,14 @@ int64_t loom__timers_run(P *p, int64_t now) {
         update0(p);
         loom__lock_release(&p->timers_lock);
         LOOM__CHAOS(CH_TIMER);
-        t->fn(t);
+        int64_t period = t->fn(t);
+        if (period > 0) { /* a ticker: back on this heap (see the top) */
+            loom__lock_acquire(&p->timers_lock);
+            t->when = loom__timer_next_fire(t->when, now, period);
+            heap_push(p, t);
+            STORE(&t->state, TIMER_PENDING);
+            continue;
+        }
         /* the callback may have let the owner re-add it (state PENDING): leave that */
         CAS(&t->state, TIMER_FIRING, TIMER_IDLE);
         loom__lock_acquire(&p->timers_lock);
@@ -155,6 +170,14 @@ int64_t loom__timers_run(P *p, int64_t now) {
     int64_t next = p->ntimers ? p->timers[0]->when : 0;
     loom__lock_release(&p->timers_lock);
     return next;
+}
+
+/* Go's next fire of a ticker whose fire due at `when` ran at `now`: the next multiple of
+ * the period after now, so one that fell behind skips the fires it missed and keeps its
+ * schedule (runtime/time.go, timer.updateHeap). */
+int64_t loom__timer_next_fire(int64_t when, int64_t now, int64_t period) {
+    if (now < when) return when + period;
+    return when + period * (1 + (now - when) / period);
 }
 
 int64_t loom__timers_next(P *p) { return LOAD(&p->timer0_when); }
