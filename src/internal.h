@@ -384,6 +384,7 @@ struct loom__m {
     uint64_t nsteal_tier[3]; /* steals by victim distance (topo.c tiers) */
     int pin_cpu;             /* CPU this thread is pinned to (LOOM_PIN=1), or -1 */
     bool cpu_lent;           /* woken onto its waker's CPU (proc.c, mwake); set before the wakeup */
+    void *lend_mask;         /* ...and the affinity mask it had before, to go back to */
     timer_t dtimer;          /* deadline timer: SIGURG to this thread (preempt_signal.c) */
     bool dtimer_ok;
     int64_t dtimer_when; /* what it is armed for, 0: not */

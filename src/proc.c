@@ -314,7 +314,7 @@ static void newm(P *p, bool spinning, bool here) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    if (here && loom__topo_lend_cpu_attr(&attr) == 0) m->cpu_lent = true;
+    if (here && loom__topo_lend_cpu_attr(&attr, &m->lend_mask) == 0) m->cpu_lent = true;
     /* the new thread starts with every signal blocked, then unblocks its own set */
     int saved_errno = errno;
     sigset_t all, old;
@@ -335,7 +335,7 @@ static void newm(P *p, bool spinning, bool here) {
  * goroutine preempted by signal keeps its thread: preempt_policy.c) would be lost that
  * long each time.  mpark gives the woken M its mask back. */
 static void mwake(M *mp, bool here) {
-    if (here && loom__topo_lend_cpu(mp->tid) == 0) mp->cpu_lent = true;
+    if (here && loom__topo_lend_cpu(mp->tid, &mp->lend_mask) == 0) mp->cpu_lent = true;
     loom__note_wakeup(&mp->park);
 }
 
@@ -437,7 +437,7 @@ static bool mpark(M *m) {
     loom__note_clear(&m->park);
     if (m->cpu_lent) { /* woken onto its waker's CPU (mwake) */
         m->cpu_lent = false;
-        loom__topo_lent_back();
+        loom__topo_lent_back(m->lend_mask);
         m->pin_cpu = -1; /* acquirep pins it again with LOOM_PIN=1 */
     }
     if (LOAD(&loom__sched.exiting)) return false;
@@ -1503,7 +1503,7 @@ static void *mstart(void *arg) {
     loom__topo_unpin_self(); /* not the creator's one-CPU mask: acquirep pins anew */
     if (m->cpu_lent) {       /* started on its creator's CPU (newm) */
         m->cpu_lent = false;
-        loom__topo_lent_back();
+        loom__topo_lent_back(m->lend_mask);
     }
     /* nor the creator's nice: sysmon, which starts Ms for handoffs, runs at a lower one */
     if (getpriority(PRIO_PROCESS, (id_t)m->tid) != loom__sched.base_nice)
@@ -1614,6 +1614,7 @@ static void schedterm(void) {
         M *next = m->alllink;
         if (m->statfd >= 0) close(m->statfd);
         if (m->syscallfd >= 0) close(m->syscallfd);
+        free(m->lend_mask);
         free(m);
         m = next;
     }

@@ -211,26 +211,43 @@ int loom__topo_unpin_self(void) {
     return 0;
 }
 
-int loom__topo_lend_cpu(int tid) {
+/* The caller's CPU, if a thread whose mask is *saved may run there; else -1. */
+static int lend_target(cpu_set_t *saved) {
     int cpu = sched_getcpu();
-    if (!T.mask || T.fake || cpu < 0) return -ENOSYS;
+    if (!T.mask || T.fake || cpu < 0 || !CPU_ISSET_S(cpu, T.masksz, saved)) return -1;
+    return cpu;
+}
+
+/* *saved: a mask of T.masksz bytes, allocated at the first lend */
+static cpu_set_t *saved_mask(void **saved) {
+    if (!*saved && T.mask) *saved = malloc(T.masksz);
+    return *saved;
+}
+
+int loom__topo_lend_cpu(int tid, void **saved) {
+    cpu_set_t *old = saved_mask(saved);
+    if (!old || sched_getaffinity(tid, T.masksz, old) != 0) return -ENOSYS;
+    int cpu = lend_target(old);
+    if (cpu < 0) return -ENOSYS;
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     return sched_setaffinity(tid, sizeof set, &set) == 0 ? 0 : -errno;
 }
 
-int loom__topo_lend_cpu_attr(pthread_attr_t *attr) {
-    int cpu = sched_getcpu();
-    if (!T.mask || T.fake || cpu < 0) return -ENOSYS;
+int loom__topo_lend_cpu_attr(pthread_attr_t *attr, void **saved) {
+    cpu_set_t *old = saved_mask(saved);
+    if (!old || sched_getaffinity(0, T.masksz, old) != 0) return -ENOSYS;
+    int cpu = lend_target(old);
+    if (cpu < 0) return -ENOSYS;
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     return -pthread_attr_setaffinity_np(attr, sizeof set, &set);
 }
 
-void loom__topo_lent_back(void) {
-    if (T.mask) (void)sched_setaffinity(0, T.masksz, T.mask);
+void loom__topo_lent_back(void *saved) {
+    if (saved) (void)sched_setaffinity(0, T.masksz, saved);
 }
 
 int loom__topo_bind(void *addr, size_t len, int node) {

@@ -46,17 +46,19 @@ int loom__topo_unpin_self(void);
 
 /* Places thread tid, about to be woken by the caller, on the caller's CPU (the caller is
  * about to sleep: the kernel would otherwise queue the woken thread behind a busy CPU's
- * running one); 0 or -errno.  The woken thread calls loom__topo_lent_back. */
-int loom__topo_lend_cpu(int tid);
-/* The same for a thread about to be created with attr: it starts on the caller's CPU.  The
- * kernel would place it on the CPU least busy at creation, which is the other one while
- * the caller still runs, and the caller's CPU then idles behind it: an idle CPU pulls
- * running threads from a busy one only at its balancing tick.  The new thread calls
- * loom__topo_lent_back. */
-int loom__topo_lend_cpu_attr(pthread_attr_t *attr);
-/* Undoes loom__topo_lend_cpu (or _attr) on the calling thread: the mask it had (the process's at init,
- * or its P's CPU with LOOM_PIN=1, which acquirep sets again). */
-void loom__topo_lent_back(void);
+ * running one), if its mask allows that CPU; the mask it had goes to *saved (allocated at
+ * the first lend; the caller frees it).  0 or -errno.  The woken thread calls
+ * loom__topo_lent_back(*saved). */
+int loom__topo_lend_cpu(int tid, void **saved);
+/* The same for a thread about to be created with attr: it starts on the caller's CPU, and
+ * *saved gets the caller's mask, which it would have inherited.  The kernel would place it
+ * on the CPU least busy at creation, which is the other one while the caller still runs,
+ * and the caller's CPU then idles behind it: an idle CPU pulls running threads from a busy
+ * one only at its balancing tick. */
+int loom__topo_lend_cpu_attr(pthread_attr_t *attr, void **saved);
+/* Undoes either on the calling thread: the mask saved (with LOOM_PIN=1 acquirep pins it
+ * again). */
+void loom__topo_lent_back(void *saved);
 
 /* Prefers node's memory (node as loom__topo_node numbers it) for the whole pages inside
  * [addr, addr+len), via mbind(MPOL_PREFERRED); it affects pages touched after the call.

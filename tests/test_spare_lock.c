@@ -97,6 +97,14 @@ static void cond_waiter(void *arg)
     __atomic_store_n(&locked, 2, __ATOMIC_SEQ_CST);
 }
 
+/* Ps in service: 1, or more while a spare lent earlier has not been given back yet */
+static uint64_t procs_now(void)
+{
+    struct loom_stats st;
+    CHECK_OK(loom_stats(&st));
+    return st.procs;
+}
+
 static int main_fn(void *arg)
 {
     (void)arg;
@@ -123,7 +131,10 @@ static int main_fn(void *arg)
                   (unsigned long long)st.spare_lends);
 
     /* a lock held across a blocking call: the waiter's P is lent a spare, on which main
-     * runs while the holder still sleeps */
+     * runs while the holder still sleeps (once spares lent before are back: with one
+     * still in service main would run on it) */
+    T_WAIT_UNTIL(procs_now() == 1, 10, "a spare P was never given back");
+    CHECK_OK(loom_stats(&st));
     CHECK_EQ(pthread_create(&th, NULL, sleepy_holder, NULL), 0);
     while (!__atomic_load_n(&held, __ATOMIC_SEQ_CST))
         loom_sleep(MS);
@@ -142,6 +153,8 @@ static int main_fn(void *arg)
 
     /* a condition variable: the waiter sleeps in the kernel until main signals, and main
      * runs only on a spare */
+    T_WAIT_UNTIL(procs_now() == 1, 10, "a spare P was never given back");
+    CHECK_OK(loom_stats(&st));
     lent0 = st.spare_lends;
     CHECK(loom_go(cond_waiter, NULL) != 0);
     loom_yield();
