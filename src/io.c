@@ -236,26 +236,45 @@ static ssize_t read_op(int fd, struct io_args *a, int kind) {
     return (f & PD_INQ) ? recv_inq(fd, a) : recv(fd, a->buf, a->n, MSG_DONTWAIT);
 }
 
-/* A write that never raises SIGPIPE: MSG_NOSIGNAL for sockets; otherwise SIGPIPE blocked
- * around the write and a pending one dropped. */
-static ssize_t write_op(int fd, struct io_args *a, int kind) {
-    if (kind != FD_OTHER) {
-        ssize_t k = send(fd, a->buf, a->n, MSG_NOSIGNAL | (kind == FD_SOCKET ? MSG_DONTWAIT : 0));
-        if (k >= 0 || errno != ENOTSOCK || kind == FD_SOCKET) return k;
-    }
+/* A write that cannot pass MSG_NOSIGNAL (to a pipe; sendfile) runs with SIGPIPE blocked:
+ * the SIGPIPE it raises is directed at this thread, so it stays pending, and is dropped
+ * before the mask comes back. */
+struct nosigpipe {
     sigset_t pipe, old;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, &old);
-    ssize_t k = write(fd, a->buf, a->n);
+};
+
+static void nosigpipe_begin(struct nosigpipe *s) {
+    sigemptyset(&s->pipe);
+    sigaddset(&s->pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &s->pipe, &s->old);
+}
+
+/* k: the write's result, returned with its errno kept */
+static ssize_t nosigpipe_end(struct nosigpipe *s, ssize_t k) {
     int err = errno;
     if (k < 0 && err == EPIPE) {
         struct timespec zero = { 0, 0 };
-        sigtimedwait(&pipe, NULL, &zero);
+        sigtimedwait(&s->pipe, NULL, &zero);
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_sigmask(SIG_SETMASK, &s->old, NULL);
     errno = err;
     return k;
+}
+
+/* MSG_DONTWAIT on the poller path, where a socket's calls never depend on O_NONBLOCK; the
+ * blocking path passes the caller's flags alone. */
+static int dontwait(int kind) { return kind == FD_SOCKET ? MSG_DONTWAIT : 0; }
+
+/* A write that never raises SIGPIPE: MSG_NOSIGNAL for sockets; otherwise SIGPIPE blocked
+ * around the write (nosigpipe). */
+static ssize_t write_op(int fd, struct io_args *a, int kind) {
+    if (kind != FD_OTHER) {
+        ssize_t k = send(fd, a->buf, a->n, MSG_NOSIGNAL | dontwait(kind));
+        if (k >= 0 || errno != ENOTSOCK || kind == FD_SOCKET) return k;
+    }
+    struct nosigpipe s;
+    nosigpipe_begin(&s);
+    return nosigpipe_end(&s, write(fd, a->buf, a->n));
 }
 
 static ssize_t accept_op(int fd, struct io_args *a, int kind) {
