@@ -86,7 +86,7 @@ struct flow {
     struct sockaddr_in raddr, saddr[2];
     int per_sender;
     loom_chan *credit[2]; /* the receiver's go-ahead for the next window of a sender */
-    int done;
+    int done;             /* goroutines finished, of the three */
 };
 
 struct sender {
@@ -119,6 +119,7 @@ static void send_side(void *arg)
             CHECK_EQ(loom_sendmsg(f->sfd[1], &m, 0), (ssize_t)n);
         }
     }
+    __atomic_add_fetch(&f->done, 1, __ATOMIC_SEQ_CST);
 }
 
 static void recv_side(void *arg)
@@ -161,7 +162,7 @@ static void recv_side(void *arg)
     }
     CHECK_EQ(next[0], f->per_sender);
     CHECK_EQ(next[1], f->per_sender);
-    __atomic_store_n(&f->done, 1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&f->done, 1, __ATOMIC_SEQ_CST);
 }
 
 static void test_many(void)
@@ -177,7 +178,9 @@ static void test_many(void)
     loom_go(recv_side, &f);
     loom_go(send_side, &s[0]);
     loom_go(send_side, &s[1]);
-    T_WAIT_UNTIL(t_get(&f.done), 120, "the receiver to get every datagram");
+    /* (the senders too: f is on this stack, and a sender may still be in its last call
+     * when the receiver has the datagram) */
+    T_WAIT_UNTIL(t_get(&f.done) == 3, 120, "every datagram received (%d of 3 finished)", t_get(&f.done));
     for (int i = 0; i < 2; i++) {
         CHECK_OK(loom_fd_close(f.sfd[i]));
         loom_chan_free(f.credit[i]);
@@ -471,6 +474,7 @@ static void test_stream_sendmsg(void)
 struct dribble {
     int fd;
     int close_after; /* close fd after this many pieces (-1: never) */
+    int done;
 };
 
 static void dribble_side(void *arg)
@@ -479,13 +483,14 @@ static void dribble_side(void *arg)
     for (int i = 0; i < 4; i++) {
         if (i == d->close_after) {
             CHECK_OK(loom_fd_close(d->fd));
-            return;
+            break;
         }
         loom_sleep(MS); /* the receiver empties the socket and parks between pieces */
         char piece[100];
         memset(piece, 'a' + i, sizeof piece);
         CHECK_EQ(loom_write(d->fd, piece, sizeof piece), 100);
     }
+    __atomic_store_n(&d->done, 1, __ATOMIC_SEQ_CST);
 }
 
 static void test_waitall(void)
@@ -494,12 +499,13 @@ static void test_waitall(void)
     for (int round = 0; round < 2; round++) {
         int sp[2];
         CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp));
-        struct dribble d = { sp[1], round == 0 ? -1 : 3 };
+        struct dribble d = { sp[1], round == 0 ? -1 : 3, 0 };
         loom_go(dribble_side, &d);
         ssize_t k = loom_recvfrom(sp[0], b, 400, MSG_WAITALL, NULL, NULL);
         CHECK_EQ(k, round == 0 ? 400 : 300); /* the second round ends after three pieces */
         for (int i = 0; i < k; i++)
             CHECK_EQ(b[i], 'a' + i / 100);
+        T_WAIT_UNTIL(t_get(&d.done), 30, "the writer to finish");
         if (round == 0) {
             CHECK_OK(loom_fd_close(sp[1]));
             CHECK_EQ(loom_recvfrom(sp[0], b, 400, MSG_WAITALL, NULL, NULL), 0);
