@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -269,6 +270,30 @@ int  loom_can_park(void);
 void loom_text_range(const void **begin, const void **end);
 int  loom_fd_forget(int fd);
 int  loom_fd_park(int fd, int events, int64_t timeout_ns);
+
+/* -------------------------------------------------------------- More I/O
+ * The kernel's calls of the same names, with loom_read/loom_write's paths, waits and
+ * errors (-errno, -EBUSY for a second waiter in one direction...); flags as recv(2) and
+ * send(2).  MSG_DONTWAIT in flags: one try that never waits (-EAGAIN).  Sends add
+ * MSG_NOSIGNAL (a closed peer gives -EPIPE, never SIGPIPE) and send everything, as
+ * loom_write; a datagram goes whole or not at all, so on a datagram socket one call is one
+ * datagram, received as the kernel gives it (cut short: MSG_TRUNC as recv(2) says). */
+
+/* one datagram, or what a stream has; MSG_WAITALL on a stream: n bytes unless EOF/error */
+ssize_t loom_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *len);
+/* all n bytes (n == 0 included: an empty datagram) to addr, or to the connected peer */
+ssize_t loom_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr, socklen_t len);
+/* one read; name, control data (SCM_RIGHTS...) and msg_flags as the kernel fills them */
+ssize_t loom_recvmsg(int fd, struct msghdr *msg, int flags);
+/* every byte of msg's iovecs; its control data goes with the first part */
+ssize_t loom_sendmsg(int fd, const struct msghdr *msg, int flags);
+/* what is there, as loom_read; -EINVAL for iovcnt < 0 or > IOV_MAX */
+ssize_t loom_readv(int fd, const struct iovec *iov, int iovcnt);
+/* writes all, as loom_write; the caller's array is left as it was */
+ssize_t loom_writev(int fd, const struct iovec *iov, int iovcnt);
+/* n bytes of the regular file in_fd to out_fd (fewer only at its end), from *offset on,
+ * which it moves on, or (offset NULL) from and moving in_fd's own offset */
+ssize_t loom_sendfile(int out_fd, int in_fd, off_t *offset, size_t n);
 
 #pragma GCC visibility pop
 

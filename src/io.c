@@ -13,10 +13,14 @@
  */
 #include "netpoll.h"
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 void loom_block_begin(void) {
@@ -176,14 +180,25 @@ void loom_text_range(const void **begin, const void **end) {
 /* The I/O calls share one loop (do_io): an operation is tried without blocking; on EAGAIN
  * the goroutine parks in the poller and tries again.  kind says what the fd is known to be:
  * a socket (the call passes MSG_DONTWAIT, so it never depends on O_NONBLOCK), another
- * pollable fd (O_NONBLOCK is checked first), or unknown (blocking path). */
+ * pollable fd (O_NONBLOCK is checked first), or unknown (blocking path).  io_args holds
+ * every call's arguments; each op reads its own. */
 enum { FD_UNKNOWN, FD_SOCKET, FD_OTHER };
 struct io_args {
     void *buf;
     size_t n;
-    struct sockaddr *addr;
+    struct sockaddr *addr; /* accept's and recvfrom's peer */
     socklen_t *len;
-    loom__pd *pd; /* set by do_io for the poller path */
+    int flags;                 /* the caller's recv/send flags */
+    const struct sockaddr *to; /* sendto's destination */
+    socklen_t tolen;
+    struct msghdr *msg;        /* recvmsg's */
+    const struct msghdr *cmsg; /* sendmsg's */
+    const struct iovec *iov;   /* readv's and writev's */
+    int iovcnt;
+    int in_fd;     /* sendfile's source, and its offset (NULL: the file's own) */
+    off_t *off;    /* (sendfile) */
+    bool nonblock; /* the op relies on O_NONBLOCK on a socket too: it has no MSG_DONTWAIT */
+    loom__pd *pd;  /* set by do_io for the poller path */
 };
 typedef ssize_t (*io_op)(int fd, struct io_args *a, int kind);
 
@@ -236,26 +251,45 @@ static ssize_t read_op(int fd, struct io_args *a, int kind) {
     return (f & PD_INQ) ? recv_inq(fd, a) : recv(fd, a->buf, a->n, MSG_DONTWAIT);
 }
 
-/* A write that never raises SIGPIPE: MSG_NOSIGNAL for sockets; otherwise SIGPIPE blocked
- * around the write and a pending one dropped. */
-static ssize_t write_op(int fd, struct io_args *a, int kind) {
-    if (kind != FD_OTHER) {
-        ssize_t k = send(fd, a->buf, a->n, MSG_NOSIGNAL | (kind == FD_SOCKET ? MSG_DONTWAIT : 0));
-        if (k >= 0 || errno != ENOTSOCK || kind == FD_SOCKET) return k;
-    }
+/* A write that cannot pass MSG_NOSIGNAL (to a pipe; sendfile) runs with SIGPIPE blocked:
+ * the SIGPIPE it raises is directed at this thread, so it stays pending, and is dropped
+ * before the mask comes back. */
+struct nosigpipe {
     sigset_t pipe, old;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, &old);
-    ssize_t k = write(fd, a->buf, a->n);
+};
+
+static void nosigpipe_begin(struct nosigpipe *s) {
+    sigemptyset(&s->pipe);
+    sigaddset(&s->pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &s->pipe, &s->old);
+}
+
+/* k: the write's result, returned with its errno kept */
+static ssize_t nosigpipe_end(struct nosigpipe *s, ssize_t k) {
     int err = errno;
     if (k < 0 && err == EPIPE) {
         struct timespec zero = { 0, 0 };
-        sigtimedwait(&pipe, NULL, &zero);
+        sigtimedwait(&s->pipe, NULL, &zero);
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_sigmask(SIG_SETMASK, &s->old, NULL);
     errno = err;
     return k;
+}
+
+/* MSG_DONTWAIT on the poller path, where a socket's calls never depend on O_NONBLOCK; the
+ * blocking path passes the caller's flags alone. */
+static int dontwait(int kind) { return kind == FD_SOCKET ? MSG_DONTWAIT : 0; }
+
+/* A write that never raises SIGPIPE: MSG_NOSIGNAL for sockets; otherwise SIGPIPE blocked
+ * around the write (nosigpipe). */
+static ssize_t write_op(int fd, struct io_args *a, int kind) {
+    if (kind != FD_OTHER) {
+        ssize_t k = send(fd, a->buf, a->n, MSG_NOSIGNAL | dontwait(kind));
+        if (k >= 0 || errno != ENOTSOCK || kind == FD_SOCKET) return k;
+    }
+    struct nosigpipe s;
+    nosigpipe_begin(&s);
+    return nosigpipe_end(&s, write(fd, a->buf, a->n));
 }
 
 static ssize_t accept_op(int fd, struct io_args *a, int kind) {
@@ -298,10 +332,11 @@ static ssize_t do_io(int fd, int mode, io_op op, struct io_args *a) {
             return -e;
         }
         int kind = (LOAD_RLX(&pd->flags) & PD_SOCKET) ? FD_SOCKET : FD_OTHER;
-        if (kind == FD_OTHER && (err = loom__fd_nonblock(fd)) != 0) {
+        if ((kind == FD_OTHER || a->nonblock) && (err = loom__fd_nonblock(fd)) != 0) {
             if (err < 0) return err;
-            /* it was blocking again: a new file under this number (loom's own files
-             * keep O_NONBLOCK), so its registration is stale: refresh the cache */
+            /* it was blocking again: a new file under this number (loom's own files,
+             * sockets included, keep O_NONBLOCK), so its registration is stale: refresh
+             * the cache */
             pd = refresh_pd(fd, pd, &err);
             if (err) return err;
             continue;
@@ -366,4 +401,230 @@ int loom_connect(int fd, const struct sockaddr *addr, socklen_t len) {
     socklen_t el = sizeof err;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0) return -errno;
     return err ? -err : 0;
+}
+
+/* ------------------------------------------------------------------ More I/O
+ * The same loop (do_io) with other system calls.  A caller's MSG_DONTWAIT asks for one try
+ * that never waits: the plain call, on any thread.  Sends go on until everything is sent,
+ * as loom_write (and as a blocking send on a stream socket does); a datagram is sent whole
+ * or not at all, so on a datagram socket that is one call, one datagram. */
+
+/* The result of one plain call that must not wait: a count, or -errno.  (Not a tail call:
+ * libloom_hook tells loom's calls by their return address, tests/test_hook_tailcall.sh.) */
+static ssize_t plain_result(ssize_t k) { return k < 0 ? -errno : k; }
+
+static ssize_t recvfrom_op(int fd, struct io_args *a, int kind) {
+    return recvfrom(fd, a->buf, a->n, a->flags | dontwait(kind), a->addr, a->len);
+}
+
+static ssize_t sendto_op(int fd, struct io_args *a, int kind) {
+    return sendto(fd, a->buf, a->n, a->flags | MSG_NOSIGNAL | dontwait(kind), a->to, a->tolen);
+}
+
+static ssize_t recvmsg_op(int fd, struct io_args *a, int kind) {
+    return recvmsg(fd, a->msg, a->flags | dontwait(kind));
+}
+
+static ssize_t sendmsg_op(int fd, struct io_args *a, int kind) {
+    return sendmsg(fd, a->cmsg, a->flags | MSG_NOSIGNAL | dontwait(kind));
+}
+
+/* readv and writev on a socket are recvmsg and sendmsg of the same iovecs, which take
+ * MSG_DONTWAIT (and MSG_NOSIGNAL); the kernel reads the array and never writes it. */
+static ssize_t readv_op(int fd, struct io_args *a, int kind) {
+    if (kind != FD_SOCKET) return readv(fd, a->iov, a->iovcnt);
+    struct msghdr mh = { .msg_iov = (struct iovec *)a->iov, .msg_iovlen = (size_t)a->iovcnt };
+    return recvmsg(fd, &mh, MSG_DONTWAIT);
+}
+
+/* as write_op: the unknown kind tries the socket call first */
+static ssize_t writev_op(int fd, struct io_args *a, int kind) {
+    if (kind != FD_OTHER) {
+        struct msghdr mh = { .msg_iov = (struct iovec *)a->iov, .msg_iovlen = (size_t)a->iovcnt };
+        ssize_t k = sendmsg(fd, &mh, MSG_NOSIGNAL | dontwait(kind));
+        if (k >= 0 || errno != ENOTSOCK || kind == FD_SOCKET) return k;
+    }
+    struct nosigpipe s;
+    nosigpipe_begin(&s);
+    return nosigpipe_end(&s, writev(fd, a->iov, a->iovcnt));
+}
+
+/* sendfile takes no flags: O_NONBLOCK on out_fd (a->nonblock makes do_io see to it for a
+ * socket too) and SIGPIPE blocked.  in_fd is a regular file or block device, so EAGAIN
+ * can only be out_fd's.  Reading in_fd may still wait for the disk with the P held, as
+ * Go's sendfile does; sysmon lends a spare P if that lasts (README, "Blocking calls"). */
+static ssize_t sendfile_op(int fd, struct io_args *a, int kind) {
+    (void)kind;
+    struct nosigpipe s;
+    nosigpipe_begin(&s);
+    return nosigpipe_end(&s, sendfile(fd, a->in_fd, a->off, a->n));
+}
+
+/* The sum of cnt iovecs' lengths in *total; false if it exceeds SSIZE_MAX, which the
+ * kernel refuses too (EINVAL). */
+static bool iov_total(const struct iovec *iov, size_t cnt, size_t *total) {
+    size_t t = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        if (iov[i].iov_len > (size_t)SSIZE_MAX - t) return false;
+        t += iov[i].iov_len;
+    }
+    *total = t;
+    return true;
+}
+
+/* The calls that send everything from an iovec array go on after a partial write from
+ * where it stopped, without touching the caller's array: from the start of an entry they
+ * pass the rest of that array as it is; from inside one, a copy of that entry with its
+ * start moved on, followed by copies of up to IOV_WINDOW - 1 entries after it.  A call
+ * then moves at most IOV_WINDOW entries: more calls when a partial write lands inside an
+ * entry with many small ones after it, but no allocation and nothing that can fail. */
+enum { IOV_WINDOW = 16 };
+struct iov_cursor {
+    const struct iovec *iov;
+    size_t cnt;
+    size_t i;   /* the first entry not written in full */
+    size_t off; /* the bytes of it written */
+    struct iovec win[IOV_WINDOW];
+};
+
+/* Moves c on by the k bytes just written (no more than are left) and returns the rest: an
+ * array of *cnt entries, in the caller's array or in c->win. */
+static const struct iovec *iov_next(struct iov_cursor *c, size_t k, size_t *cnt) {
+    while (c->i < c->cnt && k >= c->iov[c->i].iov_len - c->off) {
+        k -= c->iov[c->i].iov_len - c->off;
+        c->i++;
+        c->off = 0;
+    }
+    c->off += k;
+    size_t rest = c->cnt - c->i;
+    if (c->off == 0 || rest == 0) {
+        *cnt = rest;
+        return c->iov + c->i;
+    }
+    size_t m = rest < IOV_WINDOW ? rest : IOV_WINDOW;
+    memcpy(c->win, c->iov + c->i, m * sizeof *c->win);
+    c->win[0].iov_base = (char *)c->win[0].iov_base + c->off;
+    c->win[0].iov_len -= c->off;
+    *cnt = m;
+    return c->win;
+}
+
+/* Is fd a stream socket (SOCK_STREAM)? */
+static bool is_stream(int fd) {
+    int type = 0;
+    socklen_t tl = sizeof type;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM;
+}
+
+ssize_t loom_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *len) {
+    /* an address without a length: the kernel would take the datagram, then fail */
+    if (fd < 0 || (!buf && n) || (addr && !len)) return -EINVAL;
+    if (flags & MSG_DONTWAIT) return plain_result(recvfrom(fd, buf, n, flags, addr, len));
+    struct io_args a = { .buf = buf, .n = n, .flags = flags, .addr = addr, .len = len };
+    ssize_t k = do_io(fd, LOOM_READABLE, recvfrom_op, &a);
+    if (k <= 0 || (size_t)k >= n || (flags & (MSG_WAITALL | MSG_PEEK)) != MSG_WAITALL || !is_stream(fd))
+        return k;
+    /* MSG_WAITALL on a stream socket: MSG_DONTWAIT made the kernel return what there was,
+     * so go on as its blocking call would, until n bytes, end of file or an error (then
+     * what came before it; the error shows at the next call).  The address, if any, is
+     * the first part's. */
+    size_t done = (size_t)k;
+    a.addr = NULL;
+    a.len = NULL;
+    while (done < n) {
+        a.buf = (char *)buf + done;
+        a.n = n - done;
+        k = do_io(fd, LOOM_READABLE, recvfrom_op, &a);
+        if (k <= 0) break;
+        done += (size_t)k;
+    }
+    return (ssize_t)done;
+}
+
+ssize_t loom_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+                    socklen_t len) {
+    if (fd < 0 || (!buf && n)) return -EINVAL;
+    if (flags & MSG_DONTWAIT) return plain_result(sendto(fd, buf, n, flags | MSG_NOSIGNAL, addr, len));
+    /* at least one call, even for n == 0: an empty datagram is one */
+    struct io_args a = { .buf = (void *)buf, .n = n, .flags = flags, .to = addr, .tolen = len };
+    for (;;) {
+        ssize_t k = do_io(fd, LOOM_WRITABLE, sendto_op, &a);
+        if (k < 0) return k;
+        if ((size_t)k >= a.n) return (ssize_t)n;
+        a.buf = (char *)a.buf + k;
+        a.n -= (size_t)k;
+    }
+}
+
+ssize_t loom_recvmsg(int fd, struct msghdr *msg, int flags) {
+    if (fd < 0 || !msg) return -EINVAL;
+    if (flags & MSG_DONTWAIT) return plain_result(recvmsg(fd, msg, flags));
+    /* a failed recvmsg writes nothing back into msg, so every try sees the caller's */
+    return do_io(fd, LOOM_READABLE, recvmsg_op, &(struct io_args){ .msg = msg, .flags = flags });
+}
+
+ssize_t loom_sendmsg(int fd, const struct msghdr *msg, int flags) {
+    if (fd < 0 || !msg || (!msg->msg_iov && msg->msg_iovlen)) return -EINVAL;
+    if (msg->msg_iovlen > IOV_MAX) return -EMSGSIZE; /* as the kernel says */
+    size_t total;
+    if (!iov_total(msg->msg_iov, msg->msg_iovlen, &total)) return -EINVAL;
+    if (flags & MSG_DONTWAIT) return plain_result(sendmsg(fd, msg, flags | MSG_NOSIGNAL));
+    struct msghdr m = *msg;
+    struct iov_cursor c = { .iov = msg->msg_iov, .cnt = msg->msg_iovlen };
+    struct io_args a = { .cmsg = &m, .flags = flags };
+    size_t done = 0;
+    for (;;) { /* at least one call: a datagram may be empty, or carry control data alone */
+        ssize_t k = do_io(fd, LOOM_WRITABLE, sendmsg_op, &a);
+        if (k < 0) return k;
+        done += (size_t)k;
+        if (done >= total) return (ssize_t)total;
+        /* the rest of a stream: the control data went with the first part */
+        m.msg_control = NULL;
+        m.msg_controllen = 0;
+        m.msg_iov = (struct iovec *)iov_next(&c, (size_t)k, &m.msg_iovlen);
+    }
+}
+
+ssize_t loom_readv(int fd, const struct iovec *iov, int iovcnt) {
+    if (fd < 0 || iovcnt < 0 || iovcnt > IOV_MAX || (!iov && iovcnt)) return -EINVAL;
+    return do_io(fd, LOOM_READABLE, readv_op, &(struct io_args){ .iov = iov, .iovcnt = iovcnt });
+}
+
+ssize_t loom_writev(int fd, const struct iovec *iov, int iovcnt) {
+    if (fd < 0 || iovcnt < 0 || iovcnt > IOV_MAX || (!iov && iovcnt)) return -EINVAL;
+    size_t total;
+    if (!iov_total(iov, (size_t)iovcnt, &total)) return -EINVAL;
+    struct iov_cursor c = { .iov = iov, .cnt = (size_t)iovcnt };
+    struct io_args a = { .iov = iov, .iovcnt = iovcnt };
+    size_t done = 0;
+    while (done < total) { /* nothing to write: 0 without a call, as loom_write */
+        ssize_t k = do_io(fd, LOOM_WRITABLE, writev_op, &a);
+        if (k < 0) return k;
+        done += (size_t)k;
+        size_t m;
+        a.iov = iov_next(&c, (size_t)k, &m);
+        a.iovcnt = (int)m;
+    }
+    return (ssize_t)total;
+}
+
+ssize_t loom_sendfile(int out_fd, int in_fd, off_t *offset, size_t n) {
+    if (out_fd < 0 || in_fd < 0) return -EINVAL;
+    struct stat st;
+    if (fstat(in_fd, &st) < 0) return -errno;
+    /* anything else might say EAGAIN for in_fd, and a wait on out_fd would not end it */
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return -EINVAL;
+    /* nothing to send: the kernel checks the fds and returns at once */
+    if (n == 0) return plain_result(sendfile(out_fd, in_fd, offset, 0));
+    if (n > SSIZE_MAX) n = SSIZE_MAX;
+    size_t done = 0;
+    while (done < n) {
+        /* the kernel moves *offset, or in_fd's own offset, on by what each call sent */
+        struct io_args a = { .n = n - done, .in_fd = in_fd, .off = offset, .nonblock = true };
+        ssize_t k = do_io(out_fd, LOOM_WRITABLE, sendfile_op, &a);
+        if (k < 0) return k;
+        if (k == 0) break; /* end of file */
+        done += (size_t)k;
+    }
+    return (ssize_t)done;
 }
