@@ -219,12 +219,48 @@ void loom_once_do(loom_once *o, void (*fn)(void *arg), void *arg);
  * from any thread while loom runs (NULL + errno EPERM otherwise, EINVAL, ENOMEM).
  * loom_timer_free stops the timer and frees it; no one may wait on its channel then. */
 typedef struct loom_timer loom_timer;
-loom_timer *loom_timer_new(int64_t ns, int64_t period_ns);
-loom_chan  *loom_timer_chan(loom_timer *t);
-int         loom_timer_reset(loom_timer *t, int64_t ns, int64_t period_ns);
-int         loom_timer_stop(loom_timer *t);
-void        loom_timer_free(loom_timer *t);
-loom_timer *loom_after_func(int64_t ns, void (*fn)(void *arg), void *arg);
+loom_timer               *loom_timer_new(int64_t ns, int64_t period_ns);
+loom_chan                *loom_timer_chan(loom_timer *t);
+int                       loom_timer_reset(loom_timer *t, int64_t ns, int64_t period_ns);
+int                       loom_timer_stop(loom_timer *t);
+void                      loom_timer_free(loom_timer *t);
+loom_timer               *loom_after_func(int64_t ns, void (*fn)(void *arg), void *arg);
+
+/* ----------------------------------------------------------- cancellation
+ * Go's context: a tree of contexts, each ended by loom_ctx_cancel (cause: a negative errno,
+ * 0 meaning -ECANCELED), its deadline (-ETIMEDOUT) or its parent's end (the parent's
+ * cause).  loom_ctx_done's channel is closed when it ends (for loom_select).  Each
+ * goroutine has a current context (loom_ctx_set; a new goroutine starts with its
+ * spawner's).  Once it ends, the goroutine's blocking loom calls return within a
+ * millisecond with its cause and no effect (a send that returns it sent nothing, a receive
+ * received nothing): loom_send, loom_recv, loom_select, the fd calls, loom_group_go;
+ * loom_sleep, loom_cond_wait and loom_wg_wait return early.  Mutexes are not interrupted.
+ * A context may be freed only once no goroutine has it current; loom_ctx_free ends it
+ * and what is under it first.  Constructors: NULL + errno on failure. */
+typedef struct loom_ctx loom_ctx;
+loom_ctx               *loom_ctx_background(void);
+loom_ctx               *loom_ctx_with_cancel(loom_ctx *parent);
+loom_ctx  *loom_ctx_with_deadline(loom_ctx *parent, int64_t deadline); /* on the loom_now() clock */
+loom_ctx  *loom_ctx_with_timeout(loom_ctx *parent, int64_t ns);
+void       loom_ctx_cancel(loom_ctx *c, int cause);
+int        loom_ctx_err(loom_ctx *c); /* 0 while live, then the cause */
+loom_chan *loom_ctx_done(loom_ctx *c);
+void       loom_ctx_free(loom_ctx *c);
+loom_ctx  *loom_ctx_set(loom_ctx *c); /* returns the old one */
+loom_ctx  *loom_ctx_current(void);
+
+/* ----------------------------------------------------------------- groups
+ * Go's errgroup, structured: loom_group_go runs fn(arg) in a goroutine of the group (at
+ * most `limit` at once, 0: no limit; it waits for a slot, a wait the caller's context may
+ * end), whose current context is the group's.  The first fn to return
+ * non-zero ends the group's context with -ECANCELED; loom_group_wait joins every goroutine
+ * and returns that first non-zero result (or 0), and ends the context.  Free after wait. */
+typedef struct loom_group loom_group;
+loom_group               *loom_group_new(loom_ctx *parent, int limit);
+int                       loom_group_go(loom_group *g, int (*fn)(void *arg), void *arg);
+int                       loom_group_wait(loom_group *g);
+loom_ctx                 *loom_group_ctx(loom_group *g);
+void                      loom_group_free(loom_group *g);
 
 /* ------------------------------------------------------ I/O and blocking
  * From a goroutine, sockets, pipes and terminals wait in the netpoller (the goroutine

@@ -159,6 +159,22 @@ static int chanwait(M *m, loom_chan *c, loom__waitq *q, void *elem, bool block, 
     G *g = m->curg;
     loom__sudog me = { .g = g, .elem = elem, .c = c, .caseidx = -1 };
     g->param = NULL;
+    if (unlikely(g->ctx)) {
+        /* a context may end the wait: wakers claim g, as for a select (context.c), so a
+         * wait cut short moved no value */
+        me.isselect = true;
+        me.seq = g->parkseq + 1;
+        STORE_RLX(&g->parkseq, me.seq);
+        STORE(&g->selectdone, 0);
+        loom__waitq_enqueue(q, &me);
+        if (!loom__park_timeout(loom__spin_unlock_after, &c->lock, reason, -1) && g->ctxerr) {
+            loom__spin_lock(&c->lock);
+            loom__waitq_remove(q, &me);
+            loom__spin_unlock(&c->lock);
+            return g->ctxerr;
+        }
+        return me.success ? 0 : -EPIPE;
+    }
     loom__waitq_enqueue(q, &me);
     loom__park(m, loom__spin_unlock_after, &c->lock, reason);
     return me.success ? 0 : -EPIPE;

@@ -207,7 +207,7 @@ void loom__fiber_free_stack(unsigned id);
  * as Go since 1.14).  Timers live inside the objects that use them (a G's sleep timer), never
  * allocated per use.  Fields after `when` belong to the heap's owner under p->timers_lock. */
 struct loom__timer {
-    int64_t when; /* deadline, loom_now() ns; written under the heap lock */
+    int64_t when;                  /* deadline, loom_now() ns; written under the heap lock */
     int64_t (*fn)(loom__timer *t); /* returns the period (> 0: fire again, a ticker) or 0 */
     void *arg;
     P *pp;          /* heap holding it, or NULL; under that P's timers_lock */
@@ -216,7 +216,7 @@ struct loom__timer {
 };
 enum { TIMER_IDLE = 0, TIMER_PENDING = 1, TIMER_FIRING = 2 };
 void loom__timer_add(P *p, loom__timer *t, int64_t when);
-bool loom__timer_del(loom__timer *t);        /* true if removed before firing; waits out a firing */
+bool loom__timer_del(loom__timer *t); /* true if removed before firing; waits out a firing */
 int64_t loom__timer_next_fire(int64_t when, int64_t now, int64_t period); /* a periodic timer's */
 int64_t loom__timers_run(P *p, int64_t now); /* runs due timers; returns next deadline or 0 */
 int64_t loom__timers_next(P *p);             /* earliest deadline of p's heap, 0 = none */
@@ -307,6 +307,10 @@ struct loom__g {
     uint32_t waitseq;        /* fd wait: the pd's seq when the wait began (netpoll.c); atomic */
     int32_t statusm;         /* invariant checks: the M that made the last status change */
     const char *statuswhere; /* (-1: none), and where ("proc.c:123"); for the fatal message */
+    loom_ctx *ctx;           /* its current context, NULL: background (context.c); owner: the G */
+    loom_ctx *ctxq;          /* the context whose waiters it is on, or NULL; under ctxq's lock */
+    G *ctxnext, *ctxprev;    /* links on ctxq's waiters */
+    int ctxerr;              /* the cause, when its context's end woke it (context.c) */
 #if defined(LOOM_ASAN) || defined(LOOM_TSAN)
     void *fiber; /* TSan fiber */
     void *asan_fake_stack;
@@ -547,8 +551,12 @@ static inline G *loom__getg(void) {
 
 /* ------------------------------------------------------------------ proc.c */
 void loom__park(M *m, void (*after)(G *prev, void *arg), void *arg,
-                int reason);     /* gopark; m: this thread's */
+                int reason);                         /* gopark; m: this thread's */
 uint64_t loom__spawn(void (*fn)(void *), void *arg); /* a goroutine, from any thread (0: out of memory) */
+/* context.c: the parking side of a goroutine's current context (see there) */
+bool loom__ctx_park_hook(G *prev);
+void loom__ctx_park_done(G *g);
+int loom__ctx_ended(G *g);
 void loom__ready(G *g);          /* goready */
 void loom__ready_m(M *m, G *g);  /* the same, m: this thread's M (or NULL), already read */
 void loom__ready_list(G *head);  /* readies a schedlink-ed list */

@@ -357,6 +357,15 @@ static ssize_t do_io(int fd, int mode, io_op op, struct io_args *a) {
     }
 }
 
+/* A write that sends all, stopped by err after `done` bytes: a write cut short by the
+ * goroutine's context reports the bytes written (API.md); any other error reports itself
+ * (a partial write before it is not reported, as a failed write(2) after a short one). */
+static ssize_t cut_short(size_t done, ssize_t err) {
+    G *g = loom__getg();
+    if (done > 0 && g && g->ctx && err == loom__ctx_ended(g)) return (ssize_t)done;
+    return err;
+}
+
 ssize_t loom_read(int fd, void *buf, size_t n) {
     if (fd < 0 || (!buf && n)) return -EINVAL;
     return do_io(fd, LOOM_READABLE, read_op, &(struct io_args){ .buf = buf, .n = n });
@@ -368,7 +377,7 @@ ssize_t loom_write(int fd, const void *buf, size_t n) {
     while (done < n) {
         struct io_args a = { .buf = (char *)buf + done, .n = n - done };
         ssize_t k = do_io(fd, LOOM_WRITABLE, write_op, &a);
-        if (k < 0) return k;
+        if (k < 0) return cut_short(done, k);
         done += (size_t)k;
     }
     return (ssize_t)n;
@@ -549,7 +558,7 @@ ssize_t loom_sendto(int fd, const void *buf, size_t n, int flags, const struct s
     struct io_args a = { .buf = (void *)buf, .n = n, .flags = flags, .to = addr, .tolen = len };
     for (;;) {
         ssize_t k = do_io(fd, LOOM_WRITABLE, sendto_op, &a);
-        if (k < 0) return k;
+        if (k < 0) return cut_short(n - a.n, k);
         if ((size_t)k >= a.n) return (ssize_t)n;
         a.buf = (char *)a.buf + k;
         a.n -= (size_t)k;
@@ -575,7 +584,7 @@ ssize_t loom_sendmsg(int fd, const struct msghdr *msg, int flags) {
     size_t done = 0;
     for (;;) { /* at least one call: a datagram may be empty, or carry control data alone */
         ssize_t k = do_io(fd, LOOM_WRITABLE, sendmsg_op, &a);
-        if (k < 0) return k;
+        if (k < 0) return cut_short(done, k);
         done += (size_t)k;
         if (done >= total) return (ssize_t)total;
         /* the rest of a stream: the control data went with the first part */
@@ -599,7 +608,7 @@ ssize_t loom_writev(int fd, const struct iovec *iov, int iovcnt) {
     size_t done = 0;
     while (done < total) { /* nothing to write: 0 without a call, as loom_write */
         ssize_t k = do_io(fd, LOOM_WRITABLE, writev_op, &a);
-        if (k < 0) return k;
+        if (k < 0) return cut_short(done, k);
         done += (size_t)k;
         size_t m;
         a.iov = iov_next(&c, (size_t)k, &m);
@@ -622,7 +631,7 @@ ssize_t loom_sendfile(int out_fd, int in_fd, off_t *offset, size_t n) {
         /* the kernel moves *offset, or in_fd's own offset, on by what each call sent */
         struct io_args a = { .n = n - done, .in_fd = in_fd, .off = offset, .nonblock = true };
         ssize_t k = do_io(out_fd, LOOM_WRITABLE, sendfile_op, &a);
-        if (k < 0) return k;
+        if (k < 0) return cut_short(done, k);
         if (k == 0) break; /* end of file */
         done += (size_t)k;
     }

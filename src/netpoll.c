@@ -305,6 +305,7 @@ int loom__netpoll_wait(loom__pd *pd, int modes, int64_t ns) {
         }
         if (closed) return -ECANCELED;
         if (ready) return pd_ready(pd, ready);
+        if (g->ctxerr) return g->ctxerr; /* its context ended (context.c) */
         /* woken by the deadline or a close (checked at the top), or spuriously: go round */
     }
 }

@@ -589,7 +589,7 @@ static void trace_spawn(uint64_t id) {
 
 /* Creates a goroutine on P p's runnext (runtime.newproc); p NULL: on the global queue,
  * from a thread without a P (loom__spawn). */
-static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *attr, void *pc) {
+static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *attr, void *pc, loom_ctx *ctx) {
     size_t want = attr ? attr->stack_size : 0;
     size_t slot = loom__stack_class_size(want);
     if (slot == 0) {
@@ -629,6 +629,8 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
     g->timer.pp = NULL;
     STORE_RLX(&g->timer.state, TIMER_IDLE); /* g is ours alone until runqput publishes it */
     g->created_pc = pc;
+    g->ctx = ctx; /* the spawner's current context (API.md) */
+    g->ctxq = NULL;
     if (attr && attr->name) {
         strncpy(g->name, attr->name, sizeof g->name - 1);
         g->name[sizeof g->name - 1] = 0;
@@ -657,7 +659,7 @@ static uint64_t newproc(P *p, void (*fn)(void *), void *arg, const loom_attr *at
 uint64_t loom__spawn(void (*fn)(void *), void *arg) {
     M *m = loom__getm();
     P *p = m && m->p && !m->blocked ? m->p : NULL;
-    uint64_t id = newproc(p, fn, arg, NULL, (void *)fn);
+    uint64_t id = newproc(p, fn, arg, NULL, (void *)fn, NULL);
     if (id) loom__wakep();
     return id;
 }
@@ -672,7 +674,7 @@ uint64_t loom_go_attr(void (*fn)(void *), void *arg, const loom_attr *attr) {
         errno = EPERM;
         return 0;
     }
-    uint64_t id = newproc(m->p, fn, arg, attr, __builtin_return_address(0));
+    uint64_t id = newproc(m->p, fn, arg, attr, __builtin_return_address(0), m->curg->ctx);
     /* failed: errno is set on this thread, where the caller reads it (API.md), so no switch */
     if (!id) return 0;
     loom__wakep();
@@ -1224,16 +1226,21 @@ static void timed_after(G *prev, void *arg) {
         loom__timer_add(m->p, &prev->timer, when);
         if (unlikely(LOAD_RLX(&loom__sched.prio.used))) loom__preempt_rearm(m);
     }
+    /* its context is one more waker (context.c); ended already, it wakes prev at once */
+    if (unlikely(prev->ctx) && LOAD(&prev->selectdone) == 0 && loom__ctx_park_hook(prev))
+        loom__ready_m(m, prev);
     STORE_REL(&prev->parking, 0);
 }
 
 /* Parks with a timeout (ns < 0: none); the waker must claim g with CAS(&g->selectdone, 0, 1)
- * and set g->param to non-NULL.  Returns true if woken by the waker, false on timeout.
+ * and set g->param to non-NULL.  Returns true if woken by the waker, false on timeout or
+ * when g's current context ended (then g->ctxerr holds its cause, else it is 0).
  * Returns only once `after` has finished, wherever it ran. */
 bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64_t ns) {
     M *m = loom__getm();
     G *g = m->curg;
     struct timed_park tp = { after, arg, -1 };
+    g->ctxerr = 0;
     if (ns >= 0) {
         g->timer.fn = timed_fire;
         g->timer.arg = g;
@@ -1244,6 +1251,13 @@ bool loom__park_timeout(void (*after)(G *, void *), void *arg, int reason, int64
     for (int spins = 0; LOAD_ACQ(&g->parking); spins++) {
         if (spins < 100) loom__cpu_relax();
         else sched_yield(); /* the hook's thread lost its CPU */
+    }
+    if (unlikely(g->ctx)) {
+        loom__ctx_park_done(g);
+        if (g->ctxerr) {
+            if (ns >= 0) loom__timer_del(&g->timer);
+            return false;
+        }
     }
     if (ns < 0) return true;
     loom__timer_del(&g->timer);
@@ -1276,6 +1290,12 @@ void loom_sleep(int64_t ns) {
     }
     M *m = loom__getm();
     G *g = m->curg;
+    if (unlikely(g->ctx)) { /* its context's end cuts the sleep short: a claimable park */
+        STORE(&g->selectdone, 0);
+        g->param = NULL;
+        (void)loom__park_timeout(NULL, NULL, WAIT_SLEEP, ns);
+        return;
+    }
     g->timer.fn = sleep_fire;
     g->timer.arg = g;
     int64_t when = loom__now() + ns;
@@ -1645,7 +1665,7 @@ int loom_run(int (*main_fn)(void *), void *arg) {
      * prints none for the main goroutine: loom_run's return address would name its caller
      * only when the call is not a tail call (`return loom_run(...)` in main leaves libc's
      * start code there) */
-    if (newproc(p0, main_goroutine, arg, &(loom_attr){ .name = "main" }, NULL) != 1)
+    if (newproc(p0, main_goroutine, arg, &(loom_attr){ .name = "main" }, NULL, NULL) != 1)
         loom__fatal("cannot create the main goroutine");
     newm(p0, false, false);
     loom__note_sleep(&exit_note);

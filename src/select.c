@@ -96,6 +96,13 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
         /* only nil channels: never ready */
         if (timeout_ns == 0) return -EAGAIN;
         if (!in_g) return -EPERM;
+        G *g = m->curg;
+        if (g->ctx) { /* until its context ends, or the timeout */
+            STORE(&g->selectdone, 0);
+            g->param = NULL;
+            (void)loom__park_timeout(NULL, NULL, WAIT_SELECT_NOCASES, timeout_ns);
+            return g->ctxerr ? g->ctxerr : -ETIMEDOUT;
+        }
         if (timeout_ns > 0) {
             loom_sleep(timeout_ns);
             return -ETIMEDOUT;
@@ -221,7 +228,7 @@ int loom_select(loom_case *cases, int ncases, int64_t timeout_ns) {
             result = won->caseidx;
             cases[result].ok = won->success ? 1 : 0;
         } else {
-            result = -ETIMEDOUT;
+            result = g->ctxerr ? g->ctxerr : -ETIMEDOUT;
         }
         if (sgs != small_sg) free(sgs);
         if (chans != small_ch) free(chans);

@@ -226,7 +226,49 @@ typedef struct lwaiter {
     G *g; /* NULL: a thread that runs no goroutine, spinning on done */
     struct lwaiter *next;
     uint32_t done; /* set by the waker for such a thread (atomic) */
+    bool claim;    /* g has a context that may end the wait: wakers claim g first */
 } lwaiter;
+
+/* A waker's claim on w's goroutine (w->claim): false if its context's end won (context.c). */
+static bool claim_waiter(lwaiter *w) {
+    if (!w->claim) return true;
+    if (!CAS(&w->g->selectdone, 0, 1)) return false;
+    w->g->param = w;
+    return true;
+}
+
+/* Takes w off the FIFO (head, tail) if it is still there; the object's _lock held. */
+static bool waiters_remove(void **head, void **tail, lwaiter *w) {
+    lwaiter *prev = NULL;
+    for (lwaiter *x = *head; x; prev = x, x = x->next) {
+        if (x != w) continue;
+        if (prev) prev->next = x->next;
+        else *head = x->next;
+        if (*tail == x) *tail = prev;
+        return true;
+    }
+    return false;
+}
+
+/* Parks g (on w) under lk, which the park releases; claimable if its context may end the
+ * wait.  Returns the context's cause if that ended it (w may still be queued), else 0. */
+static int waiter_park(lwaiter *w, loom__lock *lk, int reason) {
+    G *g = w->g;
+    if (!w->claim) {
+        loom__park(loom__getm(), loom__unlock_after, lk, reason);
+        return 0;
+    }
+    if (loom__park_timeout(loom__unlock_after, lk, reason, -1) || !g->ctxerr) return 0;
+    return g->ctxerr;
+}
+
+/* w's goroutine, which has a context, is about to wait */
+static void waiter_arm(lwaiter *w) {
+    if (!w->g || !w->g->ctx) return;
+    w->claim = true;
+    STORE(&w->g->selectdone, 0);
+    w->g->param = NULL;
+}
 
 static void waiters_push(void **head, void **tail, lwaiter *w) {
     if (*tail) ((lwaiter *)*tail)->next = w;
@@ -234,12 +276,14 @@ static void waiters_push(void **head, void **tail, lwaiter *w) {
     *tail = w;
 }
 
-/* wakes a list taken off its object, with the object's _lock released */
-static void waiters_wake(lwaiter *w) {
+/* wakes a list taken off its object, with the object's _lock released; claimed: the
+ * waker claimed each goroutine already (cond), else it claims them here, skipping those a
+ * context's end claimed first */
+static void waiters_wake(lwaiter *w, bool claimed) {
     while (w) {
         lwaiter *next = w->next; /* read before the wakeup: the node is on the waiter's stack */
-        if (w->g) loom__ready(w->g);
-        else STORE(&w->done, 1);
+        if (!w->g) STORE(&w->done, 1);
+        else if (claimed || claim_waiter(w)) loom__ready(w->g);
         w = next;
     }
 }
@@ -257,27 +301,38 @@ void loom_cond_wait(loom_cond *c, loom_mutex *m) {
     }
     loom__lock *lk = (loom__lock *)&c->_lock;
     lwaiter me = { .g = loom__getg() };
+    waiter_arm(&me);
     loom__lock_acquire(lk);
     waiters_push(&c->_head, &c->_tail, &me);
     loom_mutex_unlock(m);
-    loom__park(loom__getm(), loom__unlock_after, lk, WAIT_COND);
+    if (waiter_park(&me, lk, WAIT_COND)) { /* its context ended: off the queue, if on it */
+        loom__lock_acquire(lk);
+        waiters_remove(&c->_head, &c->_tail, &me);
+        loom__lock_release(lk);
+    }
     loom_mutex_lock(m);
 }
 
+/* A signal goes to the first waiter whose context has not ended it (claimed here, under
+ * _lock), so none is lost on a waiter that is leaving. */
 static void cond_wake(loom_cond *c, bool all) {
     if (!c) return;
     loom__lock *lk = (loom__lock *)&c->_lock;
     loom__lock_acquire(lk);
-    lwaiter *list = c->_head;
-    if (list && !all) {
-        c->_head = list->next;
-        if (!c->_head) c->_tail = NULL;
-        list->next = NULL;
-    } else {
-        c->_head = c->_tail = NULL;
+    lwaiter *list = NULL, **tail = &list;
+    while (c->_head) {
+        lwaiter *w = c->_head;
+        c->_head = w->next;
+        w->next = NULL;
+        if (!w->g || claim_waiter(w)) {
+            *tail = w;
+            tail = &w->next;
+            if (!all) break;
+        }
     }
+    if (!c->_head) c->_tail = NULL;
     loom__lock_release(lk);
-    waiters_wake(list);
+    waiters_wake(list, true);
 }
 
 void loom_cond_signal(loom_cond *c) { cond_wake(c, false); }
@@ -329,7 +384,7 @@ int loom_wg_add(loom_waitgroup *wg, long delta) {
         wg->_head = wg->_tail = NULL;
     }
     loom__lock_release(lk);
-    waiters_wake(list);
+    waiters_wake(list, false);
     return 0;
 }
 
@@ -341,6 +396,7 @@ void loom_wg_wait(loom_waitgroup *wg) {
     if ((LOAD(&wg->_state) >> 32) == 0) return;
     bool in_g = loom__in_goroutine();
     lwaiter me = { .g = in_g ? loom__getg() : NULL };
+    waiter_arm(&me);
     loom__lock *lk = (loom__lock *)&wg->_lock;
     loom__lock_acquire(lk);
     unsigned long long old = LOAD(&wg->_state);
@@ -353,7 +409,13 @@ void loom_wg_wait(loom_waitgroup *wg) {
                                           __ATOMIC_SEQ_CST));
     waiters_push(&wg->_head, &wg->_tail, &me);
     if (in_g) {
-        loom__park(loom__getm(), loom__unlock_after, lk, WAIT_WAITGROUP);
+        if (waiter_park(&me, lk, WAIT_WAITGROUP)) {
+            /* its context ended: off the queue and out of the count, unless the add that
+             * released the waiters took the queue meanwhile */
+            loom__lock_acquire(lk);
+            if (waiters_remove(&wg->_head, &wg->_tail, &me)) XADD(&wg->_state, (unsigned long long)-1);
+            loom__lock_release(lk);
+        }
         return;
     }
     loom__lock_release(lk); /* a foreign thread: no goroutine to park */
