@@ -63,10 +63,15 @@ void     loom_yield(void);
 void     loom_exit(void);
 uint64_t loom_id(void);
 int      loom_procs(void);
-int64_t  loom_now(void);
-void     loom_sleep(int64_t ns);
-void     loom_lock_thread(void);
-void     loom_unlock_thread(void);
+/* runtime.GOMAXPROCS: n > 0 sets the number of Ps while goroutines run (a shrink takes
+ * Ps out of service as their threads reach a switch); returns the previous number (n <= 0
+ * only asks), or -EPERM outside loom_run.  Without LOOM_PROCS or a call to it, the number
+ * follows the CPU limit of the process's cgroups (read about once a second). */
+int     loom_set_procs(int n);
+int64_t loom_now(void);
+void    loom_sleep(int64_t ns);
+void    loom_lock_thread(void);
+void    loom_unlock_thread(void);
 
 /* loom additions: preemption.  A goroutine that runs past its time slice (LOOM_SLICE_US,
  * default 2000) is switched out at its next loom call, or by the signal SIGURG wherever

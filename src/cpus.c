@@ -48,7 +48,8 @@
  * visible, as in Go.
  *
  * Never fails: a missing, unreadable or malformed file means "no limit" at that level.
- * Reads only at startup (loom_run); a limit changed later is not noticed.
+ * Read at startup (loom_run) and, while the number of Ps follows it, by sysmon about once
+ * a second (sysmon.c).
  */
 #include "internal.h"
 
@@ -281,6 +282,12 @@ static int affinity_count(void) {
     return n > INT_MAX ? INT_MAX : (int)n;
 }
 
+/* LOOM_CGROUP_ROOT, LOOM_CGROUP_SELF and LOOM_CGROUP_CPUS stand in for /sys/fs/cgroup,
+ * /proc/self/cgroup and the affinity mask's count: a test points loom at a fake cgroup tree
+ * and changes its limits while the program runs (tests/test_procs.c). */
 int loom__cpu_count(void) {
-    return loom__cpu_count_at("/sys/fs/cgroup", "/proc/self/cgroup", affinity_count());
+    const char *root = getenv("LOOM_CGROUP_ROOT"), *self = getenv("LOOM_CGROUP_SELF");
+    long cpus = loom__env_long("LOOM_CGROUP_CPUS", 0, 1, 1 << 20);
+    return loom__cpu_count_at(root ? root : "/sys/fs/cgroup", self ? self : "/proc/self/cgroup",
+                              cpus > 0 ? (int)cpus : affinity_count());
 }

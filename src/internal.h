@@ -504,7 +504,8 @@ struct loom__sched {
     M *allm;               /* under lock */
     P **allp;              /* nprocs Ps, then the spares made so far (P_OFF until lent):
                                    room for maxprocs pointers, fixed for the run */
-    int nprocs;            /* LOOM_PROCS */
+    int nprocs;            /* LOOM_PROCS or loom_set_procs; written under lock, read atomically */
+    int procs_auto;        /* nprocs follows the CPU limit (neither set it); atomic */
     int nallp;             /* Ps made so far; grows (sysmon, under lock) as spares are
                                    made, never shrinks; read it with loom__nallp() */
     int maxprocs;          /* LOOM_MAX_THREADS: Ps in service at most, spares included */
@@ -553,6 +554,8 @@ static inline G *loom__getg(void) {
 void loom__park(M *m, void (*after)(G *prev, void *arg), void *arg,
                 int reason);                         /* gopark; m: this thread's */
 uint64_t loom__spawn(void (*fn)(void *), void *arg); /* a goroutine, from any thread (0: out of memory) */
+int loom__procresize(int n);  /* the number of Ps, while goroutines run; returns the old one */
+void loom__procs_check(void); /* sysmon: Ps as loom__procresize left them */
 /* context.c: the parking side of a goroutine's current context (see there) */
 bool loom__ctx_park_hook(G *prev);
 void loom__ctx_park_done(G *g);

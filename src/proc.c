@@ -1108,6 +1108,87 @@ static ALWAYS_INLINE void schedule_from(M *m, G *g, void (*after)(G *, void *), 
     gogo(m, g, &m->g0, after, arg, false);
 }
 
+/* ------------------------------------------------------------------ the number of Ps */
+
+/* Sets the number of Ps to n while goroutines run (runtime.procresize, without Go's stop of
+ * the world).  Ps n.. go out of service as spares given back do (spare.c): each is asked
+ * back with spare.retire, which its thread honours where it would switch, idle or hand it
+ * off (an idle one is taken back here), its queue going to the global queue and its timers
+ * to P 0.  Ps below n come into service idle, made if they never existed; one standing in
+ * as a spare becomes a P of its own.  Ps n.. that are off then serve as spares.  Returns
+ * the previous number.  Callers: loom_set_procs, and sysmon when the count follows the
+ * CPU limit. */
+int loom__procresize(int n) {
+    if (n > loom__sched.maxprocs) n = loom__sched.maxprocs;
+    P *back = NULL; /* Ps taken off the idle list, to give back after the lock */
+    int woke = 0;
+    loom__lock_acquire(&loom__sched.lock);
+    int old = loom__sched.nprocs;
+    STORE(&loom__sched.nprocs, n);
+    for (int i = loom__sched.nallp; i < n; i++) { /* under sched.lock, as spare.c's spare_get */
+        P *np = loom__p_new(i);
+        if (!np) {
+            STORE(&loom__sched.nprocs, n = i);
+            break;
+        }
+        loom__sched.allp[i] = np;
+        STORE_REL(&loom__sched.nallp, i + 1);
+    }
+    for (int i = 0; i < loom__sched.nallp; i++) {
+        P *p = loom__sched.allp[i];
+        int st = (int)LOAD(&p->status);
+        if (i < n) {
+            if (p->spare.lender) { /* a spare in service: a P of its own now */
+                STORE(&p->spare.lender->spare.standin, NULL);
+                p->spare.lender = NULL;
+            }
+            STORE(&p->spare.retire, 0);
+            if (st == P_OFF) { /* (sysmon starts a slice afresh at its first goroutine) */
+                XADD(&loom__sched.nactive, 1);
+                pidleput(p);
+                woke++;
+            }
+            continue;
+        }
+        /* above n: out of service, but for spares standing in for a blocked thread */
+        if (st == P_OFF || p->spare.lender || LOAD(&p->spare.retire)) continue;
+        if (loom__spare_retire_locked(p)) { /* it was idle: ours to give back */
+            p->link = back;
+            back = p;
+        }
+    }
+    loom__lock_release(&loom__sched.lock);
+    while (back) {
+        P *p = back;
+        back = p->link;
+        loom__spare_off(p);
+    }
+    for (int i = 0; i < woke; i++) loom__wakep(); /* for work that waits for them */
+    return old;
+}
+
+/* sysmon: Ps that are not as loom__procresize left them (one below nprocs that went off,
+ * its retire begun before it was asked in again): resize again. */
+void loom__procs_check(void) {
+    loom__lock_acquire(&loom__sched.lock);
+    int n = loom__sched.nprocs, bad = 0;
+    for (int i = 0; i < loom__sched.nallp && !bad; i++) {
+        P *p = loom__sched.allp[i];
+        int st = (int)LOAD(&p->status);
+        if (i < n) bad = st == P_OFF;
+        else bad = st != P_OFF && !p->spare.lender && !LOAD(&p->spare.retire);
+    }
+    loom__lock_release(&loom__sched.lock);
+    if (bad) loom__procresize(n);
+}
+
+int loom_set_procs(int n) {
+    if (!LOAD(&loom__sched.running)) return -EPERM;
+    if (n <= 0 || loom__det_on) return LOAD(&loom__sched.nprocs); /* a query; one P there */
+    STORE(&loom__sched.procs_auto, 0); /* set by the program: no longer the CPU limit's */
+    return loom__procresize(n);
+}
+
 /* ------------------------------------------------------------------ for the policy files
  * Out-of-line entries to the above for preempt_policy.c, spare.c and prio.c (proc.h): off the
  * paths where a switch's cost is counted. */
@@ -1385,7 +1466,9 @@ uint64_t loom_id(void) {
     return m->curg->id;
 }
 
-int loom_procs(void) { return loom__sched.nprocs > 0 ? loom__sched.nprocs : loom__cpu_count(); }
+int loom_procs(void) {
+    return LOAD_RLX(&loom__sched.nprocs) > 0 ? LOAD_RLX(&loom__sched.nprocs) : loom__cpu_count();
+}
 
 void loom_lock_thread(void) {
     M *m = loom__getm();
@@ -1580,7 +1663,10 @@ static int schedinit(void) {
     memset(&loom__sched, 0, sizeof loom__sched);
     int n = (int)loom__env_long("LOOM_PROCS", 0, 1, 1024);
     if (loom__det_init()) n = 1; /* LOOM_SEED: one P (det.c) */
-    if (n <= 0) n = loom__cpu_count();
+    if (n <= 0) {
+        n = loom__cpu_count();
+        loom__sched.procs_auto = !loom__det_on; /* follows the CPU limit (sysmon) */
+    }
     if (n < 1) n = 1;
     loom__sched.nprocs = n;
     loom__topo_term(); /* a run that ended without schedterm */

@@ -300,7 +300,7 @@ G *loom__globrunqget(P *p, int max) {
     G *g;
     if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && loom__prio_globrunqget(p, size, &g)) return g;
     if (size == 0) return NULL;
-    int n = size / loom__sched.nprocs + 1;
+    int n = size / LOAD_RLX(&loom__sched.nprocs) + 1;
     if (n > size) n = size;
     if (max > 0 && n > max) n = max;
     if (n > LOOM_RUNQ_SIZE / 2) n = LOOM_RUNQ_SIZE / 2;

@@ -76,7 +76,7 @@ int loom__spare_limit(int nprocs) {
 /* Asks spare sp back (sched.lock held): true if it was idle, now taken off the idle list and
  * the caller's to give back (spare_off, after the lock); else its owner sees retire at its
  * next look, which it takes under sched.lock before it would make the P idle. */
-static bool retire_locked(P *sp) {
+bool loom__spare_retire_locked(P *sp) {
     STORE(&sp->spare.retire, 1);
     if (LOAD(&sp->status) != P_IDLE) return false;
     P **pp = &loom__sched.pidle;
@@ -102,7 +102,7 @@ void loom__spare_off(P *sp) {
     if (child) {
         child->spare.lender = lender;
         STORE(&sp->spare.standin, NULL);
-        child_idle = retire_locked(child);
+        child_idle = loom__spare_retire_locked(child);
     }
     if (lender) STORE(&lender->spare.standin, child);
     sp->spare.lender = NULL;
@@ -129,7 +129,7 @@ void loom__spare_off(P *sp) {
 void loom__spare_retire(P *sp) {
     LOOM__CHAOS(CH_SPARE);
     loom__lock_acquire(&loom__sched.lock);
-    bool idle = retire_locked(sp);
+    bool idle = loom__spare_retire_locked(sp);
     loom__lock_release(&loom__sched.lock);
     if (idle) loom__spare_off(sp);
 }

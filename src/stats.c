@@ -135,7 +135,7 @@ void loom__schedtrace(int64_t now) {
                      (unsigned long long)st.goroutines, (unsigned long long)st.global_runq);
     for (int i = 0; i < loom__nallp() && n < (int)sizeof line - 32; i++) {
         P *p = loom__sched.allp[i];
-        if (i >= loom__sched.nprocs && LOAD(&p->status) == P_OFF) continue;
+        if (i >= LOAD_RLX(&loom__sched.nprocs) && LOAD(&p->status) == P_OFF) continue;
         n += snprintf(line + n, sizeof line - (size_t)n, "%s%u", i ? " " : "", runqlen(p));
     }
     snprintf(line + n, sizeof line - (size_t)n, "]\n");
@@ -157,7 +157,7 @@ void loom__schedtrace(int64_t now) {
                 p->id, pstatus_names[ps < 4 ? ps : 0], LOAD_RLX(&p->schedtick), LOAD_RLX(&p->syscalltick),
                 pm ? pm->id : -1, runqlen(p), LOAD_RLX(&p->prio.n[LVL(LOOM_PRIO_HIGH)]),
                 LOAD_RLX(&p->prio.n[LVL(LOOM_PRIO_LOW)]), loom__timers_count(p),
-                i >= loom__sched.nprocs ? " (spare)" : "");
+                i >= LOAD_RLX(&loom__sched.nprocs) ? " (spare)" : "");
     }
     loom__lock_acquire(&loom__sched.lock);
     for (M *m = loom__sched.allm; m; m = m->alllink) {

@@ -29,12 +29,13 @@ static inline void det_point(void) {
 }
 
 static bool can_spin(int iter) {
-    if (iter >= 4 || loom__sched.nprocs <= 1) return false;
+    if (iter >= 4 || LOAD_RLX(&loom__sched.nprocs) <= 1) return false;
     M *m = loom__getm();
     if (!m || !m->p) return false;
     /* only while other Ps are running (the holder may be about to unlock) and our own
      * queue is empty (else running those is better than spinning) */
-    if ((uint32_t)loom__sched.nprocs <= LOAD(&loom__sched.npidle) + LOAD(&loom__sched.nmspinning) + 1)
+    if ((uint32_t)LOAD_RLX(&loom__sched.nprocs) <=
+        LOAD(&loom__sched.npidle) + LOAD(&loom__sched.nmspinning) + 1)
         return false;
     return loom__runqempty(m->p);
 }

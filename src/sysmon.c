@@ -221,10 +221,15 @@ static void netpoll_check(int64_t now) {
 /* How often sysmon repeats a deadlock check that a thread loom did not create stopped. */
 #define DEADWAIT_NS 100000000
 
+/* How often sysmon reads the CPU limit the number of Ps follows (when neither LOOM_PROCS
+ * nor loom_set_procs set it), as Go 1.25's updateMaxProcsGoroutine, which looks once a
+ * second.  Asleep for lack of work it looks when it wakes. */
+#define PROCS_LOOK_NS 1000000000
+
 static void *sysmon(void *arg) {
     (void)arg;
     STORE(&loom__sched.sysmon_tid, (int)syscall(SYS_gettid));
-    int64_t delay = 20000, sleep = delay, idle_since = 0, lastverify = 0;
+    int64_t delay = 20000, sleep = delay, idle_since = 0, lastverify = 0, procs_look = loom__nanotime();
     int idle = 0, unverified = 0;
     /* Once priority levels are in use, sysmon fires due timers and kicks the Ps that a
      * ready goroutine outranks; beside threads that spin, the kernel may make it wait
@@ -284,6 +289,14 @@ static void *sysmon(void *arg) {
          * queued yet, the deadlock check waits for it (checkdead) */
         STORE(&loom__sched.sysmon_busy, 1);
         retake(now, &acted, &handoffs, &signalling, &next);
+        if (now - procs_look >= PROCS_LOOK_NS) { /* the CPU limit, about once a second (Go 1.25) */
+            procs_look = now;
+            if (LOAD(&loom__sched.procs_auto)) {
+                int n = loom__cpu_count();
+                if (n != LOAD(&loom__sched.nprocs) && LOAD(&loom__sched.procs_auto)) loom__procresize(n);
+            }
+            loom__procs_check();
+        }
         if (unlikely(LOAD_RLX(&loom__sched.prio.used)) && !loom__det_on) loom__prio_sysmon_global(now);
         netpoll_check(now);
         STORE(&loom__sched.sysmon_busy, 0);
