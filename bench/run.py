@@ -160,6 +160,8 @@ WORKLOADS = [
       M("speedup", "x", HIGHER, "fanout: speedup 1 P → all")),
     W("mutex", "mutex", "all", 180, PAIR,
       M("ns_per_cs", "ns", LOWER, "mutex: 100 contenders")),
+    W("ctxcancel", "ctxcancel", "all", 120, PAIR,
+      M("ms", "ms", LOWER, "ctxcancel: cancel 100k waiters", faster_than_go())),
     W("httpd", "httpd", "all", 0, WRK,
       M("req_per_s", "req/s", HIGHER, "httpd (wrk): throughput", times_go(2, "≥ 2× Go")),
       M("p50_ms", "ms", LOWER, "httpd (wrk): p50 latency"),
@@ -755,6 +757,9 @@ output, each checks its own answer and exits non-zero on a wrong one.
   The serial leaves are compiled by cc -O2 on one side and by Go on the other, so the ms rows compare
   compilers as much as schedulers; the speedup row is the scheduler's figure.
 - **mutex**: 100 goroutines × 50,000 lock/increment/unlock of one mutex at all Ps; ns per critical section.
+- **ctxcancel**: 100k goroutines blocked on one cancellable context, each waiting on a channel nobody sends on (loom:
+  loom_recv, cut short by its current context with -ECANCELED; Go: select on ctx.Done() and that channel); once all are
+  parked, one cancel; ms from the cancel to the last goroutine's WaitGroup Done.
 - **httpd**: examples/httpd.c vs. a net/http hello server, driven by `wrk -t{wrk_threads} -c64 -d{net_secs}s --latency`
   and by bench_netclient --mode=http (loom: 64 keep-alive connections, one GET at a time, every answer checked).
 - **echo**: examples/echo.c vs. a Go TCP echo server, driven by bench_netclient (loom): 64 connections,
