@@ -94,8 +94,7 @@ static loom_ctx *ctx_new(loom_ctx *parent, int64_t deadline) {
         if (deadline <= loom__now()) {
             ctx_end(c, -ETIMEDOUT, false);
         } else if (LOAD(&loom__sched.running)) {
-            M *m = loom__getm();
-            loom__timer_add(m && m->p && !m->blocked ? m->p : loom__sched.allp[0], &c->tm, deadline);
+            loom__timer_add(loom__timer_home(), &c->tm, deadline);
         }
     }
     return c;
@@ -108,8 +107,7 @@ loom_ctx *loom_ctx_with_deadline(loom_ctx *parent, int64_t deadline) {
 }
 
 loom_ctx *loom_ctx_with_timeout(loom_ctx *parent, int64_t ns) {
-    int64_t now = loom__now();
-    return ctx_new(parent, ns <= 0 ? now : ns > INT64_MAX - now ? INT64_MAX : now + ns);
+    return ctx_new(parent, loom__deadline_after(ns));
 }
 
 /* Claims g for the context's wake (as a channel waker would); true if won. */

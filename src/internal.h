@@ -218,6 +218,8 @@ enum { TIMER_IDLE = 0, TIMER_PENDING = 1, TIMER_FIRING = 2 };
 void loom__timer_add(P *p, loom__timer *t, int64_t when);
 bool loom__timer_del(loom__timer *t); /* true if removed before firing; waits out a firing */
 int64_t loom__timer_next_fire(int64_t when, int64_t now, int64_t period); /* a periodic timer's */
+P *loom__timer_home(void);                   /* the heap for a timer the caller starts */
+int64_t loom__deadline_after(int64_t ns);    /* loom_now() + ns, saturated */
 int64_t loom__timers_run(P *p, int64_t now); /* runs due timers; returns next deadline or 0 */
 int64_t loom__timers_next(P *p);             /* earliest deadline of p's heap, 0 = none */
 int loom__timers_count(P *p);

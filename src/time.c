@@ -31,14 +31,6 @@ struct loom_timer {
     void *arg;
 };
 
-/* The heap a timer goes on: the caller's P if it has one (its M runs the P's timers
- * without a lock handoff), else P 0, which is always in service. */
-static P *home_p(void) {
-    M *m = loom__getm();
-    if (m && m->p && !m->blocked) return m->p;
-    return loom__sched.allp[0];
-}
-
 /* A fire (on whichever thread runs the heap's timers); a ticker goes back on the heap
  * after it (timer.c). */
 static int64_t fire(loom__timer *tm) {
@@ -61,8 +53,7 @@ static int disarm(loom_timer *t) {
 }
 
 static void arm(loom_timer *t, int64_t ns) {
-    int64_t now = loom__now();
-    loom__timer_add(home_p(), &t->tm, ns <= 0 ? now : ns > INT64_MAX - now ? INT64_MAX : now + ns);
+    loom__timer_add(loom__timer_home(), &t->tm, loom__deadline_after(ns));
 }
 
 static loom_timer *timer_new(int64_t ns, int64_t period_ns, void (*fn)(void *), void *arg) {

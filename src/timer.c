@@ -180,6 +180,20 @@ int64_t loom__timer_next_fire(int64_t when, int64_t now, int64_t period) {
     return when + period * (1 + (now - when) / period);
 }
 
+/* The heap for a timer started by the caller: its P's if it holds one (its M runs that
+ * heap's timers without a lock handoff), else P 0's, which is always in service. */
+P *loom__timer_home(void) {
+    M *m = loom__getm();
+    if (m && m->p && !m->blocked) return m->p;
+    return loom__sched.allp[0];
+}
+
+/* loom_now() + ns, at least now and at most INT64_MAX */
+int64_t loom__deadline_after(int64_t ns) {
+    int64_t now = loom__now();
+    return ns <= 0 ? now : ns > INT64_MAX - now ? INT64_MAX : now + ns;
+}
+
 int64_t loom__timers_next(P *p) { return LOAD(&p->timer0_when); }
 
 int loom__timers_count(P *p) {
