@@ -52,15 +52,35 @@ struct t_watch {
     int stop;
     int max_threads;
     loom_waitgroup done;
+    char seen[2048]; /* each thread at the peak: tid, state and system call, for a failure */
 };
+
+static bool t__watch_note(long tid, char *stat, void *arg)
+{
+    char *out = arg, path[64], call[64] = "?";
+    snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", tid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fgets(call, sizeof call, f))
+            call[strcspn(call, " \n")] = 0; /* the call's number (or "running", -1) */
+        fclose(f);
+    }
+    const char *rp = strrchr(stat, ')');
+    size_t len = strlen(out);
+    snprintf(out + len, 2048 - len, " %ld:%c:%s", tid, rp && rp[1] ? rp[2] : '?', call);
+    return true;
+}
 
 static void t_watch_fn(void *arg)
 {
     struct t_watch *w = arg;
     while (!__atomic_load_n(&w->stop, __ATOMIC_SEQ_CST)) {
         int n = t_count_threads();
-        if (n > w->max_threads)
+        if (n > w->max_threads) {
             __atomic_store_n(&w->max_threads, n, __ATOMIC_SEQ_CST);
+            w->seen[0] = 0;
+            t_each_thread_stat(t__watch_note, w->seen);
+        }
         loom_sleep(MS);
     }
     loom_wg_done(&w->done);
@@ -87,9 +107,10 @@ static inline void t_watch_check(struct t_watch *w, const char *what)
     CHECK_OK(loom_stats(&st));
     CHECK_MSG(
             w->max_threads <= t_hook_bound(),
-            "%s: %d threads at LOOM_PROCS=%d (bound %d; %llu switches by the preemption signal, %llu spare Ps lent)",
+            "%s: %d threads at LOOM_PROCS=%d (bound %d; %llu switches by the preemption signal, %llu spare Ps lent, "
+            "%llu Ps handed off; at the peak, tid:state:call:%s)",
             what, w->max_threads, loom_procs(), t_hook_bound(), (unsigned long long)st.async_preemptions,
-            (unsigned long long)st.spare_lends);
+            (unsigned long long)st.spare_lends, (unsigned long long)st.handoffs, w->seen);
     /* A spare is lent when sysmon finds a P's thread asleep in the kernel, using no CPU,
      * for a millisecond (src/spare.c): goroutines in hooked calls park instead, and a
      * blocking call the hook missed would cost a spare per call, hundreds here.  Threads

@@ -59,6 +59,14 @@ static void park_waiter(void *arg)
     __atomic_store_n(&w->done, 1, __ATOMIC_SEQ_CST);
 }
 
+/* goroutines parked now (the caller, running, is not one of them) */
+static uint64_t waiting_now(void)
+{
+    struct loom_stats st;
+    CHECK_OK(loom_stats(&st));
+    return st.waiting;
+}
+
 static void test_park(void)
 {
     int pp[2];
@@ -70,8 +78,10 @@ static void test_park(void)
     CHECK_GE(loom_now() - t0, 20 * MS);
     CHECK_ERR(loom_fd_park(pp[0], LOOM_READABLE, 0), ETIMEDOUT);
     struct waiter w = { pp[0], 0, 0 };
+    uint64_t waiting0 = waiting_now();
     loom_go(park_waiter, &w);
-    loom_sleep(5 * MS);
+    /* parked (it claims the fd's word before it parks): the next waiter finds it there */
+    T_WAIT_UNTIL(waiting_now() > waiting0, 10, "the waiter never parked");
     CHECK_EQ(t_get(&w.done), 0);
     CHECK_ERR(loom_fd_park(pp[0], LOOM_READABLE, 10 * MS), EBUSY); /* one waiter per direction */
     CHECK_EQ(write(pp[1], "x", 1), 1);
@@ -98,8 +108,9 @@ static void test_forget(void)
     int pp[2];
     CHECK_OK(pipe2(pp, O_NONBLOCK));
     struct waiter w = { pp[0], 0, 0 };
+    uint64_t waiting0 = waiting_now();
     loom_go(park_waiter, &w);
-    loom_sleep(5 * MS);
+    T_WAIT_UNTIL(waiting_now() > waiting0, 10, "the waiter never parked");
     CHECK_OK(loom_fd_forget(pp[0]));
     T_WAIT_UNTIL(t_get(&w.done), 10, "the waiter to be woken by loom_fd_forget");
     CHECK_ERR(w.r, ECANCELED);
