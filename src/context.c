@@ -23,8 +23,11 @@
  * context a canceller has finished with.
  *
  * Locking: c->lock guards c's children list, its waiters list (g->ctxnext/ctxprev/ctxq of
- * the Gs on it) and the done channel's close.  A context's lock is never held while
- * another's is taken (ending children happens after the parent's lock is released).
+ * the Gs on it) and the done channel's close.  Locks are taken parent before child: ending
+ * a context ends its children under its own lock, and loom_ctx_free unlinks a context from
+ * its parent under the parent's, so a child is never freed while its parent's end reaches
+ * it.  (The woken goroutines are readied under the locks of the ancestors being ended; the
+ * scheduler's locks come after every context lock.)
  *
  * Lifetime: loom_ctx_free ends c, detaches it from its parent and its children from it
  * (they are ended, and keep working as ended contexts), and frees it.  A context must not
@@ -137,21 +140,15 @@ static void ctx_end(loom_ctx *c, int cause, bool from_timer) {
         }
     }
     loom_close(c->done);
-    /* the children, one at a time: each is ended without c's lock held (it takes its own) */
-    loom_ctx *kids = c->child;
+    /* the children, under c's lock: loom_ctx_free of a child unlinks it under this lock, so
+     * none is freed while it is ended here (locks are taken parent before child) */
+    for (loom_ctx *k = c->child; k; k = k->next) ctx_end(k, cause, false);
     loom__lock_release(&c->lock);
     while (woken) {
         G *g = woken;
         woken = g->schedlink;
         g->schedlink = NULL;
         loom__ready(g);
-    }
-    for (loom_ctx *k = kids; k;) {
-        loom__lock_acquire(&c->lock);
-        loom_ctx *next = k->next; /* children are only unlinked by loom_ctx_free */
-        loom__lock_release(&c->lock);
-        ctx_end(k, cause, false);
-        k = next;
     }
 }
 

@@ -417,6 +417,44 @@ static void case_group(void)
     CHECK_EQ(loom_group_go(NULL, limited, NULL), -EINVAL);
 }
 
+/* ---- children freed while their parent's end reaches them */
+
+static loom_ctx *shared_parent;
+static loom_waitgroup churners = LOOM_WAITGROUP_INIT;
+static int churn_stop; /* atomic */
+
+static void churner(void *arg)
+{
+    (void)arg;
+    while (!t_get(&churn_stop)) {
+        loom_ctx *c = loom_ctx_with_cancel(shared_parent);
+        loom_ctx *gc = loom_ctx_with_timeout(c, 1000 * MS);
+        CHECK(c && gc);
+        loom_ctx_free(gc);
+        loom_ctx_free(c);
+        loom_yield();
+    }
+    loom_wg_done(&churners);
+}
+
+static void case_free_race(void)
+{
+    long rounds = t_scale(300);
+    for (long r = 0; r < rounds; r++) {
+        shared_parent = loom_ctx_with_cancel(NULL);
+        __atomic_store_n(&churn_stop, 0, __ATOMIC_SEQ_CST);
+        CHECK_OK(loom_wg_add(&churners, 4));
+        for (int i = 0; i < 4; i++)
+            CHECK(loom_go(churner, NULL) != 0);
+        for (int k = (int)(r % 7); k > 0; k--)
+            loom_yield();
+        loom_ctx_cancel(shared_parent, 0); /* ends whatever children exist, as they are freed */
+        __atomic_store_n(&churn_stop, 1, __ATOMIC_SEQ_CST);
+        loom_wg_wait(&churners);
+        loom_ctx_free(shared_parent);
+    }
+}
+
 static int main_fn(void *arg)
 {
     (void)arg;
@@ -434,6 +472,8 @@ static int main_fn(void *arg)
         case_inherit();
     if (t_want("group"))
         case_group();
+    if (t_want("free_race"))
+        case_free_race();
     return 0;
 }
 
