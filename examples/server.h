@@ -88,7 +88,12 @@ static ssize_t server_read(server_deadline *d, int fd, void *buf, size_t n) {
         loom_ctx *old = loom_ctx_set(d->ctx);
         ssize_t r = loom_read(fd, buf, n);
         loom_ctx_set(old);
-        if (r != -ETIMEDOUT || loom_ctx_err(d->parent) || loom_now() >= d->at) return r;
+        if (r >= 0) return r;
+        if (loom_ctx_err(d->parent)) { /* a shutdown: bytes that came before it are answered */
+            ssize_t k = loom_recvfrom(fd, buf, n, MSG_DONTWAIT, NULL, NULL);
+            return k > 0 ? k : r;
+        }
+        if (r != -ETIMEDOUT || loom_now() >= d->at) return r;
         loom_ctx_free(d->ctx); /* an earlier deadline's: the read had no effect, so wait on */
         d->ctx = NULL;
     }
