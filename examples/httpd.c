@@ -6,13 +6,21 @@
  * GET / (and HEAD /) answers "Hello, World!\n"; other paths get 404, other methods 405, and
  * a request that is not HTTP/1.0 or 1.1 gets 400 and the connection is closed.  HTTP/1.1
  * connections stay open unless the client sends "Connection: close"; HTTP/1.0 ones close
- * unless it sends "Connection: keep-alive".  Prints "httpd: listening on 127.0.0.1:PORT" once
- * it accepts connections; SIGINT or SIGTERM stops it (exit status 0).
+ * unless it sends "Connection: keep-alive".  Every answer carries Content-Length, so a
+ * client can tell a whole one from a cut one.  Prints "httpd: listening on 127.0.0.1:PORT"
+ * once it accepts connections.
+ *
+ * Deadlines and shutdown (server.h has the options): a request must arrive within
+ * READ_TIMEOUT and its answer be written within WRITE_TIMEOUT, else the connection is cut;
+ * a keep-alive connection idle for IDLE_TIMEOUT is closed.  SIGINT or SIGTERM stops
+ * accepting and closes idle connections; a connection with a request in flight gets its
+ * answer, with "Connection: close", unless SHUTDOWN_GRACE runs out first.  Exit status 0.
  *
  * Each connection reads into a buffer that may hold part of a request or several pipelined
  * ones, answers every complete request in it, then writes all those answers with one
- * loom_write.  Nothing is allocated per request or per connection: the buffers live on the
- * goroutine's stack, and untouched stack pages cost no memory.
+ * loom_write.  Nothing is allocated per request or per connection but the deadlines'
+ * contexts: the buffers live on the goroutine's stack, and untouched stack pages cost no
+ * memory.
  */
 #define _GNU_SOURCE /* memmem */
 #include "server.h"
@@ -74,8 +82,9 @@ static void refresh_date(struct conn *c) {
     c->date_len = strftime(c->date, sizeof c->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
 }
 
+/* Writes the queued answers, within WRITE_TIMEOUT (or until the grace period ends). */
 static int flush(struct conn *c) {
-    ssize_t n = loom_write(c->fd, c->out, c->out_len);
+    ssize_t n = server_write(server.halt, server.write_timeout, c->fd, c->out, c->out_len);
     int ok = n == (ssize_t)c->out_len;
     c->out_len = 0;
     return ok ? 0 : -1;
@@ -209,21 +218,38 @@ static void close_gracefully(int fd) {
     loom_fd_close(fd);
 }
 
-static void serve(void *arg) {
+static void serve(int fd) {
     struct conn c; /* not `= { ... }`: that would zero 16 KiB of buffers */
-    c.fd = (int)(intptr_t)arg;
+    c.fd = fd;
     c.in_len = c.out_len = c.date_len = 0;
     c.date_sec = -1;
     size_t skip = 0; /* body bytes of the last request still to discard */
-    int closing = 0;
+    int closing = 0, cut = 0;
+    /* Waiting for a request with nothing in flight (idle), a shutdown closes the connection
+     * at once; the first request must begin within READ_TIMEOUT of the accept, a later one
+     * within IDLE_TIMEOUT of the last answer.  Once begun, a request has READ_TIMEOUT to
+     * arrive whole (req), and only the end of the grace period cuts that short. */
+    server_deadline idle = { .parent = server.stop, .at = loom_now() + server.read_timeout };
+    loom_ctx *req = NULL;
     while (!closing) {
-        ssize_t n = loom_read(c.fd, c.in + c.in_len, IN_SIZE - c.in_len);
-        if (n <= 0) break; /* the client closed (or an error): we are done */
+        ssize_t n;
+        if (!req) {
+            n = server_read(&idle, c.fd, c.in + c.in_len, IN_SIZE - c.in_len);
+        } else {
+            loom_ctx *old = loom_ctx_set(req);
+            n = loom_read(c.fd, c.in + c.in_len, IN_SIZE - c.in_len);
+            loom_ctx_set(old);
+        }
+        if (n <= 0) { /* the client closed, an error, or a deadline (a request half read: cut) */
+            cut = req && n < 0;
+            break;
+        }
         c.in_len += (size_t)n;
         refresh_date(&c);
 
         /* answer every complete request in the buffer */
         size_t pos = 0;
+        int answered = 0;
         while (!closing) {
             size_t k = skip < c.in_len - pos ? skip : c.in_len - pos;
             pos += k;
@@ -234,7 +260,7 @@ static void serve(void *arg) {
             if (!e) {
                 if (pos == 0 && c.in_len == IN_SIZE) { /* a head that fills the buffer */
                     closing = 1;
-                    if (respond(&c, &replies[R431], 0, 0, 0) != 0) goto out;
+                    if (respond(&c, &replies[R431], 0, 0, 0) != 0) goto cut;
                 }
                 break; /* wait for the rest of this request */
             }
@@ -243,19 +269,33 @@ static void serve(void *arg) {
             const struct reply *rep = route(c.in + pos, len, &r);
             pos += len;
             skip = r.body_len; /* the body (if any) is read and ignored */
+            answered = 1;
+            if (server_stopping()) r.keep_alive = 0; /* shutting down: this is the last answer */
             closing = !r.keep_alive;
-            if (respond(&c, rep, r.http10, r.keep_alive, r.head) != 0) goto out;
+            if (respond(&c, rep, r.http10, r.keep_alive, r.head) != 0) goto cut;
         }
         memmove(c.in, c.in + pos, c.in_len - pos);
         c.in_len -= pos;
-        if (c.out_len && flush(&c) != 0) goto out; /* one write for them all */
+        if (c.out_len && flush(&c) != 0) goto cut; /* one write for them all */
+
+        /* a request begun (part of a head, or a body to skip) must arrive by its deadline */
+        if (answered) {
+            server_ctx_free(req);
+            req = NULL;
+            idle.at = loom_now() + server.idle_timeout;
+        }
+        if ((c.in_len || skip) && !req && !(req = loom_ctx_with_timeout(server.halt, server.read_timeout)))
+            goto cut;
     }
-    if (closing) {
-        close_gracefully(c.fd);
-        return;
-    }
-out:
-    loom_fd_close(c.fd);
+    server_ctx_free(idle.ctx);
+    server_ctx_free(req);
+    if (closing) close_gracefully(c.fd); /* after a last answer */
+    else server_close(c.fd, cut);
+    return;
+cut: /* an answer could not be written whole (or no memory for a deadline) */
+    server_ctx_free(idle.ctx);
+    server_ctx_free(req);
+    server_close(c.fd, 1);
 }
 
 int main(int argc, char **argv) {

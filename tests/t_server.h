@@ -7,7 +7,8 @@
  * parent-death signal), so a test killed by ctest's timeout leaves no server behind; a
  * watchdog (t_server_watchdog) asks the server for a goroutine dump (SIGQUIT) and fails
  * loudly before that timeout.  t_server_stop sends SIGTERM and requires a clean exit:
- * status 0, no crash, no sanitizer report.
+ * status 0, no crash, no sanitizer report; a test that sends the signal itself waits with
+ * t_server_wait, and reads what the server printed then with t_server_output.
  */
 #ifndef LOOM_TEST_T_SERVER_H
 #define LOOM_TEST_T_SERVER_H
@@ -25,7 +26,9 @@ typedef struct t_server {
     const char *name; /* "echo", "httpd": the prefix of its listening line */
     pid_t pid;
     int port;
-    int out_fd; /* the read end of its stdout (kept open: it may print more) */
+    int out_fd;  /* the read end of its stdout (kept open: it may print more) */
+    bool exited; /* reaped (t_server_exited); status: its wait status */
+    int status;
 } t_server;
 
 static pid_t t_server_watched; /* the server the watchdog kills */
@@ -77,6 +80,8 @@ static inline void t_server_start(t_server *s, const char *path, const char *nam
     s->name = name;
     s->pid = pid;
     s->out_fd = p[0];
+    s->exited = false;
+    s->status = 0;
     t_server_watched = pid;
 
     /* its first line says where it listens */
@@ -110,30 +115,65 @@ static inline void t_server_start(t_server *s, const char *path, const char *nam
     CHECK_MSG(s->port > 0 && s->port < 65536, "%s printed a bad port: %s", name, line);
 }
 
-/* SIGTERM; the server must exit with status 0 within 60 s (it closes its listener and
- * returns from loom_run), not crash or hang. */
-static inline void t_server_stop(t_server *s)
+/* Has the server exited?  Reaps it if so (s->status); never waits. */
+static inline bool t_server_exited(t_server *s)
 {
-    CHECK_OK(kill(s->pid, SIGTERM));
-    int st = 0;
-    pid_t r = 0;
-    for (int i = 0; i < 6000 && (r = waitpid(s->pid, &st, WNOHANG)) == 0; i++)
-        usleep(10 * 1000);
-    if (r == 0) {
-        kill(s->pid, SIGQUIT); /* a goroutine dump on its stderr */
-        sleep(2);
-        kill(s->pid, SIGKILL);
-        waitpid(s->pid, &st, 0);
-        FAIL("%s did not exit within 60 s of SIGTERM", s->name);
+    if (!s->exited) {
+        pid_t r = waitpid(s->pid, &s->status, WNOHANG);
+        CHECK_MSG(r == 0 || r == s->pid, "waitpid: %s", strerror(errno));
+        s->exited = r == s->pid;
     }
-    CHECK_MSG(r == s->pid, "waitpid: %s", strerror(errno));
+    return s->exited;
+}
+
+/* After a SIGTERM (or SIGINT) the caller sent: the server must exit with status 0 within
+ * `seconds` (a hang guard: it gets SIGQUIT, for a goroutine dump, then the test fails), not
+ * crash.  From a goroutine it parks between looks (t_wait_pause). */
+static inline void t_server_wait(t_server *s, int seconds)
+{
+    int64_t deadline = t_clock_ns() + (int64_t)seconds * 1000000000;
+    while (!t_server_exited(s)) {
+        if (t_clock_ns() > deadline) {
+            kill(s->pid, SIGQUIT); /* a goroutine dump on its stderr */
+            sleep(2);
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, &s->status, 0);
+            FAIL("%s did not exit within %d s of SIGTERM", s->name, seconds);
+        }
+        t_wait_pause();
+    }
     t_server_watched = 0;
-    close(s->out_fd);
+    int st = s->status;
     if (WIFSIGNALED(st))
         FAIL("%s was killed by signal %d (%s), not a clean exit on SIGTERM", s->name, WTERMSIG(st),
              strsignal(WTERMSIG(st)));
     CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s exited with status %d after SIGTERM", s->name,
               WEXITSTATUS(st));
+}
+
+/* What the server printed on stdout after its listening line, once it has exited
+ * (t_server_wait): up to cap - 1 bytes, NUL-terminated.  Closes its pipe. */
+static inline void t_server_output(t_server *s, char *buf, size_t cap)
+{
+    size_t len = 0;
+    ssize_t k;
+    while (len < cap - 1 && (k = read(s->out_fd, buf + len, cap - 1 - len)) != 0) {
+        if (k < 0 && errno == EINTR)
+            continue;
+        CHECK_MSG(k > 0, "reading %s's stdout: %s", s->name, strerror(errno));
+        len += (size_t)k;
+    }
+    buf[len] = 0;
+    close(s->out_fd);
+    s->out_fd = -1;
+}
+
+/* SIGTERM; the server must exit with status 0 within 60 s (t_server_wait). */
+static inline void t_server_stop(t_server *s)
+{
+    CHECK_OK(kill(s->pid, SIGTERM));
+    t_server_wait(s, 60);
+    close(s->out_fd);
 }
 
 static void t_server_on_alarm(int sig)
