@@ -36,7 +36,7 @@ static void serve(int fd) {
         if (server_stopping()) break; /* shutting down: what was in flight is done */
         idle.at = loom_now() + server.idle_timeout;
     }
-    server_ctx_free(idle.ctx);
+    loom_ctx_free(idle.ctx);
     server_close(fd, cut);
 }
 

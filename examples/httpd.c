@@ -224,7 +224,7 @@ static void serve(int fd) {
     c.in_len = c.out_len = c.date_len = 0;
     c.date_sec = -1;
     size_t skip = 0; /* body bytes of the last request still to discard */
-    int closing = 0, cut = 0;
+    int closing = 0;
     /* Waiting for a request with nothing in flight (idle), a shutdown closes the connection
      * at once; the first request must begin within READ_TIMEOUT of the accept, a later one
      * within IDLE_TIMEOUT of the last answer.  Once begun, a request has READ_TIMEOUT to
@@ -240,9 +240,11 @@ static void serve(int fd) {
             n = loom_read(c.fd, c.in + c.in_len, IN_SIZE - c.in_len);
             loom_ctx_set(old);
         }
-        if (n <= 0) { /* the client closed, an error, or a deadline (a request half read: cut) */
-            cut = req && n < 0;
-            break;
+        if (n <= 0) { /* the client closed, an error, or a deadline */
+            loom_ctx_free(idle.ctx);
+            loom_ctx_free(req);
+            server_close(c.fd, req && n < 0);
+            return;
         }
         c.in_len += (size_t)n;
         refresh_date(&c);
@@ -280,21 +282,20 @@ static void serve(int fd) {
 
         /* a request begun (part of a head, or a body to skip) must arrive by its deadline */
         if (answered) {
-            server_ctx_free(req);
+            loom_ctx_free(req);
             req = NULL;
             idle.at = loom_now() + server.idle_timeout;
         }
         if ((c.in_len || skip) && !req && !(req = loom_ctx_with_timeout(server.halt, server.read_timeout)))
             goto cut;
     }
-    server_ctx_free(idle.ctx);
-    server_ctx_free(req);
-    if (closing) close_gracefully(c.fd); /* after a last answer */
-    else server_close(c.fd, cut);
+    loom_ctx_free(idle.ctx);
+    loom_ctx_free(req);
+    close_gracefully(c.fd);
     return;
 cut: /* an answer could not be written whole (or no memory for a deadline) */
-    server_ctx_free(idle.ctx);
-    server_ctx_free(req);
+    loom_ctx_free(idle.ctx);
+    loom_ctx_free(req);
     server_close(c.fd, 1);
 }
 

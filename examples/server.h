@@ -59,27 +59,9 @@ static struct {
     loom_ctx *stop;                                           /* ends on SIGINT or SIGTERM */
     loom_ctx *halt;                                           /* ends when the grace period is over */
     loom_waitgroup running;                                   /* the accept loop and each connection */
-    loom_mutex ctx_lock;                                      /* server_ctx_free says why */
     int64_t read_timeout, write_timeout, idle_timeout, grace; /* ns */
     long accepted, cut;                                       /* connections; cut: atomic */
-} server = { .running = LOOM_WAITGROUP_INIT, .ctx_lock = LOOM_MUTEX_INIT };
-
-/* loom_ctx_free for a context under server.stop or server.halt.  loom_ctx_cancel ends a
- * context's children one by one without keeping them alive, so a child freed meanwhile
- * would be used after its free: the frees and the two cancels (server_cancel) take
- * ctx_lock, and never overlap.  (A mutex: a cancel walks thousands of children.) */
-static void server_ctx_free(loom_ctx *c) {
-    if (!c) return;
-    loom_mutex_lock(&server.ctx_lock);
-    loom_ctx_free(c);
-    loom_mutex_unlock(&server.ctx_lock);
-}
-
-static void server_cancel(loom_ctx *c, int cause) {
-    loom_mutex_lock(&server.ctx_lock);
-    loom_ctx_cancel(c, cause);
-    loom_mutex_unlock(&server.ctx_lock);
-}
+} server = { .running = LOOM_WAITGROUP_INIT };
 
 /* A connection's deadline for reading, one that moves: each answer puts the idle deadline
  * IDLE_TIMEOUT after it.  A context for every request's read and write (an allocation, a
@@ -96,7 +78,7 @@ typedef struct server_deadline {
 static ssize_t server_read(server_deadline *d, int fd, void *buf, size_t n) {
     for (;;) {
         if (d->ctx && d->ctx_at > d->at) { /* the deadline moved earlier: a new context */
-            server_ctx_free(d->ctx);
+            loom_ctx_free(d->ctx);
             d->ctx = NULL;
         }
         if (!d->ctx) {
@@ -112,7 +94,7 @@ static ssize_t server_read(server_deadline *d, int fd, void *buf, size_t n) {
             return k > 0 ? k : r;
         }
         if (r != -ETIMEDOUT || loom_now() >= d->at) return r;
-        server_ctx_free(d->ctx); /* an earlier deadline's: the read had no effect, so wait on */
+        loom_ctx_free(d->ctx); /* an earlier deadline's: the read had no effect, so wait on */
         d->ctx = NULL;
     }
 }
@@ -129,7 +111,7 @@ static ssize_t server_write(loom_ctx *parent, int64_t timeout, int fd, const voi
     loom_ctx *old = loom_ctx_set(deadline);
     ssize_t r = loom_write(fd, (const char *)buf + done, n - (size_t)done);
     loom_ctx_set(old);
-    server_ctx_free(deadline);
+    loom_ctx_free(deadline);
     return r < 0 ? (done ? done : r) : done + r;
 }
 
@@ -193,13 +175,13 @@ static int server_main(void *arg) {
     loom_read(server.signal_fd, &si, sizeof si); /* parks goroutine 1 until SIGINT or SIGTERM */
 
     /* stop accepting and close idle connections; the others finish what is in flight... */
-    server_cancel(server.stop, -ECANCELED);
+    loom_ctx_cancel(server.stop, -ECANCELED);
     loom_ctx *grace = loom_ctx_with_timeout(NULL, server.grace);
     loom_ctx *old = loom_ctx_set(grace); /* NULL (out of memory): background, no limit */
     loom_wg_wait(&server.running);       /* returns early when the grace period ends */
     loom_ctx_set(old);
     /* ...until the grace period is over: then cut the rest, and wait for their goroutines */
-    server_cancel(server.halt, -ETIMEDOUT);
+    loom_ctx_cancel(server.halt, -ETIMEDOUT);
     loom_wg_wait(&server.running);
 
     printf("%s: stopped: %ld connections, %ld cut\n", server.name, server.accepted, server.cut);
