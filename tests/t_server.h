@@ -168,6 +168,20 @@ static inline void t_server_output(t_server *s, char *buf, size_t cap)
     s->out_fd = -1;
 }
 
+/* After the server's exit (t_server_wait): the connections it says it cut, from the line
+ * "NAME: stopped: N connections, M cut" that the example servers print at a shutdown. */
+static inline long t_server_cut_count(t_server *s, const char *name)
+{
+    char out[1024], head[64];
+    long conns = -1, cut = -1;
+    t_server_output(s, out, sizeof out);
+    snprintf(head, sizeof head, "%s: stopped: ", name);
+    const char *l = strstr(out, head);
+    CHECK_MSG(l && sscanf(l + strlen(head), "%ld connections, %ld cut", &conns, &cut) == 2,
+              "no \"%sN connections, M cut\" line in what the server printed: \"%s\"", head, out);
+    return cut;
+}
+
 /* SIGTERM; the server must exit with status 0 within 60 s (t_server_wait). */
 static inline void t_server_stop(t_server *s)
 {

@@ -109,13 +109,7 @@ static void term(void)
 /* After the server's exit (t_server_wait): how many connections it says it cut. */
 static long cut_count(void)
 {
-    char out[1024];
-    long conns = -1, cut = -1;
-    t_server_output(&srv, out, sizeof out);
-    const char *l = strstr(out, "echo: stopped: ");
-    CHECK_MSG(l && sscanf(l, "echo: stopped: %ld connections, %ld cut", &conns, &cut) == 2,
-              "no \"echo: stopped: N connections, M cut\" line in what the server printed: \"%s\"", out);
-    return cut;
+    return t_server_cut_count(&srv, "echo");
 }
 
 /* ---- load: SIGTERM under clients in a loop */
