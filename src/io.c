@@ -209,7 +209,8 @@ typedef ssize_t (*io_op)(int fd, struct io_args *a, int kind);
  * left queued after it.  When that was none, and no edge has come from the poller since
  * (an arrival after the read makes one; a wait that consumes it clears rdrained), the next
  * read would say EAGAIN, so it parks at once.  (A FIN counts as a byte left, so
- * end-of-file is never skipped.)  A read that gets no count back is on a socket loom did
+ * end-of-file is never skipped.  A reset does not: once the poller has seen an error or
+ * hang-up on the socket (PD_ERR) every read goes to the kernel, which reports it.)  A read that gets no count back is on a socket loom did
  * not ask: the number was reused behind loom's back, and the cache is refreshed. */
 static uint32_t inq_enable(loom__pd *pd, int fd) {
     int one = 1;
@@ -221,7 +222,7 @@ static uint32_t inq_enable(loom__pd *pd, int fd) {
 static ssize_t recv_inq(int fd, struct io_args *a) {
     loom__pd *pd = a->pd;
     bool edge = loom__pd_take_read_edge(pd);
-    if (!edge && LOAD_RLX(&pd->rdrained)) {
+    if (!edge && LOAD_RLX(&pd->rdrained) && !(LOAD(&pd->flags) & PD_ERR)) {
         errno = EAGAIN; /* empty at the last read, and nothing arrived since */
         return -1;
     }

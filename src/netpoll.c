@@ -158,6 +158,8 @@ G *loom__netpoll(int64_t ns) {
     for (int i = 0; i < n; i++) {
         loom__pd *pd = ev[i].ud;
         G *g;
+        /* (before the wakeup: the woken reader must see it) */
+        if (ev[i].events & LOOM__POLL_ERR) __atomic_or_fetch(&pd->flags, PD_ERR, __ATOMIC_RELEASE);
         if ((ev[i].events & LOOM_READABLE) && (g = netpollunblock(&pd->rg, true))) {
             g->param = pd;
             g->schedlink = list;

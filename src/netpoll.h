@@ -9,8 +9,10 @@
 
 typedef struct {
     void *ud;   /* what the core registered with the fd */
-    int events; /* LOOM_READABLE | LOOM_WRITABLE; errors and hang-ups report both */
+    int events; /* LOOM_READABLE | LOOM_WRITABLE, and LOOM__POLL_ERR for an error or hang-up
+                   (which reports both directions too) */
 } loom__poll_event;
+enum { LOOM__POLL_ERR = 4 };
 
 /* A poll descriptor: one per fd number (netpoll.c explains the protocol). */
 typedef struct loom__pd {
@@ -29,6 +31,7 @@ enum {
     PD_REG = 8,        /* registered with the backend (as far as loom knows) */
     PD_INQ_TRIED = 16, /* TCP_INQ was asked for (io.c) */
     PD_INQ = 32,       /* ...and granted: reads learn how much is left queued */
+    PD_ERR = 64,       /* the poller saw an error or hang-up on it (a reset): io.c reads on */
 };
 
 loom__pd *loom__pd_get(int fd);     /* NULL if fd is out of range or no memory */

@@ -80,6 +80,7 @@ int loom__pollb_wait(int64_t ns, loom__poll_event *out, int max) {
         int e = 0;
         if (ev[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) e |= LOOM_READABLE;
         if (ev[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) e |= LOOM_WRITABLE;
+        if (ev[i].events & (EPOLLHUP | EPOLLERR)) e |= LOOM__POLL_ERR;
         out[k].ud = ev[i].data.ptr;
         out[k].events = e;
         k++;
