@@ -363,7 +363,7 @@ static ssize_t do_io(int fd, int mode, io_op op, struct io_args *a) {
  * (a partial write before it is not reported, as a failed write(2) after a short one). */
 static ssize_t cut_short(size_t done, ssize_t err) {
     G *g = loom__getg();
-    if (done > 0 && g && g->ctx && err == loom__ctx_ended(g)) return (ssize_t)done;
+    if (done > 0 && g && err == loom__ctx_ended(g)) return (ssize_t)done;
     return err;
 }
 

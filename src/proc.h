@@ -101,7 +101,7 @@ void loom__slice_end(P *p);             /* p's slice is used up: runnext to the 
 void loom__spare_off(P *sp);       /* give back spare sp, which we own */
 void loom__spare_retirep(M *m);    /* m's P is a spare asked back: give it */
 int loom__spare_limit(int nprocs); /* LOOM_MAX_THREADS */
-bool loom__spare_retire_locked(
-        P *sp); /* sched.lock held: asks sp back; true: idle, the caller's to give back */
+/* sched.lock held: asks sp back; true if it was idle, now the caller's to give back */
+bool loom__spare_retire_locked(P *sp);
 
 #endif
